@@ -1,0 +1,255 @@
+"""Workflow, BatchTask, Execution and Attempt (see shared/design.md for the vocabulary)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Mode(models.TextChoices):
+    WORKFLOW = "workflow", _("Workflow")
+    COMPLETION = "completion", _("Completion")
+    CHAT = "chat", _("Chat")
+
+
+class ResponseMode(models.TextChoices):
+    STREAMING = "streaming", _("Streaming")
+    BLOCKING = "blocking", _("Blocking")
+
+
+class ErrorType(models.TextChoices):
+    RATE_LIMITED = "rate_limited", _("Rate limited")
+    UPSTREAM_ERROR = "upstream_error", _("Upstream error")
+    TIMEOUT = "timeout", _("Timeout")
+    CONNECTION = "connection", _("Connection")
+    BAD_RESPONSE = "bad_response", _("Bad response")
+    WORKFLOW_FAILED = "workflow_failed", _("Workflow failed")
+    INVALID_INPUT = "invalid_input", _("Invalid input")
+    APP_ERROR = "app_error", _("App error")
+    AUTH = "auth", _("Authentication")
+    INTERRUPTED = "interrupted", _("Interrupted")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+TRANSIENT_ERRORS = frozenset(
+    {
+        ErrorType.RATE_LIMITED,
+        ErrorType.UPSTREAM_ERROR,
+        ErrorType.TIMEOUT,
+        ErrorType.CONNECTION,
+        ErrorType.BAD_RESPONSE,
+        ErrorType.WORKFLOW_FAILED,
+    }
+)
+# Every other row of the batch would fail the same way, so the batch pauses.
+PAUSING_ERRORS = frozenset({ErrorType.AUTH, ErrorType.APP_ERROR})
+
+
+class Workflow(models.Model):
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    mode = models.CharField(_("mode"), max_length=20, choices=Mode, default=Mode.WORKFLOW)
+    base_url = models.URLField(_("base URL"), max_length=500, help_text=_("e.g. https://api.dify.ai/v1"))
+    api_key = models.CharField(_("API key"), max_length=500)
+    response_mode = models.CharField(
+        _("response mode"), max_length=20, choices=ResponseMode, default=ResponseMode.STREAMING
+    )
+    timeout = models.FloatField(_("request timeout (s)"), default=300)
+    rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
+    concurrency = models.PositiveIntegerField(_("default concurrency"), default=10)
+    retry_workflow_failed = models.BooleanField(_("auto-retry failed runs"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("workflow")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def snapshot(self) -> dict[str, Any]:
+        """The settings a batch keeps, so recovery and retries use what it started with (never the API key)."""
+        return {
+            "mode": self.mode,
+            "base_url": self.base_url,
+            "response_mode": self.response_mode,
+            "timeout": self.timeout,
+            "rpm_limit": self.rpm_limit,
+            "retry_workflow_failed": self.retry_workflow_failed,
+        }
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    PAUSED = "paused", _("Paused")
+    FINISHED = "finished", _("Finished")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class BatchTaskQuerySet(models.QuerySet["BatchTask"]):
+    def running(self) -> BatchTaskQuerySet:
+        return self.filter(status=BatchStatus.RUNNING)
+
+    def with_work(self) -> BatchTaskQuerySet:
+        return self.filter(
+            models.Exists(Execution.objects.filter(batch=models.OuterRef("pk")).unfinished())
+        )
+
+
+class BatchTask(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="batches")
+    source_filename = models.CharField(_("source file"), max_length=255, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=BatchStatus, default=BatchStatus.PENDING)
+    status_reason = models.CharField(_("reason"), max_length=500, blank=True)
+    concurrency = models.PositiveIntegerField(_("concurrency"), default=10)
+    max_retries = models.PositiveIntegerField(_("max auto retries"), default=2)
+    config = models.JSONField(_("workflow settings snapshot"), default=dict)
+    total = models.PositiveIntegerField(_("rows"), default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    objects = BatchTaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
+        indexes = [models.Index(fields=["status"], name="batch_status_idx")]
+        permissions = [("control_batchtask", "Can start, pause, resume and cancel batches")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class Trigger(models.TextChoices):
+    AUTO = "auto", _("Automatic")
+    MANUAL = "manual", _("Manual")
+    RECOVERY = "recovery", _("Recovery")
+
+
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def pending(self) -> ExecutionQuerySet:
+        return self.filter(status=ExecutionStatus.PENDING)
+
+    def running(self) -> ExecutionQuerySet:
+        return self.filter(status=ExecutionStatus.RUNNING)
+
+    def failed(self) -> ExecutionQuerySet:
+        return self.filter(status=ExecutionStatus.FAILED)
+
+    def unfinished(self) -> ExecutionQuerySet:
+        return self.filter(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING])
+
+    def due(self, now: datetime) -> ExecutionQuerySet:
+        """Pending rows whose backoff (if any) has passed."""
+        return self.filter(Q(not_before__isnull=True) | Q(not_before__lte=now), status=ExecutionStatus.PENDING)
+
+    def stale(self, now: datetime) -> ExecutionQuerySet:
+        """Running rows whose lease expired: their worker is gone or cut off."""
+        return self.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
+
+    def claimable(self, now: datetime) -> ExecutionQuerySet:
+        return self.due(now) | self.stale(now)
+
+
+class Execution(models.Model):
+    batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions")
+    index = models.PositiveIntegerField(_("row"))
+    inputs = models.JSONField(_("inputs"), default=dict)
+    status = models.CharField(
+        _("status"), max_length=20, choices=ExecutionStatus, default=ExecutionStatus.PENDING
+    )
+    outputs = models.JSONField(_("outputs"), null=True, blank=True)
+    error_type = models.CharField(_("error type"), max_length=30, choices=ErrorType, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    http_status = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
+    attempt_count = models.PositiveIntegerField(_("attempts"), default=0)
+    auto_retries = models.PositiveIntegerField(_("auto retries used"), default=0)
+    interruptions = models.PositiveIntegerField(_("interruptions"), default=0)
+    manual_retries = models.PositiveIntegerField(_("manual retries"), default=0)
+    next_trigger = models.CharField(max_length=10, choices=Trigger, default=Trigger.AUTO)
+    not_before = models.DateTimeField(_("not before"), null=True, blank=True)
+    workflow_run_id = models.CharField(_("workflow run id"), max_length=64, blank=True)
+    task_id = models.CharField(_("task / message id"), max_length=64, blank=True)
+    total_tokens = models.PositiveIntegerField(_("tokens"), default=0)
+    elapsed = models.FloatField(_("elapsed (s)"), null=True, blank=True)
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["batch", "index"]
+        verbose_name = _("execution")
+        constraints = [models.UniqueConstraint(fields=["batch", "index"], name="execution_batch_index_uniq")]
+        indexes = [
+            models.Index(fields=["batch", "status", "index"], name="execution_claim_idx"),
+            models.Index(fields=["batch", "status", "error_type"], name="execution_errors_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="execution_lease_idx"),
+            models.Index(fields=["batch", "finished_at"], name="execution_finished_idx"),
+        ]
+        permissions = [("retry_execution", "Can retry executions")]
+
+    def __str__(self) -> str:
+        return f"#{self.batch_id}/{self.index}"
+
+
+class Attempt(models.Model):
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        INTERRUPTED = "interrupted", _("Interrupted")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField(_("number"))
+    trigger = models.CharField(_("trigger"), max_length=10, choices=Trigger, default=Trigger.AUTO)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome)
+    upstream_status = models.CharField(_("upstream status"), max_length=30, blank=True)
+    error_type = models.CharField(_("error type"), max_length=30, choices=ErrorType, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    workflow_run_id = models.CharField(_("workflow run id"), max_length=64, blank=True)
+    latency = models.FloatField(_("latency (s)"), null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(_("tokens"), default=0)
+
+    class Meta:
+        ordering = ["execution", "number"]
+        verbose_name = _("attempt")
+
+    def __str__(self) -> str:
+        return f"{self.execution} try {self.number}"
+
+
+class RunnerSlot(models.Model):
+    """At most BATCHES_RUNNERS runners work at once; a wake-up that finds every slot held simply ends."""
+
+    slot = models.PositiveSmallIntegerField(primary_key=True)
+    owner = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"slot {self.slot}: {self.owner or '-'}"

@@ -1,0 +1,153 @@
+"""Settings for the batches project, read from the environment (see README)."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+DEBUG = env_bool("DJANGO_DEBUG")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "batches",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "batchsite.urls"
+WSGI_APPLICATION = "batchsite.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def database_config() -> dict[str, Any]:
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # IMMEDIATE: a read transaction that later writes would otherwise fail at once with "database is locked".
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # Subprocess tests (qcluster, fake Dify) need a file they can open too.
+        config["TEST"] = {"NAME": os.environ.get("BATCHES_TEST_SQLITE", str(BASE_DIR / "test-db.sqlite3"))}
+    return config
+
+
+DATABASES = {"default": database_config()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+if env_bool("DJANGO_SECURE"):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- batches engine -------------------------------------------------------------------------------------------
+BATCHES_WORKERS = env_int("BATCHES_WORKERS", 2)
+BATCHES_LEASE_SECONDS = env_float("BATCHES_LEASE_SECONDS", 30)
+BATCHES_RUNNER_SLICE = env_float("BATCHES_RUNNER_SLICE", 20)
+BATCHES_RUNNER_CAPACITY = env_int("BATCHES_RUNNER_CAPACITY", 500)
+BATCHES_RUNNERS = env_int("BATCHES_RUNNERS", BATCHES_WORKERS)
+BATCHES_POLL_INTERVAL = env_float("BATCHES_POLL_INTERVAL", 0.5)
+BATCHES_MAX_INTERRUPTIONS = env_int("BATCHES_MAX_INTERRUPTIONS", 3)
+BATCHES_BACKOFF_BASE = env_float("BATCHES_BACKOFF_BASE", 1.0)
+BATCHES_BACKOFF_CAP = env_float("BATCHES_BACKOFF_CAP", 60.0)
+BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 600)
+BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
+BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
+BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
+BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
+
+_task_timeout = int(BATCHES_RUNNER_SLICE + BATCHES_MAX_REQUEST_TIMEOUT + 60)
+Q_CLUSTER = {
+    "name": "batches",
+    "orm": "default",
+    "workers": BATCHES_WORKERS,
+    # Messages are wake-ups: the truth (claims, leases) lives in our tables, so a lost or repeated one is harmless.
+    "timeout": _task_timeout,
+    "retry": _task_timeout + 60,
+    "max_attempts": 2,
+    "ack_failures": True,
+    "save_limit": 200,
+    "catch_up": False,
+    "poll": env_float("BATCHES_Q_POLL", 0.2),
+    "label": "Django Q2",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}},
+    "loggers": {
+        "batches": {"handlers": ["stderr"], "level": os.environ.get("BATCHES_LOG_LEVEL", "INFO"), "propagate": False},
+        "django_q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        "httpx": {"level": "WARNING"},
+    },
+}
