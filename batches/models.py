@@ -98,9 +98,7 @@ class BatchTaskQuerySet(models.QuerySet["BatchTask"]):
         return self.filter(status=BatchStatus.RUNNING)
 
     def with_work(self) -> BatchTaskQuerySet:
-        return self.filter(
-            models.Exists(Execution.objects.filter(batch=models.OuterRef("pk")).unfinished())
-        )
+        return self.filter(models.Exists(Execution.objects.filter(batch=models.OuterRef("pk")).unfinished()))
 
 
 class BatchTask(models.Model):
@@ -174,9 +172,7 @@ class Execution(models.Model):
     batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions")
     index = models.PositiveIntegerField(_("row"))
     inputs = models.JSONField(_("inputs"), default=dict)
-    status = models.CharField(
-        _("status"), max_length=20, choices=ExecutionStatus, default=ExecutionStatus.PENDING
-    )
+    status = models.CharField(_("status"), max_length=20, choices=ExecutionStatus, default=ExecutionStatus.PENDING)
     outputs = models.JSONField(_("outputs"), null=True, blank=True)
     error_type = models.CharField(_("error type"), max_length=30, choices=ErrorType, blank=True)
     error = models.TextField(_("error"), blank=True)

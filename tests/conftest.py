@@ -29,9 +29,7 @@ def make_batch(make_workflow: Any) -> Any:
         batch = BatchTask.objects.create(
             name=fields.pop("name", "batch"), workflow=workflow, config=workflow.snapshot(), total=rows, **fields
         )
-        Execution.objects.bulk_create(
-            Execution(batch=batch, index=i, inputs={"text": f"row {i}"}) for i in range(rows)
-        )
+        Execution.objects.bulk_create(Execution(batch=batch, index=i, inputs={"text": f"row {i}"}) for i in range(rows))
         return batch
 
     return make

@@ -1,0 +1,467 @@
+"""Parse and validate an import file (CSV, XLSX or JSONL), streamed: rows are yielded one at a time.
+
+Every problem raises ImportFileError whose message is one line naming the line (CSV, JSONL) or row (XLSX).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import math
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from batches.dify import InputVariable
+
+CHUNK_BYTES = 1024 * 1024
+SNIFF_CHARS = 64 * 1024
+DELIMITERS = ",;\t|"
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
+XLSX_EXPANSION = 20  # an XLSX may unpack to at most this many times max_bytes
+EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
+EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+Numbered = Iterator[tuple[int, list[Any]]]  # (line or row number, cells)
+
+
+class ImportFileError(ValueError):
+    """A file that cannot be imported; str(error) is one line naming where and what."""
+
+
+@dataclass
+class ParsedFile:
+    format: str  # "csv" | "xlsx" | "jsonl"
+    columns: list[str]  # input variable names after label→name mapping
+    encoding: str | None  # CSV only: "utf-8", "utf-8-sig" or "gb18030"
+    delimiter: str | None  # CSV only
+    rows: Iterator[dict[str, Any]]  # lazy; may raise ImportFileError for a bad row
+
+
+@dataclass
+class _Source:
+    unit: str  # "line" or "row", for messages
+    columns: list[str]  # as written in the file
+    records: Numbered  # values aligned with columns
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_file(
+    path: str | Path,
+    *,
+    filename: str | None = None,
+    variables: list[InputVariable] | None = None,
+    mode: str = "workflow",
+    max_bytes: int | None = None,
+    max_rows: int | None = None,
+) -> ParsedFile:
+    """Check the file and its header now; return a ParsedFile whose rows are read lazily."""
+    path = Path(path)
+    fmt = detect_format(filename or path.name)
+    max_bytes = settings.BATCHES_MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
+    max_rows = settings.BATCHES_MAX_ROWS if max_rows is None else max_rows
+    _check_size(path, max_bytes)
+    source = {"csv": _read_csv, "xlsx": _read_xlsx, "jsonl": _read_jsonl}[fmt](path, max_bytes)
+    columns = map_columns(source.columns, variables, mode)
+    rows = _limited(source.records, source.unit, columns, max_rows)
+    first = next(rows, None)
+    if first is None:
+        raise ImportFileError("the file has a header but no data rows")
+    return ParsedFile(fmt, columns, source.encoding, source.delimiter, _prepend(first, rows))
+
+
+def preview(
+    path: str | Path,
+    *,
+    filename: str | None = None,
+    variables: list[InputVariable] | None = None,
+    mode: str = "workflow",
+    limit: int = 20,
+) -> tuple[ParsedFile, list[dict[str, Any]]]:
+    """The parsed file and its first `limit` rows (the rest of the file is not read)."""
+    parsed = parse_file(path, filename=filename, variables=variables, mode=mode)
+    rows = list(islice(parsed.rows, limit))
+    close = getattr(parsed.rows, "close", None)
+    if close is not None:
+        close()  # release the file (an XLSX workbook stays open until its rows are read)
+    return parsed, rows
+
+
+def detect_format(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise ImportFileError(f"unsupported file type {suffix or filename!r}: use CSV, XLSX or JSONL")
+    return EXTENSIONS[suffix]
+
+
+def map_columns(header: list[str], variables: list[InputVariable] | None, mode: str) -> list[str]:
+    """Map labels to variable names and check the columns against the app's input form."""
+    columns = header if variables is None else _match_variables(header, variables, mode)
+    if mode == "chat" and "query" not in columns:
+        raise ImportFileError("missing required column 'query': a chat app needs the user's message")
+    return columns
+
+
+def _match_variables(header: list[str], variables: list[InputVariable], mode: str) -> list[str]:
+    names = {v.variable for v in variables} | ({"query"} if mode == "chat" else set())
+    by_label = {v.label.strip(): v.variable for v in variables if v.label}
+    columns = [h if h in names else by_label.get(h, "") for h in header]
+    unknown = [h for h, c in zip(header, columns, strict=True) if not c]
+    if unknown:
+        expected = ", ".join(_describe(v) for v in variables) or "none"
+        raise ImportFileError(f"unknown column(s) {_names(unknown)}; the app expects: {expected}")
+    _check_duplicates(header, columns)
+    for var in variables:
+        if var.required and var.variable not in columns:
+            raise ImportFileError(f"missing required column {_describe(var)}")
+    return columns
+
+
+def _check_duplicates(header: list[str], columns: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for cell, name in zip(header, columns, strict=True):
+        if name in seen:
+            raise ImportFileError(f"columns {seen[name]!r} and {cell!r} both give variable {name!r}")
+        seen[name] = cell
+
+
+def _describe(var: InputVariable) -> str:
+    if var.label and var.label != var.variable:
+        return f"{var.variable!r} (label {var.label!r})"
+    return repr(var.variable)
+
+
+def _names(items: Iterable[str]) -> str:
+    return ", ".join(repr(i) for i in items)
+
+
+def _check_size(path: Path, max_bytes: int) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImportFileError(f"cannot read the file: {exc.strerror}") from None
+    if size > max_bytes:
+        raise ImportFileError(f"the file is {_mb(size)}, over the {_mb(max_bytes)} limit")
+    if size == 0:
+        raise ImportFileError("the file is empty")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size} bytes"
+
+
+def _prepend(first: dict[str, Any], rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    yield from rows
+
+
+def _limited(records: Numbered, unit: str, columns: list[str], max_rows: int) -> Iterator[dict[str, Any]]:
+    for count, (number, values) in enumerate(records, start=1):
+        if count > max_rows:
+            raise ImportFileError(f"{unit} {number}: more than {max_rows} data rows (the limit is {max_rows})")
+        yield dict(zip(columns, values, strict=True))
+
+
+# --------------------------------------------------------------------------- tables (CSV and XLSX)
+
+
+def _is_blank(cells: list[Any]) -> bool:
+    return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
+
+
+def _table(records: Numbered, unit: str, strict: bool) -> tuple[list[str], Numbered]:
+    """Split records into a header (the first non-blank row) and the data rows after it."""
+    for number, cells in records:
+        if not _is_blank(cells):
+            header = _header(number, cells, unit, strict)
+            return header, _body(records, len(header), unit, strict)
+    raise ImportFileError("the file is empty: no header row")
+
+
+def _header(number: int, cells: list[Any], unit: str, strict: bool) -> list[str]:
+    names = ["" if c is None else str(c).strip() for c in cells]
+    while not strict and names and not names[-1]:
+        names.pop()
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if not name:
+            raise ImportFileError(f"{unit} {number}: column {_column(i, unit)} has no name in the header")
+        if name in seen:
+            raise ImportFileError(f"{unit} {number}: duplicate column {name!r} in the header")
+        seen.add(name)
+    return names
+
+
+def _body(records: Numbered, width: int, unit: str, strict: bool) -> Numbered:
+    blank_at: int | None = None
+    for number, cells in records:
+        if _is_blank(cells):
+            blank_at = blank_at or number
+        elif blank_at is not None:
+            raise ImportFileError(f"{unit} {blank_at}: blank {unit} between data rows (only trailing ones are allowed)")
+        else:
+            yield number, _fit(number, cells, width, unit, strict)
+
+
+def _fit(number: int, cells: list[Any], width: int, unit: str, strict: bool) -> list[Any]:
+    if len(cells) == width:
+        return cells
+    if strict:
+        raise ImportFileError(f"{unit} {number}: expected {width} fields, found {len(cells)}")
+    for i in range(width, len(cells)):
+        if not _is_blank([cells[i]]):
+            raise ImportFileError(f"{unit} {number}: cell {_column(i, unit)}{number} is beyond the header's columns")
+    return cells[:width] + [""] * (width - len(cells))
+
+
+def _column(index: int, unit: str) -> str:
+    if unit == "line":
+        return str(index + 1)
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(index + 1)
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _read_csv(path: Path, max_bytes: int) -> _Source:
+    encoding = detect_encoding(path)
+    delimiter = _sniff(path, encoding)
+    header, rows = _table(_csv_records(path, encoding, delimiter), "line", strict=True)
+    return _Source("line", header, rows, encoding, delimiter)
+
+
+def detect_encoding(path: Path) -> str:
+    """utf-8-sig (BOM), utf-8 or gb18030, after decoding the whole file; NUL bytes mean binary."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ImportFileError("the file is UTF-16 text: save it as CSV UTF-8")
+    candidates = ("utf-8-sig",) if head.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
+    failures = []
+    for encoding in candidates:
+        failure = _decode_failure(path, encoding)
+        if failure is None:
+            return encoding
+        failures.append(failure)
+    offset, line = max(failures)
+    tried = " or ".join(c.replace("-sig", "") for c in candidates).upper()
+    raise ImportFileError(f"line {line}: byte {offset} cannot be decoded as {tried}: save the file as UTF-8")
+
+
+def _decode_failure(path: Path, encoding: str) -> tuple[int, int] | None:
+    """(byte offset, line number) of the first undecodable byte, or None if the whole file decodes."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = lines = 0
+    with path.open("rb") as f:
+        for chunk in chain(iter(lambda: f.read(CHUNK_BYTES), b""), [b""]):
+            _check_binary(chunk, offset)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                at = exc.start - pending
+                return offset + at, lines + chunk.count(b"\n", 0, max(at, 0)) + 1
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+    return None
+
+
+def _check_binary(chunk: bytes, offset: int) -> None:
+    nul = chunk.find(b"\0")
+    if nul >= 0:
+        raise ImportFileError(f"the file looks binary (NUL byte at offset {offset + nul}): use CSV, XLSX or JSONL")
+
+
+def _sniff(path: Path, encoding: str) -> str:
+    """The delimiter that splits the header into most columns and keeps the sample's rows that wide."""
+    with path.open(encoding=encoding, newline="") as f:
+        sample = f.read(SNIFF_CHARS)
+        if f.read(1):
+            sample = sample[: sample.rfind("\n") + 1] or sample
+    best, best_score = ",", (0.0, 0)
+    for delimiter in DELIMITERS:
+        score = _delimiter_score(sample, delimiter)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _delimiter_score(sample: str, delimiter: str) -> tuple[float, int]:
+    try:
+        widths = [len(r) for r in csv.reader(sample.splitlines(keepends=True), delimiter=delimiter) if r]
+    except csv.Error:
+        return (0.0, 0)
+    if not widths or widths[0] < 2:
+        return (0.0, 0)
+    return (sum(w == widths[0] for w in widths) / len(widths), widths[0])
+
+
+def _csv_records(path: Path, encoding: str, delimiter: str) -> Numbered:
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    with path.open(encoding=encoding, newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            for cells in reader:
+                yield start, cells
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise ImportFileError(f"line {start}: malformed CSV ({exc})") from None
+
+
+# --------------------------------------------------------------------------- XLSX
+
+
+def _read_xlsx(path: Path, max_bytes: int) -> _Source:
+    _check_zip(path, max_bytes * XLSX_EXPANSION)
+    header, rows = _table(_xlsx_records(path), "row", strict=False)
+    return _Source("row", header, rows)
+
+
+def _check_zip(path: Path, limit: int) -> None:
+    """Refuse what is not a zip archive, and archives that unpack to more than `limit` bytes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ImportFileError(
+            "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
+        ) from None
+    if unpacked > limit:
+        raise ImportFileError(f"the XLSX file unpacks to {_mb(unpacked)}, over the {_mb(limit)} limit")
+
+
+def _xlsx_records(path: Path) -> Numbered:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+        sheet = workbook.worksheets[0]
+        sheet.reset_dimensions()  # don't trust the stored dimension: read what is there
+    except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
+        raise ImportFileError(f"not a valid XLSX file ({type(exc).__name__}): save it again as .xlsx") from None
+    try:
+        for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield number, [_xlsx_value(c) for c in cells]
+    finally:
+        workbook.close()
+
+
+def _xlsx_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+# --------------------------------------------------------------------------- JSONL
+
+
+def _read_jsonl(path: Path, max_bytes: int) -> _Source:
+    objects = _jsonl_objects(path)
+    for number, first in objects:
+        keys = list(first)
+        if not keys:
+            raise ImportFileError(f"line {number}: the first object has no keys to name the columns")
+        if _is_export(first):
+            columns = list(first["inputs"])
+            records = _export_records(chain([(number, first)], objects), keys, columns)
+        else:
+            columns, records = keys, _plain_records(chain([(number, first)], objects), keys)
+        return _Source("line", columns, records)
+    raise ImportFileError("the file is empty")
+
+
+def _is_export(obj: dict[str, Any]) -> bool:
+    return set(obj) == EXPORT_KEYS and isinstance(obj["inputs"], dict)
+
+
+def _plain_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str]) -> Numbered:
+    for number, obj in objects:
+        _check_keys(number, obj, keys, "")
+        yield number, [obj[k] for k in keys]
+
+
+def _export_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str], columns: list[str]) -> Numbered:
+    for number, obj in objects:
+        _check_keys(number, obj, keys, "")
+        inputs = obj["inputs"]
+        if not isinstance(inputs, dict):
+            raise ImportFileError(f"line {number}: 'inputs' must be an object like on line 1")
+        _check_keys(number, inputs, columns, "inputs ")
+        yield number, [inputs[k] for k in columns]
+
+
+def _check_keys(number: int, obj: dict[str, Any], keys: list[str], what: str) -> None:
+    if len(obj) == len(keys) and all(k in obj for k in keys):
+        return
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise ImportFileError(f"line {number}: missing {what}key(s) {_names(missing)}")
+    extra = [k for k in obj if k not in set(keys)]
+    raise ImportFileError(f"line {number}: unexpected {what}key(s) {_names(extra)} (not in the first object)")
+
+
+def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    blank_at: int | None = None
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = _jsonl_text(number, raw)
+            if not line.strip():
+                blank_at = blank_at or number
+                continue
+            if blank_at is not None:
+                raise ImportFileError(f"line {blank_at}: blank line between objects (only trailing ones are allowed)")
+            yield number, _jsonl_object(number, line)
+
+
+def _jsonl_text(number: int, raw: bytes) -> str:
+    if b"\0" in raw:
+        raise ImportFileError(f"line {number}: the file looks binary (NUL byte): use CSV, XLSX or JSONL")
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"line {number}: byte {exc.start} of the line is not valid UTF-8") from None
+
+
+def _jsonl_object(number: int, line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ImportFileError(f"line {number}: JSON nested too deeply") from None
+    except ValueError as exc:
+        raise ImportFileError(f"line {number}: invalid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ImportFileError(f"line {number}: expected a JSON object, found {_json_kind(value)}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)

@@ -1,0 +1,30 @@
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from batches.models import Mode, ResponseMode
+from batches.services.lifecycle import save_workflow
+
+
+class Command(BaseCommand):
+    help = "Create a workflow (a Dify app endpoint) or update the given settings of an existing one."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--base-url")
+        parser.add_argument("--api-key")
+        parser.add_argument("--mode", choices=Mode.values)
+        parser.add_argument("--response-mode", choices=ResponseMode.values)
+        parser.add_argument("--timeout", type=float)
+        parser.add_argument("--rpm", type=int, dest="rpm_limit")
+        parser.add_argument("--concurrency", type=int)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        fields = {key: options[key] for key in ("base_url", "api_key", "mode", "response_mode", "timeout")}
+        fields.update(rpm_limit=options["rpm_limit"], concurrency=options["concurrency"])
+        try:
+            workflow, _ = save_workflow(options["name"], **fields)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stdout.write(workflow.name)

@@ -1,0 +1,29 @@
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from batches.management.utils import get_batch
+from batches.models import BatchTask
+from batches.selectors import batch_summaries
+
+COLUMNS = ("id", "status", "total", "pending", "running", "succeeded", "failed", "cancelled", "total_tokens", "name")
+
+
+class Command(BaseCommand):
+    help = "Show the progress of one batch or of all batches."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("batch_id", type=int, nargs="?")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch_id = options["batch_id"]
+        batches = [get_batch(batch_id)] if batch_id is not None else list(BatchTask.objects.order_by("pk"))
+        summaries = batch_summaries(batches)
+        if options["json"]:
+            self.stdout.write(json.dumps(summaries[0] if batch_id is not None else summaries, ensure_ascii=False))
+            return
+        self.stdout.write("  ".join(f"{column:>9}" for column in COLUMNS))
+        for summary in summaries:
+            self.stdout.write("  ".join(f"{summary[column]!s:>9}" for column in COLUMNS))

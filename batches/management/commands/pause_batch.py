@@ -1,0 +1,10 @@
+from batches.management.utils import BatchControlCommand
+from batches.services.lifecycle import pause_batch
+
+
+class Command(BatchControlCommand):
+    help = "Pause a batch."
+    past = "paused"
+
+    def transition(self, batch_id: int) -> bool:
+        return pause_batch(batch_id)

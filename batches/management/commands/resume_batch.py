@@ -1,0 +1,10 @@
+from batches.management.utils import BatchControlCommand
+from batches.services.lifecycle import resume_batch
+
+
+class Command(BatchControlCommand):
+    help = "Resume a batch."
+    past = "resumed"
+
+    def transition(self, batch_id: int) -> bool:
+        return resume_batch(batch_id)

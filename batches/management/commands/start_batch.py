@@ -1,0 +1,10 @@
+from batches.management.utils import BatchControlCommand
+from batches.services.lifecycle import start_batch
+
+
+class Command(BatchControlCommand):
+    help = "Start a batch."
+    past = "started"
+
+    def transition(self, batch_id: int) -> bool:
+        return start_batch(batch_id)

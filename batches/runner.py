@@ -1,0 +1,176 @@
+"""The code a django-q2 worker runs: one runner slice.
+
+The calling thread owns every database write (claims, run ids, results, lease renewals); a private thread runs
+an asyncio loop with one Dify client that keeps up to BATCHES_RUNNER_CAPACITY calls in flight. The two talk
+through a queue, so no lock or transaction is ever held while a call is on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from batches.dify import AppSettings, CallResult, DifyClient
+from batches.models import BatchTask
+from batches.services import engine
+from batches.services.lifecycle import app_settings
+
+logger = logging.getLogger(__name__)
+RECORD_CHUNK = 500
+
+
+class CallLoop:
+    """An event loop in its own thread, with the HTTP client created inside it (workers are forked)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="batches-calls", daemon=True)
+        self.thread.start()
+        self.client: DifyClient = self.submit(self._make_client()).result()
+
+    async def _make_client(self) -> DifyClient:
+        return DifyClient(transport=settings.BATCHES_HTTP_TRANSPORT)
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.submit(self.client.aclose()).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass
+class Runner:
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    capacity: int = field(default_factory=lambda: settings.BATCHES_RUNNER_CAPACITY)
+    events: queue.Queue[tuple[str, engine.Claim, Any]] = field(default_factory=queue.Queue)
+    in_flight: int = 0
+    settings_by_batch: dict[int, AppSettings] = field(default_factory=dict)
+    next_claim: int = 0  # round-robin start among batches
+
+    def run(self, seconds: float, slot: int | None = None) -> int:
+        """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
+        calls, recorded = CallLoop(), 0
+        deadline, next_renewal = time.monotonic() + seconds, 0.0
+        try:
+            while True:
+                claiming = time.monotonic() < deadline
+                got = self.claim_and_start(calls) if claiming else 0
+                recorded += self.record(self.wait_for_events(got))
+                if time.monotonic() >= next_renewal:
+                    self.renew(slot)
+                    next_renewal = time.monotonic() + settings.BATCHES_LEASE_SECONDS / 3
+                if not self.in_flight and (not claiming or (not got and not engine.has_work())):
+                    return recorded
+        finally:
+            calls.close()
+
+    def claim_and_start(self, calls: CallLoop) -> int:
+        room = self.capacity - self.in_flight
+        batches = engine.runnable_batches() if room > 0 else []
+        started = 0
+        for offset in range(len(batches)):
+            batch = batches[(self.next_claim + offset) % len(batches)]
+            for claim in engine.claim(batch.pk, self.owner, room - started):
+                calls.submit(self.call(calls.client, self.app_for(batch), claim))
+                started += 1
+        self.next_claim += 1
+        self.in_flight += started
+        return started
+
+    def app_for(self, batch: BatchTask) -> AppSettings:
+        # Read the key on every claim round: a corrected key takes effect without restarting anything.
+        return app_settings(batch.workflow, batch.config)
+
+    async def call(self, client: DifyClient, app: AppSettings, claim: engine.Claim) -> None:
+        result = CallResult(ok=False, error_type="bad_response", error="the call did not finish")
+        try:
+            result = await self.reconciled(client, app, claim) or await client.run(
+                app, claim.inputs, user=f"batch-{claim.batch_id}", on_started=self.started_callback(claim)
+            )
+        except Exception as exc:  # a bug must not strand the row: record it as a failed try
+            logger.exception("call for execution %s crashed", claim.execution_id)
+            result = CallResult(ok=False, error_type="bad_response", error=f"internal error: {type(exc).__name__}")
+        finally:
+            self.events.put(("done", claim, result))
+
+    def started_callback(self, claim: engine.Claim) -> Any:
+        return lambda run_id, task_id: self.events.put(("started", claim, (run_id, task_id)))
+
+    async def reconciled(self, client: DifyClient, app: AppSettings, claim: engine.Claim) -> CallResult | None:
+        """After an interruption, ask Dify how the earlier run ended instead of paying for it twice."""
+        if not claim.resume_run_id or app.mode != "workflow":
+            return None
+        deadline = time.monotonic() + app.timeout
+        while time.monotonic() < deadline:
+            found = await client.get_workflow_run(app, claim.resume_run_id)
+            if found.ok:
+                logger.info("execution %s: recovered run %s from Dify", claim.execution_id, claim.resume_run_id)
+                return found
+            if found.upstream_status != "running":
+                return None
+            await asyncio.sleep(2)
+        return None
+
+    def wait_for_events(self, just_started: int) -> list[tuple[str, engine.Claim, Any]]:
+        timeout = 0.05 if just_started else settings.BATCHES_POLL_INTERVAL
+        if not self.in_flight:
+            time.sleep(timeout)
+            return []
+        events = []
+        try:
+            events.append(self.events.get(timeout=timeout))
+            while len(events) < RECORD_CHUNK:
+                events.append(self.events.get_nowait())
+        except queue.Empty:
+            pass
+        return events
+
+    def record(self, events: list[tuple[str, engine.Claim, Any]]) -> int:
+        started = [(claim, *ids) for kind, claim, ids in events if kind == "started"]
+        done = [(claim, result) for kind, claim, result in events if kind == "done"]
+        if started:
+            engine.store_run_ids(started)
+        if not done:
+            return 0
+        recorded = engine.record_results(done)
+        self.in_flight -= len(done)
+        engine.finish_done(recorded.batch_ids)
+        return recorded.written
+
+    def renew(self, slot: int | None) -> None:
+        engine.renew_leases(self.owner)
+        if slot is not None:
+            engine.renew_slot(slot, self.owner)
+
+
+def run_slice() -> str:
+    """One runner slice, guarded by a runner slot; hands over to a fresh wake-up if work is left."""
+    runner = Runner()
+    slot = engine.acquire_slot(runner.owner)
+    if slot is None:
+        return "every runner slot is taken"
+    try:
+        recorded = runner.run(settings.BATCHES_RUNNER_SLICE, slot)
+    finally:
+        engine.release_slot(slot, runner.owner)
+        close_old_connections()
+    # Released before this check, so a wake-up refused a slot meanwhile is never left stranded.
+    if engine.has_work():
+        engine.wake_runners()
+    return f"recorded {recorded} results"

@@ -1,0 +1,226 @@
+"""Batch and workflow state changes requested by people (admin, pages, commands)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from batches import dify, importers
+from batches.models import (
+    Attempt,
+    BatchStatus,
+    BatchTask,
+    ErrorType,
+    Execution,
+    ExecutionStatus,
+    Trigger,
+    Workflow,
+)
+from batches.services.engine import wake_runners
+
+logger = logging.getLogger(__name__)
+IMPORT_CHUNK = 2000
+
+
+class TransitionError(Exception):
+    """The object is not in a state that allows the requested change."""
+
+
+def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
+    """Create a workflow or update the given fields of an existing one."""
+    changes = {key: value for key, value in fields.items() if value is not None}
+    workflow, created = Workflow.objects.get_or_create(name=name, defaults=changes)
+    if not created and changes:
+        for key, value in changes.items():
+            setattr(workflow, key, value)
+        workflow.full_clean()
+        workflow.save()
+    return workflow, created
+
+
+def app_settings(workflow: Workflow, config: dict[str, Any] | None = None) -> dify.AppSettings:
+    config = config or workflow.snapshot()
+    return dify.AppSettings(
+        mode=config["mode"],
+        base_url=config["base_url"],
+        api_key=workflow.api_key,
+        response_mode=config["response_mode"],
+        timeout=config["timeout"],
+    )
+
+
+@dataclass
+class ImportOptions:
+    name: str = ""
+    concurrency: int | None = None
+    max_retries: int = 2
+    start: bool = True
+    created_by_id: int | None = None
+
+
+def import_batch(
+    workflow: Workflow,
+    path: str | Path,
+    *,
+    filename: str | None = None,
+    options: ImportOptions | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> BatchTask:
+    """Create the whole batch from a file, or nothing (ImportFileError names the line)."""
+    options = options or ImportOptions()
+    filename = filename or Path(path).name
+    variables = dify.fetch_parameters(app_settings(workflow))  # network: before any transaction
+    parsed = importers.parse_file(path, filename=filename, variables=variables, mode=workflow.mode)
+    with transaction.atomic():
+        batch = BatchTask.objects.create(
+            name=options.name or Path(filename).stem,
+            workflow=workflow,
+            source_filename=filename,
+            concurrency=options.concurrency or workflow.concurrency,
+            max_retries=options.max_retries,
+            config=workflow.snapshot(),
+            created_by_id=options.created_by_id,
+        )
+        batch.total = _insert_rows(batch, parsed.rows, on_progress)
+        if not batch.total:
+            raise importers.ImportFileError("the file has no data rows")
+        batch.save(update_fields=["total"])
+        if options.start:
+            start_batch(batch.pk)
+    logger.info("imported batch %s: %s rows from %s", batch.pk, batch.total, filename)
+    return batch
+
+
+def _insert_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None] | None) -> int:
+    count = 0
+    while chunk := list(islice(rows, IMPORT_CHUNK)):
+        Execution.objects.bulk_create(
+            Execution(batch=batch, index=count + offset, inputs=inputs) for offset, inputs in enumerate(chunk)
+        )
+        count += len(chunk)
+        if on_progress:
+            on_progress(count)
+    return count
+
+
+def _transition(batch_id: int, allowed: Iterable[str], **changes: Any) -> bool:
+    """The one guarded write for batch states: applies `changes` only if the batch is in an allowed state."""
+    return bool(BatchTask.objects.filter(pk=batch_id, status__in=list(allowed)).update(**changes))
+
+
+def start_batch(batch_id: int) -> bool:
+    started = _transition(batch_id, [BatchStatus.PENDING], status=BatchStatus.RUNNING, started_at=timezone.now())
+    if started:
+        transaction.on_commit(wake_runners)
+    return started
+
+
+def pause_batch(batch_id: int, reason: str = "") -> bool:
+    return _transition(batch_id, [BatchStatus.RUNNING], status=BatchStatus.PAUSED, status_reason=reason[:500])
+
+
+def resume_batch(batch_id: int) -> bool:
+    resumed = _transition(batch_id, [BatchStatus.PAUSED], status=BatchStatus.RUNNING, status_reason="")
+    if resumed:
+        transaction.on_commit(wake_runners)
+    return resumed
+
+
+@transaction.atomic
+def cancel_batch(batch_id: int) -> int | None:
+    """Cancel the batch and its unfinished rows; returns how many rows were cancelled, None if not allowed."""
+    now = timezone.now()
+    active = [BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED]
+    if not _transition(batch_id, active, status=BatchStatus.CANCELLED, finished_at=now):
+        return None
+    running = Execution.objects.filter(batch_id=batch_id).running()
+    Attempt.objects.bulk_create(
+        Attempt(
+            execution_id=row["pk"],
+            number=row["attempt_count"],
+            trigger=row["next_trigger"],
+            started_at=row["started_at"] or now,
+            finished_at=now,
+            outcome=Attempt.Outcome.CANCELLED,
+            error_type=ErrorType.CANCELLED,
+            workflow_run_id=row["workflow_run_id"],
+        )
+        for row in running.values("pk", "attempt_count", "next_trigger", "started_at", "workflow_run_id")
+    )
+    # Clearing the lease token fences off the in-flight calls: their results are discarded.
+    return (
+        Execution.objects.filter(batch_id=batch_id)
+        .unfinished()
+        .update(
+            status=ExecutionStatus.CANCELLED,
+            error_type=ErrorType.CANCELLED,
+            error="Cancelled by staff",
+            finished_at=now,
+            lease_owner="",
+            lease_token="",
+            lease_expires_at=None,
+            not_before=None,
+        )
+    )
+
+
+@dataclass
+class RetryReport:
+    retried: int
+    skipped: int
+    batches: int
+
+
+@transaction.atomic
+def retry_executions(
+    executions: Any, *, include_cancelled: bool = False, inputs: dict[str, Any] | None = None
+) -> RetryReport:
+    """Send failed (and optionally cancelled) rows of `executions` back to pending as a manual retry."""
+    retryable = [ExecutionStatus.FAILED] + ([ExecutionStatus.CANCELLED] if include_cancelled else [])
+    selected = executions.count()
+    rows = Execution.objects.filter(pk__in=executions.values("pk"), status__in=retryable)
+    batch_ids = set(rows.values_list("batch_id", flat=True).distinct())
+    changes: dict[str, Any] = {"inputs": inputs} if inputs is not None else {}
+    retried = rows.update(
+        status=ExecutionStatus.PENDING,
+        error_type="",
+        error="",
+        http_status=None,
+        not_before=None,
+        finished_at=None,
+        auto_retries=0,
+        interruptions=0,
+        manual_retries=F("manual_retries") + 1,
+        next_trigger=Trigger.MANUAL,
+        **changes,
+    )
+    reopened = [BatchStatus.FINISHED, BatchStatus.CANCELLED]
+    BatchTask.objects.filter(pk__in=batch_ids, status__in=reopened).update(
+        status=BatchStatus.RUNNING, finished_at=None, status_reason=""
+    )
+    if retried:
+        transaction.on_commit(wake_runners)
+    return RetryReport(retried=retried, skipped=selected - retried, batches=len(batch_ids))
+
+
+def retry_failed(
+    batch_id: int,
+    *,
+    execution_ids: list[int] | None = None,
+    error_type: str | None = None,
+    include_cancelled: bool = False,
+) -> RetryReport:
+    executions = Execution.objects.filter(batch_id=batch_id)
+    if execution_ids:
+        executions = executions.filter(pk__in=execution_ids)
+    if error_type:
+        executions = executions.filter(Q(error_type=error_type))
+    return retry_executions(executions, include_cancelled=include_cancelled)

@@ -1,0 +1,93 @@
+"""The idempotent recovery sweep: expired leases back to pending, done batches finished, runners woken.
+
+It runs at process start, every minute on a django-q2 Schedule and on demand (`manage.py recover_batches`).
+Several sweeps may run at once: expired rows are locked while they are reset, and every other write is guarded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.services import engine
+
+logger = logging.getLogger(__name__)
+SWEEP_CHUNK = 2000
+
+
+@dataclass
+class BatchRecovery:
+    id: int
+    name: str
+    status: str
+    interrupted: int = 0  # expired leases found
+    reset: int = 0  # sent back to pending
+    failed: int = 0  # past the interruption cap
+    finished: bool = False  # nothing left to run, was still marked running
+    runner_enqueued: bool = False
+
+
+def sweep(*, dry_run: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
+    now = now or timezone.now()
+    report: dict[int, BatchRecovery] = {}
+    if dry_run:
+        _count_stale(report, now)
+    else:
+        while _reset_stale_chunk(report, now):
+            pass
+    _finish(report, dry_run, now)
+    _wake(report, dry_run)
+    return [asdict(item) for item in sorted(report.values(), key=lambda item: item.id)]
+
+
+def _entry(report: dict[int, BatchRecovery], batch_id: int) -> BatchRecovery:
+    if batch_id not in report:
+        batch = BatchTask.objects.only("name", "status").get(pk=batch_id)
+        report[batch_id] = BatchRecovery(id=batch_id, name=batch.name, status=batch.status)
+    return report[batch_id]
+
+
+def _count_stale(report: dict[int, BatchRecovery], now: datetime) -> None:
+    for batch_id, count in Counter(Execution.objects.stale(now).values_list("batch_id", flat=True)).items():
+        _entry(report, batch_id).interrupted = count
+
+
+@transaction.atomic
+def _reset_stale_chunk(report: dict[int, BatchRecovery], now: datetime) -> int:
+    stale = Execution.objects.stale(now).select_for_update(skip_locked=True)
+    rows = list(stale.values(*engine.STALE_FIELDS, "batch_id")[:SWEEP_CHUNK])
+    gave_up = engine.interrupt(rows, now)
+    back = [row["pk"] for row in rows if row["pk"] not in gave_up]
+    Execution.objects.filter(pk__in=back).update(status=ExecutionStatus.PENDING, **engine.NO_LEASE)
+    for row in rows:
+        entry = _entry(report, row["batch_id"])
+        entry.interrupted += 1
+        entry.failed += row["pk"] in gave_up
+        entry.reset += row["pk"] not in gave_up
+    return len(rows)
+
+
+def _finish(report: dict[int, BatchRecovery], dry_run: bool, now: datetime) -> None:
+    done = BatchTask.objects.running().exclude(pk__in=BatchTask.objects.running().with_work()).values_list("pk")
+    done_ids = {pk for (pk,) in done}
+    if not dry_run:
+        engine.finish_done(done_ids, now)
+    for batch_id in done_ids:
+        _entry(report, batch_id).finished = True
+
+
+def _wake(report: dict[int, BatchRecovery], dry_run: bool) -> None:
+    waiting = list(BatchTask.objects.running().with_work().values_list("pk", flat=True))
+    if waiting and not dry_run:
+        engine.wake_runners()
+    for batch_id in waiting:
+        _entry(report, batch_id).runner_enqueued = True
+    for entry in report.values():
+        entry.status = BatchStatus.FINISHED if entry.finished and not dry_run else entry.status

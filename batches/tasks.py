@@ -1,0 +1,16 @@
+"""django-q2 entry points: thin, id-based, and safe to run twice (messages are only wake-ups)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batches import runner
+from batches.services import recovery
+
+
+def run_batches() -> str:
+    return runner.run_slice()
+
+
+def sweep() -> list[dict[str, Any]]:
+    return recovery.sweep()
