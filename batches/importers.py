@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 
 from batches.dify import InputVariable
 
@@ -228,8 +230,6 @@ def _fit(number: int, cells: list[Any], width: int, unit: str, strict: bool) -> 
 def _column(index: int, unit: str) -> str:
     if unit == "line":
         return str(index + 1)
-    from openpyxl.utils import get_column_letter
-
     return get_column_letter(index + 1)
 
 
@@ -345,8 +345,6 @@ def _check_zip(path: Path, limit: int) -> None:
 
 
 def _xlsx_records(path: Path) -> Numbered:
-    from openpyxl import load_workbook
-
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
         sheet = workbook.worksheets[0]

@@ -4,3 +4,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
 application = get_asgi_application()
+
+from batches.apps import start_recovery_sweep  # noqa: E402
+
+start_recovery_sweep()

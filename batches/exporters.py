@@ -1,0 +1,211 @@
+"""Write a batch's executions as CSV, XLSX or JSONL, streamed in constant memory.
+
+The workflow's API key is never read here: only execution fields and attempt counts are exported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils.text import slugify
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from batches.models import Attempt, BatchTask
+
+FORMATS = ("csv", "xlsx", "jsonl")
+CHUNK_BYTES = 64 * 1024
+DB_CHUNK = 2000
+JSONL_KEYS = ("id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts")
+FIXED_COLUMNS = ("index", "status", "error_type", "error", "attempts")
+INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+UTF8_BOM = "\ufeff".encode()  # so Excel reads the CSV as UTF-8
+XLSX_MAX_CELL = 32_767  # Excel refuses longer cells; CSV and JSONL keep the full text
+
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "jsonl": "application/x-ndjson; charset=utf-8",
+}
+
+
+def content_type(fmt: str) -> str:
+    return CONTENT_TYPES[_check_format(fmt)]
+
+
+def file_name(batch: BatchTask, fmt: str) -> str:
+    slug = slugify(batch.name)[:60]
+    return f"batch-{batch.pk}{'-' + slug if slug else ''}.{_check_format(fmt)}"
+
+
+def export_chunks(batch: BatchTask, fmt: str) -> Iterator[bytes]:
+    """The export file as a stream of byte chunks."""
+    writer = {"csv": _csv_chunks, "xlsx": _xlsx_chunks, "jsonl": _jsonl_chunks}[_check_format(fmt)]
+    return writer(batch)
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def executions(batch: BatchTask) -> Iterator[dict[str, Any]]:
+    """The batch's executions in index order, as dicts with exactly JSONL_KEYS."""
+    attempts = (
+        Attempt.objects.filter(execution=OuterRef("pk"))
+        .order_by()
+        .values("execution")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    rows = (
+        batch.executions.order_by("index")
+        .annotate(attempt_total=Coalesce(Subquery(attempts, output_field=IntegerField()), Value(0)))
+        .values("id", "index", "inputs", "status", "outputs", "error_type", "error", "attempt_total")
+        .iterator(chunk_size=DB_CHUNK)
+    )
+    for row in rows:
+        row["attempts"] = row.pop("attempt_total")
+        yield {key: row[key] for key in JSONL_KEYS}
+
+
+def _buffered(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Join small pieces into chunks of about CHUNK_BYTES."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= CHUNK_BYTES:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+# --------------------------------------------------------------------------- JSONL
+
+
+def _jsonl_chunks(batch: BatchTask) -> Iterator[bytes]:
+    lines = (json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in executions(batch))
+    return _buffered(lines)
+
+
+# --------------------------------------------------------------------------- tables (CSV and XLSX)
+
+
+@dataclass
+class _Layout:
+    inputs: list[str]  # input keys, first row's order first
+    outputs: list[str]  # output keys, union over all rows
+    header: list[str]
+
+
+def _layout(batch: BatchTask) -> _Layout:
+    """A first pass over the batch to find every input and output key."""
+    input_keys: dict[str, None] = {}
+    output_keys: dict[str, None] = {}
+    pairs = batch.executions.order_by("index").values_list("inputs", "outputs").iterator(chunk_size=DB_CHUNK)
+    for inputs, outputs in pairs:
+        input_keys.update(dict.fromkeys(_as_dict(inputs, "input")))
+        output_keys.update(dict.fromkeys(_as_dict(outputs, "output")))
+    in_cols = [f"input.{k}" if k in FIXED_COLUMNS else k for k in input_keys]
+    taken = set(FIXED_COLUMNS) | set(in_cols)
+    out_cols = [f"output.{k}" if k in taken else k for k in output_keys]
+    header = ["index", *in_cols, "status", *out_cols, "error_type", "error", "attempts"]
+    return _Layout(list(input_keys), list(output_keys), header)
+
+
+def _as_dict(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else {name: value}
+
+
+def _table_rows(batch: BatchTask, layout: _Layout) -> Iterator[list[Any]]:
+    for row in executions(batch):
+        inputs, outputs = _as_dict(row["inputs"], "input"), _as_dict(row["outputs"], "output")
+        yield [
+            row["index"],
+            *(inputs.get(k) for k in layout.inputs),
+            row["status"],
+            *(outputs.get(k) for k in layout.outputs),
+            row["error_type"],
+            row["error"],
+            row["attempts"],
+        ]
+
+
+def cell_value(value: Any) -> Any:
+    """A spreadsheet-safe cell: numbers stay numbers; text that a spreadsheet would run as a formula gets a '."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else str(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return "'" + text if text.startswith(INJECTION_PREFIXES) else text
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _csv_chunks(batch: BatchTask) -> Iterator[bytes]:
+    layout = _layout(batch)
+    lines = _csv_lines(chain([layout.header], _table_rows(batch, layout)))
+    return _buffered(chain([UTF8_BOM], lines))
+
+
+def _csv_lines(rows: Iterable[list[Any]]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for cells in rows:
+        writer.writerow([cell_value(c) for c in cells])
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+# --------------------------------------------------------------------------- XLSX
+
+
+def _xlsx_chunks(batch: BatchTask) -> Iterator[bytes]:
+    fd, name = tempfile.mkstemp(prefix="batch-export-", suffix=".xlsx")
+    os.close(fd)
+    try:
+        _write_xlsx(batch, name)
+        with open(name, "rb") as f:
+            yield from iter(lambda: f.read(CHUNK_BYTES), b"")
+    finally:
+        os.unlink(name)
+
+
+def _write_xlsx(batch: BatchTask, name: str) -> None:
+    layout = _layout(batch)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("executions")
+    sheet.append([_xlsx_cell(c) for c in layout.header])
+    for cells in _table_rows(batch, layout):
+        sheet.append([_xlsx_cell(c) for c in cells])
+    workbook.save(name)
+
+
+def _xlsx_cell(value: Any) -> Any:
+    cell = cell_value(value)
+    if not isinstance(cell, str):
+        return cell
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", cell)[:XLSX_MAX_CELL]
