@@ -1,0 +1,212 @@
+"""Claims, leases, fencing and results: the state changes runners make."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from batches.dify import CallResult
+from batches.models import Attempt, BatchStatus, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.services import engine
+
+
+@pytest.fixture
+def running_batch(make_batch):
+    return make_batch(rows=5, status=BatchStatus.RUNNING, concurrency=2)
+
+
+def ok_result(**fields):
+    return CallResult(**{"ok": True, "outputs": {"answer": "x"}, "total_tokens": 7, "workflow_run_id": "run-1", **fields})
+
+
+def failed_result(error_type, **fields):
+    return CallResult(ok=False, error_type=error_type, error=f"{error_type} happened", http_status=500, **fields)
+
+
+def test_claim_takes_rows_in_index_order_up_to_the_batch_concurrency(running_batch):
+    claims = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    assert [claim.index for claim in claims] == [0, 1]
+    assert Execution.objects.running().count() == 2
+
+
+def test_second_claimer_gets_nothing_while_concurrency_is_used(running_batch):
+    engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    assert engine.claim(running_batch.pk, "runner-b", limit=10) == []
+
+
+def test_claim_respects_the_runner_limit(running_batch):
+    assert len(engine.claim(running_batch.pk, "runner-a", limit=1)) == 1
+
+
+@pytest.mark.parametrize("status", [BatchStatus.PENDING, BatchStatus.PAUSED, BatchStatus.CANCELLED])
+def test_claim_takes_nothing_from_a_batch_that_is_not_running(make_batch, status):
+    batch = make_batch(rows=3, status=status)
+
+    assert engine.claim(batch.pk, "runner-a", limit=10) == []
+
+
+def test_claim_skips_rows_still_in_backoff(running_batch):
+    Execution.objects.filter(index=0).update(not_before=timezone.now() + timedelta(minutes=1))
+
+    claims = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    assert [claim.index for claim in claims] == [1, 2]
+
+
+def test_success_is_recorded_with_its_attempt(running_batch):
+    (claim, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    recorded = engine.record_results([(claim, ok_result())])
+
+    row = Execution.objects.get(pk=claim.execution_id)
+    assert recorded.written == 1
+    assert (row.status, row.outputs, row.total_tokens, row.lease_token) == ("succeeded", {"answer": "x"}, 7, "")
+    attempt = Attempt.objects.get(execution=row)
+    assert (attempt.number, attempt.outcome, attempt.trigger) == (1, "succeeded", "auto")
+
+
+def test_transient_failure_goes_back_to_pending_with_backoff(running_batch):
+    (claim, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    engine.record_results([(claim, failed_result(ErrorType.UPSTREAM_ERROR))])
+
+    row = Execution.objects.get(pk=claim.execution_id)
+    assert row.status == ExecutionStatus.PENDING
+    assert row.auto_retries == 1
+    assert row.not_before is not None
+    assert row.error_type == ErrorType.UPSTREAM_ERROR
+
+
+def test_retry_after_decides_the_backoff(running_batch):
+    (claim, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+    before = timezone.now()
+
+    engine.record_results([(claim, failed_result(ErrorType.RATE_LIMITED, retry_after=42.0))])
+
+    delay = Execution.objects.get(pk=claim.execution_id).not_before - before
+    assert timedelta(seconds=41) < delay < timedelta(seconds=44)
+
+
+def test_transient_failure_without_retries_left_fails(running_batch):
+    Execution.objects.update(auto_retries=2)
+    (claim, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    engine.record_results([(claim, failed_result(ErrorType.TIMEOUT))])
+
+    assert Execution.objects.get(pk=claim.execution_id).status == ExecutionStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("error_type", "batch_status"),
+    [
+        (ErrorType.INVALID_INPUT, BatchStatus.RUNNING),
+        (ErrorType.AUTH, BatchStatus.PAUSED),
+        (ErrorType.APP_ERROR, BatchStatus.PAUSED),
+    ],
+)
+def test_non_retryable_failure_fails_at_once_and_pauses_for_app_problems(running_batch, error_type, batch_status):
+    (claim, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    engine.record_results([(claim, failed_result(error_type))])
+
+    assert Execution.objects.get(pk=claim.execution_id).status == ExecutionStatus.FAILED
+    running_batch.refresh_from_db()
+    assert running_batch.status == batch_status
+
+
+def test_workflow_failed_is_not_retried_when_the_workflow_says_so(make_workflow, make_batch):
+    workflow = make_workflow(retry_workflow_failed=False)
+    batch = make_batch(rows=1, workflow=workflow, status=BatchStatus.RUNNING)
+    (claim,) = engine.claim(batch.pk, "runner-a", limit=10)
+
+    engine.record_results([(claim, failed_result(ErrorType.WORKFLOW_FAILED))])
+
+    assert Execution.objects.get(pk=claim.execution_id).status == ExecutionStatus.FAILED
+
+
+def test_a_late_result_after_the_lease_was_taken_over_is_discarded(running_batch):
+    (old, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+    Execution.objects.filter(pk=old.execution_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    new = next(c for c in engine.claim(running_batch.pk, "runner-b", limit=10) if c.execution_id == old.execution_id)
+
+    late = engine.record_results([(old, ok_result())])
+    engine.record_results([(new, ok_result(total_tokens=0))])
+
+    assert (late.written, late.discarded) == (0, 1)
+    attempts = list(Attempt.objects.filter(execution_id=old.execution_id).values_list("outcome", "trigger"))
+    assert attempts == [("interrupted", "auto"), ("succeeded", "recovery")]
+
+
+def test_taking_over_an_expired_lease_resumes_the_known_upstream_run(running_batch):
+    (old, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+    engine.store_run_ids([(old, "run-abc", "task-abc")])
+    Execution.objects.filter(pk=old.execution_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+    new = next(c for c in engine.claim(running_batch.pk, "runner-b", limit=10) if c.execution_id == old.execution_id)
+
+    assert (new.resume_run_id, new.trigger, new.number) == ("run-abc", Trigger.RECOVERY, 2)
+
+
+def test_a_row_interrupted_too_often_fails_as_interrupted(running_batch, settings):
+    settings.BATCHES_MAX_INTERRUPTIONS = 1
+    (old, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+    Execution.objects.filter(pk=old.execution_id).update(
+        interruptions=1, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    claims = engine.claim(running_batch.pk, "runner-b", limit=10)
+
+    assert old.execution_id not in [c.execution_id for c in claims]
+    row = Execution.objects.get(pk=old.execution_id)
+    assert (row.status, row.error_type) == (ExecutionStatus.FAILED, ErrorType.INTERRUPTED)
+
+
+def test_renewing_extends_only_the_owners_leases(running_batch):
+    engine.claim(running_batch.pk, "runner-a", limit=1)
+    Execution.objects.update(lease_expires_at=timezone.now())
+
+    renewed = engine.renew_leases("runner-a", timezone.now() + timedelta(minutes=5))
+
+    assert renewed == 1
+    assert Execution.objects.running().get().lease_expires_at > timezone.now() + timedelta(minutes=5)
+
+
+def test_finish_done_finishes_only_batches_with_nothing_left(make_batch):
+    done = make_batch(rows=1, status=BatchStatus.RUNNING)
+    busy = make_batch(rows=1, status=BatchStatus.RUNNING)
+    Execution.objects.filter(batch=done).update(status=ExecutionStatus.SUCCEEDED)
+
+    assert engine.finish_done() == 1
+
+    done.refresh_from_db()
+    busy.refresh_from_db()
+    assert (done.status, busy.status) == (BatchStatus.FINISHED, BatchStatus.RUNNING)
+    assert done.finished_at is not None
+
+
+def test_runner_slots_are_limited_and_reusable(db, settings):
+    settings.BATCHES_RUNNERS = 1
+
+    first = engine.acquire_slot("a")
+    refused = engine.acquire_slot("b")
+    engine.release_slot(first, "a")
+
+    assert (first, refused, engine.acquire_slot("b")) == (0, None, 0)
+
+
+def test_an_expired_runner_slot_can_be_taken(db, settings):
+    settings.BATCHES_RUNNERS = 1
+    engine.acquire_slot("a", timezone.now() - timedelta(minutes=5))
+
+    assert engine.acquire_slot("b") == 0
+
+
+def test_claim_and_record_use_a_bounded_number_of_queries(make_batch, django_assert_max_num_queries):
+    batch = make_batch(rows=50, status=BatchStatus.RUNNING, concurrency=50)
+
+    with django_assert_max_num_queries(6):
+        claims = engine.claim(batch.pk, "runner-a", limit=50)
+    with django_assert_max_num_queries(len(claims) + 4):
+        engine.record_results([(claim, ok_result()) for claim in claims])

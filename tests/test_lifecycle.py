@@ -1,0 +1,130 @@
+"""Batch transitions requested by people: the transition table, cancel and manual retry."""
+
+import pytest
+
+from batches.models import Attempt, BatchStatus, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.services import engine, lifecycle
+
+S = BatchStatus
+TRANSITIONS = [
+    # (operation, from state, allowed, resulting state)
+    ("start", S.PENDING, True, S.RUNNING),
+    ("start", S.RUNNING, False, S.RUNNING),
+    ("start", S.PAUSED, False, S.PAUSED),
+    ("start", S.FINISHED, False, S.FINISHED),
+    ("start", S.CANCELLED, False, S.CANCELLED),
+    ("pause", S.PENDING, False, S.PENDING),
+    ("pause", S.RUNNING, True, S.PAUSED),
+    ("pause", S.PAUSED, False, S.PAUSED),
+    ("pause", S.FINISHED, False, S.FINISHED),
+    ("pause", S.CANCELLED, False, S.CANCELLED),
+    ("resume", S.PENDING, False, S.PENDING),
+    ("resume", S.RUNNING, False, S.RUNNING),
+    ("resume", S.PAUSED, True, S.RUNNING),
+    ("resume", S.FINISHED, False, S.FINISHED),
+    ("resume", S.CANCELLED, False, S.CANCELLED),
+    ("cancel", S.PENDING, True, S.CANCELLED),
+    ("cancel", S.RUNNING, True, S.CANCELLED),
+    ("cancel", S.PAUSED, True, S.CANCELLED),
+    ("cancel", S.FINISHED, False, S.FINISHED),
+    ("cancel", S.CANCELLED, False, S.CANCELLED),
+]
+
+
+@pytest.mark.parametrize(("operation", "before", "allowed", "after"), TRANSITIONS)
+def test_batch_transition_table(make_batch, operation, before, allowed, after):
+    batch = make_batch(rows=2, status=before)
+
+    outcome = getattr(lifecycle, f"{operation}_batch")(batch.pk)
+
+    batch.refresh_from_db()
+    assert (outcome not in (False, None)) is allowed
+    assert batch.status == after
+
+
+def test_start_records_the_start_time(make_batch):
+    batch = make_batch()
+
+    lifecycle.start_batch(batch.pk)
+
+    batch.refresh_from_db()
+    assert batch.started_at is not None
+
+
+def test_cancel_cancels_unfinished_rows_and_fences_calls_in_flight(make_batch):
+    batch = make_batch(rows=3, status=BatchStatus.RUNNING, concurrency=1)
+    (claim,) = engine.claim(batch.pk, "runner-a", limit=1)
+    Execution.objects.filter(index=2).update(status=ExecutionStatus.SUCCEEDED)
+
+    cancelled = lifecycle.cancel_batch(batch.pk)
+
+    assert cancelled == 2
+    statuses = dict(Execution.objects.values_list("index", "status"))
+    assert statuses == {0: "cancelled", 1: "cancelled", 2: "succeeded"}
+    assert Attempt.objects.get().outcome == Attempt.Outcome.CANCELLED
+    assert engine.record_results([(claim, engine.CallResult(ok=True, outputs={}))]).discarded == 1
+
+
+def test_retry_failed_sends_failed_rows_back_as_manual_and_reopens_a_finished_batch(make_batch):
+    batch = make_batch(rows=3, status=BatchStatus.FINISHED)
+    Execution.objects.filter(index__in=[0, 1]).update(
+        status=ExecutionStatus.FAILED, error_type=ErrorType.TIMEOUT, error="slow", auto_retries=2
+    )
+
+    report = lifecycle.retry_failed(batch.pk)
+
+    assert report.retried == 2
+    row = Execution.objects.get(index=0)
+    assert (row.status, row.error, row.auto_retries, row.manual_retries) == ("pending", "", 0, 1)
+    assert row.next_trigger == Trigger.MANUAL
+    batch.refresh_from_db()
+    assert (batch.status, batch.finished_at) == (BatchStatus.RUNNING, None)
+
+
+def test_retry_failed_can_take_one_error_type(make_batch):
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    Execution.objects.filter(index=0).update(status=ExecutionStatus.FAILED, error_type=ErrorType.TIMEOUT)
+    Execution.objects.filter(index=1).update(status=ExecutionStatus.FAILED, error_type=ErrorType.AUTH)
+
+    report = lifecycle.retry_failed(batch.pk, error_type=ErrorType.AUTH)
+
+    assert report.retried == 1
+    assert Execution.objects.get(index=1).status == ExecutionStatus.PENDING
+
+
+@pytest.mark.parametrize(
+    ("status", "include_cancelled", "retried"),
+    [
+        (ExecutionStatus.FAILED, False, 1),
+        (ExecutionStatus.CANCELLED, False, 0),
+        (ExecutionStatus.CANCELLED, True, 1),
+        (ExecutionStatus.SUCCEEDED, True, 0),
+        (ExecutionStatus.PENDING, True, 0),
+        (ExecutionStatus.RUNNING, True, 0),
+    ],
+)
+def test_retry_takes_only_failed_or_cancelled_rows(make_batch, status, include_cancelled, retried):
+    batch = make_batch(rows=1, status=BatchStatus.FINISHED)
+    Execution.objects.update(status=status)
+
+    report = lifecycle.retry_executions(Execution.objects.all(), include_cancelled=include_cancelled)
+
+    assert (report.retried, report.skipped) == (retried, 1 - retried)
+
+
+def test_retry_with_edited_inputs_stores_them(make_batch):
+    make_batch(rows=1, status=BatchStatus.FINISHED)
+    Execution.objects.update(status=ExecutionStatus.FAILED)
+
+    lifecycle.retry_executions(Execution.objects.all(), inputs={"text": "fixed"})
+
+    assert Execution.objects.get().inputs == {"text": "fixed"}
+
+
+def test_save_workflow_creates_then_updates_only_given_fields(db):
+    lifecycle.save_workflow("wf", base_url="http://127.0.0.1:1/v1", api_key="k1", concurrency=3)
+
+    workflow, created = lifecycle.save_workflow("wf", api_key="k2", concurrency=None)
+
+    assert not created
+    assert (workflow.api_key, workflow.concurrency, workflow.base_url) == ("k2", 3, "http://127.0.0.1:1/v1")
