@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -54,14 +56,21 @@ PAUSING_ERRORS = frozenset({ErrorType.AUTH, ErrorType.APP_ERROR})
 class Workflow(models.Model):
     name = models.CharField(_("name"), max_length=200, unique=True)
     mode = models.CharField(_("mode"), max_length=20, choices=Mode, default=Mode.WORKFLOW)
-    base_url = models.URLField(_("base URL"), max_length=500, help_text=_("e.g. https://api.dify.ai/v1"))
+    base_url = models.URLField(
+        _("base URL"),
+        max_length=500,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text=_("e.g. https://api.dify.ai/v1"),
+    )
     api_key = models.CharField(_("API key"), max_length=500)
     response_mode = models.CharField(
         _("response mode"), max_length=20, choices=ResponseMode, default=ResponseMode.STREAMING
     )
-    timeout = models.FloatField(_("request timeout (s)"), default=300)
+    timeout = models.FloatField(_("request timeout (s)"), default=300, validators=[MinValueValidator(1)])
     rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
-    concurrency = models.PositiveIntegerField(_("default concurrency"), default=10)
+    concurrency = models.PositiveIntegerField(
+        _("default concurrency"), default=10, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+    )
     retry_workflow_failed = models.BooleanField(_("auto-retry failed runs"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -72,6 +81,12 @@ class Workflow(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # A runner slice must fit in django-q2's task timeout, which is sized from this limit.
+        if self.timeout and self.timeout > settings.BATCHES_MAX_REQUEST_TIMEOUT:
+            limit = settings.BATCHES_MAX_REQUEST_TIMEOUT
+            raise ValidationError({"timeout": _("at most %(limit)s seconds") % {"limit": limit}})
 
     def snapshot(self) -> dict[str, Any]:
         """The settings a batch keeps, so recovery and retries use what it started with (never the API key)."""

@@ -35,14 +35,15 @@ class TransitionError(Exception):
 
 
 def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
-    """Create a workflow or update the given fields of an existing one."""
-    changes = {key: value for key, value in fields.items() if value is not None}
-    workflow, created = Workflow.objects.get_or_create(name=name, defaults=changes)
-    if not created and changes:
-        for key, value in changes.items():
+    """Create a workflow or update the given fields of an existing one (ValidationError if invalid)."""
+    workflow = Workflow.objects.filter(name=name).first()
+    created = workflow is None
+    workflow = workflow or Workflow(name=name)
+    for key, value in fields.items():
+        if value is not None:
             setattr(workflow, key, value)
-        workflow.full_clean()
-        workflow.save()
+    workflow.full_clean()
+    workflow.save()
     return workflow, created
 
 

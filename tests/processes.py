@@ -1,0 +1,85 @@
+"""Starting project processes (qcluster) against the test database, and waiting on the database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST_ENGINE = {
+    "BATCHES_LEASE_SECONDS": "6",
+    "BATCHES_RUNNER_SLICE": "4",
+    "BATCHES_POLL_INTERVAL": "0.2",
+    "BATCHES_BACKOFF_BASE": "0.2",
+    "BATCHES_BACKOFF_CAP": "2",
+    "BATCHES_WORKERS": "2",
+    "BATCHES_Q_POLL": "0.1",
+}
+
+
+def test_database_url() -> str:
+    """The URL of the database the test runner is using, for child processes."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **FAST_ENGINE, "DATABASE_URL": test_database_url(), **extra}
+
+
+@contextmanager
+def running_cluster(log: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `manage.py qcluster` in its own session; stopped with SIGTERM to its main process."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=child_env(**extra),
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        stop_cluster(process)
+
+
+def stop_cluster(process: subprocess.Popen[bytes], grace: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    kill_group(process)
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait(timeout=10)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
