@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import math
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from itertools import chain, islice
@@ -28,6 +29,7 @@ SNIFF_CHARS = 64 * 1024
 DELIMITERS = ",;\t|"
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
 XLSX_EXPANSION = 20  # an XLSX may unpack to at most this many times max_bytes
+ZIP_MAGIC = b"PK\x03\x04"
 EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -54,9 +56,6 @@ class _Source:
     records: Numbered  # values aligned with columns
     encoding: str | None = None
     delimiter: str | None = None
-
-
-# --------------------------------------------------------------------------- entry points
 
 
 def parse_file(
@@ -94,9 +93,8 @@ def preview(
     """The parsed file and its first `limit` rows (the rest of the file is not read)."""
     parsed = parse_file(path, filename=filename, variables=variables, mode=mode)
     rows = list(islice(parsed.rows, limit))
-    close = getattr(parsed.rows, "close", None)
-    if close is not None:
-        close()  # release the file (an XLSX workbook stays open until its rows are read)
+    if isinstance(parsed.rows, Generator):
+        parsed.rows.close()  # release the file (an XLSX workbook stays open until its rows are read)
     return parsed, rows
 
 
@@ -175,9 +173,6 @@ def _limited(records: Numbered, unit: str, columns: list[str], max_rows: int) ->
         yield dict(zip(columns, values, strict=True))
 
 
-# --------------------------------------------------------------------------- tables (CSV and XLSX)
-
-
 def _is_blank(cells: list[Any]) -> bool:
     return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
 
@@ -221,19 +216,14 @@ def _fit(number: int, cells: list[Any], width: int, unit: str, strict: bool) -> 
         return cells
     if strict:
         raise ImportFileError(f"{unit} {number}: expected {width} fields, found {len(cells)}")
-    for i in range(width, len(cells)):
-        if not _is_blank([cells[i]]):
-            raise ImportFileError(f"{unit} {number}: cell {_column(i, unit)}{number} is beyond the header's columns")
+    extra = [i for i in range(width, len(cells)) if not _is_blank([cells[i]])]
+    if extra:
+        raise ImportFileError(f"{unit} {number}: cell {_column(extra[0], unit)}{number} is beyond the header's columns")
     return cells[:width] + [""] * (width - len(cells))
 
 
 def _column(index: int, unit: str) -> str:
-    if unit == "line":
-        return str(index + 1)
-    return get_column_letter(index + 1)
-
-
-# --------------------------------------------------------------------------- CSV
+    return str(index + 1) if unit == "line" else get_column_letter(index + 1)
 
 
 def _read_csv(path: Path, max_bytes: int) -> _Source:
@@ -249,6 +239,8 @@ def detect_encoding(path: Path) -> str:
         head = f.read(4)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ImportFileError("the file is UTF-16 text: save it as CSV UTF-8")
+    if head == ZIP_MAGIC:
+        raise ImportFileError("the file looks binary (a zip archive, perhaps an XLSX file named .csv)")
     candidates = ("utf-8-sig",) if head.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
     failures = []
     for encoding in candidates:
@@ -257,13 +249,13 @@ def detect_encoding(path: Path) -> str:
             return encoding
         failures.append(failure)
     offset, line = max(failures)
-    tried = " or ".join(c.replace("-sig", "") for c in candidates).upper()
+    tried = " or ".join(c.replace("-sig", "").upper() for c in candidates)
     raise ImportFileError(f"line {line}: byte {offset} cannot be decoded as {tried}: save the file as UTF-8")
 
 
 def _decode_failure(path: Path, encoding: str) -> tuple[int, int] | None:
     """(byte offset, line number) of the first undecodable byte, or None if the whole file decodes."""
-    decoder = codecs.getincrementaldecoder(encoding)()
+    decoder = codecs.getincrementaldecoder(encoding.removesuffix("-sig"))()  # BOM kept: offsets stay true
     offset = lines = 0
     with path.open("rb") as f:
         for chunk in chain(iter(lambda: f.read(CHUNK_BYTES), b""), [b""]):
@@ -301,7 +293,7 @@ def _sniff(path: Path, encoding: str) -> str:
 
 def _delimiter_score(sample: str, delimiter: str) -> tuple[float, int]:
     try:
-        widths = [len(r) for r in csv.reader(sample.splitlines(keepends=True), delimiter=delimiter) if r]
+        widths = [len(r) for r in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter) if r]
     except csv.Error:
         return (0.0, 0)
     if not widths or widths[0] < 2:
@@ -320,9 +312,6 @@ def _csv_records(path: Path, encoding: str, delimiter: str) -> Numbered:
                 start = reader.line_num + 1
         except csv.Error as exc:
             raise ImportFileError(f"line {start}: malformed CSV ({exc})") from None
-
-
-# --------------------------------------------------------------------------- XLSX
 
 
 def _read_xlsx(path: Path, max_bytes: int) -> _Source:
@@ -372,21 +361,15 @@ def _xlsx_value(value: Any) -> Any:
     return str(value)
 
 
-# --------------------------------------------------------------------------- JSONL
-
-
 def _read_jsonl(path: Path, max_bytes: int) -> _Source:
     objects = _jsonl_objects(path)
     for number, first in objects:
         keys = list(first)
         if not keys:
             raise ImportFileError(f"line {number}: the first object has no keys to name the columns")
-        if _is_export(first):
-            columns = list(first["inputs"])
-            records = _export_records(chain([(number, first)], objects), keys, columns)
-        else:
-            columns, records = keys, _plain_records(chain([(number, first)], objects), keys)
-        return _Source("line", columns, records)
+        nested = _is_export(first)
+        columns = list(first["inputs"]) if nested else keys
+        return _Source("line", columns, _jsonl_records(chain([(number, first)], objects), keys, nested))
     raise ImportFileError("the file is empty")
 
 
@@ -394,30 +377,26 @@ def _is_export(obj: dict[str, Any]) -> bool:
     return set(obj) == EXPORT_KEYS and isinstance(obj["inputs"], dict)
 
 
-def _plain_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str]) -> Numbered:
+def _jsonl_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str], nested: bool) -> Numbered:
+    """Values per object; `nested` (the export format): the values of each object's `inputs`."""
+    columns: list[str] | None = None
     for number, obj in objects:
         _check_keys(number, obj, keys, "")
-        yield number, [obj[k] for k in keys]
-
-
-def _export_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str], columns: list[str]) -> Numbered:
-    for number, obj in objects:
-        _check_keys(number, obj, keys, "")
-        inputs = obj["inputs"]
-        if not isinstance(inputs, dict):
-            raise ImportFileError(f"line {number}: 'inputs' must be an object like on line 1")
-        _check_keys(number, inputs, columns, "inputs ")
-        yield number, [inputs[k] for k in columns]
+        row = obj["inputs"] if nested else obj
+        if not isinstance(row, dict):
+            raise ImportFileError(f"line {number}: 'inputs' must be an object, as in the first line")
+        columns = columns or list(row)
+        _check_keys(number, row, columns, "inputs " if nested else "")
+        yield number, [row[k] for k in columns]
 
 
 def _check_keys(number: int, obj: dict[str, Any], keys: list[str], what: str) -> None:
-    if len(obj) == len(keys) and all(k in obj for k in keys):
-        return
     missing = [k for k in keys if k not in obj]
     if missing:
         raise ImportFileError(f"line {number}: missing {what}key(s) {_names(missing)}")
-    extra = [k for k in obj if k not in set(keys)]
-    raise ImportFileError(f"line {number}: unexpected {what}key(s) {_names(extra)} (not in the first object)")
+    if len(obj) != len(keys):
+        extra = [k for k in obj if k not in keys]
+        raise ImportFileError(f"line {number}: unexpected {what}key(s) {_names(extra)} (not in the first object)")
 
 
 def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -445,12 +424,11 @@ def _jsonl_text(number: int, raw: bytes) -> str:
 def _jsonl_object(number: int, line: str) -> dict[str, Any]:
     try:
         value = json.loads(line, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ImportFileError(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         raise ImportFileError(f"line {number}: JSON nested too deeply") from None
-    except ValueError as exc:
-        raise ImportFileError(f"line {number}: invalid JSON ({exc})") from None
+    except ValueError as exc:  # JSONDecodeError, NaN, an integer too long
+        detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ImportFileError(f"line {number}: invalid JSON ({detail})") from None
     if not isinstance(value, dict):
         raise ImportFileError(f"line {number}: expected a JSON object, found {_json_kind(value)}")
     return value
