@@ -1,0 +1,294 @@
+"""Admin for workflows, batches, executions and attempts; actions only call `batches.services.lifecycle`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from batches import selectors
+from batches.forms import WorkflowAdminForm
+from batches.models import Attempt, BatchTask, Execution, Workflow
+from batches.services import lifecycle
+from batches.views import progress_bar
+
+CONTROL_PERMISSION = "batches.control_batchtask"
+RETRY_PERMISSION = "batches.retry_execution"
+
+
+def _apply(service: Callable[[int], object], queryset: QuerySet[BatchTask]) -> list[object]:
+    """Call a lifecycle service once per selected batch; each call is its own guarded write."""
+    return [service(pk) for pk in queryset.values_list("pk", flat=True)]
+
+
+def _tally(results: list[object]) -> tuple[int, int]:
+    """(changed, skipped): services answer False or None when the batch's state did not allow the change."""
+    changed = sum(1 for result in results if result is not None and result is not False)
+    return changed, len(results) - changed
+
+
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, done: str, skipped: int, skipped_text: str) -> None:
+    if skipped:
+        text = gettext("%(done)s; %(skipped)s") % {"done": done, "skipped": skipped_text}
+        modeladmin.message_user(request, text, messages.WARNING)
+    else:
+        modeladmin.message_user(request, done, messages.SUCCESS)
+
+
+class PermissionActionsMixin:
+    """`permissions=["control"]` and `["retry"]` on admin actions resolve to these custom permissions."""
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CONTROL_PERMISSION)
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RETRY_PERMISSION)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    form = WorkflowAdminForm
+    list_display = ("name", "mode", "base_url", "response_mode", "concurrency", "rpm_limit")
+    list_filter = ("mode", "response_mode")
+    search_fields = ("name",)
+
+
+class BatchChangeList(ChangeList):
+    """Counts the page's executions per state in one aggregate query for the progress column."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        batches = list(self.result_list)  # evaluates the page once; the template reuses the cached rows
+        counts = selectors.state_counts([batch.pk for batch in batches])
+        for batch in batches:
+            batch.state_counts = counts[batch.pk]  # type: ignore[attr-defined]
+
+
+@admin.register(BatchTask)
+class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
+    list_display = ("name", "workflow", "status", "progress", "created_at", "started_at", "finished_at")
+    list_filter = ("status", "workflow")
+    list_select_related = ("workflow",)
+    search_fields = ("name",)
+    date_hierarchy = "created_at"
+    fields = (
+        ("name", "workflow"),
+        ("status", "status_reason"),
+        "progress",
+        ("concurrency", "max_retries"),
+        ("source_filename", "total"),
+        "config",
+        ("created_by", "created_at"),
+        ("started_at", "finished_at"),
+    )
+    readonly_fields = (
+        "workflow",
+        "status",
+        "status_reason",
+        "progress",
+        "source_filename",
+        "total",
+        "config",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    actions = ("start", "pause", "resume", "cancel", "retry_failed")
+
+    class Media:
+        css = {"all": ("batches/batches.css",)}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # batches are created by import
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BatchChangeList
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list[str], dict[str, int], set[str], list]:
+        """Summarise instead of listing every execution (a batch may hold 100k rows)."""
+        batches = list(objs)
+        executions = Execution.objects.filter(batch__in=batches)
+        model_count = {
+            str(BatchTask._meta.verbose_name_plural): len(batches),
+            str(Execution._meta.verbose_name_plural): executions.count(),
+            str(Attempt._meta.verbose_name_plural): Attempt.objects.filter(execution__in=executions).count(),
+        }
+        perms_needed = set() if self.has_delete_permission(request) else {str(BatchTask._meta.verbose_name)}
+        return [str(batch) for batch in batches], model_count, perms_needed, []
+
+    @admin.display(description=_("progress"))
+    def progress(self, batch: BatchTask) -> SafeString:
+        counts = getattr(batch, "state_counts", None) or selectors.state_counts([batch.pk])[batch.pk]
+        return render_to_string("batches/_progress.html", {"bar": progress_bar(counts)})
+
+    @admin.action(description=_("Start"), permissions=["control"])
+    def start(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
+        results = _apply(lifecycle.start_batch, queryset)
+        started, skipped = _tally(results)
+        _report(
+            self,
+            request,
+            ngettext("Started %(count)d batch", "Started %(count)d batches", started) % {"count": started},
+            skipped,
+            ngettext("%(count)d was not pending", "%(count)d were not pending", skipped) % {"count": skipped},
+        )
+
+    @admin.action(description=_("Pause"), permissions=["control"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
+        results = _apply(lifecycle.pause_batch, queryset)
+        paused, skipped = _tally(results)
+        _report(
+            self,
+            request,
+            ngettext("Paused %(count)d batch", "Paused %(count)d batches", paused) % {"count": paused},
+            skipped,
+            ngettext("%(count)d was not running", "%(count)d were not running", skipped) % {"count": skipped},
+        )
+
+    @admin.action(description=_("Resume"), permissions=["control"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
+        results = _apply(lifecycle.resume_batch, queryset)
+        resumed, skipped = _tally(results)
+        _report(
+            self,
+            request,
+            ngettext("Resumed %(count)d batch", "Resumed %(count)d batches", resumed) % {"count": resumed},
+            skipped,
+            ngettext("%(count)d was not paused", "%(count)d were not paused", skipped) % {"count": skipped},
+        )
+
+    @admin.action(description=_("Cancel"), permissions=["control"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
+        results = _apply(lifecycle.cancel_batch, queryset)
+        cancelled, skipped = _tally(results)
+        rows = sum(result for result in results if isinstance(result, int))
+        done = ngettext("Cancelled %(count)d batch", "Cancelled %(count)d batches", cancelled) % {"count": cancelled}
+        rows_text = ngettext("%(rows)d execution", "%(rows)d executions", rows) % {"rows": rows}
+        _report(
+            self,
+            request,
+            gettext("%(batches)s (%(rows)s)") % {"batches": done, "rows": rows_text},
+            skipped,
+            ngettext(
+                "%(count)d was already finished or cancelled", "%(count)d were already finished or cancelled", skipped
+            )
+            % {"count": skipped},
+        )
+
+    @admin.action(description=_("Retry failed executions"), permissions=["retry"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
+        reports = [lifecycle.retry_failed(pk) for pk in queryset.values_list("pk", flat=True)]
+        retried = sum(report.retried for report in reports)
+        without = sum(1 for report in reports if not report.retried)
+        _report(
+            self,
+            request,
+            ngettext("Retrying %(count)d failed execution", "Retrying %(count)d failed executions", retried)
+            % {"count": retried},
+            without,
+            ngettext("%(count)d batch had none", "%(count)d batches had none", without) % {"count": without},
+        )
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    fields = (
+        "number",
+        "trigger",
+        "outcome",
+        "error_type",
+        "http_status",
+        "upstream_status",
+        "latency",
+        "total_tokens",
+        "started_at",
+        "finished_at",
+        "error",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Execution)
+class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
+    list_display = ("batch", "index", "status", "error_type", "attempt_count", "started_at", "finished_at")
+    list_filter = ("status", "error_type", "batch")
+    list_select_related = ("batch",)
+    search_fields = ("error", "inputs")
+    ordering = ("-batch_id", "index")
+    show_full_result_count = False  # counting 100k rows twice per page is slow
+    fieldsets = (
+        (None, {"fields": (("batch", "index"), "status", "inputs", "outputs")}),
+        (_("Error"), {"fields": (("error_type", "http_status"), "error")}),
+        (
+            _("Attempts"),
+            {"fields": (("attempt_count", "auto_retries", "interruptions", "manual_retries"), "next_trigger")},
+        ),
+        (_("Upstream"), {"fields": (("workflow_run_id", "task_id"), ("total_tokens", "elapsed"))}),
+        (_("Lease"), {"fields": (("lease_owner", "lease_token", "lease_expires_at"), "not_before")}),
+        (_("Times"), {"fields": (("started_at", "finished_at"),)}),
+    )
+    inlines = (AttemptInline,)
+    actions = ("retry_selected",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # every field is state owned by the services: view only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # rows belong to their batch; delete the batch instead
+
+    @admin.action(description=_("Retry selected"), permissions=["retry"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        report = lifecycle.retry_executions(queryset, include_cancelled=True)
+        done = ngettext("Retrying %(count)d execution", "Retrying %(count)d executions", report.retried)
+        skipped = ngettext(
+            "%(count)d was not failed or cancelled", "%(count)d were not failed or cancelled", report.skipped
+        )
+        _report(self, request, done % {"count": report.retried}, report.skipped, skipped % {"count": report.skipped})
+
+
+@admin.register(Attempt)
+class AttemptAdmin(admin.ModelAdmin):
+    list_display = (
+        "execution",
+        "number",
+        "trigger",
+        "outcome",
+        "error_type",
+        "http_status",
+        "latency",
+        "total_tokens",
+        "started_at",
+    )
+    list_filter = ("outcome", "error_type", "trigger")
+    list_select_related = ("execution",)
+    ordering = ("-pk",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,475 @@
+"""Admin: access rules, the write-only API key, batch and execution actions, and pages that stay cheap."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+
+from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger, Workflow
+
+S = BatchStatus
+E = ExecutionStatus
+SECRET = "app-TOP-SECRET-KEY-123"
+MODELS = ["workflow", "batchtask", "execution", "attempt"]
+BATCH_CHANGELIST = "/admin/batches/batchtask/"
+EXECUTION_CHANGELIST = "/admin/batches/execution/"
+VIEW_ALL = [f"batches.view_{model}" for model in MODELS]
+
+
+def changelist(model: str) -> str:
+    return reverse(f"admin:batches_{model}_changelist")
+
+
+def change_page(obj: Any) -> str:
+    return reverse(f"admin:batches_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def run_action(client: Client, url: str, action: str, objects: list[Any]) -> Any:
+    data = {"action": action, ACTION_CHECKBOX_NAME: [obj.pk for obj in objects]}
+    return client.post(url, data, follow=True)
+
+
+def messages_of(response: Any) -> list[tuple[str, str]]:
+    return [(m.level_tag, m.message) for m in response.context["messages"]]
+
+
+def offered_actions(response: Any) -> set[str]:
+    form = response.context["action_form"]
+    return {name for name, _ in form.fields["action"].choices if name} if form else set()
+
+
+def attempt_for(execution: Execution, **fields: Any) -> Attempt:
+    defaults = {"number": 1, "trigger": Trigger.AUTO, "outcome": Attempt.Outcome.FAILED}
+    return Attempt.objects.create(execution=execution, **{**defaults, **fields})
+
+
+@pytest.fixture
+def login(client: Client, django_user_model: Any) -> Any:
+    """Log the test client in as a new user with the given permissions ("app.codename")."""
+
+    def login(*perms: str, staff: bool = True) -> Client:
+        user = django_user_model.objects.create_user(f"user{django_user_model.objects.count()}", is_staff=staff)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        client.force_login(user)
+        return client
+
+    return login
+
+
+# --- access ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_anonymous_users_are_sent_to_the_admin_login(client, db, model):
+    response = client.get(changelist(model))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_users_who_are_not_staff_are_sent_to_the_admin_login(login, model):
+    client = login(*VIEW_ALL, staff=False)
+
+    response = client.get(changelist(model))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_staff_without_permissions_are_forbidden(login, model):
+    client = login()
+
+    response = client.get(changelist(model))
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_changelist_and_change_page_loads(admin_client, make_batch, model):
+    batch = make_batch(status=S.RUNNING)
+    execution = batch.executions.first()
+    objects = {
+        "workflow": batch.workflow,
+        "batchtask": batch,
+        "execution": execution,
+        "attempt": attempt_for(execution),
+    }
+
+    listing = admin_client.get(changelist(model))
+    change = admin_client.get(change_page(objects[model]))
+
+    assert (listing.status_code, change.status_code) == (200, 200)
+
+
+@pytest.mark.parametrize(
+    ("model", "status"), [("workflow", 200), ("batchtask", 403), ("execution", 403), ("attempt", 403)]
+)
+def test_only_workflows_can_be_added_in_the_admin(admin_client, model, status):
+    response = admin_client.get(reverse(f"admin:batches_{model}_add"))
+
+    assert response.status_code == status
+
+
+def test_execution_and_attempt_pages_are_read_only(admin_client, make_batch):
+    execution = make_batch(rows=1).executions.get()
+    attempt_for(execution)
+
+    response = admin_client.get(change_page(execution))
+
+    assert response.context["has_change_permission"] is False
+    assert response.context["has_delete_permission"] is False
+    assert 'name="inputs"' not in response.content.decode()
+
+
+# --- the write-only API key ------------------------------------------------------------------------------------
+
+
+def workflow_data(**fields: Any) -> dict[str, Any]:
+    data = {
+        "name": "summarise",
+        "mode": "workflow",
+        "base_url": "https://dify.example/v1",
+        "api_key": "",
+        "response_mode": "streaming",
+        "timeout": "300",
+        "rpm_limit": "",
+        "concurrency": "10",
+        "retry_workflow_failed": "on",
+    }
+    return {**data, **fields}
+
+
+def test_workflow_key_is_required_on_create(admin_client, db):
+    response = admin_client.post(reverse("admin:batches_workflow_add"), workflow_data())
+
+    assert response.status_code == 200
+    assert "api_key" in response.context["adminform"].form.errors
+    assert not Workflow.objects.exists()
+
+
+def test_workflow_is_created_with_its_key(admin_client, db):
+    response = admin_client.post(reverse("admin:batches_workflow_add"), workflow_data(api_key=SECRET))
+
+    assert response.status_code == 302
+    assert Workflow.objects.get().api_key == SECRET
+
+
+def test_workflow_change_with_a_blank_key_keeps_the_stored_key(admin_client, make_workflow):
+    workflow = make_workflow(name="summarise", api_key=SECRET)
+
+    response = admin_client.post(change_page(workflow), workflow_data(concurrency="4"))
+
+    workflow.refresh_from_db()
+    assert response.status_code == 302
+    assert (workflow.api_key, workflow.concurrency) == (SECRET, 4)
+
+
+def test_workflow_change_with_a_new_key_replaces_it(admin_client, make_workflow):
+    workflow = make_workflow(name="summarise", api_key=SECRET)
+
+    admin_client.post(change_page(workflow), workflow_data(api_key="app-new-key"))
+
+    workflow.refresh_from_db()
+    assert workflow.api_key == "app-new-key"
+
+
+def test_the_key_never_appears_in_workflow_pages(admin_client, make_workflow):
+    workflow = make_workflow(name="summarise", api_key=SECRET)
+    admin_client.post(change_page(workflow), workflow_data(api_key=SECRET))  # logs a change in the history
+    urls = [
+        changelist("workflow"),
+        change_page(workflow),
+        reverse("admin:batches_workflow_add"),
+        reverse("admin:batches_workflow_history", args=[workflow.pk]),
+        reverse("admin:batches_workflow_delete", args=[workflow.pk]),
+    ]
+
+    bodies = [admin_client.get(url).content for url in urls]
+
+    assert all(SECRET.encode() not in body for body in bodies)
+    assert workflow.api_key == SECRET
+
+
+def test_a_rejected_form_does_not_echo_the_submitted_key(admin_client, db):
+    response = admin_client.post(reverse("admin:batches_workflow_add"), workflow_data(api_key=SECRET, base_url="nope"))
+
+    assert response.status_code == 200
+    assert SECRET.encode() not in response.content
+
+
+def test_the_key_never_appears_in_batch_execution_or_attempt_pages(admin_client, make_batch, make_workflow):
+    batch = make_batch(workflow=make_workflow(api_key=SECRET))
+    execution = batch.executions.first()
+    attempt = attempt_for(execution)
+    urls = [changelist(model) for model in MODELS[1:]] + [change_page(obj) for obj in (batch, execution, attempt)]
+
+    bodies = [admin_client.get(url).content for url in urls]
+
+    assert all(SECRET.encode() not in body for body in bodies)
+
+
+# --- batch actions ---------------------------------------------------------------------------------------------
+
+BATCH_ACTIONS = [
+    # (action, states of the selected batches before, states after, message level, message)
+    ("start", [S.PENDING, S.PENDING], [S.RUNNING, S.RUNNING], "success", "Started 2 batches"),
+    ("start", [S.PENDING, S.RUNNING], [S.RUNNING, S.RUNNING], "warning", "Started 1 batch; 1 was not pending"),
+    ("pause", [S.RUNNING, S.PENDING], [S.PAUSED, S.PENDING], "warning", "Paused 1 batch; 1 was not running"),
+    ("pause", [S.RUNNING, S.RUNNING], [S.PAUSED, S.PAUSED], "success", "Paused 2 batches"),
+    ("resume", [S.PAUSED, S.FINISHED, S.CANCELLED], [S.RUNNING, S.FINISHED, S.CANCELLED], "warning",
+     "Resumed 1 batch; 2 were not paused"),
+    ("cancel", [S.RUNNING, S.PAUSED], [S.CANCELLED, S.CANCELLED], "success", "Cancelled 2 batches (6 executions)"),
+    ("cancel", [S.FINISHED, S.PENDING], [S.FINISHED, S.CANCELLED], "warning",
+     "Cancelled 1 batch (3 executions); 1 was already finished or cancelled"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("action", "before", "after", "level", "text"), BATCH_ACTIONS)
+def test_batch_actions_change_state_through_the_services_and_report_counts(
+    admin_client, make_batch, make_workflow, action, before, after, level, text
+):
+    workflow = make_workflow()
+    batches = [make_batch(rows=3, workflow=workflow, status=status) for status in before]
+
+    response = run_action(admin_client, BATCH_CHANGELIST, action, batches)
+
+    assert [BatchTask.objects.get(pk=batch.pk).status for batch in batches] == after
+    assert messages_of(response) == [(level, text)]
+
+
+def test_cancel_action_cancels_the_unfinished_rows(admin_client, make_batch):
+    batch = make_batch(rows=3, status=S.RUNNING)
+    Execution.objects.filter(index=0).update(status=E.SUCCEEDED)
+
+    run_action(admin_client, BATCH_CHANGELIST, "cancel", [batch])
+
+    assert sorted(batch.executions.values_list("status", flat=True)) == [E.CANCELLED, E.CANCELLED, E.SUCCEEDED]
+
+
+def test_retry_failed_action_retries_failed_rows_and_counts_batches_without_any(
+    admin_client, make_batch, make_workflow
+):
+    workflow = make_workflow()
+    with_failures = make_batch(rows=3, workflow=workflow, status=S.FINISHED)
+    without = make_batch(rows=3, workflow=workflow, status=S.FINISHED)
+    Execution.objects.filter(batch=with_failures, index__lt=2).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+
+    response = run_action(admin_client, BATCH_CHANGELIST, "retry_failed", [with_failures, without])
+
+    with_failures.refresh_from_db()
+    assert with_failures.status == S.RUNNING
+    assert with_failures.executions.filter(status=E.PENDING, next_trigger=Trigger.MANUAL).count() == 2
+    assert messages_of(response) == [("warning", "Retrying 2 failed executions; 1 batch had none")]
+
+
+@pytest.mark.parametrize(
+    ("perms", "offered"),
+    [
+        ([], set()),
+        (["batches.control_batchtask"], {"start", "pause", "resume", "cancel"}),
+        (["batches.retry_execution"], {"retry_failed"}),
+        (
+            ["batches.control_batchtask", "batches.retry_execution"],
+            {"start", "pause", "resume", "cancel", "retry_failed"},
+        ),
+    ],
+)
+def test_batch_actions_are_offered_only_with_their_permission(login, make_batch, perms, offered):
+    client = login("batches.view_batchtask", *perms)
+    make_batch()
+
+    response = client.get(BATCH_CHANGELIST)
+
+    assert offered_actions(response) == offered
+
+
+@pytest.mark.parametrize("action", ["start", "pause", "cancel", "retry_failed"])
+def test_batch_actions_posted_without_permission_change_nothing(login, make_batch, action):
+    client = login("batches.view_batchtask")
+    batch = make_batch(status=S.RUNNING)
+    Execution.objects.filter(index=0).update(status=E.FAILED)
+
+    run_action(client, BATCH_CHANGELIST, action, [batch])
+
+    batch.refresh_from_db()
+    assert batch.status == S.RUNNING
+    assert batch.executions.failed().count() == 1
+
+
+def test_batch_change_form_edits_only_settings(admin_client, make_batch):
+    batch = make_batch(status=S.RUNNING, name="old")
+    data = {"name": "new", "concurrency": "3", "max_retries": "1", "status": "cancelled", "total": "99"}
+
+    response = admin_client.post(change_page(batch), data)
+
+    batch.refresh_from_db()
+    assert response.status_code == 302
+    assert (batch.name, batch.concurrency, batch.max_retries, batch.status, batch.total) == ("new", 3, 1, S.RUNNING, 3)
+
+
+def test_batch_delete_confirmation_summarises_instead_of_listing_rows(admin_client, make_batch):
+    batch = make_batch(rows=300, status=S.FINISHED)
+    attempt_for(batch.executions.first())
+
+    response = admin_client.get(reverse("admin:batches_batchtask_delete", args=[batch.pk]))
+
+    assert response.status_code == 200
+    assert dict(response.context["model_count"]) == {"batches": 1, "executions": 300, "attempts": 1}
+    assert response.context["deleted_objects"] == [str(batch)]
+    assert f"#{batch.pk}/0".encode() not in response.content
+
+
+def test_batch_can_be_deleted_with_its_executions(admin_client, make_batch):
+    batch = make_batch(rows=3, status=S.FINISHED)
+    attempt_for(batch.executions.first())
+
+    admin_client.post(reverse("admin:batches_batchtask_delete", args=[batch.pk]), {"post": "yes"})
+
+    assert not BatchTask.objects.exists()
+    assert not Execution.objects.exists()
+    assert not Attempt.objects.exists()
+
+
+@pytest.mark.parametrize("batches", [1, 30])
+def test_batch_changelist_query_count_does_not_grow_with_batches(
+    admin_client, make_batch, make_workflow, django_assert_max_num_queries, batches
+):
+    workflows = [make_workflow(), make_workflow()]
+    for number in range(batches):
+        make_batch(rows=2, workflow=workflows[number % 2])
+
+    with django_assert_max_num_queries(9):
+        response = admin_client.get(BATCH_CHANGELIST)
+
+    assert len(response.context["cl"].result_list) == batches
+
+
+def test_batch_changelist_shows_progress_counts(admin_client, make_batch):
+    batch = make_batch(rows=4, status=S.RUNNING)
+    Execution.objects.filter(index__lt=2).update(status=E.FAILED)
+    Execution.objects.filter(index=2).update(status=E.SUCCEEDED)
+
+    html = admin_client.get(BATCH_CHANGELIST).content.decode()
+
+    assert '<progress value="3" max="4">' in html
+    assert "2 failed" in html
+    assert str(batch.name) in html
+
+
+# --- executions and attempts -----------------------------------------------------------------------------------
+
+
+def test_retry_selected_retries_failed_and_cancelled_rows_and_reports_skipped(admin_client, make_batch):
+    batch = make_batch(rows=3, status=S.CANCELLED)
+    rows = list(batch.executions.order_by("index"))
+    for row, status in zip(rows, [E.FAILED, E.CANCELLED, E.SUCCEEDED], strict=True):
+        Execution.objects.filter(pk=row.pk).update(status=status)
+
+    response = run_action(admin_client, EXECUTION_CHANGELIST, "retry_selected", rows)
+
+    statuses = list(batch.executions.order_by("index").values_list("status", flat=True))
+    assert statuses == [E.PENDING, E.PENDING, E.SUCCEEDED]
+    assert messages_of(response) == [("warning", "Retrying 2 executions; 1 was not failed or cancelled")]
+    batch.refresh_from_db()
+    assert batch.status == S.RUNNING
+
+
+@pytest.mark.parametrize(("perms", "offered"), [([], set()), (["batches.retry_execution"], {"retry_selected"})])
+def test_retry_selected_is_offered_only_with_the_retry_permission(login, make_batch, perms, offered):
+    client = login("batches.view_execution", *perms)
+    make_batch()
+
+    response = client.get(EXECUTION_CHANGELIST)
+
+    assert offered_actions(response) == offered
+
+
+def test_retry_selected_posted_without_permission_changes_nothing(login, make_batch):
+    client = login("batches.view_execution")
+    execution = make_batch(rows=1).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=E.FAILED)
+
+    run_action(client, EXECUTION_CHANGELIST, "retry_selected", [execution])
+
+    execution.refresh_from_db()
+    assert execution.status == E.FAILED
+
+
+@pytest.mark.parametrize(("term", "found"), [("needle-in-error", 1), ("needle-in-inputs", 1), ("absent", 0)])
+def test_execution_search_looks_in_errors_and_inputs(admin_client, make_batch, term, found):
+    batch = make_batch(rows=3)
+    Execution.objects.filter(batch=batch, index=0).update(error="a needle-in-error here")
+    Execution.objects.filter(batch=batch, index=1).update(inputs={"text": "needle-in-inputs"})
+
+    response = admin_client.get(EXECUTION_CHANGELIST, {"q": term})
+
+    assert len(response.context["cl"].result_list) == found
+
+
+@pytest.mark.parametrize("query", [{}, {"status__exact": "failed"}, {"error_type__exact": "timeout"}])
+def test_execution_changelist_filters_load(admin_client, make_batch, query):
+    batch = make_batch(rows=2)
+    Execution.objects.filter(batch=batch, index=0).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+
+    response = admin_client.get(EXECUTION_CHANGELIST, {**query, "batch__id__exact": batch.pk})
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == (2 if not query else 1)
+
+
+@pytest.mark.parametrize("rows", [3, 150])
+def test_execution_changelist_query_count_does_not_grow_with_rows(
+    admin_client, make_batch, django_assert_max_num_queries, rows
+):
+    make_batch(rows=rows)
+
+    with django_assert_max_num_queries(8):
+        admin_client.get(EXECUTION_CHANGELIST)
+
+
+@pytest.mark.parametrize("query", [{}, {"outcome__exact": "failed"}, {"trigger__exact": "manual"}])
+def test_attempt_changelist_filters(admin_client, make_batch, query):
+    execution = make_batch(rows=1).executions.get()
+    attempt_for(execution, number=1, trigger=Trigger.AUTO, outcome=Attempt.Outcome.FAILED)
+    attempt_for(execution, number=2, trigger=Trigger.MANUAL, outcome=Attempt.Outcome.SUCCEEDED)
+
+    response = admin_client.get(changelist("attempt"), query)
+
+    assert len(response.context["cl"].result_list) == (2 if not query else 1)
+
+
+def test_markup_in_inputs_errors_and_names_is_escaped(admin_client, make_batch):
+    batch = make_batch(rows=1, name="<b>bold</b>")
+    execution = batch.executions.get()
+    Execution.objects.filter(pk=execution.pk).update(
+        status=E.FAILED, error="<script>alert(1)</script>", inputs={"text": "<img src=x onerror=alert(2)>"}
+    )
+    attempt_for(execution, error="<script>alert(3)</script>")
+
+    pages = [BATCH_CHANGELIST, change_page(batch), EXECUTION_CHANGELIST, change_page(execution), changelist("attempt")]
+    html = "".join(admin_client.get(url).content.decode() for url in pages)
+
+    for markup in ("<b>bold</b>", "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "<script>alert(3)"):
+        assert markup not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_admin_pages_load_for_a_batch_with_100k_rows(admin_client, make_batch, django_assert_max_num_queries):
+    batch = make_batch(rows=100_000, status=S.RUNNING)
+    execution = batch.executions.get(index=99_999)
+    pages = [BATCH_CHANGELIST, change_page(batch), EXECUTION_CHANGELIST, change_page(execution)]
+    pages += [f"{EXECUTION_CHANGELIST}?batch__id__exact={batch.pk}&p=500", f"{EXECUTION_CHANGELIST}?q=row+99999"]
+
+    with django_assert_max_num_queries(12 * len(pages)):
+        statuses = [admin_client.get(url).status_code for url in pages]
+
+    assert statuses == [200] * len(pages)
