@@ -43,7 +43,7 @@ def test_non_retryable_rows_fail_once_and_retry_after_is_honoured(tmp_path):
     source = tmp_path / "rows.jsonl"
     source.write_text(
         '{"text": "fine", "_fault": "", "_fault_times": 0}\n'
-        '{"text": "bad", "_fault": "invalid_param", "_fault_times": 0}\n'
+        '{"text": "bad", "_fault": "invalid_param", "_fault_times": 99}\n'
         '{"text": "slow down", "_fault": "rate_limit", "_fault_times": 1}\n',
         encoding="utf-8",
     )

@@ -78,7 +78,8 @@ def import_batch(
     """Create the whole batch from a file, or nothing (ImportFileError names the line)."""
     options = options or ImportOptions()
     filename = filename or Path(path).name
-    variables = dify.fetch_parameters(app_settings(workflow))  # network: before any transaction
+    # Network, so before any transaction. An app that declares no variables is not checked against.
+    variables = dify.fetch_parameters(app_settings(workflow)) or None
     parsed = importers.parse_file(path, filename=filename, variables=variables, mode=workflow.mode)
     with transaction.atomic():
         batch = BatchTask.objects.create(

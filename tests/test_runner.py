@@ -1,0 +1,115 @@
+"""A runner slice in this process against the fake Dify over real HTTP."""
+
+import httpx
+import pytest
+
+from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.runner import Runner
+from batches.services import engine
+from tests.fakedify import running_fake_dify
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with running_fake_dify("--latency-ms", "50") as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def clean_fake(fake):
+    fake.reset()
+    fake.configure(latency_ms=50, fail_rate=0, faults={})
+
+
+@pytest.fixture
+def batch_on_fake(make_workflow, make_batch, fake):
+    def make(rows=10, concurrency=3, response_mode="streaming", **fields):
+        workflow = make_workflow(base_url=fake.url, response_mode=response_mode)
+        return make_batch(rows=rows, workflow=workflow, status=BatchStatus.RUNNING, concurrency=concurrency, **fields)
+
+    return make
+
+
+@pytest.mark.parametrize("response_mode", ["streaming", "blocking"])
+def test_runner_finishes_a_batch_within_its_concurrency(batch_on_fake, fake, response_mode):
+    batch = batch_on_fake(rows=12, concurrency=3, response_mode=response_mode)
+
+    recorded = Runner().run(seconds=30)
+
+    assert recorded == 12
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FINISHED
+    for row in Execution.objects.filter(batch=batch):
+        assert (row.status, row.outputs["echo"]) == (ExecutionStatus.SUCCEEDED, row.inputs)
+        assert row.workflow_run_id
+    assert fake.stats()["max_in_flight"] == 3
+
+
+def test_runner_retries_transient_faults_until_they_pass(batch_on_fake, settings):
+    settings.BATCHES_BACKOFF_BASE = 0.05
+    batch = batch_on_fake(rows=3, concurrency=3)
+    Execution.objects.filter(batch=batch, index=0).update(
+        inputs={"text": "flaky", "_fault": "server_error", "_fault_times": 2}
+    )
+
+    Runner().run(seconds=30)
+
+    row = Execution.objects.get(batch=batch, index=0)
+    assert (row.status, row.attempt_count, row.auto_retries) == (ExecutionStatus.SUCCEEDED, 3, 2)
+    outcomes = list(Attempt.objects.filter(execution=row).values_list("outcome", "error_type", "http_status"))
+    assert outcomes == [("failed", "upstream_error", 500), ("failed", "upstream_error", 500), ("succeeded", "", 200)]
+
+
+def test_runner_stops_claiming_when_an_app_error_pauses_the_batch(batch_on_fake):
+    batch = batch_on_fake(rows=5, concurrency=1)
+    Execution.objects.filter(batch=batch).update(inputs={"text": "x", "_fault": "app_unavailable"})
+
+    Runner().run(seconds=30)
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.PAUSED
+    assert Execution.objects.filter(batch=batch, error_type=ErrorType.APP_ERROR).count() == 1
+    assert Execution.objects.filter(batch=batch, status=ExecutionStatus.PENDING).count() == 4
+
+
+def test_recovery_records_a_run_that_finished_upstream_without_calling_again(batch_on_fake, fake):
+    batch = batch_on_fake(rows=1)
+    row = Execution.objects.get(batch=batch)
+    body = {"inputs": row.inputs, "response_mode": "blocking", "user": "someone"}
+    headers = {"Authorization": "Bearer app-secret-key"}
+    run_id = httpx.post(f"{fake.url}/workflows/run", json=body, headers=headers).json()["workflow_run_id"]
+    Execution.objects.filter(pk=row.pk).update(
+        workflow_run_id=run_id, next_trigger=Trigger.RECOVERY, attempt_count=1, interruptions=1
+    )
+    calls_before = fake.stats()["calls"]
+
+    Runner().run(seconds=30)
+
+    row.refresh_from_db()
+    assert (row.status, row.outputs["echo"]) == (ExecutionStatus.SUCCEEDED, row.inputs)
+    assert fake.stats()["calls"] == calls_before
+    assert Attempt.objects.get(execution=row).trigger == Trigger.RECOVERY
+
+
+def test_runner_with_nothing_to_do_returns_at_once(db):
+    assert Runner().run(seconds=30) == 0
+
+
+def test_a_runner_shares_its_claims_fairly_between_batches(batch_on_fake):
+    first = batch_on_fake(rows=4, concurrency=2)
+    second = batch_on_fake(rows=4, concurrency=2)
+
+    Runner(capacity=2).run(seconds=30)
+
+    assert set(BatchTask.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
+        "finished"
+    }
+
+
+def test_run_ids_are_stored_while_the_call_is_in_flight(batch_on_fake):
+    batch = batch_on_fake(rows=1)
+    (claim,) = engine.claim(batch.pk, "runner-x", limit=1)
+
+    engine.store_run_ids([(claim, "run-1", "task-1")])
+
+    assert Execution.objects.get(pk=claim.execution_id).workflow_run_id == "run-1"
