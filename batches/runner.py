@@ -60,32 +60,64 @@ class Runner:
     capacity: int = field(default_factory=lambda: settings.BATCHES_RUNNER_CAPACITY)
     events: queue.Queue[tuple[str, engine.Claim, Any]] = field(default_factory=queue.Queue)
     in_flight: int = 0
-    settings_by_batch: dict[int, AppSettings] = field(default_factory=dict)
     next_claim: int = 0  # round-robin start among batches
+    freed: bool = True  # a call ended since the last claim round
+    batches: list[BatchTask] = field(default_factory=list)
+    to_finish: set[int] = field(default_factory=set)
+    unsaved_starts: dict[int, engine.Claim] = field(default_factory=dict)  # run ids not yet written
+    due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
 
     def run(self, seconds: float, slot: int | None = None) -> int:
         """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
         calls, recorded = CallLoop(), 0
-        deadline, next_renewal = time.monotonic() + seconds, 0.0
+        deadline = time.monotonic() + seconds
         try:
             while True:
                 claiming = time.monotonic() < deadline
-                got = self.claim_and_start(calls) if claiming else 0
+                got = self.claim_and_start(calls) if claiming and self.claim_due() else 0
                 recorded += self.record(self.wait_for_events(got))
-                if time.monotonic() >= next_renewal:
-                    self.renew(slot)
-                    next_renewal = time.monotonic() + settings.BATCHES_LEASE_SECONDS / 3
+                self.chores(slot)
                 if not self.in_flight and (not claiming or (not got and not engine.has_work())):
                     return recorded
         finally:
             calls.close()
+            engine.finish_done(self.to_finish)
+
+    def every(self, chore: str, seconds: float) -> bool:
+        """True at most once per `seconds` for each chore."""
+        now = time.monotonic()
+        if now < self.due.get(chore, 0.0):
+            return False
+        self.due[chore] = now + seconds
+        return True
+
+    def claim_due(self) -> bool:
+        # Without a freed call there is only room if someone else's rows ended: look now and then.
+        return self.freed or self.every("poll", settings.BATCHES_POLL_INTERVAL)
+
+    def chores(self, slot: int | None) -> None:
+        if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
+            engine.renew_leases(self.owner)
+            if slot is not None:
+                engine.renew_slot(slot, self.owner)
+        if self.unsaved_starts and self.every("run ids", 1.0):
+            # Written in bulk, and only for calls still running: a finished call's result carries its run id.
+            engine.store_run_ids(list(self.unsaved_starts.values()))
+            self.unsaved_starts.clear()
+        if self.to_finish and self.every("finish", 1.0):
+            engine.finish_done(self.to_finish)
+            self.to_finish.clear()
 
     def claim_and_start(self, calls: CallLoop) -> int:
+        self.freed = False
         room = self.capacity - self.in_flight
-        batches = engine.runnable_batches() if room > 0 else []
+        if room <= 0:
+            return 0
+        if self.every("batches", 1.0) or not self.batches:
+            self.batches = engine.runnable_batches()
         started = 0
-        for offset in range(len(batches)):
-            batch = batches[(self.next_claim + offset) % len(batches)]
+        for offset in range(len(self.batches)):
+            batch = self.batches[(self.next_claim + offset) % len(self.batches)]
             for claim in engine.claim(batch.pk, self.owner, room - started):
                 calls.submit(self.call(calls.client, self.app_for(batch), claim))
                 started += 1
@@ -142,21 +174,21 @@ class Runner:
         return events
 
     def record(self, events: list[tuple[str, engine.Claim, Any]]) -> int:
-        started = [(claim, *ids) for kind, claim, ids in events if kind == "started"]
-        done = [(claim, result) for kind, claim, result in events if kind == "done"]
-        if started:
-            engine.store_run_ids(started)
+        done = []
+        for kind, claim, payload in events:
+            if kind == "started":
+                claim.run_id, claim.task_id = payload
+                self.unsaved_starts[claim.execution_id] = claim
+            else:
+                self.unsaved_starts.pop(claim.execution_id, None)
+                done.append((claim, payload))
         if not done:
             return 0
         recorded = engine.record_results(done)
         self.in_flight -= len(done)
-        engine.finish_done(recorded.batch_ids)
+        self.freed = True
+        self.to_finish |= recorded.batch_ids
         return recorded.written
-
-    def renew(self, slot: int | None) -> None:
-        engine.renew_leases(self.owner)
-        if slot is not None:
-            engine.renew_slot(slot, self.owner)
 
 
 def run_slice() -> str:

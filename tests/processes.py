@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,8 @@ def running_cluster(log: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]
 def stop_cluster(process: subprocess.Popen[bytes], grace: float = 30) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
     kill_group(process)
 
 

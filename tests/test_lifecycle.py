@@ -104,7 +104,7 @@ def test_retry_failed_can_take_one_error_type(make_batch):
     ],
 )
 def test_retry_takes_only_failed_or_cancelled_rows(make_batch, status, include_cancelled, retried):
-    batch = make_batch(rows=1, status=BatchStatus.FINISHED)
+    make_batch(rows=1, status=BatchStatus.FINISHED)
     Execution.objects.update(status=status)
 
     report = lifecycle.retry_executions(Execution.objects.all(), include_cancelled=include_cancelled)

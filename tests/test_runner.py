@@ -101,15 +101,14 @@ def test_a_runner_shares_its_claims_fairly_between_batches(batch_on_fake):
 
     Runner(capacity=2).run(seconds=30)
 
-    assert set(BatchTask.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
-        "finished"
-    }
+    assert set(BatchTask.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {"finished"}
 
 
 def test_run_ids_are_stored_while_the_call_is_in_flight(batch_on_fake):
     batch = batch_on_fake(rows=1)
     (claim,) = engine.claim(batch.pk, "runner-x", limit=1)
 
-    engine.store_run_ids([(claim, "run-1", "task-1")])
+    claim.run_id, claim.task_id = "run-1", "task-1"
+    engine.store_run_ids([claim])
 
     assert Execution.objects.get(pk=claim.execution_id).workflow_run_id == "run-1"

@@ -1,0 +1,78 @@
+"""Shared set-up for the benchmark scripts: a database, the fake Dify and processes of this project."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django() -> None:
+    """Use DATABASE_URL if given (PostgreSQL for real figures), else a throwaway SQLite file."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='batches-bench-')}/bench.sqlite3"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def manage_process(*args: str, env: dict[str, str] | None = None, log: str = "/dev/null") -> subprocess.Popen[bytes]:
+    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
+
+
+@contextmanager
+def fake_dify(*args: str) -> Iterator[str]:
+    port = free_port()
+    process = manage_process("fake_dify", "--port", str(port), *args)
+    deadline = time.monotonic() + 20
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("fake_dify did not start")
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def stop_cluster(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")

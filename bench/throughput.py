@@ -1,0 +1,124 @@
+"""Throughput of one batch through a real qcluster against the fake Dify.
+
+    python bench/throughput.py [--rows N] [--concurrency C] [--latency-ms L] [--workers W] [--blocking]
+    python bench/throughput.py --quick            # a short run (make bench)
+    python bench/throughput.py --cpu              # worker CPU per 1,000 rows at 0 ms latency, next to the floor
+
+Figures: rows/s, efficiency = rows/s ÷ (concurrency ÷ latency), worker CPU seconds per 1,000 rows.
+Use DATABASE_URL=postgres://… for the figures that count; without it a throwaway SQLite file is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from common import fake_dify, manage_process, print_table, setup_django, stop_cluster
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def make_batch(url: str, rows: int, concurrency: int, response_mode: str) -> int:
+    from batches.services import lifecycle
+
+    workflow, _ = lifecycle.save_workflow(
+        f"bench-{time.time_ns()}", base_url=url, api_key="app-bench", response_mode=response_mode
+    )
+    source = Path(tempfile.mkdtemp()) / "rows.csv"
+    source.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
+    options = lifecycle.ImportOptions(concurrency=concurrency, max_retries=2, start=False)
+    return lifecycle.import_batch(workflow, source, options=options).pk
+
+
+def wait_finished(batch_id: int, rows: int) -> tuple[float, float]:
+    """Seconds to finish, and the steady rate between 10 % and 90 % of the rows."""
+    from batches.models import BatchStatus, BatchTask, Execution
+
+    start, marks = time.monotonic(), {}
+    while BatchTask.objects.get(pk=batch_id).status != BatchStatus.FINISHED:
+        done = Execution.objects.filter(batch_id=batch_id, finished_at__isnull=False).count()
+        for mark in (0.1, 0.9):
+            if done >= mark * rows and mark not in marks:
+                marks[mark] = (time.monotonic(), done)
+        time.sleep(0.2)
+    elapsed = time.monotonic() - start
+    (t1, d1), (t2, d2) = marks.get(0.1, (start, 0)), marks.get(0.9, (start + elapsed, rows))
+    return elapsed, (d2 - d1) / (t2 - t1) if t2 > t1 else rows / elapsed
+
+
+def run(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from batches.services import lifecycle
+
+    mode = "blocking" if args.blocking else "streaming"
+    with fake_dify("--latency-ms", str(args.latency_ms)) as url:
+        batch_id = make_batch(url, args.rows, args.concurrency, mode)
+        env = {"BATCHES_WORKERS": str(args.workers), "BATCHES_RUNNERS": str(args.workers)}
+        cluster = manage_process("qcluster", env=env, log=args.log)
+        time.sleep(3)  # let the cluster start: its start-up is not what is measured
+        cpu_before = children_cpu()
+        lifecycle.start_batch(batch_id)
+        elapsed, steady = wait_finished(batch_id, args.rows)
+        stop_cluster(cluster)
+        cpu = children_cpu() - cpu_before
+    ideal = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else float("nan")
+    return [
+        ("rows / concurrency / latency", f"{args.rows} / {args.concurrency} / {args.latency_ms} ms ({mode})"),
+        ("worker processes", str(args.workers)),
+        ("wall time", f"{elapsed:.1f} s"),
+        ("rows/s (whole run)", f"{args.rows / elapsed:.1f}"),
+        ("rows/s (10%-90%)", f"{steady:.1f}"),
+        ("efficiency (whole run)", f"{args.rows / elapsed / ideal:.3f}"),
+        ("efficiency (10%-90%)", f"{steady / ideal:.3f}"),
+        ("cluster CPU s / 1,000 rows", f"{1000 * cpu / args.rows:.2f}"),
+    ]
+
+
+def floor(rows: int) -> list[tuple[str, str]]:
+    """One httpx POST plus one UPDATE per row, in one process: the least a row can cost."""
+    import httpx
+
+    from batches.models import Execution
+
+    with fake_dify("--latency-ms", "0") as url:
+        batch_id = make_batch(url, rows, 1, "blocking")
+        ids = list(Execution.objects.filter(batch_id=batch_id).values_list("pk", flat=True))
+        started = time.process_time()
+        with httpx.Client(headers={"Authorization": "Bearer app-bench"}) as client:
+            for pk in ids:
+                body = {"inputs": {"text": "x"}, "response_mode": "blocking", "user": "bench"}
+                outputs = client.post(f"{url}/workflows/run", json=body).json()["data"]["outputs"]
+                Execution.objects.filter(pk=pk).update(status="succeeded", outputs=outputs)
+        cpu = time.process_time() - started
+    return [("floor CPU s / 1,000 rows (POST + UPDATE)", f"{1000 * cpu / rows:.2f}")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--latency-ms", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--blocking", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1,000 rows at concurrency 100")
+    parser.add_argument("--cpu", action="store_true", help="CPU per row at 0 ms latency, and the floor")
+    parser.add_argument("--log", default="/dev/null", help="where the cluster's log goes")
+    args = parser.parse_args()
+    setup_django()
+    if args.quick:
+        args.rows, args.concurrency = 1000, 100
+    if args.cpu:
+        args.latency_ms, args.rows = 0, max(args.rows, 3000)
+    figures = run(args)
+    if args.cpu:
+        figures += floor(min(args.rows, 2000))
+    print_table(figures)
+
+
+if __name__ == "__main__":
+    main()
