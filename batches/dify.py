@@ -1,9 +1,46 @@
-"""Dify Service API client (workflow, completion and chat apps; streaming and blocking)."""
+"""Dify Service API client (workflow, completion and chat apps; streaming and blocking).
+
+`DifyClient.run` never raises for upstream trouble: every failure becomes a `CallResult` with one of the
+stable error types of design.md. Create the client inside a running event loop (workers are forked).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+logger = logging.getLogger("batches.dify")
+
+MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+MAX_ERROR_CHARS = 500
+OK_STATUSES = frozenset({"succeeded", "partial-succeeded"})
+PAUSE_EVENTS = frozenset({"workflow_paused", "human_input_required"})
+# 400 codes that mean the app itself is unusable (the batch pauses) or that the model call failed.
+APP_ERROR_CODES = frozenset({
+    "app_unavailable", "not_workflow_app", "not_chat_app", "not_completion_app", "provider_not_initialize",
+    "provider_quota_exceeded", "model_currently_not_support",
+})  # fmt: skip
+FAILED_CODES = frozenset({"completion_request_error", "workflow_request_error"})
+PATHS = {"workflow": "/workflows/run", "completion": "/completion-messages", "chat": "/chat-messages"}
+STOP_PATHS = {
+    "workflow": "/workflows/tasks/{}/stop",
+    "completion": "/completion-messages/{}/stop",
+    "chat": "/chat-messages/{}/stop",
+}
+
+OnStarted = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -25,6 +62,9 @@ class InputVariable:
     label: str
     required: bool = False
     type: str = "text-input"
+    options: tuple[str, ...] = ()  # select
+    max_length: int | None = None
+    default: Any = None
 
 
 @dataclass
@@ -43,3 +83,479 @@ class CallResult:
     upstream_status: str = ""  # e.g. succeeded, partial-succeeded, failed, stopped, running
     retry_after: float | None = None
     latency: float = 0.0  # measured by us, seconds
+    stop_task_id: str = ""  # the stream's task_id, what the stop endpoint wants (all modes)
+
+    def fail(self, error_type: str, error: str, http_status: int | None = None) -> CallResult:
+        self.ok, self.error_type, self.error = False, error_type, one_line(error)
+        if http_status is not None:
+            self.http_status = http_status
+        return self
+
+
+class BadResponse(Exception):
+    """The upstream answered something we cannot use (maps to `bad_response`)."""
+
+
+# ----------------------------------------------------------------------------------------------- pure helpers
+
+
+def one_line(text: str, secret: str = "") -> str:
+    """Collapse whitespace, hide the secret, cut to MAX_ERROR_CHARS."""
+    if len(secret) >= 6:  # a shorter "key" is no secret, and masking it would garble every message
+        text = text.replace(secret, "***")
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _json_object(raw: bytes | str) -> dict[str, Any] | None:
+    """The JSON object in `raw`, or None when it is not one."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _error_body(body: bytes | str, content_type: str) -> tuple[str, str]:
+    """(code, message) from a Dify JSON error body, or ("", page title / text) for anything else."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    data = _json_object(text) if "json" in content_type or text.lstrip().startswith("{") else None
+    if data is not None:
+        return str(data.get("code") or ""), str(data.get("message") or data.get("error") or "")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    return "", (title.group(1) if title else re.sub(r"<[^>]+>", " ", text))[:200]
+
+
+def classify_http_error(status: int, body: bytes | str, content_type: str) -> tuple[str, str]:
+    """Map a non-2xx answer to (error_type, one-line message)."""
+    code, message = _error_body(body, content_type)
+    text = one_line(f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message.strip() else ""))
+    if 300 <= status < 400:
+        return "bad_response", text + " (redirect)"
+    if status == 429:
+        return "rate_limited", text
+    if status in (401, 403):
+        return "auth", text
+    if status == 408:
+        return "timeout", text
+    if status >= 500:
+        return "upstream_error", text
+    if status == 404 or code in APP_ERROR_CODES:
+        return "app_error", text
+    if code in FAILED_CODES:
+        return "workflow_failed", text
+    if 400 <= status < 500:
+        return "invalid_input", text
+    return "bad_response", text
+
+
+def classify_exception(exc: BaseException) -> str:
+    """Error type for an exception raised while talking to the upstream."""
+    # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout: judge by the original instead.
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError | OSError) else exc
+    if isinstance(cause, BadResponse):
+        return "bad_response"
+    if isinstance(cause, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(
+        cause, httpx.UnsupportedProtocol | httpx.InvalidURL | aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError
+    ):
+        return "app_error"
+    if isinstance(cause, httpx.TransportError | aiohttp.ClientError | OSError):
+        return "connection"
+    return "bad_response"
+
+
+class SSEDecoder:
+    """Incremental Server-Sent Events decoder: feed bytes, get (event, data) for each complete frame."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str, str]]:
+        lines = (self._buffer + chunk).split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            yield from self._line(line.rstrip(b"\r"))
+
+    def flush(self) -> Iterator[tuple[str, str]]:
+        """A last frame not followed by a blank line (a stream that ends right after it)."""
+        if self._buffer:
+            yield from self._line(self._buffer.rstrip(b"\r"))
+            self._buffer = b""
+        yield from self._line(b"")
+
+    def _line(self, line: bytes) -> Iterator[tuple[str, str]]:
+        if not line:
+            if self._data or self._event:
+                yield self._event or "message", b"\n".join(self._data).decode("utf-8", "replace")
+            self._event, self._data = "", []
+            return
+        name, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+
+# ----------------------------------------------------------------------------------------------- answers
+
+
+def _ids(result: CallResult, event: dict[str, Any], mode: str) -> None:
+    """Remember the upstream ids an event carries."""
+    if not result.workflow_run_id and event.get("workflow_run_id"):
+        result.workflow_run_id = str(event["workflow_run_id"])
+    if not result.stop_task_id and event.get("task_id"):
+        result.stop_task_id = str(event["task_id"])
+    own_id = event.get("task_id") if mode == "workflow" else event.get("message_id") or event.get("id")
+    if not result.task_id and own_id:
+        result.task_id = str(own_id)
+
+
+def _workflow_data(result: CallResult, data: Any) -> CallResult:
+    """Fill the result from a workflow run's `data` (blocking answer, workflow_finished, GET run)."""
+    if not isinstance(data, dict):
+        raise BadResponse("workflow answer without data")
+    status = str(data.get("status") or "")
+    result.upstream_status = status
+    result.total_tokens = int(data.get("total_tokens") or 0)
+    result.elapsed = float(data["elapsed_time"]) if data.get("elapsed_time") is not None else None
+    if status in OK_STATUSES:
+        outputs = data.get("outputs")
+        outputs = json.loads(outputs) if isinstance(outputs, str) and outputs else outputs
+        result.ok, result.outputs = True, outputs if isinstance(outputs, dict) else {}
+        return result
+    if status in ("failed", "stopped", "paused"):
+        return result.fail("workflow_failed", f"workflow {status}: {data.get('error') or 'no error message'}")
+    raise BadResponse(f"workflow answer with unexpected status {status!r}")
+
+
+def _message_data(result: CallResult, body: dict[str, Any], mode: str, answer: str) -> CallResult:
+    """Fill the result from a completion/chat answer (blocking body or message_end)."""
+    usage = (body.get("metadata") or {}).get("usage") or {}
+    result.total_tokens = int(usage.get("total_tokens") or 0)
+    result.elapsed = float(usage["latency"]) if usage.get("latency") is not None else None
+    result.ok, result.upstream_status, result.outputs = True, "succeeded", {"answer": answer}
+    if mode == "chat" and body.get("conversation_id"):
+        result.outputs["conversation_id"] = body["conversation_id"]
+    return result
+
+
+def parse_blocking(result: CallResult, raw: bytes, mode: str) -> CallResult:
+    """Interpret a blocking answer's JSON body."""
+    body = _json_object(raw)
+    if body is None:
+        raise BadResponse(f"unparseable JSON answer: {raw[:100].decode('utf-8', 'replace')}")
+    _ids(result, body, mode)
+    if body.get("event") in PAUSE_EVENTS:
+        return result.fail("workflow_failed", f"run paused for human input ({body['event']})")
+    if mode == "workflow" or "data" in body:
+        return _workflow_data(result, body.get("data"))
+    if not isinstance(body.get("answer"), str):
+        raise BadResponse("message answer without 'answer'")
+    return _message_data(result, body, mode, body["answer"])
+
+
+class StreamState:
+    """Follows one SSE answer until its finishing event."""
+
+    def __init__(self, result: CallResult, mode: str, on_started: OnStarted | None) -> None:
+        self.result, self.mode, self.on_started = result, mode, on_started
+        self.answer: list[str] = []
+        self.done = False
+
+    def handle(self, sse_event: str, data: str) -> None:
+        if sse_event == "ping" or not data.strip():
+            return
+        event = _json_object(data)
+        if event is None:
+            raise BadResponse(f"unparseable stream event: {data[:100]}")
+        self._started(event)
+        self._dispatch(str(event.get("event") or ""), event)
+
+    def _started(self, event: dict[str, Any]) -> None:
+        before = self.result.task_id
+        _ids(self.result, event, self.mode)
+        if self.on_started is not None and not before and self.result.task_id:
+            self.on_started(self.result.workflow_run_id, self.result.task_id)
+
+    def _dispatch(self, name: str, event: dict[str, Any]) -> None:
+        result = self.result
+        if name in ("message", "agent_message"):
+            self.answer.append(str(event.get("answer") or ""))
+        elif name == "message_replace":
+            self.answer = [str(event.get("answer") or "")]
+        elif name == "message_end":
+            self.done = True
+            _message_data(result, event, self.mode, "".join(self.answer))
+        elif name == "workflow_finished":
+            _workflow_data(result, event.get("data"))
+            self.done = self.mode == "workflow" or not result.ok
+        elif name == "error":
+            self.done = True
+            code, message = event.get("code") or "error", event.get("message") or ""
+            result.fail("workflow_failed", f"stream error {code}: {message}")
+        elif name in PAUSE_EVENTS:
+            self.done = True
+            result.fail("workflow_failed", f"run paused for human input ({name})")
+
+
+# ----------------------------------------------------------------------------------------------- client
+
+
+class DifyClient:
+    """One HTTP connection pool for many concurrent calls; create it inside the running event loop."""
+
+    def __init__(
+        self, transport: str = "aiohttp", max_connections: int = 1000, max_response_bytes: int = MAX_RESPONSE_BYTES
+    ) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        pool: httpx.AsyncBaseTransport
+        if transport == "aiohttp":
+            pool = AiohttpTransport(limits=limits)
+        elif transport == "httpx":
+            pool = httpx.AsyncHTTPTransport(limits=limits)
+        else:
+            raise ValueError(f"unknown transport {transport!r}")
+        self.max_response_bytes = max_response_bytes
+        self._http = httpx.AsyncClient(transport=pool, follow_redirects=False)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> DifyClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def run(
+        self, app: AppSettings, inputs: dict[str, Any], *, user: str, on_started: OnStarted | None = None
+    ) -> CallResult:
+        """Run the app once for one row's inputs."""
+        result = CallResult(ok=False)
+        path = PATHS.get(app.mode)
+        if path is None:
+            return result.fail("app_error", f"unknown app mode {app.mode!r}")
+        body: dict[str, Any] = {"inputs": dict(inputs), "response_mode": app.response_mode, "user": user}
+        if app.mode == "chat":
+            query = body["inputs"].pop("query", None)
+            if query is None:
+                return result.fail("invalid_input", "a chat app needs a 'query' input")
+            body["query"] = str(query)
+        state = StreamState(result, app.mode, on_started)
+        return await self._guarded(app, result, self._post(app, path, body, state))
+
+    async def get_workflow_run(self, app: AppSettings, run_id: str) -> CallResult:
+        """How a workflow run ended (or that it is still `running`), from GET /workflows/run/{id}."""
+        result = CallResult(ok=False, workflow_run_id=run_id)
+        return await self._guarded(app, result, self._get_run(app, run_id, result))
+
+    async def stop(self, app: AppSettings, task_id: str, *, user: str) -> bool:
+        """Ask Dify to stop a streaming run; True when it said so."""
+        if app.mode not in STOP_PATHS or not task_id:
+            return False
+        url = app.base_url.rstrip("/") + STOP_PATHS[app.mode].format(task_id)
+        try:
+            async with asyncio.timeout(min(app.timeout, 30)):
+                response = await self._http.post(
+                    url, json={"user": user}, headers=_headers(app), timeout=_timeout(min(app.timeout, 30))
+                )
+            return response.status_code == 200 and response.json().get("result") == "success"
+        except Exception as exc:  # stopping is best effort
+            logger.info("stop %s failed: %s", task_id, one_line(repr(exc), app.api_key))
+            return False
+
+    async def _guarded(self, app: AppSettings, result: CallResult, call: Awaitable[None]) -> CallResult:
+        """Await `call` within the app's total deadline, turning every failure into the result."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(app.timeout):
+                await call
+        except TimeoutError:
+            result.fail("timeout", f"no complete answer within {app.timeout:g} s")
+        except BadResponse as exc:
+            result.fail("bad_response", one_line(str(exc), app.api_key))
+        except Exception as exc:
+            kind = classify_exception(exc)
+            if kind == "bad_response":
+                logger.warning("unexpected error calling %s", app.base_url, exc_info=True)
+            result.fail(kind, _describe(exc))
+        result.latency = time.monotonic() - started
+        result.error = one_line(result.error, app.api_key)
+        if not result.ok and result.error_type:
+            logger.debug("call failed: %s %s", result.error_type, result.error)
+        return result
+
+    async def _post(self, app: AppSettings, path: str, body: dict[str, Any], state: StreamState) -> None:
+        content = json.dumps(body, ensure_ascii=False, default=str).encode()
+        url = app.base_url.rstrip("/") + path
+        headers = _headers(app)
+        async with self._http.stream("POST", url, content=content, headers=headers, timeout=_timeout(app.timeout)) as r:
+            result = state.result
+            result.http_status = r.status_code
+            if not await self._check_status(r, result, app):
+                return
+            if "text/event-stream" in r.headers.get("content-type", ""):
+                await self._consume_stream(r, state)
+            else:
+                parse_blocking(result, await self._read(r), app.mode)
+
+    async def _get_run(self, app: AppSettings, run_id: str, result: CallResult) -> None:
+        url = f"{app.base_url.rstrip('/')}/workflows/run/{run_id}"
+        async with self._http.stream("GET", url, headers=_headers(app), timeout=_timeout(app.timeout)) as r:
+            result.http_status = r.status_code
+            if not await self._check_status(r, result, app):
+                return
+            data = _json_object(await self._read(r))
+            if data is None:
+                raise BadResponse("unparseable JSON answer")
+            if data.get("status") == "running":
+                result.upstream_status = "running"
+                return
+            _workflow_data(result, data)
+
+    async def _check_status(self, response: httpx.Response, result: CallResult, app: AppSettings) -> bool:
+        """True for a 2xx answer; otherwise classify it into the result."""
+        if 200 <= response.status_code < 300:
+            return True
+        raw = await _error_page(response)
+        kind, message = classify_http_error(response.status_code, raw, response.headers.get("content-type", ""))
+        result.fail(kind, one_line(message, app.api_key), response.status_code)
+        if kind == "rate_limited":
+            result.retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return False
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The whole body, refusing more than the size cap."""
+        return b"".join([chunk async for chunk in _capped(response, self.max_response_bytes)])
+
+    async def _consume_stream(self, response: httpx.Response, state: StreamState) -> None:
+        decoder = SSEDecoder()
+        chunks = _capped(response, self.max_response_bytes)
+        async for chunk in chunks:
+            for sse_event, data in decoder.feed(chunk):
+                state.handle(sse_event, data)
+                if state.done:
+                    await _drain(chunks)
+                    return
+        for sse_event, data in decoder.flush():
+            state.handle(sse_event, data)
+        if not state.done:
+            finish = "workflow_finished" if state.mode == "workflow" else "message_end"
+            raise BadResponse(f"stream ended before {finish}")
+
+
+async def _capped(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+    """Body chunks, counting bytes as they arrive; more than `limit` is a BadResponse."""
+    seen = 0
+    async for chunk in response.aiter_bytes():
+        seen += len(chunk)
+        if seen > limit:
+            raise BadResponse(f"answer larger than {limit} bytes")
+        yield chunk
+
+
+async def _error_page(response: httpx.Response, limit: int = 65536) -> bytes:
+    """The start of an error answer: enough to read its code and message."""
+    parts: list[bytes] = []
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        if sum(map(len, parts)) >= limit:
+            break
+    return b"".join(parts)[:limit]
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows the finishing event for a moment, so that the connection can be reused."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(0.05):
+            async for _ in chunks:
+                pass
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message` of the most telling exception in the chain (httpx wraps the socket-level one)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 6:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    named = [item for item in chain if str(item)]
+    low_level = [item for item in named if isinstance(item, aiohttp.ClientError | OSError)]
+    shown = (low_level or named or [exc])[0]
+    return f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
+
+
+def _headers(app: AppSettings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {app.api_key}", "Content-Type": "application/json"}
+
+
+def _timeout(total: float) -> httpx.Timeout:
+    return httpx.Timeout(connect=min(10.0, total), read=min(total, 60.0), write=10.0, pool=total)
+
+
+# ----------------------------------------------------------------------------------------------- parameters
+
+
+def fetch_parameters(app: AppSettings, timeout: float = 5) -> list[InputVariable] | None:
+    """The app's input variables, or None when they cannot be read (the importer then skips the check)."""
+    url = app.base_url.rstrip("/") + "/parameters"
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False) as http:
+            response = http.get(url, headers=_headers(app))
+        if response.status_code != 200:
+            logger.info("GET /parameters answered HTTP %s", response.status_code)
+            return None
+        form = response.json().get("user_input_form")
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        logger.info("GET /parameters failed: %s", one_line(repr(exc), app.api_key))
+        return None
+    return parse_input_form(form) if isinstance(form, list) else None
+
+
+def parse_input_form(form: list[Any]) -> list[InputVariable]:
+    """Every `{type: {variable, label, ...}}` item of a `user_input_form`, whatever the type."""
+    variables = []
+    for item in form:
+        if not isinstance(item, dict) or len(item) != 1:
+            continue
+        kind, spec = next(iter(item.items()))
+        if isinstance(spec, dict) and spec.get("variable"):
+            variables.append(_input_variable(str(kind), spec))
+    return variables
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _input_variable(kind: str, spec: dict[str, Any]) -> InputVariable:
+    return InputVariable(
+        variable=str(spec["variable"]),
+        label=str(spec.get("label") or spec["variable"]),
+        required=bool(spec.get("required", False)),
+        type=kind,
+        options=tuple(str(option) for option in spec.get("options") or ()),
+        max_length=_int_or_none(spec.get("max_length")),
+        default=spec.get("default"),
+    )
