@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, Field, OuterRef, Q
 from django.utils import timezone
 
 from batches.dify import CallResult
@@ -293,13 +293,19 @@ def _update_fenced(names: list[str], rows: list[tuple[Claim, dict[str, Any]]]) -
     """
     if not rows:
         return
-    fields = [Execution._meta.get_field(name) for name in names]
+    fields = [_concrete_field(name) for name in names]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
     sql = f"UPDATE {quote(Execution._meta.db_table)} SET {assignments} WHERE id = %s AND lease_token = %s"  # noqa: S608
     params = [[field.get_db_prep_save(values[field.name], connection) for field in fields] for _, values in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, [p + [c.execution_id, c.token] for p, (c, _) in zip(params, rows, strict=True)])
+
+
+def _concrete_field(name: str) -> Field[Any, Any]:
+    field = Execution._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
 
 
 def _still_ours(claims: list[Claim]) -> set[tuple[int, str]]:
