@@ -13,6 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from batches.fields import OrderedJSONField
+
 
 class Mode(models.TextChoices):
     WORKFLOW = "workflow", _("Workflow")
@@ -186,9 +188,9 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 class Execution(models.Model):
     batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions")
     index = models.PositiveIntegerField(_("row"))
-    inputs = models.JSONField(_("inputs"), default=dict)
+    inputs = OrderedJSONField(_("inputs"), default=dict)
     status = models.CharField(_("status"), max_length=20, choices=ExecutionStatus, default=ExecutionStatus.PENDING)
-    outputs = models.JSONField(_("outputs"), null=True, blank=True)
+    outputs = OrderedJSONField(_("outputs"), null=True, blank=True)
     error_type = models.CharField(_("error type"), max_length=30, choices=ErrorType, blank=True)
     error = models.TextField(_("error"), blank=True)
     http_status = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
