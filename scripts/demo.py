@@ -87,12 +87,12 @@ def main() -> None:
 
 
 def stop(fake: subprocess.Popen[bytes], cluster: subprocess.Popen[bytes], web: subprocess.Popen[bytes]) -> None:
-    for process in (cluster, web, fake):
+    # The cluster first, and only its main process (design.md): its calls finish against a live fake Dify.
+    for process, grace in ((cluster, 60), (web, 10), (fake, 10)):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    for process in (cluster, web, fake):
         try:
-            process.wait(timeout=60 if process is cluster else 10)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
     print("stopped.")
