@@ -124,10 +124,23 @@ class BatchTask(models.Model):
     source_filename = models.CharField(_("source file"), max_length=255, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=BatchStatus, default=BatchStatus.PENDING)
     status_reason = models.CharField(_("reason"), max_length=500, blank=True)
-    concurrency = models.PositiveIntegerField(_("concurrency"), default=10)
+    concurrency = models.PositiveIntegerField(
+        _("concurrency"), default=10, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+    )
     max_retries = models.PositiveIntegerField(_("max auto retries"), default=2)
     config = models.JSONField(_("workflow settings snapshot"), default=dict)
+    columns = OrderedJSONField(_("input columns"), default=list, blank=True)
     total = models.PositiveIntegerField(_("rows"), default=0)
+    failure_threshold = models.PositiveSmallIntegerField(
+        _("pause above failure %"),
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(100)],
+        help_text=_("Pause the batch when more than this percentage of finished rows failed (empty: never)."),
+    )
+    failure_threshold_min_rows = models.PositiveIntegerField(
+        _("... after at least this many finished rows"), default=20
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)

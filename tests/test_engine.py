@@ -213,3 +213,17 @@ def test_claim_and_record_use_a_bounded_number_of_queries(make_batch, django_ass
         claims = engine.claim(batch.pk, "runner-a", limit=50)
     with django_assert_max_num_queries(5):
         engine.record_results([(claim, ok_result()) for claim in claims])
+
+
+@pytest.mark.parametrize(("threshold", "paused"), [(None, False), (50, False), (30, True)])
+def test_failure_threshold_pauses_the_batch_once_enough_rows_failed(make_batch, threshold, paused):
+    batch = make_batch(rows=10, status=BatchStatus.RUNNING, concurrency=10, failure_threshold=threshold)
+    batch.failure_threshold_min_rows = 5
+    batch.save()
+    claims = engine.claim(batch.pk, "runner-a", limit=10)
+    results = [(c, failed_result(ErrorType.INVALID_INPUT) if c.index < 4 else ok_result()) for c in claims]
+
+    engine.record_results(results)
+
+    batch.refresh_from_db()
+    assert (batch.status == BatchStatus.PAUSED) is paused

@@ -128,3 +128,25 @@ def test_save_workflow_creates_then_updates_only_given_fields(db):
 
     assert not created
     assert (workflow.api_key, workflow.concurrency, workflow.base_url) == ("k2", 3, "http://127.0.0.1:1/v1")
+
+
+@pytest.mark.parametrize(
+    ("status", "changed"),
+    [(S.PENDING, True), (S.RUNNING, True), (S.PAUSED, True), (S.FINISHED, False), (S.CANCELLED, False)],
+)
+def test_concurrency_changes_while_the_batch_is_not_over(make_batch, status, changed):
+    batch = make_batch(status=status, concurrency=5)
+
+    assert lifecycle.set_concurrency(batch.pk, 9) is changed
+
+    batch.refresh_from_db()
+    assert batch.concurrency == (9 if changed else 5)
+
+
+def test_a_running_batch_claims_up_to_its_new_concurrency(make_batch):
+    batch = make_batch(rows=6, status=S.RUNNING, concurrency=2)
+    engine.claim(batch.pk, "runner-a", limit=10)
+
+    lifecycle.set_concurrency(batch.pk, 5)
+
+    assert len(engine.claim(batch.pk, "runner-a", limit=10)) == 3

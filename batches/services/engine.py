@@ -278,6 +278,9 @@ def record_results(results: list[tuple[Claim, CallResult]], now: datetime | None
     _write_results(rows)
     Attempt.objects.bulk_create(attempts)
     recorded.written = len(rows)
+    failing = {c.batch_id for c, values in rows if values["status"] == ExecutionStatus.FAILED}
+    for batch_id in failing:
+        _pause_if_failing_too_much(batch_id)
     return recorded
 
 
@@ -357,11 +360,26 @@ def _attempt(claim_: Claim, result: CallResult, now: datetime) -> Attempt:
 
 
 def _pause_for(batch_id: int, result: CallResult) -> None:
-    reason = f"Paused after {result.error_type}: {result.error}"
+    _pause(batch_id, f"Paused after {result.error_type}: {result.error}")
+
+
+def _pause(batch_id: int, reason: str) -> None:
     if BatchTask.objects.filter(pk=batch_id, status=BatchStatus.RUNNING).update(
         status=BatchStatus.PAUSED, status_reason=reason[:500]
     ):
-        logger.warning("batch %s paused: %s", batch_id, result.error_type)
+        logger.warning("batch %s paused: %s", batch_id, reason)
+
+
+def _pause_if_failing_too_much(batch_id: int) -> None:
+    """The batch's tolerated-failure setting: pause when failures pass N % after at least M finished rows."""
+    batch = BatchTask.objects.only("failure_threshold", "failure_threshold_min_rows").get(pk=batch_id)
+    if batch.failure_threshold is None:
+        return
+    rows = Execution.objects.filter(batch_id=batch_id)
+    done = rows.filter(status__in=[ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED]).count()
+    failed = rows.failed().count()
+    if done >= batch.failure_threshold_min_rows and failed * 100 > batch.failure_threshold * done:
+        _pause(batch_id, f"Paused: {failed} of {done} finished rows failed (threshold {batch.failure_threshold}%)")
 
 
 def finish_done(batch_ids: set[int] | None = None, now: datetime | None = None) -> int:

@@ -94,7 +94,8 @@ def import_batch(
         batch.total = _insert_rows(batch, parsed.rows, on_progress)
         if not batch.total:
             raise importers.ImportFileError("the file has no data rows")
-        batch.save(update_fields=["total"])
+        batch.columns = parsed.columns
+        batch.save(update_fields=["total", "columns"])
         if options.start:
             start_batch(batch.pk)
     logger.info("imported batch %s: %s rows from %s", batch.pk, batch.total, filename)
@@ -134,6 +135,14 @@ def resume_batch(batch_id: int) -> bool:
     if resumed:
         transaction.on_commit(wake_runners)
     return resumed
+
+
+def set_concurrency(batch_id: int, concurrency: int) -> bool:
+    """Change how many rows of a batch may run at once; runners see it at their next claim."""
+    if not 1 <= concurrency <= 10_000:
+        raise ValueError("concurrency must be between 1 and 10000")
+    active = [BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED]
+    return _transition(batch_id, active, concurrency=concurrency)
 
 
 @transaction.atomic
