@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, close_old_connections, connection
 
 from batches.dify import AppSettings, CallResult, DifyClient
 from batches.models import BatchTask
@@ -30,6 +30,12 @@ from batches.services.lifecycle import app_settings
 
 logger = logging.getLogger(__name__)
 RECORD_CHUNK = 500
+Event = tuple[str, engine.Claim, Any]
+
+
+def runner_owner() -> str:
+    # The parent pid is the django-q2 sentinel's: a stopping cluster finds its runners by it.
+    return f"{socket.gethostname()}:{os.getppid()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class CallLoop:
@@ -40,6 +46,7 @@ class CallLoop:
         self.thread = threading.Thread(target=self.loop.run_forever, name="batches-calls", daemon=True)
         self.thread.start()
         self.client: DifyClient = self.submit(self._make_client()).result()
+        self.calls: dict[int, Future[Any]] = {}
 
     async def _make_client(self) -> DifyClient:
         return DifyClient(transport=settings.BATCHES_HTTP_TRANSPORT)
@@ -47,7 +54,18 @@ class CallLoop:
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
+    def start(self, execution_id: int, coro: Coroutine[Any, Any, Any]) -> None:
+        self.calls[execution_id] = self.submit(coro)
+
+    def forget(self, execution_id: int) -> None:
+        self.calls.pop(execution_id, None)
+
+    def cancel_all(self) -> None:
+        for call in self.calls.values():
+            call.cancel()
+
     def close(self) -> None:
+        self.cancel_all()
         self.submit(self.client.aclose()).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -56,15 +74,17 @@ class CallLoop:
 
 @dataclass
 class Runner:
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    owner: str = field(default_factory=runner_owner)
     capacity: int = field(default_factory=lambda: settings.BATCHES_RUNNER_CAPACITY)
-    events: queue.Queue[tuple[str, engine.Claim, Any]] = field(default_factory=queue.Queue)
+    events: queue.Queue[Event] = field(default_factory=queue.Queue)
     in_flight: int = 0
     next_claim: int = 0  # round-robin start among batches
     freed: bool = True  # a call ended since the last claim round
+    stopping: bool = False  # the cluster is stopping: hand the rows back now
     batches: list[BatchTask] = field(default_factory=list)
     to_finish: set[int] = field(default_factory=set)
     unsaved_starts: dict[int, engine.Claim] = field(default_factory=dict)  # run ids not yet written
+    backlog: list[tuple[engine.Claim, CallResult]] = field(default_factory=list)  # results not yet written
     due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
 
     def run(self, seconds: float, slot: int | None = None) -> int:
@@ -72,16 +92,32 @@ class Runner:
         calls, recorded = CallLoop(), 0
         deadline = time.monotonic() + seconds
         try:
-            while True:
+            while not self.stopping:
                 claiming = time.monotonic() < deadline
-                got = self.claim_and_start(calls) if claiming and self.claim_due() else 0
-                recorded += self.record(self.wait_for_events(got))
-                self.chores(slot)
-                if not self.in_flight and (not claiming or (not got and not engine.has_work())):
-                    return recorded
+                got = self.guarded(self.claim_and_start, calls) if claiming and self.claim_due() else 0
+                recorded += self.record(self.wait_for_events(got or 0), calls)
+                self.guarded(self.chores, slot)
+                if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
+                    break
+            if self.stopping:
+                self.hand_back(calls)
         finally:
             calls.close()
-            engine.finish_done(self.to_finish)
+            self.guarded(engine.finish_done, self.to_finish)
+        return recorded
+
+    def guarded(self, step: Any, *args: Any) -> Any:
+        """Run one database step; if the database is away, keep going with the calls and try again later."""
+        try:
+            return step(*args)
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("database unavailable (%s); the runner keeps its calls going", exc)
+            connection.close()
+            time.sleep(1)
+            return None
+
+    def out_of_work(self, got: int | None) -> bool:
+        return not got and not self.guarded(engine.has_work)
 
     def every(self, chore: str, seconds: float) -> bool:
         """True at most once per `seconds` for each chore."""
@@ -96,14 +132,15 @@ class Runner:
         return self.freed or self.every("poll", settings.BATCHES_POLL_INTERVAL)
 
     def chores(self, slot: int | None) -> None:
-        if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
-            engine.renew_leases(self.owner)
-            if slot is not None:
-                engine.renew_slot(slot, self.owner)
-        if self.unsaved_starts and self.every("run ids", 1.0):
-            # Written in bulk, and only for calls still running: a finished call's result carries its run id.
+        if self.unsaved_starts:
+            # Every round, in one statement: recovery can only ask Dify about runs whose ids were written.
             engine.store_run_ids(list(self.unsaved_starts.values()))
             self.unsaved_starts.clear()
+        if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
+            engine.renew_leases(self.owner)
+        if slot is not None and self.every("slot", 1.0) and not engine.renew_slot(slot, self.owner):
+            logger.info("runner %s asked to stop: handing its rows back", self.owner)
+            self.stopping = True
         if self.to_finish and self.every("finish", 1.0):
             engine.finish_done(self.to_finish)
             self.to_finish.clear()
@@ -119,7 +156,7 @@ class Runner:
         for offset in range(len(self.batches)):
             batch = self.batches[(self.next_claim + offset) % len(self.batches)]
             for claim in engine.claim(batch.pk, self.owner, room - started):
-                calls.submit(self.call(calls.client, self.app_for(batch), claim))
+                calls.start(claim.execution_id, self.call(calls.client, self.app_for(batch), claim))
                 started += 1
         self.next_claim += 1
         self.in_flight += started
@@ -159,10 +196,10 @@ class Runner:
             await asyncio.sleep(2)
         return None
 
-    def wait_for_events(self, just_started: int) -> list[tuple[str, engine.Claim, Any]]:
+    def wait_for_events(self, just_started: int) -> list[Event]:
         timeout = 0.05 if just_started else settings.BATCHES_POLL_INTERVAL
         if not self.in_flight:
-            time.sleep(timeout)
+            time.sleep(0 if self.backlog else timeout)
             return []
         events = []
         try:
@@ -173,22 +210,32 @@ class Runner:
             pass
         return events
 
-    def record(self, events: list[tuple[str, engine.Claim, Any]]) -> int:
-        done = []
+    def record(self, events: list[Event], calls: CallLoop) -> int:
         for kind, claim, payload in events:
             if kind == "started":
                 claim.run_id, claim.task_id = payload
                 self.unsaved_starts[claim.execution_id] = claim
             else:
                 self.unsaved_starts.pop(claim.execution_id, None)
-                done.append((claim, payload))
-        if not done:
+                calls.forget(claim.execution_id)
+                self.backlog.append((claim, payload))
+                self.in_flight -= 1
+        if not self.backlog:
             return 0
-        recorded = engine.record_results(done)
-        self.in_flight -= len(done)
-        self.freed = True
+        recorded = self.guarded(engine.record_results, self.backlog)
+        if recorded is None:
+            return 0
+        self.backlog, self.freed = [], True
         self.to_finish |= recorded.batch_ids
-        return recorded.written
+        return int(recorded.written)
+
+    def hand_back(self, calls: CallLoop) -> None:
+        """A stopping cluster: give the rows back now rather than when their leases expire."""
+        calls.cancel_all()
+        self.guarded(self.chores, None)
+        self.guarded(self.record, [], calls)
+        released = self.guarded(engine.release_claims, self.owner)
+        logger.info("runner %s handed back %s rows", self.owner, released)
 
 
 def run_slice() -> str:
@@ -203,6 +250,6 @@ def run_slice() -> str:
         engine.release_slot(slot, runner.owner)
         close_old_connections()
     # Released before this check, so a wake-up refused a slot meanwhile is never left stranded.
-    if engine.has_work():
+    if not runner.stopping and engine.has_work():
         engine.wake_runners()
     return f"recorded {recorded} results"

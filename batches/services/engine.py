@@ -58,14 +58,21 @@ def acquire_slot(owner: str, now: datetime | None = None) -> int | None:
     RunnerSlot.objects.bulk_create([RunnerSlot(slot=n) for n in slots], ignore_conflicts=True)
     free = Q(owner="") | Q(expires_at__lt=now)
     for n in slots:
-        if RunnerSlot.objects.filter(free, slot=n).update(owner=owner, expires_at=lease_expiry(now)):
+        if RunnerSlot.objects.filter(free, slot=n).update(owner=owner, expires_at=lease_expiry(now), stopping=False):
             return n
     return None
 
 
 def renew_slot(slot: int, owner: str, now: datetime | None = None) -> bool:
+    """Keep the slot; False when it was lost or its cluster asked its runners to stop."""
     now = now or timezone.now()
-    return bool(RunnerSlot.objects.filter(slot=slot, owner=owner).update(expires_at=lease_expiry(now)))
+    mine = RunnerSlot.objects.filter(slot=slot, owner=owner, stopping=False)
+    return bool(mine.update(expires_at=lease_expiry(now)))
+
+
+def request_stop(owner_prefix: str) -> int:
+    """Ask the runners whose owner starts with `owner_prefix` (one cluster's) to hand their rows back."""
+    return RunnerSlot.objects.filter(owner__startswith=owner_prefix).update(stopping=True)
 
 
 def release_slot(slot: int, owner: str) -> None:
@@ -184,7 +191,9 @@ def interrupt(stale: list[dict[str, Any]], now: datetime, *, batch_id: int | Non
     return gave_up
 
 
-def _interrupted_attempt(row: dict[str, Any], now: datetime) -> Attempt:
+def _interrupted_attempt(
+    row: dict[str, Any], now: datetime, reason: str = "The worker stopped renewing its lease"
+) -> Attempt:
     return Attempt(
         execution_id=row["pk"],
         number=row["attempt_count"],
@@ -193,12 +202,24 @@ def _interrupted_attempt(row: dict[str, Any], now: datetime) -> Attempt:
         finished_at=now,
         outcome=Attempt.Outcome.INTERRUPTED,
         error_type=ErrorType.INTERRUPTED,
-        error="The worker stopped renewing its lease",
+        error=reason,
         workflow_run_id=row["workflow_run_id"],
     )
 
 
 # --- while calls are in flight ----------------------------------------------------------------------------------
+
+
+def release_claims(owner: str, now: datetime | None = None) -> int:
+    """Hand a stopping runner's rows back to pending at once, as interrupted tries that cost no retry."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = Execution.objects.running().filter(lease_owner=owner).select_for_update()
+        mine = list(rows.values(*STALE_FIELDS))
+        Attempt.objects.bulk_create(_interrupted_attempt(row, now, "The worker was stopped") for row in mine)
+        return Execution.objects.filter(pk__in=[row["pk"] for row in mine]).update(
+            status=ExecutionStatus.PENDING, next_trigger=Trigger.RECOVERY, **NO_LEASE
+        )
 
 
 def renew_leases(owner: str, now: datetime | None = None) -> int:
