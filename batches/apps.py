@@ -1,7 +1,8 @@
 import logging
-import socket
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 from django.apps import AppConfig
 
@@ -58,24 +59,29 @@ def wake_on_worker_spawn(**kwargs: object) -> None:
         logger.warning("could not wake a runner: %s", exc)
 
 
-def hand_back_on_stop() -> None:
-    """On SIGTERM/SIGINT, ask this cluster's runners to hand their rows back instead of finishing their slice.
+def stop_marker(sentinel_pid: int) -> Path:
+    """A file that tells the runners of one cluster (children of its sentinel) that the cluster is stopping."""
+    return Path(tempfile.gettempdir()) / f"batches-cluster-stopping-{sentinel_pid}"
 
-    django-q2 gives its workers no stop signal, so the cluster's own handler is wrapped: it marks the runner
-    slots held by this cluster's workers (their owner names the sentinel's pid), which runners check every second.
+
+def hand_back_on_stop() -> None:
+    """On SIGTERM/SIGINT, tell this cluster's runners to hand their rows back instead of finishing their slice.
+
+    django-q2 gives its workers no stop signal and runs tasks already prefetched before stopping, so the cluster's
+    own handler is wrapped to leave a marker file, named after the sentinel, that runners check every round.
     """
     from django_q.cluster import Cluster
 
     original = Cluster.sig_handler
 
     def sig_handler(self: Cluster, signum: int, frame: object) -> None:
-        from batches.services.engine import request_stop
-
-        if self.sentinel is not None:
-            try:
-                request_stop(f"{socket.gethostname()}:{self.sentinel.pid}:")
-            except Exception as exc:  # the stop itself must go on
-                logger.warning("could not ask the runners to stop: %s", exc)
-        original(self, signum, frame)
+        marker = stop_marker(self.sentinel.pid) if self.sentinel is not None else None
+        if marker:
+            marker.touch()
+        try:
+            original(self, signum, frame)
+        finally:
+            if marker:
+                marker.unlink(missing_ok=True)
 
     Cluster.sig_handler = sig_handler  # type: ignore[method-assign]

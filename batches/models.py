@@ -276,7 +276,6 @@ class RunnerSlot(models.Model):
     slot = models.PositiveSmallIntegerField(primary_key=True)
     owner = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
-    stopping = models.BooleanField(default=False)  # its cluster is shutting down: hand the rows back
 
     def __str__(self) -> str:
         return f"slot {self.slot}: {self.owner or '-'}"

@@ -23,6 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections, connection
 
+from batches.apps import stop_marker
 from batches.dify import AppSettings, CallResult, DifyClient
 from batches.models import BatchTask
 from batches.services import engine
@@ -92,7 +93,7 @@ class Runner:
         calls, recorded = CallLoop(), 0
         deadline = time.monotonic() + seconds
         try:
-            while not self.stopping:
+            while not self.cluster_stopping():
                 claiming = time.monotonic() < deadline
                 got = self.guarded(self.claim_and_start, calls) if claiming and self.claim_due() else 0
                 recorded += self.record(self.wait_for_events(got or 0), calls)
@@ -105,6 +106,12 @@ class Runner:
             calls.close()
             self.guarded(engine.finish_done, self.to_finish)
         return recorded
+
+    def cluster_stopping(self) -> bool:
+        if not self.stopping and stop_marker(os.getppid()).exists():
+            logger.info("runner %s: the cluster is stopping, handing its rows back", self.owner)
+            self.stopping = True
+        return self.stopping
 
     def guarded(self, step: Any, *args: Any) -> Any:
         """Run one database step; if the database is away, keep going with the calls and try again later."""
@@ -138,9 +145,8 @@ class Runner:
             self.unsaved_starts.clear()
         if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
             engine.renew_leases(self.owner)
-        if slot is not None and self.every("slot", 1.0) and not engine.renew_slot(slot, self.owner):
-            logger.info("runner %s asked to stop: handing its rows back", self.owner)
-            self.stopping = True
+        if slot is not None and self.every("slot", 1.0):
+            engine.renew_slot(slot, self.owner)
         if self.to_finish and self.every("finish", 1.0):
             engine.finish_done(self.to_finish)
             self.to_finish.clear()
@@ -241,6 +247,8 @@ class Runner:
 def run_slice() -> str:
     """One runner slice, guarded by a runner slot; hands over to a fresh wake-up if work is left."""
     runner = Runner()
+    if runner.cluster_stopping():
+        return "the cluster is stopping"
     slot = engine.acquire_slot(runner.owner)
     if slot is None:
         return "every runner slot is taken"

@@ -227,3 +227,25 @@ def test_failure_threshold_pauses_the_batch_once_enough_rows_failed(make_batch, 
 
     batch.refresh_from_db()
     assert (batch.status == BatchStatus.PAUSED) is paused
+
+
+def test_a_slot_held_by_a_dead_local_process_is_taken_over(db, settings):
+    import socket
+    import subprocess
+
+    settings.BATCHES_RUNNERS = 1
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    engine.acquire_slot(f"{socket.gethostname()}:1:{gone.pid}:abc")
+
+    assert engine.acquire_slot("someone-else") == 0
+
+
+def test_a_slot_held_by_a_live_process_is_not_taken_over(db, settings):
+    import os
+    import socket
+
+    settings.BATCHES_RUNNERS = 1
+    engine.acquire_slot(f"{socket.gethostname()}:1:{os.getpid()}:abc")
+
+    assert engine.acquire_slot("someone-else") is None

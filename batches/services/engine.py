@@ -8,7 +8,9 @@ the sweep locks the expired rows it resets. No function here touches the network
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,21 +60,39 @@ def acquire_slot(owner: str, now: datetime | None = None) -> int | None:
     RunnerSlot.objects.bulk_create([RunnerSlot(slot=n) for n in slots], ignore_conflicts=True)
     free = Q(owner="") | Q(expires_at__lt=now)
     for n in slots:
-        if RunnerSlot.objects.filter(free, slot=n).update(owner=owner, expires_at=lease_expiry(now), stopping=False):
+        if RunnerSlot.objects.filter(free, slot=n).update(owner=owner, expires_at=lease_expiry(now)):
             return n
+    return _take_over_dead_slot(owner, now)
+
+
+def _take_over_dead_slot(owner: str, now: datetime) -> int | None:
+    """A holder on this machine whose process is gone (SIGKILL) frees its slot now, not when it expires."""
+    for slot, holder in RunnerSlot.objects.filter(slot__lt=settings.BATCHES_RUNNERS).values_list("slot", "owner"):
+        if _is_dead_local_process(holder) and RunnerSlot.objects.filter(slot=slot, owner=holder).update(
+            owner=owner, expires_at=lease_expiry(now)
+        ):
+            logger.warning("runner slot %s taken over from %s, whose process is gone", slot, holder)
+            return int(slot)
     return None
 
 
+def _is_dead_local_process(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid = rest.split(":")[1] if rest.count(":") >= 2 else ""
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def renew_slot(slot: int, owner: str, now: datetime | None = None) -> bool:
-    """Keep the slot; False when it was lost or its cluster asked its runners to stop."""
     now = now or timezone.now()
-    mine = RunnerSlot.objects.filter(slot=slot, owner=owner, stopping=False)
-    return bool(mine.update(expires_at=lease_expiry(now)))
-
-
-def request_stop(owner_prefix: str) -> int:
-    """Ask the runners whose owner starts with `owner_prefix` (one cluster's) to hand their rows back."""
-    return RunnerSlot.objects.filter(owner__startswith=owner_prefix).update(stopping=True)
+    return bool(RunnerSlot.objects.filter(slot=slot, owner=owner).update(expires_at=lease_expiry(now)))
 
 
 def release_slot(slot: int, owner: str) -> None:
