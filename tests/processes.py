@@ -81,3 +81,68 @@ def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+class DroppingProxy:
+    """A TCP proxy in a thread that can cut every connection and refuse new ones for a while (a database outage)."""
+
+    def __init__(self, target_port: int) -> None:
+        import asyncio
+        import threading
+
+        self.target_port = target_port
+        self.loop = asyncio.new_event_loop()
+        self.writers: set[Any] = set()
+        self.server: Any = None
+        self.port = 0
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self._call(self._listen(0))
+
+    def _call(self, coro: Any) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    async def _listen(self, port: int) -> None:
+        import asyncio
+
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: Any, writer: Any) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            self.writers.discard(writer)
+
+    async def _drop(self) -> None:
+        self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    def outage(self, seconds: float) -> None:
+        """Cut all connections, refuse new ones for `seconds`, then accept again on the same port."""
+        self._call(self._drop())
+        time.sleep(seconds)
+        self._call(self._listen(self.port))
+
+    def close(self) -> None:
+        self._call(self._drop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
