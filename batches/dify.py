@@ -296,7 +296,8 @@ class StreamState:
         before = self.result.task_id
         _ids(self.result, event, self.mode)
         if self.on_started is not None and not before and self.result.task_id:
-            self.on_started(self.result.workflow_run_id, self.result.task_id)
+            # The stream's own task id: what the stop endpoint wants, in every mode.
+            self.on_started(self.result.workflow_run_id, self.result.stop_task_id or self.result.task_id)
 
     def _dispatch(self, name: str, event: dict[str, Any]) -> None:
         result = self.result

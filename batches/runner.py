@@ -47,7 +47,7 @@ class CallLoop:
         self.thread = threading.Thread(target=self.loop.run_forever, name="batches-calls", daemon=True)
         self.thread.start()
         self.client: DifyClient = self.submit(self._make_client()).result()
-        self.calls: dict[int, Future[Any]] = {}
+        self.calls: dict[int, tuple[engine.Claim, AppSettings, Future[Any]]] = {}
 
     async def _make_client(self) -> DifyClient:
         return DifyClient(transport=settings.BATCHES_HTTP_TRANSPORT)
@@ -55,15 +55,24 @@ class CallLoop:
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def start(self, execution_id: int, coro: Coroutine[Any, Any, Any]) -> None:
-        self.calls[execution_id] = self.submit(coro)
+    def start(self, claim: engine.Claim, app: AppSettings, coro: Coroutine[Any, Any, Any]) -> None:
+        self.calls[claim.execution_id] = (claim, app, self.submit(coro))
 
     def forget(self, execution_id: int) -> None:
         self.calls.pop(execution_id, None)
 
+    def abandon(self, execution_ids: list[int]) -> list[tuple[engine.Claim, AppSettings]]:
+        """Cancel these calls locally; their rows are no longer ours, so their results would be discarded."""
+        abandoned = []
+        for execution_id in execution_ids:
+            if execution_id in self.calls:
+                claim, app, call = self.calls[execution_id]
+                call.cancel()
+                abandoned.append((claim, app))
+        return abandoned
+
     def cancel_all(self) -> None:
-        for call in self.calls.values():
-            call.cancel()
+        self.abandon(list(self.calls))
 
     def close(self) -> None:
         self.cancel_all()
@@ -97,7 +106,7 @@ class Runner:
                 claiming = time.monotonic() < deadline
                 got = self.guarded(self.claim_and_start, calls) if claiming and self.claim_due() else 0
                 recorded += self.record(self.wait_for_events(got or 0), calls)
-                self.guarded(self.chores, slot)
+                self.guarded(self.chores, slot, calls)
                 if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
                     break
             if self.stopping:
@@ -138,7 +147,7 @@ class Runner:
         # Without a freed call there is only room if someone else's rows ended: look now and then.
         return self.freed or self.every("poll", settings.BATCHES_POLL_INTERVAL)
 
-    def chores(self, slot: int | None) -> None:
+    def chores(self, slot: int | None, calls: CallLoop | None = None) -> None:
         if self.unsaved_starts:
             # Every round, in one statement: recovery can only ask Dify about runs whose ids were written.
             engine.store_run_ids(list(self.unsaved_starts.values()))
@@ -147,9 +156,17 @@ class Runner:
             engine.renew_leases(self.owner)
         if slot is not None and self.every("slot", 1.0):
             engine.renew_slot(slot, self.owner)
+        if calls is not None and self.in_flight and self.every("cancelled", 1.0):
+            self.stop_lost_calls(calls)
         if self.to_finish and self.every("finish", 1.0):
             engine.finish_done(self.to_finish)
             self.to_finish.clear()
+
+    def stop_lost_calls(self, calls: CallLoop) -> None:
+        """Calls whose row is no longer ours (cancelled by staff) are stopped, upstream too, to save the spend."""
+        for claim, app in calls.abandon(engine.lost_claims(self.owner, list(calls.calls))):
+            if claim.task_id and app.response_mode == "streaming":
+                calls.submit(calls.client.stop(app, claim.task_id, user=f"batch-{claim.batch_id}"))
 
     def claim_and_start(self, calls: CallLoop) -> int:
         self.freed = False
@@ -162,7 +179,8 @@ class Runner:
         for offset in range(len(self.batches)):
             batch = self.batches[(self.next_claim + offset) % len(self.batches)]
             for claim in engine.claim(batch.pk, self.owner, room - started):
-                calls.start(claim.execution_id, self.call(calls.client, self.app_for(batch), claim))
+                app = self.app_for(batch)
+                calls.start(claim, app, self.call(calls.client, app, claim))
                 started += 1
         self.next_claim += 1
         self.in_flight += started

@@ -112,3 +112,30 @@ def test_run_ids_are_stored_while_the_call_is_in_flight(batch_on_fake):
     engine.store_run_ids([claim])
 
     assert Execution.objects.get(pk=claim.execution_id).workflow_run_id == "run-1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_the_calls_in_flight_upstream(batch_on_fake, fake):
+    import threading
+    import time
+
+    from batches.services import lifecycle
+
+    fake.configure(latency_ms=8000)
+    batch = batch_on_fake(rows=3, concurrency=3)
+    runner = threading.Thread(target=lambda: Runner().run(seconds=30))
+    began = time.monotonic()
+    runner.start()
+    wait = time.monotonic() + 10
+    while Execution.objects.filter(batch=batch).exclude(task_id="").count() < 3 and time.monotonic() < wait:
+        time.sleep(0.1)
+    run_ids = list(Execution.objects.filter(batch=batch).values_list("workflow_run_id", flat=True))
+
+    lifecycle.cancel_batch(batch.pk)
+    runner.join(timeout=20)
+
+    assert time.monotonic() - began < 7
+    headers = {"Authorization": "Bearer app-secret-key"}
+    statuses = {httpx.get(f"{fake.url}/workflows/run/{run_id}", headers=headers).json()["status"] for run_id in run_ids}
+    assert statuses == {"stopped"}
+    assert set(Execution.objects.filter(batch=batch).values_list("status", flat=True)) == {"cancelled"}

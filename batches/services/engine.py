@@ -242,6 +242,12 @@ def release_claims(owner: str, now: datetime | None = None) -> int:
         )
 
 
+def lost_claims(owner: str, execution_ids: list[int]) -> list[int]:
+    """Of the rows a runner is calling for, those it no longer holds (cancelled, or taken over)."""
+    held = Execution.objects.running().filter(pk__in=execution_ids, lease_owner=owner).values_list("pk", flat=True)
+    return sorted(set(execution_ids) - set(held))
+
+
 def renew_leases(owner: str, now: datetime | None = None) -> int:
     now = now or timezone.now()
     return Execution.objects.running().filter(lease_owner=owner).update(lease_expires_at=lease_expiry(now))
