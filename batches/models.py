@@ -270,6 +270,20 @@ class Attempt(models.Model):
         return f"{self.execution} try {self.number}"
 
 
+class WorkflowThrottle(models.Model):
+    """What all processes share about one workflow's upstream limits: an rpm token bucket and an AIMD limit."""
+
+    workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, primary_key=True, related_name="throttle")
+    tokens = models.FloatField(default=0)
+    refilled_at = models.DateTimeField(default=timezone.now)
+    # Calls in flight allowed after 429s; None until the first one. Halved on 429s, grows back with successes.
+    concurrency_limit = models.FloatField(null=True, blank=True)
+    decreased_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"throttle of {self.workflow_id}"
+
+
 class RunnerSlot(models.Model):
     """At most BATCHES_RUNNERS runners work at once; a wake-up that finds every slot held simply ends."""
 
