@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from batches.models import (
     RunnerSlot,
     Trigger,
 )
+from batches.services import throttle
 
 logger = logging.getLogger(__name__)
 NO_LEASE: dict[str, Any] = {"lease_owner": "", "lease_token": "", "lease_expires_at": None}
@@ -108,6 +110,7 @@ class Claim:
 
     execution_id: int
     batch_id: int
+    workflow_id: int
     index: int
     inputs: dict[str, Any]
     token: str
@@ -118,6 +121,7 @@ class Claim:
     retry_workflow_failed: bool
     resume_run_id: str = ""
     started_at: datetime = field(default_factory=timezone.now)
+    adaptive: bool = False  # the workflow had an adaptive limit when this row was claimed
     run_id: str = ""  # set by the runner when the stream announces the upstream run
     task_id: str = ""
 
@@ -132,20 +136,24 @@ def has_work() -> bool:
 
 @transaction.atomic
 def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None) -> list[Claim]:
-    """Claim up to `limit` rows of a running batch without exceeding its concurrency anywhere."""
+    """Claim up to `limit` rows of a running batch without exceeding its concurrency or its workflow's limits."""
     now = now or timezone.now()
-    batch = BatchTask.objects.select_for_update().filter(pk=batch_id, status=BatchStatus.RUNNING).first()
+    locked = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow__throttle")
+    batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
     if batch is None:
         return []
     rows = Execution.objects.filter(batch_id=batch_id)
     busy = rows.running().filter(lease_expires_at__gte=now).count()
-    free = min(limit, batch.concurrency - busy)
-    if free <= 0:
-        return []
+    free = min(limit, batch.concurrency - busy, _adaptive_room(batch))
+    bucket = None
+    if free > 0 and batch.workflow.rpm_limit:
+        bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
     stale = _pick(rows.stale(now), free)
     gave_up = interrupt(stale, now, batch_id=batch_id)
     picked = [row for row in stale if row["pk"] not in gave_up]
     picked += _pick(rows.due(now), free - len(picked))
+    if bucket is not None:
+        throttle.give_back(bucket, max(0, free - len(picked)))
     token = uuid.uuid4().hex
     Execution.objects.filter(pk__in=[row["pk"] for row in picked]).update(
         status=ExecutionStatus.RUNNING,
@@ -159,6 +167,17 @@ def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None) ->
         task_id="",
     )
     return [_claim_from_row(row, batch, token, now) for row in picked]
+
+
+def _adaptive_room(batch: BatchTask) -> int:
+    if not _is_adaptive(batch):
+        return batch.concurrency
+    return throttle.adaptive_room(batch.workflow_id) or 0
+
+
+def _is_adaptive(batch: BatchTask) -> bool:
+    limited = getattr(batch.workflow, "throttle", None)
+    return limited is not None and limited.concurrency_limit is not None
 
 
 def _pick(rows: Any, limit: int) -> list[dict[str, Any]]:
@@ -175,6 +194,7 @@ def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: date
     return Claim(
         execution_id=row["pk"],
         batch_id=batch.pk,
+        workflow_id=batch.workflow_id,
         index=row["index"],
         inputs=row["inputs"],
         token=token,
@@ -184,6 +204,7 @@ def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: date
         max_retries=batch.max_retries,
         retry_workflow_failed=batch.config.get("retry_workflow_failed", True),
         resume_run_id=row["workflow_run_id"] if recovering else "",
+        adaptive=_is_adaptive(batch),
         started_at=now,
     )
 
@@ -328,6 +349,8 @@ def record_results(results: list[tuple[Claim, CallResult]], now: datetime | None
     failing = {c.batch_id for c, values in rows if values["status"] == ExecutionStatus.FAILED}
     for batch_id in failing:
         _pause_if_failing_too_much(batch_id)
+    written = {claim_.execution_id for claim_, _ in rows}
+    _adapt([(claim_, result) for claim_, result in results if claim_.execution_id in written], now)
     return recorded
 
 
@@ -415,6 +438,17 @@ def _pause(batch_id: int, reason: str) -> None:
         status=BatchStatus.PAUSED, status_reason=reason[:500]
     ):
         logger.warning("batch %s paused: %s", batch_id, reason)
+
+
+def _adapt(results: list[tuple[Claim, CallResult]], now: datetime) -> None:
+    """Feed each workflow's adaptive limit: 429s shrink it, successes grow it back."""
+    limited = Counter(c.workflow_id for c, r in results if r.error_type == ErrorType.RATE_LIMITED)
+    for workflow_id in limited:
+        in_flight = Execution.objects.running().filter(batch__workflow_id=workflow_id).count() + limited[workflow_id]
+        throttle.rate_limited(workflow_id, in_flight, now)
+    for workflow_id, count in Counter(c.workflow_id for c, r in results if r.ok and c.adaptive).items():
+        if workflow_id not in limited:
+            throttle.succeeded(workflow_id, count)
 
 
 def _pause_if_failing_too_much(batch_id: int) -> None:

@@ -1,0 +1,65 @@
+"""Upstream limits shared by every process: a workflow's rpm token bucket and its adaptive (AIMD) concurrency.
+
+Both live in one WorkflowThrottle row per workflow, locked only inside a claim's short transaction (after the
+batch row, always in that order) or for one update after a flush of results that saw 429s.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from django.db.models import F
+from django.db.models.functions import Least
+
+from batches.models import Execution, WorkflowThrottle
+
+DECREASE_EVERY = timedelta(seconds=1)  # one wave of 429s halves the limit once, not once per answer
+
+
+def _locked(workflow_id: int, now: datetime, tokens: float = 0) -> WorkflowThrottle:
+    WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now, "tokens": tokens})
+    return WorkflowThrottle.objects.select_for_update().get(workflow_id=workflow_id)
+
+
+def take_tokens(workflow_id: int, rpm: int, wanted: int, now: datetime) -> tuple[WorkflowThrottle, int]:
+    """Refill the bucket (at most one second's worth banked) and take up to `wanted` tokens."""
+    per_second = rpm / 60
+    throttle = _locked(workflow_id, now, tokens=max(1.0, per_second))  # a new bucket starts full
+    elapsed = max(0.0, (now - throttle.refilled_at).total_seconds())
+    throttle.tokens = min(max(1.0, per_second), throttle.tokens + elapsed * per_second)
+    throttle.refilled_at = now
+    granted = min(wanted, math.floor(throttle.tokens))
+    throttle.tokens -= granted
+    return throttle, granted
+
+
+def give_back(throttle: WorkflowThrottle, unused: int) -> None:
+    throttle.tokens += unused
+    throttle.save(update_fields=["tokens", "refilled_at"])
+
+
+def adaptive_room(workflow_id: int) -> int | None:
+    """Calls the workflow may still start under its adaptive limit, or None when no 429 has set one."""
+    limit = WorkflowThrottle.objects.filter(workflow_id=workflow_id).values_list("concurrency_limit", flat=True)
+    current = limit.first()
+    if current is None:
+        return None
+    busy = Execution.objects.running().filter(batch__workflow_id=workflow_id).count()
+    return max(0, math.floor(current) - busy)
+
+
+def rate_limited(workflow_id: int, in_flight: int, now: datetime) -> None:
+    """Multiplicative decrease: half of what was in flight when the 429s came, at most once a second."""
+    WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
+    recent = now - DECREASE_EVERY
+    WorkflowThrottle.objects.filter(workflow_id=workflow_id).exclude(decreased_at__gt=recent).update(
+        concurrency_limit=max(1.0, in_flight / 2), decreased_at=now
+    )
+
+
+def succeeded(workflow_id: int, count: int) -> None:
+    """Additive increase: about one more call in flight per limit's worth of successes."""
+    WorkflowThrottle.objects.filter(workflow_id=workflow_id, concurrency_limit__isnull=False).update(
+        concurrency_limit=Least(F("concurrency_limit") + float(count) / F("concurrency_limit"), 100_000.0)
+    )

@@ -1,0 +1,79 @@
+"""Upstream limits: the rpm token bucket and the adaptive (AIMD) concurrency limit, shared through the database."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from batches.dify import CallResult
+from batches.models import BatchStatus, ErrorType, WorkflowThrottle
+from batches.services import engine, throttle
+
+
+def running_batch(make_workflow, make_batch, rows=50, concurrency=50, **workflow_fields):
+    workflow = make_workflow(**workflow_fields)
+    return make_batch(rows=rows, workflow=workflow, status=BatchStatus.RUNNING, concurrency=concurrency)
+
+
+def test_rpm_limit_grants_one_seconds_worth_at_most(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rpm_limit=600)
+    now = timezone.now()
+
+    first = engine.claim(batch.pk, "a", limit=50, now=now)
+    same_moment = engine.claim(batch.pk, "a", limit=50, now=now)
+    half_a_second_later = engine.claim(batch.pk, "a", limit=50, now=now + timedelta(seconds=0.5))
+
+    assert (len(first), len(same_moment), len(half_a_second_later)) == (10, 0, 5)
+
+
+def test_unused_tokens_are_given_back(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=2, rpm_limit=600)
+
+    engine.claim(batch.pk, "a", limit=50)
+
+    assert WorkflowThrottle.objects.get().tokens == 8
+
+
+def test_two_batches_of_one_workflow_share_its_bucket(make_workflow, make_batch):
+    workflow = make_workflow(rpm_limit=60)
+    first = make_batch(rows=5, workflow=workflow, status=BatchStatus.RUNNING, concurrency=5)
+    second = make_batch(rows=5, workflow=workflow, status=BatchStatus.RUNNING, concurrency=5)
+    now = timezone.now()
+
+    claimed = engine.claim(first.pk, "a", 5, now) + engine.claim(second.pk, "a", 5, now + timedelta(seconds=0.5))
+
+    assert len(claimed) == 1
+
+
+def test_a_429_halves_what_was_in_flight_and_successes_grow_it_back(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=80, concurrency=40)
+    claims = engine.claim(batch.pk, "a", limit=40)
+    limited = CallResult(ok=False, error_type=ErrorType.RATE_LIMITED, error="429", http_status=429)
+
+    engine.record_results([(claims[0], limited)])
+    after_429 = WorkflowThrottle.objects.get().concurrency_limit
+    engine.record_results([(claim, CallResult(ok=True, outputs={})) for claim in claims[1:]])
+
+    assert after_429 == 20
+    assert len(engine.claim(batch.pk, "a", limit=40)) == 20
+    assert WorkflowThrottle.objects.get().concurrency_limit == 20  # claims made before the limit do not feed it
+
+
+def test_claims_stay_under_the_adaptive_limit(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=40, concurrency=40)
+    WorkflowThrottle.objects.create(workflow=batch.workflow, concurrency_limit=7)
+
+    claims = engine.claim(batch.pk, "a", limit=40)
+    engine.record_results([(claim, CallResult(ok=True, outputs={})) for claim in claims])
+
+    assert len(claims) == 7
+    assert WorkflowThrottle.objects.get().concurrency_limit == 8
+
+
+def test_a_wave_of_429s_decreases_once(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=10, concurrency=10)
+    now = timezone.now()
+
+    throttle.rate_limited(batch.workflow_id, in_flight=10, now=now)
+    throttle.rate_limited(batch.workflow_id, in_flight=5, now=now + timedelta(milliseconds=300))
+
+    assert WorkflowThrottle.objects.get().concurrency_limit == 5
