@@ -76,3 +76,9 @@ def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def fake_stats(url: str) -> dict[str, object]:
+    import httpx
+
+    return dict(httpx.get(url.removesuffix("/v1") + "/_fake/stats").json())

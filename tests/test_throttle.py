@@ -69,11 +69,12 @@ def test_claims_stay_under_the_adaptive_limit(make_workflow, make_batch):
     assert WorkflowThrottle.objects.get().concurrency_limit == 8
 
 
-def test_a_wave_of_429s_decreases_once(make_workflow, make_batch):
+def test_a_wave_of_429s_halves_once_then_only_stops_refilling(make_workflow, make_batch):
     batch = running_batch(make_workflow, make_batch, rows=10, concurrency=10)
     now = timezone.now()
 
-    throttle.rate_limited(batch.workflow_id, in_flight=10, now=now)
-    throttle.rate_limited(batch.workflow_id, in_flight=5, now=now + timedelta(milliseconds=300))
+    throttle.rate_limited(batch.workflow_id, in_flight=10, still_running=9, now=now)
+    throttle.rate_limited(batch.workflow_id, in_flight=8, still_running=6, now=now + timedelta(milliseconds=300))
+    throttle.rate_limited(batch.workflow_id, in_flight=5, still_running=4, now=now + timedelta(milliseconds=600))
 
-    assert WorkflowThrottle.objects.get().concurrency_limit == 5
+    assert WorkflowThrottle.objects.get().concurrency_limit == 4

@@ -444,8 +444,8 @@ def _adapt(results: list[tuple[Claim, CallResult]], now: datetime) -> None:
     """Feed each workflow's adaptive limit: 429s shrink it, successes grow it back."""
     limited = Counter(c.workflow_id for c, r in results if r.error_type == ErrorType.RATE_LIMITED)
     for workflow_id in limited:
-        in_flight = Execution.objects.running().filter(batch__workflow_id=workflow_id).count() + limited[workflow_id]
-        throttle.rate_limited(workflow_id, in_flight, now)
+        running = Execution.objects.running().filter(batch__workflow_id=workflow_id).count()
+        throttle.rate_limited(workflow_id, running + limited[workflow_id], running, now)
     for workflow_id, count in Counter(c.workflow_id for c, r in results if r.ok and c.adaptive).items():
         if workflow_id not in limited:
             throttle.succeeded(workflow_id, count)

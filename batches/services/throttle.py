@@ -49,13 +49,16 @@ def adaptive_room(workflow_id: int) -> int | None:
     return max(0, math.floor(current) - busy)
 
 
-def rate_limited(workflow_id: int, in_flight: int, now: datetime) -> None:
-    """Multiplicative decrease: half of what was in flight when the 429s came, at most once a second."""
+def rate_limited(workflow_id: int, in_flight: int, still_running: int, now: datetime) -> None:
+    """Multiplicative decrease to half of what was in flight, at most once a second; in between, the limit
+    only drops to what is still running, so the slots the 429s freed are not refilled with more 429s."""
     WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
+    throttles = WorkflowThrottle.objects.filter(workflow_id=workflow_id)
     recent = now - DECREASE_EVERY
-    WorkflowThrottle.objects.filter(workflow_id=workflow_id).exclude(decreased_at__gt=recent).update(
+    if not throttles.exclude(decreased_at__gt=recent).update(
         concurrency_limit=max(1.0, in_flight / 2), decreased_at=now
-    )
+    ):
+        throttles.update(concurrency_limit=Least(F("concurrency_limit"), float(max(1, still_running))))
 
 
 def succeeded(workflow_id: int, count: int) -> None:
