@@ -6,22 +6,25 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from batches import selectors
-from batches.forms import WorkflowAdminForm
-from batches.models import Attempt, BatchTask, Execution, Workflow
+from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
+from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.services import lifecycle
 from batches.views import progress_bar
 
 CONTROL_PERMISSION = "batches.control_batchtask"
 RETRY_PERMISSION = "batches.retry_execution"
+RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
 
 
 def _apply(service: Callable[[int], object], queryset: QuerySet[BatchTask]) -> list[object]:
@@ -105,7 +108,7 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
     actions = ("start", "pause", "resume", "cancel", "retry_failed")
 
     class Media:
-        css = {"all": ("batches/batches.css",)}
+        css = {"all": ("batches/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # batches are created by import
@@ -227,6 +230,9 @@ class AttemptInline(admin.TabularInline):
 
 @admin.register(Execution)
 class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
+    """Read-only, except "Save and retry": the inputs of a failed or cancelled row, edited, as a manual retry."""
+
+    form = ExecutionRetryAdminForm
     list_display = ("batch", "index", "status", "error_type", "attempt_count", "started_at", "finished_at")
     list_filter = ("status", "error_type", "batch")
     list_select_related = ("batch",)
@@ -251,10 +257,32 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # every field is state owned by the services: view only
+        # Every field is state owned by the services; only a retryable row's inputs may be edited, to retry it.
+        return obj is not None and obj.status in RETRYABLE_STATES and self.has_retry_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # rows belong to their batch; delete the batch instead
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [name for name in flatten_fieldsets(self.fieldsets) if name != "inputs"]
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        context["retry_allowed"] = self.has_change_permission(request, kwargs.get("obj"))
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Execution, form: ModelForm, change: bool) -> None:
+        """ "Save and retry": the edited inputs are written by the retry service, never by a plain save."""
+        rows = Execution.objects.filter(pk=obj.pk)
+        report = lifecycle.retry_executions(rows, include_cancelled=True, inputs=form.cleaned_data["inputs"])
+        if report.retried:
+            text = gettext("Retrying %(execution)s with the edited inputs.")
+            self.message_user(request, text % {"execution": obj}, messages.SUCCESS)
+        else:
+            text = gettext("%(execution)s is no longer failed or cancelled; nothing changed.")
+            self.message_user(request, text % {"execution": obj}, messages.WARNING)
+
+    def response_change(self, request: HttpRequest, obj: Execution) -> HttpResponse:
+        return HttpResponseRedirect(request.path)  # back to the row, now pending and read-only
 
     @admin.action(description=_("Retry selected"), permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:

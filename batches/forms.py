@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
-from batches.models import BatchStatus, Workflow
+from batches import importers
+from batches.models import BatchStatus, ErrorType, Execution, Workflow
+from batches.services.lifecycle import ImportOptions
 
 
 class WorkflowAdminForm(forms.ModelForm):
@@ -51,3 +57,122 @@ class WorkflowAdminForm(forms.ModelForm):
 
 class BatchFilterForm(forms.Form):
     status = forms.ChoiceField(label=_("Status"), choices=[("", _("All"))] + list(BatchStatus.choices), required=False)
+
+
+class UploadForm(forms.Form):
+    workflow = forms.ModelChoiceField(label=_("Workflow"), queryset=Workflow.objects.all(), empty_label=None)
+    file = forms.FileField(
+        label=_("File"), help_text=_("CSV, XLSX or JSONL. The first row (or the keys) name the app's input variables.")
+    )
+
+    def clean_file(self) -> UploadedFile:
+        uploaded = self.cleaned_data["file"]
+        if importers.EXTENSIONS.get(Path(uploaded.name or "").suffix.lower()) is None:
+            raise forms.ValidationError(_("Unsupported file type: use CSV, XLSX or JSONL."), code="file_type")
+        if uploaded.size > settings.BATCHES_MAX_UPLOAD_BYTES:
+            limit = settings.BATCHES_MAX_UPLOAD_BYTES // (1024 * 1024)
+            raise forms.ValidationError(_("The file is over the %(limit)d MB limit."), params={"limit": limit})
+        return uploaded
+
+
+class ImportOptionsForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=200, required=False)
+    concurrency = forms.IntegerField(label=_("Concurrency"), min_value=1, max_value=10_000)
+    max_retries = forms.IntegerField(label=_("Max auto retries"), min_value=0, max_value=20, initial=2)
+    start = forms.BooleanField(label=_("Start now"), required=False, initial=True)
+
+    def import_options(self, created_by_id: int | None) -> ImportOptions:
+        data = self.cleaned_data
+        return ImportOptions(data["name"], data["concurrency"], data["max_retries"], data["start"], created_by_id)
+
+
+class ConcurrencyForm(forms.Form):
+    concurrency = forms.IntegerField(label=_("Concurrency"), min_value=1, max_value=10_000)
+
+
+class IntegerListField(forms.Field):
+    """Several values of one name (checkboxes), as a list of integers."""
+
+    widget = forms.MultipleHiddenInput
+    default_error_messages = {"invalid": _("Enter whole numbers.")}
+
+    def to_python(self, value: Any) -> list[int]:
+        values = value if isinstance(value, list | tuple) else ([value] if value not in (None, "") else [])
+        try:
+            return [int(item) for item in values]
+        except (TypeError, ValueError):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class RetryForm(forms.Form):
+    """Which failed rows of a batch to retry: one, the selected ones, one error type, or all of them."""
+
+    SCOPES = [("selected", _("Selected")), ("error_type", _("This error type")), ("all", _("All failures"))]
+
+    scope = forms.ChoiceField(choices=SCOPES, required=False)
+    one = forms.IntegerField(required=False, min_value=1)
+    execution = IntegerListField(required=False)
+    error_type = forms.ChoiceField(choices=[("", "")] + list(ErrorType.choices), required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        scope = data.get("scope") or ("one" if data.get("one") else "")
+        if not scope:
+            raise forms.ValidationError(_("Choose which executions to retry."), code="no_scope")
+        if scope == "selected" and not data.get("execution"):
+            raise forms.ValidationError(_("Select at least one execution to retry."), code="none_selected")
+        if scope == "error_type" and not data.get("error_type"):
+            raise forms.ValidationError(_("Choose an error type to retry."), code="no_error_type")
+        data["scope"] = scope
+        return data
+
+    def retry_arguments(self) -> dict[str, Any]:
+        """Keyword arguments for `lifecycle.retry_failed`."""
+        data = self.cleaned_data
+        scope = data["scope"]
+        if scope == "one":
+            return {"execution_ids": [data["one"]]}
+        if scope == "selected":
+            return {"execution_ids": data["execution"]}
+        if scope == "error_type":
+            return {"error_type": data["error_type"]}
+        return {}
+
+
+def validate_json_object(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise forms.ValidationError(_('Inputs must be a JSON object, e.g. {"text": "hello"}.'), code="not_object")
+
+
+class InputsForm(forms.Form):
+    """Edit an execution's inputs as JSON before a manual retry."""
+
+    inputs = forms.CharField(label=_("Inputs (JSON object)"), widget=forms.Textarea(attrs={"rows": 10}))
+
+    @classmethod
+    def for_execution(cls, execution: Execution) -> InputsForm:
+        return cls(initial={"inputs": json.dumps(execution.inputs, indent=2, ensure_ascii=False)})
+
+    def clean_inputs(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.cleaned_data["inputs"])
+        except ValueError as exc:
+            raise forms.ValidationError(_("Not valid JSON: %(error)s"), params={"error": exc}, code="json") from None
+        validate_json_object(value)
+        return value
+
+
+class ExecutionRetryAdminForm(forms.ModelForm):
+    """The admin's edit-and-retry form: only `inputs` is editable, and it must be a JSON object."""
+
+    class Meta:
+        model = Execution
+        fields = ["inputs"]
+        help_texts = {
+            "inputs": _("Edit the inputs of this row, then “Save and retry”: it runs again as a manual retry.")
+        }
+
+    def clean_inputs(self) -> Any:
+        value = self.cleaned_data["inputs"]
+        validate_json_object(value)
+        return value

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
-from batches.models import BatchTask, Execution, ExecutionStatus
+from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus
+
+FAILURE_FIELDS = ("id", "batch", "index", "error_type", "error", "http_status", "attempt_count", "finished_at")
 
 
 @dataclass
@@ -50,6 +52,43 @@ def batch_progress(batch: BatchTask, now: datetime | None = None) -> Progress:
     left = counts[ExecutionStatus.PENDING] + counts[ExecutionStatus.RUNNING]
     eta = 60.0 * left / recent if recent and left else None
     return Progress(total=sum(counts.values()), total_tokens=tokens, rate_per_minute=recent, eta_seconds=eta, **counts)
+
+
+def recent_rates(batches: list[BatchTask], now: datetime | None = None) -> dict[int, int]:
+    """Rows finished in the last minute per running batch, in one query over the (batch, finished_at) index."""
+    since = (now or timezone.now()) - timedelta(minutes=1)
+    running = [batch.pk for batch in batches if batch.status == BatchStatus.RUNNING]
+    if not running:
+        return {}
+    rows = Execution.objects.filter(batch_id__in=running, finished_at__gte=since).order_by().values_list("batch_id")
+    return dict(rows.annotate(n=Count("id")))
+
+
+def error_counts(batch_id: int) -> list[tuple[str, int]]:
+    """(error type, failed rows) for a batch, most frequent first, over the (batch, status, error_type) index."""
+    rows = (
+        Execution.objects.filter(batch_id=batch_id, status=ExecutionStatus.FAILED)
+        .order_by()
+        .values_list("error_type")
+        .annotate(n=Count("id"))
+    )
+    return sorted(rows, key=lambda row: (-row[1], row[0]))
+
+
+def failures(batch_id: int, error_type: str = "") -> QuerySet[Execution]:
+    """A batch's failed rows in index order, with only the columns a failures table shows."""
+    rows = Execution.objects.filter(batch_id=batch_id, status=ExecutionStatus.FAILED)
+    if error_type:
+        rows = rows.filter(error_type=error_type)
+    return rows.only(*FAILURE_FIELDS).order_by("index")
+
+
+def recent_failures(batch_id: int, limit: int) -> QuerySet[Execution]:
+    return failures(batch_id).order_by("-finished_at", "-index")[:limit]
+
+
+def attempts(execution: Execution) -> QuerySet[Attempt]:
+    return Attempt.objects.filter(execution=execution).order_by("number", "pk")
 
 
 def batch_summaries(batches: list[BatchTask]) -> list[dict[str, object]]:

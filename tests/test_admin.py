@@ -473,3 +473,88 @@ def test_admin_pages_load_for_a_batch_with_100k_rows(admin_client, make_batch, d
         statuses = [admin_client.get(url).status_code for url in pages]
 
     assert statuses == [200] * len(pages)
+
+
+# --- edit and retry ---------------------------------------------------------------------------------------------
+
+RETRY_USER = ("batches.view_execution", "batches.retry_execution")
+
+
+def execution_in(make_batch: Any, status: str) -> Execution:
+    execution = make_batch(rows=1, status=S.FINISHED).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=status, error_type=ErrorType.INVALID_INPUT, error="bad")
+    return execution
+
+
+def change_form_data(inputs: str) -> dict[str, Any]:
+    """The edited inputs plus the (read-only) attempts inline's management form."""
+    management = {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0, "MIN_NUM_FORMS": 0, "MAX_NUM_FORMS": 1000}
+    return {"inputs": inputs, "_save": "Save and retry", **{f"attempts-{k}": v for k, v in management.items()}}
+
+
+@pytest.mark.parametrize("status", [E.FAILED, E.CANCELLED])
+def test_a_retryable_rows_page_offers_only_its_inputs_and_save_and_retry(login, make_batch, status):
+    client = login(*RETRY_USER)
+    execution = execution_in(make_batch, status)
+
+    response = client.get(change_page(execution))
+
+    html = response.content.decode()
+    assert list(response.context["adminform"].form.fields) == ["inputs"]
+    assert 'value="Save and retry"' in html
+    assert 'name="_continue"' not in html
+    assert 'name="_addanother"' not in html
+    assert "deletelink" not in html
+
+
+@pytest.mark.parametrize(
+    ("status", "perms"),
+    [
+        (E.SUCCEEDED, RETRY_USER),
+        (E.PENDING, RETRY_USER),
+        (E.RUNNING, RETRY_USER),
+        (E.FAILED, ("batches.view_execution",)),
+    ],
+)
+def test_other_rows_and_users_get_a_read_only_page_and_a_403_on_post(login, make_batch, status, perms):
+    client = login(*perms)
+    execution = execution_in(make_batch, status)
+
+    page = client.get(change_page(execution))
+    post = client.post(change_page(execution), change_form_data('{"text": "changed"}'))
+
+    assert page.status_code == 200
+    assert 'value="Save and retry"' not in page.content.decode()
+    assert post.status_code == 403
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs) == (status, {"text": "row 0"})
+
+
+@pytest.mark.parametrize("status", [E.FAILED, E.CANCELLED])
+def test_save_and_retry_stores_the_inputs_and_queues_a_manual_retry(login, make_batch, status):
+    client = login(*RETRY_USER)
+    execution = execution_in(make_batch, status)
+
+    response = client.post(change_page(execution), change_form_data('{"text": "fixed", "lang": "zh"}'), follow=True)
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs, execution.error) == (E.PENDING, {"text": "fixed", "lang": "zh"}, "")
+    assert (execution.manual_retries, execution.next_trigger) == (1, Trigger.MANUAL)
+    assert response.redirect_chain == [(change_page(execution), 302)]
+    assert messages_of(response) == [("success", f"Retrying {execution} with the edited inputs.")]
+    assert 'value="Save and retry"' not in response.content.decode()  # pending now: read-only again
+    execution.batch.refresh_from_db()
+    assert execution.batch.status == S.RUNNING
+
+
+@pytest.mark.parametrize("inputs", ["[1, 2]", '"text"', "{broken", ""])
+def test_save_and_retry_refuses_inputs_that_are_not_a_json_object(login, make_batch, inputs):
+    client = login(*RETRY_USER)
+    execution = execution_in(make_batch, E.FAILED)
+
+    response = client.post(change_page(execution), change_form_data(inputs))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["inputs"]
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs) == (E.FAILED, {"text": "row 0"})
