@@ -320,7 +320,7 @@ class FakeDify:
             return _error(400, "invalid_param", "query is required")
         if inputs.get("_fault") and inputs["_fault"] not in FAULT_TYPES:
             return _error(400, "invalid_param", f"unknown _fault {inputs['_fault']!r}")
-        if not isinstance(inputs.get("_fault_times", 0), int):
+        if not str(inputs.get("_fault_times", 0)).strip().isdigit():  # a CSV cell is a string of digits
             return _error(400, "invalid_param", "_fault_times must be an integer")
         for item in self.options.variables:
             spec = next(iter(item.values()))
@@ -349,7 +349,7 @@ class FakeDify:
         directive = inputs.get("_fault")
         if directive:
             times = inputs.get("_fault_times")
-            if times is None:
+            if times in (None, ""):
                 return str(directive)
             calls = self.directive_calls[key] = self.directive_calls.get(key, 0) + 1
             return str(directive) if calls <= int(times) else None
