@@ -11,20 +11,33 @@ import contextlib
 import email.utils
 import json
 import logging
+import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from batches.crypto import is_unreadable
+
 logger = logging.getLogger("batches.dify")
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+MAX_PARAMETERS_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 500
+SECRET_FRAGMENT = 8  # the start of a secret this long counts as the secret (a message cut inside it)
+MAX_ID_CHARS = 64  # the id columns' width; Dify's ids are UUIDs
+MAX_COUNT = 2**31 - 1  # the token columns' range
+UNREADABLE_KEY_ERROR = (
+    "the stored API key cannot be decrypted with BATCHES_ENCRYPTION_KEY: restore the key that encrypted it, "
+    "or enter the API key again"
+)
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 OK_STATUSES = frozenset({"succeeded", "partial-succeeded"})
 PAUSE_EVENTS = frozenset({"workflow_paused", "human_input_required"})
 # 400 codes that mean the app itself is unusable (the batch pauses) or that the model call failed.
@@ -86,25 +99,76 @@ class CallResult:
     stop_task_id: str = ""  # the stream's task_id, what the stop endpoint wants (all modes)
 
     def fail(self, error_type: str, error: str, http_status: int | None = None) -> CallResult:
-        self.ok, self.error_type, self.error = False, error_type, one_line(error)
+        # Not cut yet: a cut could leave part of the API key, which DifyClient masks before cutting.
+        self.ok, self.error_type, self.error = False, error_type, " ".join(error.split())
         if http_status is not None:
             self.http_status = http_status
         return self
 
 
 class BadResponse(Exception):
-    """The upstream answered something we cannot use (maps to `bad_response`)."""
+    """The upstream answered something unusable (maps to `bad_response`); `excerpt`: the answer, for the message."""
+
+    def __init__(self, message: str, excerpt: bytes | str = "") -> None:
+        super().__init__(message)
+        self.excerpt = excerpt
+
+    def describe(self, secret: str = "", chars: int = 100) -> str:
+        """The message and the start of the answer, the secret hidden before the answer is cut."""
+        if not self.excerpt:
+            return str(self)
+        text = self.excerpt[: chars + len(secret)]
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        if len(secret) >= 6:
+            text = hide(text, secret)
+        return f"{self}: {text[:chars]}"
 
 
 # ----------------------------------------------------------------------------------------------- pure helpers
 
 
 def one_line(text: str, secret: str = "") -> str:
-    """Collapse whitespace, hide the secret, cut to MAX_ERROR_CHARS."""
+    """Hide the secret, collapse whitespace and NULs, drop what UTF-8 cannot encode, cut to MAX_ERROR_CHARS."""
     if len(secret) >= 6:  # a shorter "key" is no secret, and masking it would garble every message
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
+        text = hide(text, secret)
+    text = " ".join(text.replace("\0", " ").split()).encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def hide(text: str, secret: str) -> str:
+    """`text` with the secret replaced by ***, and also its beginning where someone else cut the secret short."""
+    text = text.replace(secret, "***")
+    head = secret[:SECRET_FRAGMENT]
+    start = text.find(head)
+    while start >= 0:
+        end = start + len(head)
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + "***" + text[end:]
+        start = text.find(head, start + 3)
+    return text
+
+
+def host_allowed(url: str, patterns: Sequence[str]) -> bool:
+    """Whether the URL's host is one of `patterns`: host names, or `*.suffix` for any host under suffix.
+
+    No patterns allow every host.
+    """
+    if not patterns:
+        return True
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    return bool(host) and any(_host_matches(host, pattern.strip().lower()) for pattern in patterns)
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:].rstrip("."))
+    return host == pattern.strip("[]").rstrip(".")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -124,12 +188,64 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _json_object(raw: bytes | str) -> dict[str, Any] | None:
-    """The JSON object in `raw`, or None when it is not one."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
+    """The JSON object in `raw`, or None when it is not one (or could not be stored: see _json_value)."""
+    value = _json_value(raw)
     return value if isinstance(value, dict) else None
+
+
+def _json_value(raw: bytes | str) -> Any:
+    """Strict JSON: UTF-8 only, no NaN or infinite numbers, no lone surrogates; None when `raw` is not that.
+
+    What this accepts can be stored in a PostgreSQL json column and exported as UTF-8.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    if SURROGATE_ESCAPE.search(text) and not _encodable(value):
+        return None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value: Any) -> int:
+    """A token count the database can hold; anything unreadable counts as 0 (it is no reason to run again)."""
+    try:
+        number = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), MAX_COUNT)
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _error_body(body: bytes | str, content_type: str) -> tuple[str, str]:
@@ -169,7 +285,7 @@ def classify_exception(exc: BaseException) -> str:
     """Error type for an exception raised while talking to the upstream."""
     # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout: judge by the original instead.
     cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError | OSError) else exc
-    if isinstance(cause, BadResponse):
+    if isinstance(cause, BadResponse | aiohttp.ClientResponseError):  # the latter: a malformed answer (headers)
         return "bad_response"
     if isinstance(cause, TimeoutError | httpx.TimeoutException):
         return "timeout"
@@ -186,27 +302,32 @@ class SSEDecoder:
     """Incremental Server-Sent Events decoder: feed bytes, get (event, data) for each complete frame."""
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._partial: list[bytes] = []  # pieces of a line not ended yet (kept apart: joining each time is slow)
         self._event = ""
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str, str]]:
-        lines = (self._buffer + chunk).split(b"\n")
-        self._buffer = lines.pop()
+        lines = chunk.split(b"\n")
+        if len(lines) == 1:
+            self._partial.append(chunk)
+            return
+        lines[0] = b"".join([*self._partial, lines[0]])
+        self._partial = [lines.pop()]
         for line in lines:
             yield from self._line(line.rstrip(b"\r"))
 
     def flush(self) -> Iterator[tuple[str, str]]:
         """A last frame not followed by a blank line (a stream that ends right after it)."""
-        if self._buffer:
-            yield from self._line(self._buffer.rstrip(b"\r"))
-            self._buffer = b""
+        rest = b"".join(self._partial)
+        self._partial = []
+        if rest:
+            yield from self._line(rest.rstrip(b"\r"))
         yield from self._line(b"")
 
     def _line(self, line: bytes) -> Iterator[tuple[str, str]]:
         if not line:
             if self._data or self._event:
-                yield self._event or "message", b"\n".join(self._data).decode("utf-8", "replace")
+                yield self._event or "message", _utf8(b"\n".join(self._data))
             self._event, self._data = "", []
             return
         name, _, value = line.partition(b":")
@@ -214,7 +335,14 @@ class SSEDecoder:
         if name == b"data":
             self._data.append(value)
         elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
+            self._event = _utf8(value)
+
+
+def _utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadResponse(f"stream event is not valid UTF-8 (byte {exc.start})") from None
 
 
 # ----------------------------------------------------------------------------------------------- answers
@@ -223,12 +351,25 @@ class SSEDecoder:
 def _ids(result: CallResult, event: dict[str, Any], mode: str) -> None:
     """Remember the upstream ids an event carries."""
     if not result.workflow_run_id and event.get("workflow_run_id"):
-        result.workflow_run_id = str(event["workflow_run_id"])
+        result.workflow_run_id = _id(event["workflow_run_id"])
     if not result.stop_task_id and event.get("task_id"):
-        result.stop_task_id = str(event["task_id"])
+        result.stop_task_id = _id(event["task_id"])
     own_id = event.get("task_id") if mode == "workflow" else event.get("message_id") or event.get("id")
     if not result.task_id and own_id:
-        result.task_id = str(own_id)
+        result.task_id = _id(own_id)
+
+
+def _id(value: Any) -> str:
+    return str(value)[:MAX_ID_CHARS]
+
+
+def _outputs(value: Any) -> dict[str, Any]:
+    """A run's outputs: an object, or a JSON text of one (anything else: no outputs)."""
+    if isinstance(value, str) and value:
+        value = _json_value(value)
+        if value is None:
+            raise BadResponse("outputs are a text that is not JSON")
+    return value if isinstance(value, dict) else {}
 
 
 def _workflow_data(result: CallResult, data: Any) -> CallResult:
@@ -236,13 +377,11 @@ def _workflow_data(result: CallResult, data: Any) -> CallResult:
     if not isinstance(data, dict):
         raise BadResponse("workflow answer without data")
     status = str(data.get("status") or "")
-    result.upstream_status = status
-    result.total_tokens = int(data.get("total_tokens") or 0)
-    result.elapsed = float(data["elapsed_time"]) if data.get("elapsed_time") is not None else None
+    result.upstream_status = status[:30]
+    result.total_tokens = _count(data.get("total_tokens"))
+    result.elapsed = _seconds(data.get("elapsed_time"))
     if status in OK_STATUSES:
-        outputs = data.get("outputs")
-        outputs = json.loads(outputs) if isinstance(outputs, str) and outputs else outputs
-        result.ok, result.outputs = True, outputs if isinstance(outputs, dict) else {}
+        result.ok, result.outputs = True, _outputs(data.get("outputs"))
         return result
     if status in ("failed", "stopped", "paused"):
         return result.fail("workflow_failed", f"workflow {status}: {data.get('error') or 'no error message'}")
@@ -251,9 +390,9 @@ def _workflow_data(result: CallResult, data: Any) -> CallResult:
 
 def _message_data(result: CallResult, body: dict[str, Any], mode: str, answer: str) -> CallResult:
     """Fill the result from a completion/chat answer (blocking body or message_end)."""
-    usage = (body.get("metadata") or {}).get("usage") or {}
-    result.total_tokens = int(usage.get("total_tokens") or 0)
-    result.elapsed = float(usage["latency"]) if usage.get("latency") is not None else None
+    usage = _mapping(_mapping(body.get("metadata")).get("usage"))
+    result.total_tokens = _count(usage.get("total_tokens"))
+    result.elapsed = _seconds(usage.get("latency"))
     result.ok, result.upstream_status, result.outputs = True, "succeeded", {"answer": answer}
     if mode == "chat" and body.get("conversation_id"):
         result.outputs["conversation_id"] = body["conversation_id"]
@@ -264,7 +403,7 @@ def parse_blocking(result: CallResult, raw: bytes, mode: str) -> CallResult:
     """Interpret a blocking answer's JSON body."""
     body = _json_object(raw)
     if body is None:
-        raise BadResponse(f"unparseable JSON answer: {raw[:100].decode('utf-8', 'replace')}")
+        raise BadResponse("unparseable JSON answer", raw)
     _ids(result, body, mode)
     if body.get("event") in PAUSE_EVENTS:
         return result.fail("workflow_failed", f"run paused for human input ({body['event']})")
@@ -288,7 +427,7 @@ class StreamState:
             return
         event = _json_object(data)
         if event is None:
-            raise BadResponse(f"unparseable stream event: {data[:100]}")
+            raise BadResponse("unparseable stream event", data)
         self._started(event)
         self._dispatch(str(event.get("event") or ""), event)
 
@@ -357,6 +496,8 @@ class DifyClient:
         path = PATHS.get(app.mode)
         if path is None:
             return result.fail("app_error", f"unknown app mode {app.mode!r}")
+        if is_unreadable(app.api_key):
+            return result.fail("auth", UNREADABLE_KEY_ERROR)
         body: dict[str, Any] = {"inputs": dict(inputs), "response_mode": app.response_mode, "user": user}
         if app.mode == "chat":
             query = body["inputs"].pop("query", None)
@@ -369,19 +510,21 @@ class DifyClient:
     async def get_workflow_run(self, app: AppSettings, run_id: str) -> CallResult:
         """How a workflow run ended (or that it is still `running`), from GET /workflows/run/{id}."""
         result = CallResult(ok=False, workflow_run_id=run_id)
+        if is_unreadable(app.api_key):
+            return result.fail("auth", UNREADABLE_KEY_ERROR)
         return await self._guarded(app, result, self._get_run(app, run_id, result))
 
     async def stop(self, app: AppSettings, task_id: str, *, user: str) -> bool:
         """Ask Dify to stop a streaming run; True when it said so."""
-        if app.mode not in STOP_PATHS or not task_id:
+        if app.mode not in STOP_PATHS or not task_id or is_unreadable(app.api_key):
             return False
-        url = app.base_url.rstrip("/") + STOP_PATHS[app.mode].format(task_id)
+        url = app.base_url.rstrip("/") + STOP_PATHS[app.mode].format(quote(task_id, safe=""))
         try:
             async with asyncio.timeout(min(app.timeout, 30)):
                 response = await self._http.post(
                     url, json={"user": user}, headers=_headers(app), timeout=_timeout(min(app.timeout, 30))
                 )
-            return response.status_code == 200 and response.json().get("result") == "success"
+            return response.status_code == 200 and _mapping(_json_value(response.content)).get("result") == "success"
         except Exception as exc:  # stopping is best effort
             logger.info("stop %s failed: %s", task_id, one_line(repr(exc), app.api_key))
             return False
@@ -395,12 +538,13 @@ class DifyClient:
         except TimeoutError:
             result.fail("timeout", f"no complete answer within {app.timeout:g} s")
         except BadResponse as exc:
-            result.fail("bad_response", one_line(str(exc), app.api_key))
+            result.fail("bad_response", one_line(exc.describe(app.api_key), app.api_key))
         except Exception as exc:
             kind = classify_exception(exc)
-            if kind == "bad_response":
-                logger.warning("unexpected error calling %s", app.base_url, exc_info=True)
-            result.fail(kind, _describe(exc))
+            message = one_line(_describe(exc), app.api_key)
+            if kind == "bad_response":  # no traceback: its messages may quote the answer, and so the key
+                logger.warning("unexpected error calling %s: %s (%s)", app.base_url, message, _where(exc))
+            result.fail(kind, message)
         result.latency = time.monotonic() - started
         result.error = one_line(result.error, app.api_key)
         if not result.ok and result.error_type:
@@ -422,14 +566,15 @@ class DifyClient:
                 parse_blocking(result, await self._read(r), app.mode)
 
     async def _get_run(self, app: AppSettings, run_id: str, result: CallResult) -> None:
-        url = f"{app.base_url.rstrip('/')}/workflows/run/{run_id}"
+        url = f"{app.base_url.rstrip('/')}/workflows/run/{quote(run_id, safe='')}"
         async with self._http.stream("GET", url, headers=_headers(app), timeout=_timeout(app.timeout)) as r:
             result.http_status = r.status_code
             if not await self._check_status(r, result, app):
                 return
-            data = _json_object(await self._read(r))
+            raw = await self._read(r)
+            data = _json_object(raw)
             if data is None:
-                raise BadResponse("unparseable JSON answer")
+                raise BadResponse("unparseable JSON answer", raw)
             if data.get("status") == "running":
                 result.upstream_status = "running"
                 return
@@ -439,7 +584,7 @@ class DifyClient:
         """True for a 2xx answer; otherwise classify it into the result."""
         if 200 <= response.status_code < 300:
             return True
-        raw = await _error_page(response)
+        raw = _masked(await _error_page(response), app.api_key)
         kind, message = classify_http_error(response.status_code, raw, response.headers.get("content-type", ""))
         result.fail(kind, one_line(message, app.api_key), response.status_code)
         if kind == "rate_limited":
@@ -478,12 +623,12 @@ async def _capped(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
 
 async def _error_page(response: httpx.Response, limit: int = 65536) -> bytes:
     """The start of an error answer: enough to read its code and message."""
-    parts: list[bytes] = []
+    body = bytearray()
     async for chunk in response.aiter_bytes():
-        parts.append(chunk)
-        if sum(map(len, parts)) >= limit:
+        body += chunk
+        if len(body) >= limit:
             break
-    return b"".join(parts)[:limit]
+    return bytes(body[:limit])
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
@@ -507,6 +652,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
 
 
+def _where(exc: BaseException) -> str:
+    """Where an exception was raised: file, line and function of its innermost frame."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    code = tb.tb_frame.f_code
+    return f"{type(exc).__name__} at {code.co_filename}:{tb.tb_lineno} in {code.co_name}"
+
+
+def _masked(raw: bytes, secret: str) -> bytes:
+    """An answer with the secret hidden, before any of it is cut into a message."""
+    return raw.replace(secret.encode(), b"***") if len(secret) >= 6 else raw
+
+
 def _headers(app: AppSettings) -> dict[str, str]:
     return {"Authorization": f"Bearer {app.api_key}", "Content-Type": "application/json"}
 
@@ -520,18 +681,30 @@ def _timeout(total: float) -> httpx.Timeout:
 
 def fetch_parameters(app: AppSettings, timeout: float = 5) -> list[InputVariable] | None:
     """The app's input variables, or None when they cannot be read (the importer then skips the check)."""
-    url = app.base_url.rstrip("/") + "/parameters"
+    if is_unreadable(app.api_key):
+        return None
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as http:
-            response = http.get(url, headers=_headers(app))
-        if response.status_code != 200:
-            logger.info("GET /parameters answered HTTP %s", response.status_code)
-            return None
-        form = response.json().get("user_input_form")
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        raw = _get_small(app.base_url.rstrip("/") + "/parameters", _headers(app), timeout)
+    except (httpx.HTTPError, BadResponse) as exc:
         logger.info("GET /parameters failed: %s", one_line(repr(exc), app.api_key))
         return None
+    form = _mapping(_json_value(raw)).get("user_input_form") if raw is not None else None
     return parse_input_form(form) if isinstance(form, list) else None
+
+
+def _get_small(url: str, headers: dict[str, str], timeout: float) -> bytes | None:
+    """The body of a 200 answer (None for another status), refused past MAX_PARAMETERS_BYTES or ~`timeout` s."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=timeout, follow_redirects=False) as http, http.stream("GET", url, headers=headers) as r:
+        if r.status_code != 200:
+            logger.info("GET /parameters answered HTTP %s", r.status_code)
+            return None
+        body = bytearray()
+        for chunk in r.iter_bytes():
+            body += chunk
+            if len(body) > MAX_PARAMETERS_BYTES or time.monotonic() > deadline:
+                raise BadResponse("answer too large or too slow")
+    return bytes(body)
 
 
 def parse_input_form(form: list[Any]) -> list[InputVariable]:
@@ -547,7 +720,11 @@ def parse_input_form(form: list[Any]) -> list[InputVariable]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) else None
+    return int(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _input_variable(kind: str, spec: dict[str, Any]) -> InputVariable:
@@ -556,7 +733,7 @@ def _input_variable(kind: str, spec: dict[str, Any]) -> InputVariable:
         label=str(spec.get("label") or spec["variable"]),
         required=bool(spec.get("required", False)),
         type=kind,
-        options=tuple(str(option) for option in spec.get("options") or ()),
+        options=tuple(str(option) for option in _list(spec.get("options"))),
         max_length=_int_or_none(spec.get("max_length")),
         default=spec.get("default"),
     )

@@ -352,7 +352,7 @@ class FakeDify:
             if times in (None, ""):
                 return str(directive)
             calls = self.directive_calls[key] = self.directive_calls.get(key, 0) + 1
-            return str(directive) if calls <= int(times) else None
+            return str(directive) if calls <= int(str(times)) else None
         if self.table:
             draw = self.rng.random()
             for name, cumulative in self.table:

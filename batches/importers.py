@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import re
 import zipfile
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ CSV_FIELD_LIMIT = 64 * 1024 * 1024
 XLSX_EXPANSION = 20  # an XLSX may unpack to at most this many times max_bytes
 ZIP_MAGIC = b"PK\x03\x04"
 EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 Numbered = Iterator[tuple[int, list[Any]]]  # (line or row number, cells)
@@ -325,7 +327,7 @@ def _check_zip(path: Path, limit: int) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except Exception:  # zipfile raises many kinds on a damaged archive (BadZipFile, NotImplementedError, EOFError...)
         raise ImportFileError(
             "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
         ) from None
@@ -340,11 +342,24 @@ def _xlsx_records(path: Path) -> Numbered:
         sheet.reset_dimensions()  # don't trust the stored dimension: read what is there
     except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
         raise ImportFileError(f"not a valid XLSX file ({type(exc).__name__}): save it again as .xlsx") from None
+    number = 0
     try:
         for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, [_xlsx_value(c) for c in cells]
+            yield number, _xlsx_cells(number, cells)
+    except ImportFileError:
+        raise
+    except Exception as exc:  # a damaged sheet fails while it is read: bad XML, a bad CRC, a lying zip
+        raise ImportFileError(f"row {number + 1}: the sheet is damaged ({type(exc).__name__})") from None
     finally:
         workbook.close()
+
+
+def _xlsx_cells(number: int, cells: tuple[Any, ...]) -> list[Any]:
+    values = [_xlsx_value(c) for c in cells]
+    for i, value in enumerate(values):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ImportFileError(f"row {number}: cell {get_column_letter(i + 1)}{number} is a number out of range")
+    return values
 
 
 def _xlsx_value(value: Any) -> Any:
@@ -423,19 +438,37 @@ def _jsonl_text(number: int, raw: bytes) -> str:
 
 def _jsonl_object(number: int, line: str) -> dict[str, Any]:
     try:
-        value = json.loads(line, parse_constant=_reject_constant)
+        value = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ImportFileError(f"line {number}: JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, NaN, an integer too long
+    except ValueError as exc:  # JSONDecodeError, NaN, a number out of range, an integer too long
         detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise ImportFileError(f"line {number}: invalid JSON ({detail})") from None
     if not isinstance(value, dict):
         raise ImportFileError(f"line {number}: expected a JSON object, found {_json_kind(value)}")
+    if SURROGATE_ESCAPE.search(line) and not _encodable(value):
+        raise ImportFileError(f"line {number}: a \\u escape names half a character (a lone surrogate)")
     return value
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _encodable(value: Any) -> bool:
+    """Whether the value's text is valid Unicode: what the database, the upstream and the exports need."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_kind(value: Any) -> str:

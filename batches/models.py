@@ -7,13 +7,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from batches.fields import OrderedJSONField
+from batches.dify import host_allowed
+from batches.fields import EncryptedCharField, OrderedJSONField
 
 
 class Mode(models.TextChoices):
@@ -64,7 +65,11 @@ class Workflow(models.Model):
         validators=[URLValidator(schemes=["http", "https"])],
         help_text=_("e.g. https://api.dify.ai/v1"),
     )
-    api_key = models.CharField(_("API key"), max_length=500)
+    api_key = EncryptedCharField(
+        _("API key"),
+        max_length=500,
+        validators=[RegexValidator(r"\A[!-~]+\Z", _("Printable ASCII characters without spaces."))],
+    )
     response_mode = models.CharField(
         _("response mode"), max_length=20, choices=ResponseMode, default=ResponseMode.STREAMING
     )
@@ -85,10 +90,22 @@ class Workflow(models.Model):
         return self.name
 
     def clean(self) -> None:
+        errors = {**self._timeout_errors(), **self._host_errors()}
+        if errors:
+            raise ValidationError(errors)
+
+    def _timeout_errors(self) -> dict[str, str]:
         # A runner slice must fit in django-q2's task timeout, which is sized from this limit.
-        if self.timeout and self.timeout > settings.BATCHES_MAX_REQUEST_TIMEOUT:
-            limit = settings.BATCHES_MAX_REQUEST_TIMEOUT
-            raise ValidationError({"timeout": _("at most %(limit)s seconds") % {"limit": limit}})
+        limit = settings.BATCHES_MAX_REQUEST_TIMEOUT
+        if self.timeout and self.timeout > limit:
+            return {"timeout": _("at most %(limit)s seconds") % {"limit": limit}}
+        return {}
+
+    def _host_errors(self) -> dict[str, str]:
+        allowed = settings.BATCHES_ALLOWED_UPSTREAM_HOSTS
+        if not self.base_url or host_allowed(self.base_url, allowed):
+            return {}
+        return {"base_url": _("This host is not allowed; allowed: %(hosts)s.") % {"hosts": ", ".join(allowed)}}
 
     def snapshot(self) -> dict[str, Any]:
         """The settings a batch keeps, so recovery and retries use what it started with (never the API key)."""
@@ -278,6 +295,7 @@ class WorkflowThrottle(models.Model):
     refilled_at = models.DateTimeField(default=timezone.now)
     # Calls in flight allowed after 429s; None until the first one. Halved on 429s, grows back with successes.
     concurrency_limit = models.FloatField(null=True, blank=True)
+    ceiling = models.FloatField(null=True, blank=True)  # calls in flight when the last 429s came: probe slowly near it
     decreased_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

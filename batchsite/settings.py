@@ -21,6 +21,10 @@ def env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 DEBUG = env_bool("DJANGO_DEBUG")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
@@ -123,6 +127,11 @@ BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024
 BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
 BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
+# Fernet keys for the API keys stored in the database, newest first (see batches/crypto.py). Empty: derived from
+# SECRET_KEY, fine for development; production should set its own (and keep it apart from SECRET_KEY).
+BATCHES_ENCRYPTION_KEY = env_list("BATCHES_ENCRYPTION_KEY")
+# Hosts a workflow's base URL may name: "api.dify.ai", "*.example.com" (any host under it). Empty: any host.
+BATCHES_ALLOWED_UPSTREAM_HOSTS = env_list("BATCHES_ALLOWED_UPSTREAM_HOSTS")
 
 _task_timeout = int(BATCHES_RUNNER_SLICE + BATCHES_MAX_REQUEST_TIMEOUT + 60)
 Q_CLUSTER = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Least
 
 from batches.models import Execution, WorkflowThrottle
@@ -56,13 +56,18 @@ def rate_limited(workflow_id: int, in_flight: int, still_running: int, now: date
     throttles = WorkflowThrottle.objects.filter(workflow_id=workflow_id)
     recent = now - DECREASE_EVERY
     if not throttles.exclude(decreased_at__gt=recent).update(
-        concurrency_limit=max(1.0, in_flight / 2), decreased_at=now
+        concurrency_limit=max(1.0, in_flight / 2), ceiling=float(in_flight), decreased_at=now
     ):
         throttles.update(concurrency_limit=Least(F("concurrency_limit"), float(max(1, still_running))))
 
 
 def succeeded(workflow_id: int, count: int) -> None:
-    """Additive increase: about one more call in flight per limit's worth of successes."""
-    WorkflowThrottle.objects.filter(workflow_id=workflow_id, concurrency_limit__isnull=False).update(
+    """Additive increase: about one more call in flight per limit's worth of successes, eight times slower
+    within one call of the level where the last 429s came (so the sawtooth rarely touches the cap)."""
+    limited = WorkflowThrottle.objects.filter(workflow_id=workflow_id, concurrency_limit__isnull=False)
+    near_ceiling = Q(ceiling__isnull=False, concurrency_limit__gte=F("ceiling") - 1)
+    slow = F("concurrency_limit") + float(count) / (8 * F("concurrency_limit"))
+    limited.filter(near_ceiling).update(concurrency_limit=slow)
+    limited.exclude(near_ceiling).update(
         concurrency_limit=Least(F("concurrency_limit") + float(count) / F("concurrency_limit"), 100_000.0)
     )

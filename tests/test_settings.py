@@ -1,0 +1,94 @@
+"""Settings from the environment: a clean `check --deploy` with DJANGO_SECURE, plain HTTP without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from typing import Any
+
+from tests.fakedify import PROJECT_ROOT
+
+SECURE_ENV = {
+    "DJANGO_SECURE": "1",
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+    "DJANGO_ALLOWED_HOSTS": "example.com",
+}
+SHOW_SETTINGS = """
+import json, django
+from django.conf import settings
+from django.test import Client
+django.setup()
+names = ["DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+         "BATCHES_ENCRYPTION_KEY", "BATCHES_ALLOWED_UPSTREAM_HOSTS"]
+shown = {name: getattr(settings, name, None) for name in names}
+shown["status"] = Client().get("/admin/login/").status_code
+print(json.dumps(shown))
+"""
+
+
+def environment(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "BATCHES_"))}
+    return {**env, "DJANGO_SETTINGS_MODULE": "batchsite.settings", **overrides}
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def shown_settings(**overrides: str) -> dict[str, Any]:
+    done = run([sys.executable, "-c", SHOW_SETTINGS], environment(**overrides))
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_check_deploy_is_clean_with_django_secure() -> None:
+    done = run([sys.executable, "manage.py", "check", "--deploy"], environment(**SECURE_ENV))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "System check identified no issues (0 silenced)."
+    assert "WARNING" not in done.stderr
+
+
+def test_check_deploy_warns_about_the_default_secret_key() -> None:
+    env = {**SECURE_ENV}
+    del env["DJANGO_SECRET_KEY"]
+
+    done = run([sys.executable, "manage.py", "check", "--deploy"], environment(**env))
+
+    assert "security.W009" in done.stdout + done.stderr
+
+
+def test_with_django_secure_http_is_redirected_and_cookies_are_secure_only() -> None:
+    shown = shown_settings(**{**SECURE_ENV, "DJANGO_ALLOWED_HOSTS": "testserver"})
+
+    assert shown["SECURE_SSL_REDIRECT"] and shown["SESSION_COOKIE_SECURE"] and shown["CSRF_COOKIE_SECURE"]
+    assert shown["SECURE_HSTS_SECONDS"] >= 31536000
+    assert shown["status"] == 301
+
+
+def test_without_django_secure_plain_http_keeps_working_with_debug_off() -> None:
+    shown = shown_settings(DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="testserver")
+
+    assert shown["DEBUG"] is False
+    assert not shown["SECURE_SSL_REDIRECT"] and not shown["SESSION_COOKIE_SECURE"] and not shown["CSRF_COOKIE_SECURE"]
+    assert not shown["SECURE_HSTS_SECONDS"]
+    assert shown["status"] == 200
+
+
+def test_list_settings_are_read_comma_separated() -> None:
+    shown = shown_settings(
+        BATCHES_ENCRYPTION_KEY=" k1, k2 ,", BATCHES_ALLOWED_UPSTREAM_HOSTS="api.dify.ai,*.corp.example"
+    )
+
+    assert shown["BATCHES_ENCRYPTION_KEY"] == ["k1", "k2"]
+    assert shown["BATCHES_ALLOWED_UPSTREAM_HOSTS"] == ["api.dify.ai", "*.corp.example"]
+
+
+def test_list_settings_default_to_empty() -> None:
+    shown = shown_settings()
+
+    assert shown["BATCHES_ENCRYPTION_KEY"] == shown["BATCHES_ALLOWED_UPSTREAM_HOSTS"] == []
