@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ class CallLoop:
         self.thread.start()
         self.client: DifyClient = self.submit(self._make_client()).result()
         self.calls: dict[int, tuple[engine.Claim, AppSettings, Future[Any]]] = {}
+        self.errands: list[Future[Any]] = []
 
     async def _make_client(self) -> DifyClient:
         return DifyClient(transport=settings.BATCHES_HTTP_TRANSPORT)
@@ -74,8 +75,13 @@ class CallLoop:
     def cancel_all(self) -> None:
         self.abandon(list(self.calls))
 
+    def send(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """A call that is not a row's (stopping a run upstream): waited for, briefly, before closing."""
+        self.errands.append(self.submit(coro))
+
     def close(self) -> None:
         self.cancel_all()
+        wait(self.errands, timeout=5)
         self.submit(self.client.aclose()).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -166,7 +172,7 @@ class Runner:
         """Calls whose row is no longer ours (cancelled by staff) are stopped, upstream too, to save the spend."""
         for claim, app in calls.abandon(engine.lost_claims(self.owner, list(calls.calls))):
             if claim.task_id and app.response_mode == "streaming":
-                calls.submit(calls.client.stop(app, claim.task_id, user=f"batch-{claim.batch_id}"))
+                calls.send(calls.client.stop(app, claim.task_id, user=f"batch-{claim.batch_id}"))
 
     def claim_and_start(self, calls: CallLoop) -> int:
         self.freed = False
