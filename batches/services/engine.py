@@ -46,11 +46,17 @@ def lease_expiry(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.BATCHES_LEASE_SECONDS)
 
 
-def wake_runners() -> None:
-    """Enqueue a runner. Runners are wake-ups only: a duplicate finds no free slot or no work and ends."""
+def wake_runners(count: int | None = None) -> None:
+    """Enqueue runners (one per slot by default). They are wake-ups only: one that finds no free slot, or no
+    work, ends at once."""
     from django_q.tasks import async_task
 
-    async_task("batches.tasks.run_batches", task_name="batches-runner")
+    for _ in range(settings.BATCHES_RUNNERS if count is None else count):
+        async_task("batches.tasks.run_batches", task_name="batches-runner")
+
+
+def active_runners(now: datetime | None = None) -> int:
+    return RunnerSlot.objects.exclude(owner="").filter(expires_at__gte=now or timezone.now()).count()
 
 
 # --- runner slots ---------------------------------------------------------------------------------------------
@@ -135,8 +141,13 @@ def has_work() -> bool:
 
 
 @transaction.atomic
-def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None) -> list[Claim]:
-    """Claim up to `limit` rows of a running batch without exceeding its concurrency or its workflow's limits."""
+def claim(
+    batch_id: int, owner: str, limit: int, now: datetime | None = None, *, take_over: bool = True
+) -> list[Claim]:
+    """Claim up to `limit` rows of a running batch without exceeding its concurrency or its workflow's limits.
+
+    `take_over` also claims rows whose lease expired; runners ask for that on every poll, not on every claim.
+    """
     now = now or timezone.now()
     locked = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow__throttle")
     batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
@@ -148,7 +159,7 @@ def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None) ->
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:
         bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
-    stale = _pick(rows.stale(now), free)
+    stale = _pick(rows.stale(now), free) if take_over else []
     gave_up = interrupt(stale, now, batch_id=batch_id)
     picked = [row for row in stale if row["pk"] not in gave_up]
     picked += _pick(rows.due(now), free - len(picked))
