@@ -26,8 +26,13 @@ lint: venv
 demo: venv
 	$(PY) scripts/demo.py
 
+# Quick versions of every benchmark (each under a minute); use DATABASE_URL=postgres://… for real figures.
 bench: venv
 	$(PY) bench/throughput.py --quick
+	$(PY) bench/throughput.py --cpu --rows 3000
+	$(PY) bench/limits.py --quick
+	$(PY) bench/scale.py --quick
+	$(PY) bench/chaos.py --quick
 
 clean:
 	rm -rf $(VENV) db.sqlite3* test-db.sqlite3* .demo

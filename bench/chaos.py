@@ -123,19 +123,19 @@ def verdict(batch_id: int, rows: int, stats: dict[str, object], in_flight_at_kil
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--kills", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--latency-ms", type=int, default=500)
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--spread", type=float, default=60, help="seconds over which the kills happen")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--quick", action="store_true", help="300 rows, 2 kills over 20 s")
+    parser.add_argument("--quick", action="store_true", help="800 rows, 2 kills over 15 s")
     parser.add_argument("--log", default="/dev/null")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.kills, args.spread = 300, 2, 20
+        args.rows, args.kills, args.spread = 800, 2, 15
     setup_django()
     from django.db import connection
 

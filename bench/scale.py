@@ -81,7 +81,7 @@ def main() -> None:
     jsonl_s, jsonl_mb, _ = timed_subprocess("export_batch", str(batch_id), "--format", "jsonl", "--output", "/dev/null")
     half.update(status="failed", error_type="timeout", error="slow")
     user = get_user_model().objects.create_superuser(f"bench{time.time_ns()}", password="x")
-    client = Client()
+    client = Client(SERVER_NAME="localhost")
     client.force_login(user)
     detail_ms = page_ms(client, f"/batches/{batch_id}/")
     failures_ms = page_ms(client, f"/batches/{batch_id}/failures/")
