@@ -87,6 +87,7 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
         ("status", "status_reason"),
         "progress",
         ("concurrency", "max_retries"),
+        ("failure_threshold", "failure_threshold_min_rows"),
         ("source_filename", "total"),
         "config",
         ("created_by", "created_at"),
@@ -106,6 +107,10 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
         "finished_at",
     )
     actions = ("start", "pause", "resume", "cancel", "retry_failed")
+
+    def save_model(self, request: HttpRequest, obj: BatchTask, form: ModelForm, change: bool) -> None:
+        # Only the edited settings are written: a whole-row save could undo a state change made meanwhile.
+        lifecycle.update_settings(obj.pk, **{name: form.cleaned_data[name] for name in form.changed_data})
 
     class Media:
         css = {"all": ("batches/admin.css",)}

@@ -558,3 +558,17 @@ def test_save_and_retry_refuses_inputs_that_are_not_a_json_object(login, make_ba
     assert response.context["adminform"].form.errors["inputs"]
     execution.refresh_from_db()
     assert (execution.status, execution.inputs) == (E.FAILED, {"text": "row 0"})
+
+
+def test_editing_a_batch_in_the_admin_writes_only_its_settings(admin_client, make_batch):
+    batch = make_batch(status=BatchStatus.RUNNING, concurrency=3)
+    form = admin_client.get(f"/admin/batches/batchtask/{batch.pk}/change/").context["adminform"].form
+    BatchTask.objects.filter(pk=batch.pk).update(status=BatchStatus.FINISHED)  # meanwhile, the batch finished
+    data = {**form.initial, "concurrency": 7, "failure_threshold": 20, "failure_threshold_min_rows": 10}
+    data = {key: value for key, value in data.items() if value is not None}
+
+    response = admin_client.post(f"/admin/batches/batchtask/{batch.pk}/change/", data)
+
+    assert response.status_code == 302
+    batch.refresh_from_db()
+    assert (batch.status, batch.concurrency, batch.failure_threshold) == (BatchStatus.FINISHED, 7, 20)

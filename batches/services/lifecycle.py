@@ -145,6 +145,17 @@ def set_concurrency(batch_id: int, concurrency: int) -> bool:
     return _transition(batch_id, active, concurrency=concurrency)
 
 
+EDITABLE_SETTINGS = {"name", "concurrency", "max_retries", "failure_threshold", "failure_threshold_min_rows"}
+
+
+def update_settings(batch_id: int, **changes: Any) -> bool:
+    """Change a batch's editable settings (not its state) with one UPDATE of just those columns."""
+    unknown = set(changes) - EDITABLE_SETTINGS
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    return not changes or bool(BatchTask.objects.filter(pk=batch_id).update(**changes))
+
+
 @transaction.atomic
 def cancel_batch(batch_id: int) -> int | None:
     """Cancel the batch and its unfinished rows; returns how many rows were cancelled, None if not allowed."""
