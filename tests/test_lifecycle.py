@@ -150,3 +150,13 @@ def test_a_running_batch_claims_up_to_its_new_concurrency(make_batch):
     lifecycle.set_concurrency(batch.pk, 5)
 
     assert len(engine.claim(batch.pk, "runner-a", limit=10)) == 3
+
+
+def test_retry_all_failures_is_a_handful_of_queries_whatever_the_size(make_batch, django_assert_max_num_queries):
+    batch = make_batch(rows=2000, status=S.FINISHED)
+    Execution.objects.update(status=ExecutionStatus.FAILED, error_type=ErrorType.TIMEOUT)
+
+    with django_assert_max_num_queries(8):
+        report = lifecycle.retry_failed(batch.pk)
+
+    assert report.retried == 2000

@@ -139,3 +139,49 @@ def test_cancel_stops_the_calls_in_flight_upstream(batch_on_fake, fake):
     statuses = {httpx.get(f"{fake.url}/workflows/run/{run_id}", headers=headers).json()["status"] for run_id in run_ids}
     assert statuses == {"stopped"}
     assert set(Execution.objects.filter(batch=batch).values_list("status", flat=True)) == {"cancelled"}
+
+
+def test_retrying_a_finished_batch_runs_edited_inputs_and_finishes_it_again(batch_on_fake, fake):
+    from batches.services import lifecycle
+
+    batch = batch_on_fake(rows=3, concurrency=3)
+    Execution.objects.filter(batch=batch, index=1).update(inputs={"text": "bad", "_fault": "invalid_param"})
+    Runner().run(seconds=30)
+    failed = Execution.objects.get(batch=batch, index=1)
+    assert (failed.status, BatchTask.objects.get(pk=batch.pk).status) == ("failed", "finished")
+
+    lifecycle.retry_executions(Execution.objects.filter(pk=failed.pk), inputs={"text": "fixed"})
+    Runner().run(seconds=30)
+
+    failed.refresh_from_db()
+    assert (failed.status, failed.outputs["echo"], failed.manual_retries) == ("succeeded", {"text": "fixed"}, 1)
+    triggers = list(Attempt.objects.filter(execution=failed).order_by("number").values_list("trigger", "outcome"))
+    assert triggers == [("auto", "failed"), ("manual", "succeeded")]
+    assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pause_stops_new_claims_while_calls_in_flight_finish_and_concurrency_changes_follow(batch_on_fake, fake):
+    import threading
+    import time
+
+    from batches.services import lifecycle
+
+    fake.configure(latency_ms=1500)
+    batch = batch_on_fake(rows=40, concurrency=2)
+    runner = threading.Thread(target=lambda: Runner().run(seconds=60))
+    runner.start()
+    time.sleep(1)
+    lifecycle.set_concurrency(batch.pk, 6)
+    time.sleep(2.5)
+    most_after_raise = fake.stats()["max_in_flight"]
+    lifecycle.pause_batch(batch.pk)
+    time.sleep(2)  # the calls in flight end and are recorded; nothing new starts
+    settled = Execution.objects.filter(batch=batch).exclude(status="pending").count()
+    time.sleep(2)
+    runner.join(timeout=30)
+
+    assert most_after_raise == 6
+    assert Execution.objects.filter(batch=batch, status="running").count() == 0
+    assert Execution.objects.filter(batch=batch).exclude(status="pending").count() == settled
+    assert fake.stats()["in_flight"] == 0
