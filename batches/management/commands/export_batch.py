@@ -1,4 +1,5 @@
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -6,6 +7,19 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.exporters import FORMATS, export_chunks
 from batches.management.utils import get_batch
+
+
+def with_progress(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A byte count on stderr while exporting, when stderr is a terminal (stdout may be the export itself)."""
+    if not sys.stderr.isatty():
+        yield from chunks
+        return
+    written = 0
+    for chunk in chunks:
+        written += len(chunk)
+        sys.stderr.write(f"\rexporting: {written / 1_000_000:.1f} MB")
+        yield chunk
+    sys.stderr.write("\n")
 
 
 class Command(BaseCommand):
@@ -18,7 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch = get_batch(options["batch_id"])
-        chunks = export_chunks(batch, options["format"])
+        chunks = with_progress(export_chunks(batch, options["format"]))
         if not options["output"]:
             for chunk in chunks:
                 sys.stdout.buffer.write(chunk)
