@@ -141,9 +141,7 @@ def has_work() -> bool:
 
 
 @transaction.atomic
-def claim(
-    batch_id: int, owner: str, limit: int, now: datetime | None = None, *, take_over: bool = True
-) -> list[Claim]:
+def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None, *, take_over: bool = True) -> list[Claim]:
     """Claim up to `limit` rows of a running batch without exceeding its concurrency or its workflow's limits.
 
     `take_over` also claims rows whose lease expired; runners ask for that on every poll, not on every claim.
