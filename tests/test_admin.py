@@ -307,7 +307,14 @@ def test_batch_actions_posted_without_permission_change_nothing(login, make_batc
 
 def test_batch_change_form_edits_only_settings(admin_client, make_batch):
     batch = make_batch(status=S.RUNNING, name="old")
-    data = {"name": "new", "concurrency": "3", "max_retries": "1", "status": "cancelled", "total": "99"}
+    data = {
+        "name": "new",
+        "concurrency": "3",
+        "max_retries": "1",
+        "failure_threshold_min_rows": "20",
+        "status": "cancelled",
+        "total": "99",
+    }
 
     response = admin_client.post(change_page(batch), data)
 
