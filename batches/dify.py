@@ -23,6 +23,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from batches import strictjson
 from batches.crypto import is_unreadable
 
 logger = logging.getLogger("batches.dify")
@@ -37,7 +38,6 @@ UNREADABLE_KEY_ERROR = (
     "the stored API key cannot be decrypted with BATCHES_ENCRYPTION_KEY: restore the key that encrypted it, "
     "or enter the API key again"
 )
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 OK_STATUSES = frozenset({"succeeded", "partial-succeeded"})
 PAUSE_EVENTS = frozenset({"workflow_paused", "human_input_required"})
 # 400 codes that mean the app itself is unusable (the batch pauses) or that the model call failed.
@@ -199,32 +199,9 @@ def _json_value(raw: bytes | str) -> Any:
     What this accepts can be stored in a PostgreSQL json column and exported as UTF-8.
     """
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        return strictjson.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
-    if SURROGATE_ESCAPE.search(text) and not _encodable(value):
-        return None
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-def _encodable(value: Any) -> bool:
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (UnicodeEncodeError, RecursionError):
-        return False
-    return True
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import math
-import re
 import zipfile
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from django.conf import settings
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
+from batches import strictjson
 from batches.dify import InputVariable
 
 CHUNK_BYTES = 1024 * 1024
@@ -32,7 +32,6 @@ CSV_FIELD_LIMIT = 64 * 1024 * 1024
 XLSX_EXPANSION = 20  # an XLSX may unpack to at most this many times max_bytes
 ZIP_MAGIC = b"PK\x03\x04"
 EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 Numbered = Iterator[tuple[int, list[Any]]]  # (line or row number, cells)
@@ -438,7 +437,9 @@ def _jsonl_text(number: int, raw: bytes) -> str:
 
 def _jsonl_object(number: int, line: str) -> dict[str, Any]:
     try:
-        value = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = strictjson.loads(line)
+    except strictjson.LoneSurrogate as exc:
+        raise ImportFileError(f"line {number}: {exc}") from None
     except RecursionError:
         raise ImportFileError(f"line {number}: JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, NaN, a number out of range, an integer too long
@@ -446,29 +447,7 @@ def _jsonl_object(number: int, line: str) -> dict[str, Any]:
         raise ImportFileError(f"line {number}: invalid JSON ({detail})") from None
     if not isinstance(value, dict):
         raise ImportFileError(f"line {number}: expected a JSON object, found {_json_kind(value)}")
-    if SURROGATE_ESCAPE.search(line) and not _encodable(value):
-        raise ImportFileError(f"line {number}: a \\u escape names half a character (a lone surrogate)")
     return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _encodable(value: Any) -> bool:
-    """Whether the value's text is valid Unicode: what the database, the upstream and the exports need."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _json_kind(value: Any) -> str:

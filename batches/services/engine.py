@@ -225,7 +225,7 @@ def interrupt(stale: list[dict[str, Any]], now: datetime, *, batch_id: int | Non
     """
     if not stale:
         return set()
-    Attempt.objects.bulk_create(_interrupted_attempt(row, now) for row in stale)
+    Attempt.objects.bulk_create(ended_attempt(row, now) for row in stale)
     gave_up = {row["pk"] for row in stale if row["interruptions"] + 1 > settings.BATCHES_MAX_INTERRUPTIONS}
     Execution.objects.filter(pk__in=[row["pk"] for row in stale]).update(
         interruptions=F("interruptions") + 1, next_trigger=Trigger.RECOVERY
@@ -241,17 +241,21 @@ def interrupt(stale: list[dict[str, Any]], now: datetime, *, batch_id: int | Non
     return gave_up
 
 
-def _interrupted_attempt(
-    row: dict[str, Any], now: datetime, reason: str = "The worker stopped renewing its lease"
+def ended_attempt(
+    row: dict[str, Any],
+    now: datetime,
+    reason: str = "The worker stopped renewing its lease",
+    outcome: str = Attempt.Outcome.INTERRUPTED,
 ) -> Attempt:
+    """The Attempt of a try that ended without a result (interrupted or cancelled); `row` has STALE_FIELDS."""
     return Attempt(
         execution_id=row["pk"],
         number=row["attempt_count"],
         trigger=row["next_trigger"],
         started_at=row["started_at"] or now,
         finished_at=now,
-        outcome=Attempt.Outcome.INTERRUPTED,
-        error_type=ErrorType.INTERRUPTED,
+        outcome=outcome,
+        error_type=ErrorType.INTERRUPTED if outcome == Attempt.Outcome.INTERRUPTED else ErrorType.CANCELLED,
         error=reason,
         workflow_run_id=row["workflow_run_id"],
     )
@@ -266,7 +270,7 @@ def release_claims(owner: str, now: datetime | None = None) -> int:
     with transaction.atomic():
         rows = Execution.objects.running().filter(lease_owner=owner).select_for_update()
         mine = list(rows.values(*STALE_FIELDS))
-        Attempt.objects.bulk_create(_interrupted_attempt(row, now, "The worker was stopped") for row in mine)
+        Attempt.objects.bulk_create(ended_attempt(row, now, "The worker was stopped") for row in mine)
         return Execution.objects.filter(pk__in=[row["pk"] for row in mine]).update(
             status=ExecutionStatus.PENDING, next_trigger=Trigger.RECOVERY, **NO_LEASE
         )

@@ -24,7 +24,7 @@ from batches.models import (
     Trigger,
     Workflow,
 )
-from batches.services.engine import wake_runners
+from batches.services.engine import STALE_FIELDS, ended_attempt, wake_runners
 
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 2000
@@ -163,20 +163,9 @@ def cancel_batch(batch_id: int) -> int | None:
     active = [BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED]
     if not _transition(batch_id, active, status=BatchStatus.CANCELLED, finished_at=now):
         return None
-    running = Execution.objects.filter(batch_id=batch_id).running()
-    Attempt.objects.bulk_create(
-        Attempt(
-            execution_id=row["pk"],
-            number=row["attempt_count"],
-            trigger=row["next_trigger"],
-            started_at=row["started_at"] or now,
-            finished_at=now,
-            outcome=Attempt.Outcome.CANCELLED,
-            error_type=ErrorType.CANCELLED,
-            workflow_run_id=row["workflow_run_id"],
-        )
-        for row in running.values("pk", "attempt_count", "next_trigger", "started_at", "workflow_run_id")
-    )
+    running = Execution.objects.filter(batch_id=batch_id).running().values(*STALE_FIELDS)
+    cancelled = Attempt.Outcome.CANCELLED
+    Attempt.objects.bulk_create(ended_attempt(row, now, "Cancelled by staff", cancelled) for row in running)
     # Clearing the lease token fences off the in-flight calls: their results are discarded.
     return (
         Execution.objects.filter(batch_id=batch_id)
