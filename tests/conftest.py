@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
 
 from batches.models import BatchTask, Execution, Workflow
 
@@ -33,3 +35,18 @@ def make_batch(make_workflow: Any) -> Any:
         return batch
 
     return make
+
+
+@pytest.fixture
+def login(client: Client, django_user_model: Any) -> Any:
+    """Log the test client in as a new user with the given permissions ("app.codename")."""
+
+    def login(*perms: str, staff: bool = True) -> Client:
+        user = django_user_model.objects.create_user(f"user{django_user_model.objects.count()}", is_staff=staff)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        client.force_login(user)
+        return client
+
+    return login

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
@@ -46,21 +45,6 @@ def offered_actions(response: Any) -> set[str]:
 def attempt_for(execution: Execution, **fields: Any) -> Attempt:
     defaults = {"number": 1, "trigger": Trigger.AUTO, "outcome": Attempt.Outcome.FAILED}
     return Attempt.objects.create(execution=execution, **{**defaults, **fields})
-
-
-@pytest.fixture
-def login(client: Client, django_user_model: Any) -> Any:
-    """Log the test client in as a new user with the given permissions ("app.codename")."""
-
-    def login(*perms: str, staff: bool = True) -> Client:
-        user = django_user_model.objects.create_user(f"user{django_user_model.objects.count()}", is_staff=staff)
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-        client.force_login(user)
-        return client
-
-    return login
 
 
 # --- access ---------------------------------------------------------------------------------------------------

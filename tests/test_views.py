@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -76,21 +75,6 @@ def variables(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[InputVariable] 
         monkeypatch.setattr(dify, "fetch_parameters", lambda app, timeout=5: found)
 
     return answer
-
-
-@pytest.fixture
-def login(client: Client, django_user_model: Any) -> Any:
-    """Log the test client in as a new user with the given permissions ("app.codename")."""
-
-    def login(*perms: str, staff: bool = True) -> Client:
-        user = django_user_model.objects.create_user(f"user{django_user_model.objects.count()}", is_staff=staff)
-        for perm in perms:
-            app_label, codename = perm.split(".")
-            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-        client.force_login(user)
-        return client
-
-    return login
 
 
 @pytest.fixture
