@@ -82,3 +82,16 @@ def fake_stats(url: str) -> dict[str, object]:
     import httpx
 
     return dict(httpx.get(url.removesuffix("/v1") + "/_fake/stats").json())
+
+
+def session_cpu(session_id: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of one session (a cluster and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # field 6 of stat, after pid and comm
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")

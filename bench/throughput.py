@@ -11,17 +11,11 @@ Use DATABASE_URL=postgres://… for the figures that count; without it a throwaw
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
 
-from common import fake_dify, manage_process, print_table, setup_django, stop_cluster
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+from common import fake_dify, manage_process, print_table, session_cpu, setup_django, stop_cluster
 
 
 def make_batch(url: str, rows: int, concurrency: int, response_mode: str) -> int:
@@ -58,18 +52,18 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     mode = "blocking" if args.blocking else "streaming"
     with fake_dify("--latency-ms", str(args.latency_ms)) as url:
         batch_id = make_batch(url, args.rows, args.concurrency, mode)
-        env = {"BATCHES_WORKERS": str(args.workers), "BATCHES_RUNNERS": str(args.workers)}
+        env = {"BATCHES_WORKERS": str(args.workers), "BATCHES_RUNNERS": str(args.runners or args.workers)}
         cluster = manage_process("qcluster", env=env, log=args.log)
         time.sleep(3)  # let the cluster start: its start-up is not what is measured
-        cpu_before = children_cpu()
+        cpu_before = session_cpu(cluster.pid)
         lifecycle.start_batch(batch_id)
         elapsed, steady = wait_finished(batch_id, args.rows)
+        cpu = session_cpu(cluster.pid) - cpu_before
         stop_cluster(cluster)
-        cpu = children_cpu() - cpu_before
     ideal = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else float("nan")
     return [
         ("rows / concurrency / latency", f"{args.rows} / {args.concurrency} / {args.latency_ms} ms ({mode})"),
-        ("worker processes", str(args.workers)),
+        ("worker processes / runners", f"{args.workers} / {args.runners or args.workers}"),
         ("wall time", f"{elapsed:.1f} s"),
         ("rows/s (whole run)", f"{args.rows / elapsed:.1f}"),
         ("rows/s (10%-90%)", f"{steady:.1f}"),
@@ -104,6 +98,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--runners", type=int, default=None, help="BATCHES_RUNNERS (default: = workers)")
     parser.add_argument("--blocking", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1,000 rows at concurrency 100")
     parser.add_argument("--cpu", action="store_true", help="CPU per row at 0 ms latency, and the floor")
