@@ -211,9 +211,6 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         """Running rows whose lease expired: their worker is gone or cut off."""
         return self.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
 
-    def claimable(self, now: datetime) -> ExecutionQuerySet:
-        return self.due(now) | self.stale(now)
-
 
 class Execution(models.Model):
     batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions")

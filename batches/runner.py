@@ -192,8 +192,8 @@ class Runner:
             batch = self.batches[(self.next_claim + offset) % len(self.batches)]
             wanted = min(room - started, self.fair_share(batch))
             take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
+            app = self.app_for(batch)
             for claim in engine.claim(batch.pk, self.owner, wanted, take_over=take_over) if wanted > 0 else []:
-                app = self.app_for(batch)
                 calls.start(claim, app, self.call(calls.client, app, claim))
                 self.mine[batch.pk] += 1
                 started += 1

@@ -29,6 +29,11 @@ class FakeDify:
         self.url = f"{self.root}/v1"
         self.final_stats: dict[str, Any] | None = None
 
+    def restore(self, **options: Any) -> None:
+        """No faults, no limits, the given options and fresh stats, so one test does not leak into the next."""
+        self.configure(**{"latency_ms": 0, "fail_rate": 0, "faults": {}, "rpm": None, "max_active": None, **options})
+        self.reset()
+
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.root}/_fake/stats", timeout=5).json()
 

@@ -27,8 +27,7 @@ def server() -> Iterator[FakeDify]:
 
 @pytest.fixture
 def fake(server: FakeDify) -> FakeDify:
-    server.configure(latency_ms=0, fail_rate=0, faults={}, rpm=None, max_active=None)
-    server.reset()
+    server.restore()
     return server
 
 

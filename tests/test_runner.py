@@ -17,8 +17,7 @@ def fake():
 
 @pytest.fixture(autouse=True)
 def clean_fake(fake):
-    fake.reset()
-    fake.configure(latency_ms=50, fail_rate=0, faults={})
+    fake.restore(latency_ms=50)
 
 
 @pytest.fixture
