@@ -114,11 +114,15 @@ class Runner:
         try:
             while not self.cluster_stopping():
                 claiming = time.monotonic() < deadline
+                if any(not result.ok for _, result in self.backlog):  # a pause or a 429 must land before claims
+                    recorded += self.write_backlog()
+                # Otherwise successors first: the rows that ended are written while the new calls are under way.
                 got = self.guarded(self.claim_and_start, calls) if claiming and self.claim_due() else 0
-                recorded += self.record(self.wait_for_events(got or 0), calls)
+                recorded += self.write_backlog()
                 self.guarded(self.chores, slot, calls)
                 if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
                     break
+                self.absorb(self.wait_for_events(got or 0), calls)
             if self.stopping:
                 self.hand_back(calls)
         finally:
@@ -193,7 +197,9 @@ class Runner:
             wanted = min(room - started, self.fair_share(batch))
             take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
             app = self.app_for(batch)
-            for claim in engine.claim(batch.pk, self.owner, wanted, take_over=take_over) if wanted > 0 else []:
+            ended = [claim.execution_id for claim, _ in self.backlog if claim.batch_id == batch.pk]
+            claims = engine.claim(batch.pk, self.owner, wanted, take_over=take_over, ended=ended) if wanted > 0 else []
+            for claim in claims:
                 calls.start(claim, app, self.call(calls.client, app, claim))
                 self.mine[batch.pk] += 1
                 started += 1
@@ -254,7 +260,7 @@ class Runner:
             pass
         return events
 
-    def record(self, events: list[Event], calls: CallLoop) -> int:
+    def absorb(self, events: list[Event], calls: CallLoop) -> None:
         for kind, claim, payload in events:
             if kind == "started":
                 claim.run_id, claim.task_id = payload
@@ -265,12 +271,15 @@ class Runner:
                 self.backlog.append((claim, payload))
                 self.in_flight -= 1
                 self.mine[claim.batch_id] -= 1
+                self.freed = True
+
+    def write_backlog(self) -> int:
         if not self.backlog:
             return 0
         recorded = self.guarded(engine.record_results, self.backlog)
         if recorded is None:
             return 0
-        self.backlog, self.freed = [], True
+        self.backlog = []
         self.to_finish |= recorded.batch_ids
         return int(recorded.written)
 
@@ -278,7 +287,7 @@ class Runner:
         """A stopping cluster: give the rows back now rather than when their leases expire."""
         calls.cancel_all()
         self.guarded(self.chores, None)
-        self.guarded(self.record, [], calls)
+        self.write_backlog()
         released = self.guarded(engine.release_claims, self.owner)
         logger.info("runner %s handed back %s rows", self.owner, released)
 

@@ -115,7 +115,7 @@ if env_bool("DJANGO_SECURE"):
 # --- batches engine -------------------------------------------------------------------------------------------
 BATCHES_WORKERS = env_int("BATCHES_WORKERS", 2)
 BATCHES_LEASE_SECONDS = env_float("BATCHES_LEASE_SECONDS", 30)
-BATCHES_RUNNER_SLICE = env_float("BATCHES_RUNNER_SLICE", 20)
+BATCHES_RUNNER_SLICE = env_float("BATCHES_RUNNER_SLICE", 300)
 BATCHES_RUNNER_CAPACITY = env_int("BATCHES_RUNNER_CAPACITY", 500)
 BATCHES_RUNNERS = env_int("BATCHES_RUNNERS", BATCHES_WORKERS)
 BATCHES_POLL_INTERVAL = env_float("BATCHES_POLL_INTERVAL", 0.5)

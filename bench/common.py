@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,8 +47,14 @@ def manage_process(*args: str, env: dict[str, str] | None = None, log: str = "/d
     )
 
 
+class FakeUrl(str):
+    """The fake's base URL, and the pid of its process (also its session id)."""
+
+    pid: int
+
+
 @contextmanager
-def fake_dify(*args: str) -> Iterator[str]:
+def fake_dify(*args: str) -> Iterator[FakeUrl]:
     port = free_port()
     process = manage_process("fake_dify", "--port", str(port), *args)
     deadline = time.monotonic() + 20
@@ -57,7 +63,9 @@ def fake_dify(*args: str) -> Iterator[str]:
             raise RuntimeError("fake_dify did not start")
         time.sleep(0.1)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        url = FakeUrl(f"http://127.0.0.1:{port}/v1")
+        url.pid = process.pid
+        yield url
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
@@ -86,12 +94,22 @@ def fake_stats(url: str) -> dict[str, object]:
 
 def session_cpu(session_id: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of one session (a cluster and its workers)."""
+    return _cpu(lambda fields, comm: int(fields[3]) == session_id)  # field 6 of stat, after pid and comm
+
+
+def command_cpu(name: str) -> float:
+    """CPU seconds used so far by the live processes called `name` (e.g. the PostgreSQL server's)."""
+    return _cpu(lambda fields, comm: comm == name)
+
+
+def _cpu(selected: Callable[[list[str], str], bool]) -> float:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
             continue
-        if int(fields[3]) == session_id:  # field 6 of stat, after pid and comm
+        fields = tail.split()
+        if selected(fields, head.partition("(")[2]):
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / os.sysconf("SC_CLK_TCK")

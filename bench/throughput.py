@@ -1,6 +1,7 @@
 """Throughput of one batch through a real qcluster against the fake Dify.
 
     python bench/throughput.py [--rows N] [--concurrency C] [--latency-ms L] [--workers W] [--blocking]
+                               [--transport aiohttp|httpx]
     python bench/throughput.py --quick            # a short run (make bench)
     python bench/throughput.py --cpu              # worker CPU per 1,000 rows at 0 ms latency, next to the floor
 
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     with fake_dify("--latency-ms", str(args.latency_ms)) as url:
         batch_id = make_batch(url, args.rows, args.concurrency, mode)
         env = {"BATCHES_WORKERS": str(args.workers), "BATCHES_RUNNERS": str(args.runners or args.workers)}
+        env["BATCHES_HTTP_TRANSPORT"] = args.transport
         cluster = manage_process("qcluster", env=env, log=args.log)
         time.sleep(3)  # let the cluster start: its start-up is not what is measured
         cpu_before = session_cpu(cluster.pid)
@@ -63,7 +65,10 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     ideal = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else float("nan")
     return [
         ("rows / concurrency / latency", f"{args.rows} / {args.concurrency} / {args.latency_ms} ms ({mode})"),
-        ("worker processes / runners", f"{args.workers} / {args.runners or args.workers}"),
+        (
+            "worker processes / runners / transport",
+            f"{args.workers} / {args.runners or args.workers} / {args.transport}",
+        ),
         ("wall time", f"{elapsed:.1f} s"),
         ("rows/s (whole run)", f"{args.rows / elapsed:.1f}"),
         ("rows/s (10%-90%)", f"{steady:.1f}"),
@@ -100,6 +105,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--runners", type=int, default=None, help="BATCHES_RUNNERS (default: = workers)")
     parser.add_argument("--blocking", action="store_true")
+    parser.add_argument("--transport", choices=("aiohttp", "httpx"), default="aiohttp", help="BATCHES_HTTP_TRANSPORT")
     parser.add_argument("--quick", action="store_true", help="1,000 rows at concurrency 100")
     parser.add_argument("--cpu", action="store_true", help="CPU per row at 0 ms latency, and the floor")
     parser.add_argument("--log", default="/dev/null", help="where the cluster's log goes")

@@ -38,6 +38,15 @@ def test_second_claimer_gets_nothing_while_concurrency_is_used(running_batch):
     assert engine.claim(running_batch.pk, "runner-b", limit=10) == []
 
 
+def test_rows_whose_calls_ended_free_their_place_before_their_results_are_written(running_batch):
+    first, second = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    successors = engine.claim(running_batch.pk, "runner-a", limit=10, ended=[first.execution_id])
+
+    assert [claim.index for claim in successors] == [2]
+    assert engine.claim(running_batch.pk, "runner-a", limit=10, ended=[first.execution_id]) == []
+
+
 def test_claim_respects_the_runner_limit(running_batch):
     assert len(engine.claim(running_batch.pk, "runner-a", limit=1)) == 1
 

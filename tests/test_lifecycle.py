@@ -1,8 +1,9 @@
 """Batch transitions requested by people: the transition table, cancel and manual retry."""
 
 import pytest
+from django.db import connection
 
-from batches.models import Attempt, BatchStatus, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
 from batches.services import engine, lifecycle
 
 S = BatchStatus
@@ -160,3 +161,35 @@ def test_retry_all_failures_is_a_handful_of_queries_whatever_the_size(make_batch
         report = lifecycle.retry_failed(batch.pk)
 
     assert report.retried == 2000
+
+
+def planner_row_count() -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Execution._meta.db_table])
+        return float(cursor.fetchone()[0])
+
+
+def import_rows(workflow, path, rows):
+    path.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
+    lifecycle.import_batch(workflow, path, options=lifecycle.ImportOptions(start=False))
+
+
+def fail_and_retry_all(workflow, rows):
+    batch = BatchTask.objects.create(name="b", workflow=workflow, config=workflow.snapshot(), total=rows)
+    Execution.objects.bulk_create(Execution(batch=batch, index=i, status=ExecutionStatus.FAILED) for i in range(rows))
+    lifecycle.retry_failed(batch.pk)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner's statistics are PostgreSQL's")
+@pytest.mark.parametrize("bulk_change", ["import", "retry"])
+def test_bulk_changes_refresh_the_planners_statistics(
+    make_workflow, tmp_path, bulk_change, django_capture_on_commit_callbacks
+):
+    # Stale statistics make every claim sort all pending rows of a new batch (see refresh_statistics).
+    with django_capture_on_commit_callbacks(execute=True):
+        if bulk_change == "import":
+            import_rows(make_workflow(), tmp_path / "rows.csv", lifecycle.BULK_CHANGE)
+        else:
+            fail_and_retry_all(make_workflow(), lifecycle.BULK_CHANGE)
+
+    assert planner_row_count() == lifecycle.BULK_CHANGE

@@ -44,6 +44,15 @@ def test_runner_finishes_a_batch_within_its_concurrency(batch_on_fake, fake, res
     assert fake.stats()["max_in_flight"] == 3
 
 
+def test_a_successor_is_claimed_before_the_result_it_replaces_is_written(batch_on_fake):
+    batch = batch_on_fake(rows=2, concurrency=1)
+
+    Runner().run(seconds=30)
+
+    first, second = Execution.objects.filter(batch=batch).order_by("index")
+    assert second.started_at < Attempt.objects.get(execution=first).finished_at
+
+
 def test_runner_retries_transient_faults_until_they_pass(batch_on_fake, settings):
     settings.BATCHES_BACKOFF_BASE = 0.05
     batch = batch_on_fake(rows=3, concurrency=3)

@@ -13,6 +13,7 @@ import random
 import socket
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -141,10 +142,20 @@ def has_work() -> bool:
 
 
 @transaction.atomic
-def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None, *, take_over: bool = True) -> list[Claim]:
+def claim(
+    batch_id: int,
+    owner: str,
+    limit: int,
+    now: datetime | None = None,
+    *,
+    take_over: bool = True,
+    ended: Collection[int] = (),
+) -> list[Claim]:
     """Claim up to `limit` rows of a running batch without exceeding its concurrency or its workflow's limits.
 
     `take_over` also claims rows whose lease expired; runners ask for that on every poll, not on every claim.
+    `ended`: the caller's rows whose calls are over but whose results are not written yet. They hold no call, so
+    a runner can start their successors first and write the results while those are on the network.
     """
     now = now or timezone.now()
     locked = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow__throttle")
@@ -152,7 +163,7 @@ def claim(batch_id: int, owner: str, limit: int, now: datetime | None = None, *,
     if batch is None:
         return []
     rows = Execution.objects.filter(batch_id=batch_id)
-    busy = rows.running().filter(lease_expires_at__gte=now).count()
+    busy = rows.running().filter(lease_expires_at__gte=now).exclude(pk__in=ended).count()
     free = min(limit, batch.concurrency - busy, _adaptive_room(batch))
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:

@@ -9,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -28,6 +28,7 @@ from batches.services.engine import STALE_FIELDS, ended_attempt, wake_runners
 
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 2000
+BULK_CHANGE = 1000  # rows changed at once past which the planner's statistics are refreshed
 
 
 class TransitionError(Exception):
@@ -96,10 +97,22 @@ def import_batch(
             raise importers.ImportFileError("the file has no data rows")
         batch.columns = parsed.columns
         batch.save(update_fields=["total", "columns"])
+        transaction.on_commit(refresh_statistics)  # before the runners' wake-up
         if options.start:
             start_batch(batch.pk)
     logger.info("imported batch %s: %s rows from %s", batch.pk, batch.total, filename)
     return batch
+
+
+def refresh_statistics() -> None:
+    """Refresh PostgreSQL's statistics on executions after a bulk change (an import, a mass retry).
+
+    Autovacuum analyzes only after a tenth of the table changed. Until then the planner believes a new batch has no
+    pending rows, and every claim sorts all of them: 8 ms instead of 0.5 ms at 20,000 rows, ten times a second.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(Execution._meta.db_table)}")
 
 
 def _insert_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None] | None) -> int:
@@ -217,6 +230,8 @@ def retry_executions(
     BatchTask.objects.filter(pk__in=batch_ids, status__in=reopened).update(
         status=BatchStatus.RUNNING, finished_at=None, status_reason=""
     )
+    if retried >= BULK_CHANGE:
+        transaction.on_commit(refresh_statistics)
     if retried:
         transaction.on_commit(wake_runners)
     return RetryReport(retried=retried, skipped=selected - retried, batches=len(batch_ids))
