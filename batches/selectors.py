@@ -43,11 +43,22 @@ def state_counts(batch_ids: list[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
+def counts_and_tokens(batch_ids: list[int]) -> tuple[dict[int, dict[str, int]], dict[int, int]]:
+    """Counts per state and tokens spent, for many batches in one pass over their rows."""
+    counts: dict[int, dict[str, int]] = {batch_id: dict.fromkeys(ExecutionStatus.values, 0) for batch_id in batch_ids}
+    tokens = dict.fromkeys(batch_ids, 0)
+    rows = Execution.objects.filter(batch_id__in=batch_ids).values_list("batch_id", "status")
+    for batch_id, status, n, spent in rows.annotate(n=Count("id"), t=Sum("total_tokens")).order_by():
+        counts[batch_id][status] = n
+        tokens[batch_id] += spent or 0
+    return counts, tokens
+
+
 def batch_progress(batch: BatchTask, now: datetime | None = None) -> Progress:
     now = now or timezone.now()
-    counts = state_counts([batch.pk])[batch.pk]
+    all_counts, all_tokens = counts_and_tokens([batch.pk])
+    counts, tokens = all_counts[batch.pk], all_tokens[batch.pk]
     executions = Execution.objects.filter(batch=batch).order_by()
-    tokens = executions.aggregate(t=Sum("total_tokens"))["t"] or 0
     recent = executions.filter(finished_at__gte=now - timedelta(minutes=1)).count()
     left = counts[ExecutionStatus.PENDING] + counts[ExecutionStatus.RUNNING]
     eta = 60.0 * left / recent if recent and left else None
@@ -92,13 +103,9 @@ def attempts(execution: Execution) -> QuerySet[Attempt]:
 
 
 def batch_summaries(batches: list[BatchTask]) -> list[dict[str, object]]:
-    """What `batch_status --json` prints: one dict per batch, from two aggregate queries in all."""
-    ids = [batch.pk for batch in batches]
-    counts = state_counts(ids)
-    tokens = dict(
-        Execution.objects.filter(batch_id__in=ids).order_by().values_list("batch_id").annotate(t=Sum("total_tokens"))
-    )
-    return [_summary(batch, counts[batch.pk], tokens.get(batch.pk) or 0) for batch in batches]
+    """What `batch_status --json` prints: one dict per batch, from one aggregate query in all."""
+    counts, tokens = counts_and_tokens([batch.pk for batch in batches])
+    return [_summary(batch, counts[batch.pk], tokens[batch.pk]) for batch in batches]
 
 
 def _summary(batch: BatchTask, counts: dict[str, int], tokens: int) -> dict[str, object]:

@@ -1,5 +1,7 @@
 """Batch transitions requested by people: the transition table, cancel and manual retry."""
 
+import json
+
 import pytest
 from django.db import connection
 
@@ -193,3 +195,19 @@ def test_bulk_changes_refresh_the_planners_statistics(
             fail_and_retry_all(make_workflow(), lifecycle.BULK_CHANGE)
 
     assert planner_row_count() == lifecycle.BULK_CHANGE
+
+
+def test_import_stores_every_row_exactly_as_written(make_workflow, tmp_path):
+    # On PostgreSQL the rows go in through COPY: escapes, unicode, nesting and key order must survive it.
+    rows = [
+        {"z": "你好 🌍", "a": {"tags": ["x", None], "deep": {"k": 1.5}}, "n": 3, "ok": True},
+        {"z": 'quote " back\\slash \\N tab \t newline \n', "a": [], "n": -2.25, "ok": None},
+    ]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+    batch = lifecycle.import_batch(make_workflow(), source, options=lifecycle.ImportOptions(start=False))
+
+    stored = list(Execution.objects.filter(batch=batch).order_by("index").values_list("index", "inputs", "status"))
+    assert stored == [(0, rows[0], ExecutionStatus.PENDING), (1, rows[1], ExecutionStatus.PENDING)]
+    assert [list(inputs) for _, inputs, _ in stored] == [["z", "a", "n", "ok"]] * 2

@@ -69,6 +69,16 @@ def test_claims_stay_under_the_adaptive_limit(make_workflow, make_batch):
     assert WorkflowThrottle.objects.get().concurrency_limit == 8
 
 
+def test_rows_whose_calls_ended_free_their_place_under_the_adaptive_limit(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=40, concurrency=40)
+    WorkflowThrottle.objects.create(workflow=batch.workflow, concurrency_limit=7)
+    claims = engine.claim(batch.pk, "a", limit=40)
+
+    successors = engine.claim(batch.pk, "a", limit=40, ended=[claim.execution_id for claim in claims[:3]])
+
+    assert len(successors) == 3
+
+
 def test_a_wave_of_429s_halves_once_then_only_stops_refilling(make_workflow, make_batch):
     batch = running_batch(make_workflow, make_batch, rows=10, concurrency=10)
     now = timezone.now()

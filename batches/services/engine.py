@@ -164,7 +164,7 @@ def claim(
         return []
     rows = Execution.objects.filter(batch_id=batch_id)
     busy = rows.running().filter(lease_expires_at__gte=now).exclude(pk__in=ended).count()
-    free = min(limit, batch.concurrency - busy, _adaptive_room(batch))
+    free = min(limit, batch.concurrency - busy, _adaptive_room(batch, ended))
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:
         bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
@@ -189,10 +189,10 @@ def claim(
     return [_claim_from_row(row, batch, token, now) for row in picked]
 
 
-def _adaptive_room(batch: BatchTask) -> int:
+def _adaptive_room(batch: BatchTask, ended: Collection[int]) -> int:
     if not _is_adaptive(batch):
         return batch.concurrency
-    return throttle.adaptive_room(batch.workflow_id) or 0
+    return throttle.adaptive_room(batch.workflow_id, ended) or 0
 
 
 def _is_adaptive(batch: BatchTask) -> bool:

@@ -29,6 +29,9 @@ from batches.services.engine import STALE_FIELDS, ended_attempt, wake_runners
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 2000
 BULK_CHANGE = 1000  # rows changed at once past which the planner's statistics are refreshed
+# What claims and pages filter and sort on; the JSON columns would only make ANALYZE slower.
+INPUTS_FIELD = Execution._meta.get_field("inputs")
+PLANNED_COLUMNS = ("batch", "status", "index", "not_before", "lease_expires_at", "error_type", "finished_at")
 
 
 class TransitionError(Exception):
@@ -111,11 +114,16 @@ def refresh_statistics() -> None:
     pending rows, and every claim sorts all of them: 8 ms instead of 0.5 ms at 20,000 rows, ten times a second.
     """
     if connection.vendor == "postgresql":
+        quote = connection.ops.quote_name
+        planned = [field for field in Execution._meta.concrete_fields if field.name in PLANNED_COLUMNS]
+        columns = ", ".join(quote(field.column) for field in planned)
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {connection.ops.quote_name(Execution._meta.db_table)}")
+            cursor.execute(f"ANALYZE {quote(Execution._meta.db_table)} ({columns})")
 
 
 def _insert_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None] | None) -> int:
+    if connection.vendor == "postgresql":
+        return _copy_rows(batch, rows, on_progress)
     count = 0
     while chunk := list(islice(rows, IMPORT_CHUNK)):
         Execution.objects.bulk_create(
@@ -124,6 +132,31 @@ def _insert_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: 
         count += len(chunk)
         if on_progress:
             on_progress(count)
+    return count
+
+
+def _copy_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None] | None) -> int:
+    """PostgreSQL's COPY, at a third of bulk_create's CPU: a row is its index and inputs, the rest the defaults."""
+    fields = [field for field in Execution._meta.concrete_fields if not field.primary_key]
+    template = Execution(batch=batch, index=0)
+    values = [field.get_db_prep_save(getattr(template, field.attname), connection) for field in fields]
+    at_index, at_inputs = fields.index(Execution._meta.get_field("index")), fields.index(INPUTS_FIELD)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    count = 0
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            f"COPY {quote(Execution._meta.db_table)} ({columns}) FROM STDIN"  # noqa: S608 - names from the model
+        ) as copy,
+    ):
+        for count, inputs in enumerate(rows, 1):
+            values[at_index], values[at_inputs] = count - 1, INPUTS_FIELD.get_db_prep_save(inputs, connection)
+            copy.write_row(values)
+            if on_progress and count % IMPORT_CHUNK == 0:
+                on_progress(count)
+    if on_progress and count % IMPORT_CHUNK:
+        on_progress(count)
     return count
 
 

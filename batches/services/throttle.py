@@ -7,6 +7,7 @@ batch row, always in that order) or for one update after a flush of results that
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from django.db.models import F, Q
@@ -39,13 +40,16 @@ def give_back(throttle: WorkflowThrottle, unused: int) -> None:
     throttle.save(update_fields=["tokens", "refilled_at"])
 
 
-def adaptive_room(workflow_id: int) -> int | None:
-    """Calls the workflow may still start under its adaptive limit, or None when no 429 has set one."""
+def adaptive_room(workflow_id: int, ended: Collection[int] = ()) -> int | None:
+    """Calls the workflow may still start under its adaptive limit, or None when no 429 has set one.
+
+    `ended`: running rows whose calls are over (see engine.claim).
+    """
     limit = WorkflowThrottle.objects.filter(workflow_id=workflow_id).values_list("concurrency_limit", flat=True)
     current = limit.first()
     if current is None:
         return None
-    busy = Execution.objects.running().filter(batch__workflow_id=workflow_id).count()
+    busy = Execution.objects.running().filter(batch__workflow_id=workflow_id).exclude(pk__in=ended).count()
     return max(0, math.floor(current) - busy)
 
 
