@@ -2,7 +2,9 @@
 
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from batches.dify import CallResult
@@ -258,3 +260,23 @@ def test_a_slot_held_by_a_live_process_is_not_taken_over(db, settings):
     engine.acquire_slot(f"{socket.gethostname()}:1:{os.getpid()}:abc")
 
     assert engine.acquire_slot("someone-else") is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_writing_results_does_not_wait_for_the_batch_row_a_claim_holds(make_batch):
+    batch = make_batch(rows=2, status=BatchStatus.RUNNING, concurrency=2)
+    claims = engine.claim(batch.pk, "runner-a", limit=2)
+    db = connection.settings_dict
+    other = psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or None)
+    other.execute("SELECT id FROM batches_batchtask WHERE id = %s FOR UPDATE", [batch.pk])  # as a claim does
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        recorded = engine.record_results([(claim, ok_result()) for claim in claims])
+    finally:
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+    assert recorded.written == 2

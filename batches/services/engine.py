@@ -279,7 +279,7 @@ def release_claims(owner: str, now: datetime | None = None) -> int:
     """Hand a stopping runner's rows back to pending at once, as interrupted tries that cost no retry."""
     now = now or timezone.now()
     with transaction.atomic():
-        rows = Execution.objects.running().filter(lease_owner=owner).select_for_update()
+        rows = Execution.objects.running().filter(lease_owner=owner).order_by().select_for_update(of=("self",))
         mine = list(rows.values(*STALE_FIELDS))
         Attempt.objects.bulk_create(ended_attempt(row, now, "The worker was stopped") for row in mine)
         return Execution.objects.filter(pk__in=[row["pk"] for row in mine]).update(
@@ -407,8 +407,10 @@ def _concrete_field(name: str) -> Field[Any, Any]:
 
 def _still_ours(claims: list[Claim]) -> set[tuple[int, str]]:
     """Lock the rows and keep those whose lease token is still the one handed out (the fencing check)."""
-    rows = Execution.objects.running().filter(pk__in=[c.execution_id for c in claims]).select_for_update()
-    return set(rows.values_list("pk", "lease_token"))
+    # Only the executions: their default ordering joins the batch, which a bare FOR UPDATE would lock as well,
+    # making every write of results wait for (and block) the claims of all runners.
+    rows = Execution.objects.running().filter(pk__in=[c.execution_id for c in claims]).order_by()
+    return set(rows.select_for_update(of=("self",)).values_list("pk", "lease_token"))
 
 
 def _result_values(claim_: Claim, result: CallResult, now: datetime) -> dict[str, Any]:

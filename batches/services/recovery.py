@@ -61,7 +61,7 @@ def _count_stale(report: dict[int, BatchRecovery], now: datetime) -> None:
 
 @transaction.atomic
 def _reset_stale_chunk(report: dict[int, BatchRecovery], now: datetime) -> int:
-    stale = Execution.objects.stale(now).select_for_update(skip_locked=True)
+    stale = Execution.objects.stale(now).order_by().select_for_update(skip_locked=True, of=("self",))
     rows = list(stale.values(*engine.STALE_FIELDS, "batch_id")[:SWEEP_CHUNK])
     gave_up = engine.interrupt(rows, now)
     back = [row["pk"] for row in rows if row["pk"] not in gave_up]
