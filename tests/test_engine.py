@@ -5,6 +5,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from batches.dify import CallResult
@@ -220,7 +221,7 @@ def test_an_expired_runner_slot_can_be_taken(db, settings):
 def test_claim_and_record_use_a_bounded_number_of_queries(make_batch, django_assert_max_num_queries):
     batch = make_batch(rows=50, status=BatchStatus.RUNNING, concurrency=50)
 
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 7):  # + SET synchronous_commit
         claims = engine.claim(batch.pk, "runner-a", limit=50)
     with django_assert_max_num_queries(5):
         engine.record_results([(claim, ok_result()) for claim in claims])
@@ -280,3 +281,15 @@ def test_writing_results_does_not_wait_for_the_batch_row_a_claim_holds(make_batc
             cursor.execute("SET lock_timeout = 0")
 
     assert recorded.written == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+def test_claims_commit_without_waiting_for_the_disk_but_results_do_wait(running_batch):
+    with CaptureQueriesContext(connection) as claiming:
+        claims = engine.claim(running_batch.pk, "runner-a", limit=2)
+    with CaptureQueriesContext(connection) as writing:
+        engine.record_results([(claim, ok_result()) for claim in claims])
+
+    asynchronous = "SET LOCAL synchronous_commit TO OFF"
+    assert any(asynchronous in query["sql"] for query in claiming.captured_queries)
+    assert not any(asynchronous in query["sql"] for query in writing.captured_queries)

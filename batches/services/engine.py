@@ -158,6 +158,7 @@ def claim(
     a runner can start their successors first and write the results while those are on the network.
     """
     now = now or timezone.now()
+    _commit_without_waiting_for_the_disk()
     locked = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow__throttle")
     batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
     if batch is None:
@@ -187,6 +188,19 @@ def claim(
         task_id="",
     )
     return [_claim_from_row(row, batch, token, now) for row in picked]
+
+
+def _commit_without_waiting_for_the_disk() -> None:
+    """This transaction's commit returns before its WAL is flushed (PostgreSQL), releasing the batch row at once.
+
+    Safe for a claim: if a crash loses it, the row is simply claimed again, and the call it started cannot write
+    its result, as the lease token it carries is not in the database. Waiting instead made every runner's claims
+    queue behind one slow flush (commits of 0.1-0.3 s measured on this machine's disk). Results are never written
+    this way.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _adaptive_room(batch: BatchTask, ended: Collection[int]) -> int:
