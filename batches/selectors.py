@@ -35,12 +35,7 @@ class Progress:
 
 
 def state_counts(batch_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Counts per state for many batches in one query over the (batch, status) index."""
-    counts: dict[int, dict[str, int]] = {batch_id: dict.fromkeys(ExecutionStatus.values, 0) for batch_id in batch_ids}
-    rows = Execution.objects.filter(batch_id__in=batch_ids).values_list("batch_id", "status").annotate(n=Count("id"))
-    for batch_id, status, n in rows.order_by():
-        counts[batch_id][status] = n
-    return counts
+    return counts_and_tokens(batch_ids)[0]
 
 
 def counts_and_tokens(batch_ids: list[int]) -> tuple[dict[int, dict[str, int]], dict[int, int]]:
