@@ -202,14 +202,25 @@ def update_settings(batch_id: int, **changes: Any) -> bool:
     return not changes or bool(BatchTask.objects.filter(pk=batch_id).update(**changes))
 
 
+def _lock_batches(batch_ids: Iterable[int]) -> None:
+    """Retry, cancel, claims and finishing serialise on the batch row (always taken in id order), so none of them
+    acts on rows another is changing: no finished or cancelled batch is left with pending rows."""
+    locked = BatchTask.objects.filter(pk__in=list(batch_ids)).order_by("pk").select_for_update(of=("self",))
+    list(locked.values_list("pk", flat=True))
+
+
 @transaction.atomic
 def cancel_batch(batch_id: int) -> int | None:
     """Cancel the batch and its unfinished rows; returns how many rows were cancelled, None if not allowed."""
     now = timezone.now()
     active = [BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED]
+    _lock_batches([batch_id])
     if not _transition(batch_id, active, status=BatchStatus.CANCELLED, finished_at=now):
         return None
-    running = Execution.objects.filter(batch_id=batch_id).running().values(*STALE_FIELDS)
+    # Locked, so a result being written now is either seen (and its row is no longer running) or waits: never a
+    # cancelled Attempt with the number of the Attempt that result writes.
+    locked = Execution.objects.filter(batch_id=batch_id).running().order_by().select_for_update(of=("self",))
+    running = list(locked.values(*STALE_FIELDS))
     cancelled = Attempt.Outcome.CANCELLED
     Attempt.objects.bulk_create(ended_attempt(row, now, "Cancelled by staff", cancelled) for row in running)
     # Clearing the lease token fences off the in-flight calls: their results are discarded.
@@ -244,7 +255,8 @@ def retry_executions(
     retryable = [ExecutionStatus.FAILED] + ([ExecutionStatus.CANCELLED] if include_cancelled else [])
     selected = executions.count()
     rows = Execution.objects.filter(pk__in=executions.values("pk"), status__in=retryable)
-    batch_ids = set(rows.values_list("batch_id", flat=True).distinct())
+    batch_ids = set(rows.order_by().values_list("batch_id", flat=True).distinct())
+    _lock_batches(batch_ids)
     changes: dict[str, Any] = {"inputs": inputs} if inputs is not None else {}
     retried = rows.update(
         status=ExecutionStatus.PENDING,
