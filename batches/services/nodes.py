@@ -56,6 +56,10 @@ def _exists(pid: int) -> bool:
     return True
 
 
+def is_alive(pid: int) -> bool:
+    return start_ticks(pid) is not None
+
+
 def process_tag(pid: int) -> str:
     """This boot and this process's start: unique to one run of one process on this machine."""
     return f"{boot_id()}-{start_ticks(pid) or 0}"
