@@ -54,7 +54,9 @@ class CallLoop:
         self.errands: list[Future[Any]] = []
 
     async def _make_client(self) -> DifyClient:
-        return DifyClient(transport=settings.BATCHES_HTTP_TRANSPORT)
+        return DifyClient(
+            transport=settings.BATCHES_HTTP_TRANSPORT, max_response_bytes=settings.BATCHES_MAX_RESPONSE_BYTES
+        )
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -377,3 +377,14 @@ def test_stop_markers_of_clusters_that_are_gone_are_cleared_at_start():
     finally:
         for marker in (stale, live, reused):
             marker.unlink(missing_ok=True)
+
+
+def test_answers_larger_than_the_configured_limit_are_bad_responses(batch_on_fake, settings):
+    settings.BATCHES_MAX_RESPONSE_BYTES = 2000
+    batch = batch_on_fake(rows=2, response_mode="blocking", max_retries=0)
+    Execution.objects.filter(batch=batch, index=1).update(inputs={"text": "x" * 5000})
+
+    Runner().run(seconds=30)
+
+    small, large = Execution.objects.filter(batch=batch).order_by("index")
+    assert (small.status, large.status, large.error_type) == ("succeeded", "failed", ErrorType.BAD_RESPONSE)
