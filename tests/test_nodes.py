@@ -51,3 +51,16 @@ def test_another_machines_owner_is_never_presumed_dead(settings):
 
     assert not nodes.is_dead_local(owner)
     assert not nodes.is_dead_local("junk")
+
+
+def test_a_local_owner_whose_process_is_a_zombie_is_dead():
+    import time
+
+    child = subprocess.Popen(["true"])
+    owner = nodes.owner_name(parent_pid=os.getpid(), pid=child.pid)
+    time.sleep(0.5)  # it has exited, and is not reaped until waited for
+
+    try:
+        assert nodes.is_dead_local(owner)
+    finally:
+        child.wait()

@@ -43,7 +43,10 @@ def start_ticks(pid: int) -> str | None:
     except OSError:  # no /proc (not Linux): existence is all that can be told
         return "0" if _exists(pid) else None
     # The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # a zombie: dead, only not reaped yet (orphans of a killed cluster wait for init)
+        return None
+    return fields[19]
 
 
 def _exists(pid: int) -> bool:
