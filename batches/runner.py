@@ -162,7 +162,7 @@ class Runner:
             return None
         except DatabaseError:
             logger.exception("database error in %s", getattr(step, "__name__", step))
-            time.sleep(0.1)
+            time.sleep(1)  # a bug repeats: one traceback a second, not a flood
             return None
 
     def renew_after_outage(self) -> None:
