@@ -9,7 +9,7 @@ import pytest
 from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus, RunnerSlot
 from batches.services import lifecycle
 from tests.fakedify import running_fake_dify
-from tests.processes import kill_group, running_cluster, stop_cluster, wait_until
+from tests.processes import ROOT, kill_group, running_cluster, stop_cluster, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,3 +129,20 @@ def test_a_cluster_restarted_after_a_sigkill_takes_its_dead_processes_rows_over_
     assert_every_row_right(batch, 4)
     assert stats["calls"] == 4  # the interrupted runs were looked up, not paid for again
     assert Attempt.objects.filter(execution__batch=batch, outcome="interrupted").count() == 4
+
+
+def test_a_cluster_whose_clock_runs_a_minute_ahead_takes_over_nothing_alive(tmp_path):
+    skewed = {"PYTHONPATH": str(ROOT / "tests" / "skewed_clock"), "BATCHES_TEST_CLOCK_SKEW": "60"}
+    with running_fake_dify("--latency-ms", "8000") as fake:
+        batch = make_batch(fake, tmp_path, rows=4, concurrency=4)
+        with running_cluster(tmp_path / "right.log"):
+            wait_until(lambda: running_rows(batch) == 4, 30)
+            with running_cluster(tmp_path / "ahead.log", **skewed):
+                time.sleep(5)  # the clusters' runners poll every 0.2 s; leases are 6 s
+                taken_over = Attempt.objects.filter(execution__batch=batch, outcome="interrupted").count()
+                wait_until(lambda: batch_status(batch) == BatchStatus.FINISHED, 60)
+        stats = fake.stats()
+
+    assert taken_over == 0
+    assert_every_row_right(batch, 4)
+    assert stats["calls"] == 4
