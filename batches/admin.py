@@ -108,6 +108,11 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
     )
     actions = ("start", "pause", "resume", "cancel", "retry_failed")
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Changing how many rows run at once controls the batch: the pages' permission, not just "change".
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if self.has_control_permission(request) else [*fields, "concurrency"]
+
     def save_model(self, request: HttpRequest, obj: BatchTask, form: ModelForm, change: bool) -> None:
         # Only the edited settings are written: a whole-row save could undo a state change made meanwhile.
         lifecycle.update_settings(obj.pk, **{name: form.cleaned_data[name] for name in form.changed_data})

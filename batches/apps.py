@@ -8,6 +8,7 @@ from django.apps import AppConfig
 
 logger = logging.getLogger("batches.recovery")
 STARTUP_DELAY = 2.0
+MARKER_PREFIX = "batches-cluster-stopping-"
 
 
 class BatchesConfig(AppConfig):
@@ -20,6 +21,7 @@ class BatchesConfig(AppConfig):
         if sys.argv[1:2] == ["qcluster"]:
             from django_q.signals import post_spawn
 
+            clear_stale_stop_markers()
             start_recovery_sweep()
             hand_back_on_stop()
             post_spawn.connect(wake_on_worker_spawn, dispatch_uid="batches-wake-on-spawn")
@@ -60,8 +62,25 @@ def wake_on_worker_spawn(**kwargs: object) -> None:
 
 
 def stop_marker(sentinel_pid: int) -> Path:
-    """A file that tells the runners of one cluster (children of its sentinel) that the cluster is stopping."""
-    return Path(tempfile.gettempdir()) / f"batches-cluster-stopping-{sentinel_pid}"
+    """A file that tells the runners of one cluster (children of its sentinel) that the cluster is stopping.
+
+    Named after the sentinel's pid and start (boot id and start time), which belong to this run of the cluster
+    only: a marker left by a cluster killed while stopping never stops a later one whose sentinel got that pid.
+    """
+    from batches.services.nodes import process_tag
+
+    return Path(tempfile.gettempdir()) / f"{MARKER_PREFIX}{sentinel_pid}-{process_tag(sentinel_pid)}"
+
+
+def clear_stale_stop_markers() -> None:
+    """Remove the markers of clusters whose sentinel is gone (a SIGKILL during a slow stop leaves one behind)."""
+    from batches.services.nodes import is_alive
+
+    for marker in Path(tempfile.gettempdir()).glob(f"{MARKER_PREFIX}*"):
+        pid, _, _ = marker.name.removeprefix(MARKER_PREFIX).partition("-")
+        if not pid.isdigit() or not is_alive(int(pid)) or stop_marker(int(pid)).name != marker.name:
+            marker.unlink(missing_ok=True)
+            logger.info("removed a stale stop marker %s", marker.name)
 
 
 def hand_back_on_stop() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -207,9 +208,12 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         """Pending rows whose backoff (if any) has passed."""
         return self.filter(Q(not_before__isnull=True) | Q(not_before__lte=now), status=ExecutionStatus.PENDING)
 
-    def stale(self, now: datetime) -> ExecutionQuerySet:
-        """Running rows whose lease expired: their worker is gone or cut off."""
-        return self.filter(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
+    def stale(self, now: datetime, dead_owners: Collection[str] = ()) -> ExecutionQuerySet:
+        """Running rows whose lease expired (their worker is gone or cut off), or whose holder is known dead."""
+        expired = Q(lease_expires_at__lt=now)
+        if dead_owners:
+            expired |= Q(lease_owner__in=list(dead_owners))
+        return self.filter(expired, status=ExecutionStatus.RUNNING)
 
 
 class Execution(models.Model):

@@ -8,37 +8,38 @@ through a queue, so no lock or transaction is ever held while a call is on the n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
-import socket
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Coroutine
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from batches.apps import stop_marker
 from batches.dify import AppSettings, CallResult, DifyClient
 from batches.models import BatchTask
-from batches.services import engine
+from batches.services import engine, nodes
 from batches.services.lifecycle import app_settings
 
 logger = logging.getLogger(__name__)
 RECORD_CHUNK = 500
+DEAD_OWNERS_EVERY = 2.0  # seconds between looks for rows held by this machine's dead processes
 Event = tuple[str, engine.Claim, Any]
 
 
 def runner_owner() -> str:
     # The parent pid is the django-q2 sentinel's: a stopping cluster finds its runners by it.
-    return f"{socket.gethostname()}:{os.getppid()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return nodes.owner_name(parent_pid=os.getppid(), pid=os.getpid())
 
 
 class CallLoop:
@@ -53,7 +54,9 @@ class CallLoop:
         self.errands: list[Future[Any]] = []
 
     async def _make_client(self) -> DifyClient:
-        return DifyClient(transport=settings.BATCHES_HTTP_TRANSPORT)
+        return DifyClient(
+            transport=settings.BATCHES_HTTP_TRANSPORT, max_response_bytes=settings.BATCHES_MAX_RESPONSE_BYTES
+        )
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -74,8 +77,9 @@ class CallLoop:
                 abandoned.append((claim, app))
         return abandoned
 
-    def cancel_all(self) -> None:
-        self.abandon(list(self.calls))
+    def cancel_all(self) -> set[int]:
+        """Cancel every call; returns the rows whose calls were still running (the others' results are queued)."""
+        return {execution_id for execution_id, (_, _, call) in self.calls.items() if call.cancel()}
 
     def send(self, coro: Coroutine[Any, Any, Any]) -> None:
         """A call that is not a row's (stopping a run upstream): waited for, briefly, before closing."""
@@ -106,6 +110,9 @@ class Runner:
     due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
     runners: int = 1  # runners at work, to share each batch's concurrency between them
     mine: Counter[int] = field(default_factory=Counter)  # calls in flight per batch
+    dead_owners: list[str] = field(default_factory=list)  # this machine's processes that died holding rows
+    renew_first: bool = False  # the database was away: renew the leases before claiming anything
+    marker: Path = field(default_factory=lambda: stop_marker(os.getppid()))  # this cluster run's stop marker
 
     def run(self, seconds: float, slot: int | None = None) -> int:
         """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
@@ -114,10 +121,13 @@ class Runner:
         try:
             while not self.cluster_stopping():
                 claiming = time.monotonic() < deadline
+                if self.renew_first:
+                    self.guarded(self.renew_after_outage)
                 if any(not result.ok for _, result in self.backlog):  # a pause or a 429 must land before claims
                     recorded += self.write_backlog()
                 # Otherwise successors first: the rows that ended are written while the new calls are under way.
-                got = self.guarded(self.claim_and_start, calls) if claiming and self.claim_due() else 0
+                ready = claiming and not self.renew_first and self.claim_due()
+                got = self.guarded(self.claim_and_start, calls) if ready else 0
                 recorded += self.write_backlog()
                 self.guarded(self.chores, slot, calls)
                 if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
@@ -131,20 +141,35 @@ class Runner:
         return recorded
 
     def cluster_stopping(self) -> bool:
-        if not self.stopping and stop_marker(os.getppid()).exists():
+        if not self.stopping and self.marker.exists():
             logger.info("runner %s: the cluster is stopping, handing its rows back", self.owner)
             self.stopping = True
         return self.stopping
 
     def guarded(self, step: Any, *args: Any) -> Any:
-        """Run one database step; if the database is away, keep going with the calls and try again later."""
+        """Run one database step; if the database is away, keep going with the calls and try again later.
+
+        Only connection-class errors are an outage. Any other database error is a bug or a bad value: it is
+        logged with its traceback, not retried in silence (write_backlog records the rows' results as failed).
+        """
         try:
             return step(*args)
-        except (DatabaseError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError) as exc:
             logger.warning("database unavailable (%s); the runner keeps its calls going", exc)
+            self.renew_first = True
             connection.close()
             time.sleep(1)
             return None
+        except DatabaseError:
+            logger.exception("database error in %s", getattr(step, "__name__", step))
+            time.sleep(1)  # a bug repeats: one traceback a second, not a flood
+            return None
+
+    def renew_after_outage(self) -> None:
+        """Before anything else once the database is back: leases may have expired while it was away."""
+        self.renew_first = False
+        engine.renew_leases(self.owner)
+        self.due.pop("renew", None)
 
     def out_of_work(self, got: int | None) -> bool:
         return not got and not self.guarded(engine.has_work)
@@ -163,9 +188,7 @@ class Runner:
 
     def chores(self, slot: int | None, calls: CallLoop | None = None) -> None:
         if self.unsaved_starts and self.every("run ids", 0.2):
-            # Soon, in one statement: recovery can only ask Dify about runs whose ids were written.
-            engine.store_run_ids(list(self.unsaved_starts.values()))
-            self.unsaved_starts.clear()
+            self.flush_run_ids()
         if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
             engine.renew_leases(self.owner)
         if slot is not None and self.every("slot", 1.0):
@@ -175,6 +198,11 @@ class Runner:
         if self.to_finish and self.every("finish", 1.0):
             engine.finish_done(self.to_finish)
             self.to_finish.clear()
+
+    def flush_run_ids(self) -> None:
+        # Soon, in one statement: recovery can only ask Dify about runs whose ids were written.
+        engine.store_run_ids(list(self.unsaved_starts.values()))
+        self.unsaved_starts.clear()
 
     def stop_lost_calls(self, calls: CallLoop) -> None:
         """Calls whose row is no longer ours (cancelled by staff) are stopped, upstream too, to save the spend."""
@@ -191,21 +219,30 @@ class Runner:
             self.batches = engine.runnable_batches()
         if self.every("runners", 1.0):
             self.runners = max(1, engine.active_runners())
+        if self.every("dead owners", DEAD_OWNERS_EVERY):
+            self.dead_owners = nodes.dead_local_owners()
         started = 0
         for offset in range(len(self.batches)):
             batch = self.batches[(self.next_claim + offset) % len(self.batches)]
-            wanted = min(room - started, self.fair_share(batch))
-            take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
-            app = self.app_for(batch)
-            ended = [claim.execution_id for claim, _ in self.backlog if claim.batch_id == batch.pk]
-            claims = engine.claim(batch.pk, self.owner, wanted, take_over=take_over, ended=ended) if wanted > 0 else []
-            for claim in claims:
-                calls.start(claim, app, self.call(calls.client, app, claim))
-                self.mine[batch.pk] += 1
-                started += 1
+            started += self.claim_batch(calls, batch, min(room - started, self.fair_share(batch)))
         self.next_claim += 1
-        self.in_flight += started
         return started
+
+    def claim_batch(self, calls: CallLoop, batch: BatchTask, wanted: int) -> int:
+        if wanted <= 0:
+            return 0
+        take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
+        app = self.app_for(batch)
+        ended = [claim.execution_id for claim, _ in self.backlog if claim.batch_id == batch.pk]
+        claims = engine.claim(
+            batch.pk, self.owner, wanted, take_over=take_over, ended=ended, dead_owners=self.dead_owners
+        )
+        for claim in claims:
+            calls.start(claim, app, self.call(calls.client, app, claim))
+            self.mine[batch.pk] += 1
+            # Counted as each call starts: a failed claim of a later batch must not lose these.
+            self.in_flight += 1
+        return len(claims)
 
     def fair_share(self, batch: BatchTask) -> int:
         """Spread a batch over the runners at work, so a wave of results is recorded by several processes."""
@@ -276,20 +313,63 @@ class Runner:
     def write_backlog(self) -> int:
         if not self.backlog:
             return 0
-        recorded = self.guarded(engine.record_results, self.backlog)
-        if recorded is None:
+        recorded = self.guarded(self.record_backlog)
+        if recorded is None:  # the database is away: keep the results, try again later
             return 0
         self.backlog = []
         self.to_finish |= recorded.batch_ids
         return int(recorded.written)
 
+    def record_backlog(self) -> engine.Recorded:
+        try:
+            return engine.record_results(self.backlog)
+        except (OperationalError, InterfaceError):
+            raise
+        except DatabaseError:
+            logger.exception("could not record %s results; recording them one by one", len(self.backlog))
+            return self.record_one_by_one()
+
+    def record_one_by_one(self) -> engine.Recorded:
+        """A result the database refuses (not an outage) is recorded as a failed try instead of being retried
+        in silence forever; the row then follows its retry rules."""
+        total = engine.Recorded()
+        for claim, result in self.backlog:
+            try:
+                recorded = engine.record_results([(claim, result)])
+            except (OperationalError, InterfaceError):
+                raise
+            except DatabaseError as exc:
+                logger.exception("execution %s: its result could not be recorded", claim.execution_id)
+                error = f"internal error: the result could not be recorded ({type(exc).__name__})"
+                failed = CallResult(ok=False, error_type="bad_response", error=error)
+                recorded = engine.record_results([(claim, failed)])
+            total.written += recorded.written
+            total.discarded += recorded.discarded
+            total.batch_ids |= recorded.batch_ids
+        return total
+
     def hand_back(self, calls: CallLoop) -> None:
-        """A stopping cluster: give the rows back now rather than when their leases expire."""
-        calls.cancel_all()
-        self.guarded(self.chores, None)
+        """A stopping cluster: give the rows back now rather than when their leases expire.
+
+        Nothing already known is dropped: results that came in are written (not handed back to be paid again),
+        and every announced run id is stored, so the next claimer asks Dify how those runs ended.
+        """
+        cancelled = calls.cancel_all()
+        # A call that ended before it could be cancelled has its result in the queue already.
+        known = [event for event in self.drain() if not (event[0] == "done" and event[1].execution_id in cancelled)]
+        self.absorb(known, calls)
+        if self.unsaved_starts:
+            self.guarded(self.flush_run_ids)
         self.write_backlog()
         released = self.guarded(engine.release_claims, self.owner)
         logger.info("runner %s handed back %s rows", self.owner, released)
+
+    def drain(self) -> list[Event]:
+        events = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                events.append(self.events.get_nowait())
+        return events
 
 
 def run_slice() -> str:

@@ -118,6 +118,9 @@ BATCHES_LEASE_SECONDS = env_float("BATCHES_LEASE_SECONDS", 30)
 BATCHES_RUNNER_SLICE = env_float("BATCHES_RUNNER_SLICE", 300)
 BATCHES_RUNNER_CAPACITY = env_int("BATCHES_RUNNER_CAPACITY", 500)
 BATCHES_RUNNERS = env_int("BATCHES_RUNNERS", BATCHES_WORKERS)
+# Names this machine in lease owners, to tell its own dead processes from another machine's live ones: set it
+# per container when host names are not unique (empty: the host name).
+BATCHES_NODE_NAME = os.environ.get("BATCHES_NODE_NAME", "")
 BATCHES_POLL_INTERVAL = env_float("BATCHES_POLL_INTERVAL", 0.5)
 BATCHES_MAX_INTERRUPTIONS = env_int("BATCHES_MAX_INTERRUPTIONS", 3)
 BATCHES_BACKOFF_BASE = env_float("BATCHES_BACKOFF_BASE", 1.0)

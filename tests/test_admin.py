@@ -563,3 +563,18 @@ def test_editing_a_batch_in_the_admin_writes_only_its_settings(admin_client, mak
     assert response.status_code == 302
     batch.refresh_from_db()
     assert (batch.status, batch.concurrency, batch.failure_threshold) == (BatchStatus.FINISHED, 7, 20)
+
+
+@pytest.mark.parametrize(("perms", "concurrency"), [((), 3), (("batches.control_batchtask",), 9)])
+def test_changing_a_batchs_concurrency_in_the_admin_needs_the_control_permission(login, make_batch, perms, concurrency):
+    client = login("batches.view_batchtask", "batches.change_batchtask", *perms)
+    batch = make_batch(status=BatchStatus.RUNNING, concurrency=3)
+    url = f"/admin/batches/batchtask/{batch.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {**form.initial, "concurrency": 9, "failure_threshold": 20, "failure_threshold_min_rows": 10}
+
+    response = client.post(url, {key: value for key, value in data.items() if value is not None})
+
+    assert response.status_code == 302
+    batch.refresh_from_db()
+    assert (batch.concurrency, batch.failure_threshold) == (concurrency, 20)

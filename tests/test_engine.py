@@ -219,7 +219,10 @@ def test_an_expired_runner_slot_can_be_taken(db, settings):
 
 
 def test_claim_and_record_use_a_bounded_number_of_queries(make_batch, django_assert_max_num_queries):
+    from batches.services import clock
+
     batch = make_batch(rows=50, status=BatchStatus.RUNNING, concurrency=50)
+    clock.now()  # the database's clock is read every 30 s, not per claim
 
     with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 7):  # + SET synchronous_commit
         claims = engine.claim(batch.pk, "runner-a", limit=50)
@@ -293,3 +296,95 @@ def test_claims_commit_without_waiting_for_the_disk_but_results_do_wait(running_
     asynchronous = "SET LOCAL synchronous_commit TO OFF"
     assert any(asynchronous in query["sql"] for query in claiming.captured_queries)
     assert not any(asynchronous in query["sql"] for query in writing.captured_queries)
+
+
+def expire(*execution_ids):
+    rows = Execution.objects.filter(pk__in=execution_ids) if execution_ids else Execution.objects.running()
+    rows.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_a_second_recovery_still_knows_the_upstream_run_of_the_first(running_batch):
+    (first, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+    first.run_id, first.task_id = "run-abc", "task-abc"
+    engine.store_run_ids([first])
+    expire(first.execution_id)
+    engine.claim(running_batch.pk, "runner-b", limit=10)  # interrupted again before its own run was announced
+    expire(first.execution_id)
+
+    claims = engine.claim(running_batch.pk, "runner-c", limit=10)
+    third = next(c for c in claims if c.execution_id == first.execution_id)
+
+    assert (third.resume_run_id, third.number) == ("run-abc", 3)
+    assert Execution.objects.get(pk=first.execution_id).task_id == "task-abc"
+
+
+def test_a_fresh_claim_forgets_the_upstream_ids_of_an_earlier_try(running_batch):
+    Execution.objects.filter(index=0).update(workflow_run_id="old-run", task_id="old-task", next_trigger=Trigger.MANUAL)
+
+    engine.claim(running_batch.pk, "runner-a", limit=1)
+
+    assert Execution.objects.filter(index=0).values_list("workflow_run_id", "task_id").get() == ("", "")
+
+
+def test_rows_failed_by_the_interruption_cap_finish_their_batch_at_once(make_batch, settings):
+    settings.BATCHES_MAX_INTERRUPTIONS = 1
+    batch = make_batch(rows=2, status=BatchStatus.RUNNING, concurrency=2)
+    engine.claim(batch.pk, "runner-a", limit=2)
+    Execution.objects.filter(index=0).update(status=ExecutionStatus.SUCCEEDED, lease_token="")
+    Execution.objects.filter(index=1).update(interruptions=1)
+    expire()
+
+    assert engine.claim(batch.pk, "runner-b", limit=2) == []
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FINISHED
+
+
+def test_a_runner_never_takes_over_its_own_rows_even_after_their_leases_expired(running_batch):
+    mine = engine.claim(running_batch.pk, "runner-a", limit=2)
+    expire()  # the database was away for longer than a lease; the calls may have succeeded meanwhile
+
+    again = engine.claim(running_batch.pk, "runner-a", limit=10)
+
+    assert {c.execution_id for c in again}.isdisjoint(c.execution_id for c in mine)
+    assert not Attempt.objects.exists()
+    assert engine.record_results([(claim, ok_result()) for claim in mine]).written == 2
+
+
+def test_another_runner_still_takes_over_expired_rows(running_batch):
+    mine = engine.claim(running_batch.pk, "runner-a", limit=2)
+    expire()
+
+    theirs = engine.claim(running_batch.pk, "runner-b", limit=10)
+
+    assert {c.execution_id for c in mine} <= {c.execution_id for c in theirs}
+
+
+def test_a_clock_running_a_minute_ahead_takes_over_nothing_alive(running_batch, monkeypatch):
+    from batches.services import clock, recovery
+
+    live = engine.claim(running_batch.pk, "runner-a", limit=2)
+    clock.forget()
+    ahead = timezone.now() + timedelta(seconds=60)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+
+    taken = engine.claim(running_batch.pk, "runner-b", limit=10)
+    recovery.sweep()
+
+    assert taken == []
+    assert not Attempt.objects.exists()
+    assert engine.record_results([(claim, ok_result()) for claim in live]).written == 2
+
+
+def test_backoff_is_set_from_the_database_clock(running_batch, monkeypatch):
+    from batches.services import clock
+
+    (claim, _) = engine.claim(running_batch.pk, "runner-a", limit=10)
+    clock.forget()
+    real_now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: real_now + timedelta(seconds=60))
+
+    engine.record_results([(claim, failed_result(ErrorType.RATE_LIMITED, retry_after=5.0))])
+
+    not_before = Execution.objects.get(pk=claim.execution_id).not_before
+    assert real_now + timedelta(seconds=3) < not_before < real_now + timedelta(seconds=8)

@@ -211,3 +211,31 @@ def test_import_stores_every_row_exactly_as_written(make_workflow, tmp_path):
     stored = list(Execution.objects.filter(batch=batch).order_by("index").values_list("index", "inputs", "status"))
     assert stored == [(0, rows[0], ExecutionStatus.PENDING), (1, rows[1], ExecutionStatus.PENDING)]
     assert [list(inputs) for _, inputs, _ in stored] == [["z", "a", "n", "ok"]] * 2
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's single writer")
+def test_an_import_reads_the_whole_file_before_it_takes_sqlites_write_lock(make_workflow, tmp_path):
+    from django.test.utils import CaptureQueriesContext
+
+    from batches.importers import ImportFileError
+
+    workflow = make_workflow()
+    source = tmp_path / "rows.jsonl"
+    source.write_text('{"text": "a"}\n' * 3000 + "{broken\n", encoding="utf-8")
+
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ImportFileError):
+        lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(start=False))
+
+    assert not [query["sql"] for query in queries.captured_queries if "INSERT" in query["sql"]]
+
+
+def test_an_import_on_either_database_stores_its_rows_with_their_defaults(make_workflow, tmp_path):
+    source = tmp_path / "rows.csv"
+    source.write_text("text\n" + "".join(f"row {i}\n" for i in range(4500)), encoding="utf-8")
+
+    batch = lifecycle.import_batch(make_workflow(), source, options=lifecycle.ImportOptions(start=False))
+
+    rows = Execution.objects.filter(batch=batch)
+    assert (batch.total, rows.count(), rows.pending().count()) == (4500, 4500, 4500)
+    assert rows.get(index=4499).inputs == {"text": "row 4499"}
+    assert (rows.get(index=0).attempt_count, rows.get(index=0).next_trigger) == (0, Trigger.AUTO)

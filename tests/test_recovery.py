@@ -1,10 +1,11 @@
 """The recovery sweep: expired leases, batches left running with nothing to do, dry runs."""
 
+import os
 from datetime import timedelta
 
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, Execution, ExecutionStatus, Trigger
+from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus, Trigger
 from batches.services import engine, recovery
 
 
@@ -70,3 +71,35 @@ def test_dry_run_reports_and_changes_nothing(make_batch):
     done.refresh_from_db()
     assert done.status == BatchStatus.RUNNING
     assert not Attempt.objects.exists()
+
+
+def test_sweep_reopens_a_finished_or_cancelled_batch_left_with_rows_to_run(make_batch):
+    finished = make_batch(rows=2, status=BatchStatus.FINISHED)
+    cancelled = make_batch(rows=2, status=BatchStatus.CANCELLED)
+    done = make_batch(rows=1, status=BatchStatus.FINISHED)
+    Execution.objects.filter(index=0).update(status=ExecutionStatus.SUCCEEDED)
+
+    report = {r["id"]: r for r in recovery.sweep()}
+
+    statuses = [BatchTask.objects.get(pk=b.pk).status for b in (finished, cancelled, done)]
+    assert statuses == ["running", "running", "finished"]
+    assert report[finished.pk]["reopened"] and report[cancelled.pk]["runner_enqueued"]
+    assert done.pk not in report
+
+
+def test_sweep_takes_over_at_once_the_rows_of_a_dead_process_of_this_machine_only(make_batch):
+    import subprocess
+
+    from batches.services import nodes
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    batch = make_batch(rows=3, status=BatchStatus.RUNNING, concurrency=3)
+    engine.claim(batch.pk, nodes.owner_name(parent_pid=1, pid=gone.pid), limit=1)
+    engine.claim(batch.pk, "other-machine:1:2:tag:abc", limit=1)
+    engine.claim(batch.pk, nodes.owner_name(parent_pid=1, pid=os.getpid()), limit=1)
+
+    (report,) = recovery.sweep()
+
+    assert report["interrupted"] == 1
+    assert Execution.objects.running().count() == 2

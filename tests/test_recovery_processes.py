@@ -9,7 +9,7 @@ import pytest
 from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus, RunnerSlot
 from batches.services import lifecycle
 from tests.fakedify import running_fake_dify
-from tests.processes import kill_group, running_cluster, stop_cluster, wait_until
+from tests.processes import ROOT, kill_group, running_cluster, stop_cluster, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,3 +109,40 @@ def test_a_worker_paused_past_its_lease_cannot_overwrite_the_newer_attempt(tmp_p
     outcomes = list(Attempt.objects.filter(execution=row).order_by("number").values_list("outcome", "trigger"))
     assert outcomes == [("interrupted", "auto"), ("succeeded", "recovery")]
     assert row.status == ExecutionStatus.SUCCEEDED
+
+
+def test_a_cluster_restarted_after_a_sigkill_takes_its_dead_processes_rows_over_without_waiting_out_the_leases(
+    tmp_path,
+):
+    with running_fake_dify("--latency-ms", "4000") as fake:
+        batch = make_batch(fake, tmp_path, rows=4, concurrency=4)
+        with running_cluster(tmp_path / "first.log", BATCHES_LEASE_SECONDS="90") as cluster:
+            wait_until(lambda: Execution.objects.filter(batch=batch).exclude(workflow_run_id="").count() == 4, 30)
+            kill_group(cluster)
+        restarted = time.monotonic()
+        with running_cluster(tmp_path / "second.log", BATCHES_LEASE_SECONDS="90"):
+            wait_until(lambda: batch_status(batch) == BatchStatus.FINISHED, 60)  # well within one 90 s lease
+            finished_in = time.monotonic() - restarted
+        stats = fake.stats()
+
+    assert finished_in < 60
+    assert_every_row_right(batch, 4)
+    assert stats["calls"] == 4  # the interrupted runs were looked up, not paid for again
+    assert Attempt.objects.filter(execution__batch=batch, outcome="interrupted").count() == 4
+
+
+def test_a_cluster_whose_clock_runs_a_minute_ahead_takes_over_nothing_alive(tmp_path):
+    skewed = {"PYTHONPATH": str(ROOT / "tests" / "skewed_clock"), "BATCHES_TEST_CLOCK_SKEW": "60"}
+    with running_fake_dify("--latency-ms", "8000") as fake:
+        batch = make_batch(fake, tmp_path, rows=4, concurrency=4)
+        with running_cluster(tmp_path / "right.log"):
+            wait_until(lambda: running_rows(batch) == 4, 30)
+            with running_cluster(tmp_path / "ahead.log", **skewed):
+                time.sleep(5)  # the clusters' runners poll every 0.2 s; leases are 6 s
+                taken_over = Attempt.objects.filter(execution__batch=batch, outcome="interrupted").count()
+                wait_until(lambda: batch_status(batch) == BatchStatus.FINISHED, 60)
+        stats = fake.stats()
+
+    assert taken_over == 0
+    assert_every_row_right(batch, 4)
+    assert stats["calls"] == 4

@@ -193,3 +193,198 @@ def test_pause_stops_new_claims_while_calls_in_flight_finish_and_concurrency_cha
     assert Execution.objects.filter(batch=batch, status="running").count() == 0
     assert Execution.objects.filter(batch=batch).exclude(status="pending").count() == settled
     assert fake.stats()["in_flight"] == 0
+
+
+@pytest.mark.django_db(transaction=True)  # an outage closes the connection
+def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(batch_on_fake, monkeypatch):
+    from django.db import OperationalError
+
+    from batches.runner import CallLoop
+
+    first = batch_on_fake(rows=2, concurrency=2)
+    second = batch_on_fake(rows=2, concurrency=2)
+    real_claim = engine.claim
+
+    def claim(batch_id, *args, **kwargs):
+        if batch_id == second.pk:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_claim(batch_id, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "claim", claim)
+    runner, calls = Runner(), CallLoop()
+    try:
+        runner.guarded(runner.claim_and_start, calls)
+
+        assert runner.in_flight == len(calls.calls) == 2
+        assert Execution.objects.filter(batch=first, status="running").count() == 2
+    finally:
+        calls.close()
+
+
+def test_a_graceful_stop_writes_the_results_it_has_and_stores_every_run_id_it_knows(batch_on_fake):
+    import time
+
+    from batches.runner import CallLoop
+
+    batch = batch_on_fake(rows=2, concurrency=2)
+    Execution.objects.filter(batch=batch, index=0).update(inputs={"text": "quick", "_latency_ms": 0})
+    Execution.objects.filter(batch=batch, index=1).update(inputs={"text": "slow", "_latency_ms": 20000})
+    runner, calls = Runner(), CallLoop()
+    try:
+        runner.claim_and_start(calls)
+        deadline = time.monotonic() + 10
+        while runner.events.qsize() < 3 and time.monotonic() < deadline:  # quick: started, done; slow: started
+            time.sleep(0.05)
+        runner.every("run ids", 0.2)  # run ids were flushed a moment ago
+        runner.stopping = True
+
+        runner.hand_back(calls)
+    finally:
+        calls.close()
+
+    quick, slow = Execution.objects.filter(batch=batch).order_by("index")
+    assert (quick.status, quick.outputs["echo"]) == (ExecutionStatus.SUCCEEDED, quick.inputs)
+    assert (slow.status, slow.next_trigger) == (ExecutionStatus.PENDING, Trigger.RECOVERY)
+    assert slow.workflow_run_id
+
+
+def test_a_result_the_database_refuses_is_recorded_as_a_failed_try_not_retried_forever(
+    batch_on_fake, monkeypatch, caplog
+):
+    from django.db import IntegrityError
+
+    from batches.dify import CallResult
+
+    batch = batch_on_fake(rows=1)
+    runner = Runner()
+    (claim,) = engine.claim(batch.pk, runner.owner, limit=1)
+    real_record = engine.record_results
+
+    def refuse_successes(results, now=None):
+        if any(result.ok for _, result in results):
+            raise IntegrityError("new row violates check constraint")
+        return real_record(results, now)
+
+    monkeypatch.setattr(engine, "record_results", refuse_successes)
+    runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
+
+    runner.write_backlog()
+
+    row = Execution.objects.get(pk=claim.execution_id)
+    assert (row.status, row.error_type, row.auto_retries) == (ExecutionStatus.PENDING, ErrorType.BAD_RESPONSE, 1)
+    assert "could not be recorded" in Attempt.objects.get(execution=row).error
+    assert runner.backlog == []
+    assert any(record.exc_info for record in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)  # an outage closes the connection
+def test_a_lost_database_connection_keeps_the_results_for_later(batch_on_fake, monkeypatch):
+    from django.db import OperationalError
+
+    from batches.dify import CallResult
+
+    batch = batch_on_fake(rows=1)
+    runner = Runner()
+    (claim,) = engine.claim(batch.pk, runner.owner, limit=1)
+
+    def away(results, now=None):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(engine, "record_results", away)
+    runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
+
+    runner.write_backlog()
+
+    assert len(runner.backlog) == 1
+    assert runner.renew_first
+    assert Execution.objects.get(pk=claim.execution_id).status == ExecutionStatus.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)  # an outage closes the connection
+def test_after_a_database_outage_longer_than_a_lease_the_runner_renews_before_it_claims(
+    batch_on_fake, fake, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    fake.configure(latency_ms=1500)
+    batch = batch_on_fake(rows=3, concurrency=2)
+    steps, outage = [], []
+    real_claim, real_renew = engine.claim, engine.renew_leases
+
+    def claim(*args, **kwargs):
+        if not outage and Execution.objects.running().exists():
+            outage.append(True)  # the database goes away for longer than a lease
+            Execution.objects.running().update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+            steps.append("outage")
+            raise OperationalError("server closed the connection unexpectedly")
+        steps.append("claim")
+        return real_claim(*args, **kwargs)
+
+    def renew(*args, **kwargs):
+        steps.append("renew")
+        return real_renew(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "claim", claim)
+    monkeypatch.setattr(engine, "renew_leases", renew)
+
+    Runner().run(seconds=30)
+
+    assert steps[steps.index("outage") + 1] == "renew", steps
+    assert fake.stats()["calls"] == 3
+    assert not Attempt.objects.filter(execution__batch=batch, outcome="interrupted").exists()
+    assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED
+
+
+def test_a_stop_marker_left_by_an_earlier_cluster_whose_sentinel_had_this_pid_stops_nothing(batch_on_fake):
+    import os
+    import tempfile
+    from pathlib import Path
+
+    batch = batch_on_fake(rows=2)
+    leftover = Path(tempfile.gettempdir()) / f"batches-cluster-stopping-{os.getppid()}"
+    leftover.touch()
+    try:
+        recorded = Runner().run(seconds=30)
+    finally:
+        leftover.unlink(missing_ok=True)
+
+    assert recorded == 2
+    assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED
+
+
+def test_stop_markers_of_clusters_that_are_gone_are_cleared_at_start():
+    import os
+    import subprocess
+
+    from batches.apps import MARKER_PREFIX, clear_stale_stop_markers, stop_marker
+
+    sentinel = subprocess.Popen(["sleep", "30"])
+    stale = stop_marker(sentinel.pid)
+    stale.touch()
+    sentinel.kill()
+    sentinel.wait()
+    live = stop_marker(os.getpid())
+    live.touch()
+    reused = live.with_name(f"{MARKER_PREFIX}{os.getpid()}-0123456789ab-1")
+    reused.touch()
+    try:
+        clear_stale_stop_markers()
+
+        assert (stale.exists(), live.exists(), reused.exists()) == (False, True, False)
+    finally:
+        for marker in (stale, live, reused):
+            marker.unlink(missing_ok=True)
+
+
+def test_answers_larger_than_the_configured_limit_are_bad_responses(batch_on_fake, settings):
+    settings.BATCHES_MAX_RESPONSE_BYTES = 2000
+    batch = batch_on_fake(rows=2, response_mode="blocking", max_retries=0)
+    Execution.objects.filter(batch=batch, index=1).update(inputs={"text": "x" * 5000})
+
+    Runner().run(seconds=30)
+
+    small, large = Execution.objects.filter(batch=batch).order_by("index")
+    assert (small.status, large.status, large.error_type) == ("succeeded", "failed", ErrorType.BAD_RESPONSE)

@@ -88,3 +88,35 @@ def test_a_wave_of_429s_halves_once_then_only_stops_refilling(make_workflow, mak
     throttle.rate_limited(batch.workflow_id, in_flight=5, still_running=4, now=now + timedelta(milliseconds=600))
 
     assert WorkflowThrottle.objects.get().concurrency_limit == 4
+
+
+def grow(workflow_id, successes):
+    """Feed successes in rounds of one limit's worth, as runners report them."""
+    while successes > 0:
+        limit = WorkflowThrottle.objects.get(workflow_id=workflow_id).concurrency_limit
+        if limit is None:
+            return
+        batch = min(successes, max(1, int(limit)))
+        throttle.succeeded(workflow_id, batch)
+        successes -= batch
+
+
+def test_after_one_wave_of_429s_the_limit_grows_back_at_the_usual_pace_past_the_old_level(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=10, concurrency=100)
+    throttle.rate_limited(batch.workflow_id, in_flight=100, still_running=99, now=timezone.now())
+
+    grow(batch.workflow_id, 12_000)  # what a 20k-row batch at concurrency 100 has left after the wave
+
+    assert (throttle.adaptive_room(batch.workflow_id) or 1_000) >= 100
+    limit = WorkflowThrottle.objects.get().concurrency_limit
+    assert limit is None or limit >= 140
+
+
+def test_an_adaptive_limit_far_past_the_level_of_the_last_429s_is_forgotten(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=10, concurrency=100)
+    throttle.rate_limited(batch.workflow_id, in_flight=20, still_running=19, now=timezone.now())
+
+    grow(batch.workflow_id, 5_000)
+
+    assert throttle.adaptive_room(batch.workflow_id) is None
+    assert len(engine.claim(batch.pk, "a", limit=100)) == 10

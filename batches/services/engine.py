@@ -8,9 +8,7 @@ the sweep locks the expired rows it resets. No function here touches the network
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import uuid
 from collections import Counter
 from collections.abc import Collection
@@ -20,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, Field, OuterRef, Q
+from django.db.models import Case, Exists, F, Field, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from batches.dify import CallResult
@@ -36,7 +34,7 @@ from batches.models import (
     RunnerSlot,
     Trigger,
 )
-from batches.services import throttle
+from batches.services import clock, nodes, throttle
 
 logger = logging.getLogger(__name__)
 NO_LEASE: dict[str, Any] = {"lease_owner": "", "lease_token": "", "lease_expires_at": None}
@@ -57,14 +55,14 @@ def wake_runners(count: int | None = None) -> None:
 
 
 def active_runners(now: datetime | None = None) -> int:
-    return RunnerSlot.objects.exclude(owner="").filter(expires_at__gte=now or timezone.now()).count()
+    return RunnerSlot.objects.exclude(owner="").filter(expires_at__gte=now or clock.now()).count()
 
 
 # --- runner slots ---------------------------------------------------------------------------------------------
 
 
 def acquire_slot(owner: str, now: datetime | None = None) -> int | None:
-    now = now or timezone.now()
+    now = now or clock.now()
     slots = range(settings.BATCHES_RUNNERS)
     RunnerSlot.objects.bulk_create([RunnerSlot(slot=n) for n in slots], ignore_conflicts=True)
     free = Q(owner="") | Q(expires_at__lt=now)
@@ -77,7 +75,7 @@ def acquire_slot(owner: str, now: datetime | None = None) -> int | None:
 def _take_over_dead_slot(owner: str, now: datetime) -> int | None:
     """A holder on this machine whose process is gone (SIGKILL) frees its slot now, not when it expires."""
     for slot, holder in RunnerSlot.objects.filter(slot__lt=settings.BATCHES_RUNNERS).values_list("slot", "owner"):
-        if _is_dead_local_process(holder) and RunnerSlot.objects.filter(slot=slot, owner=holder).update(
+        if nodes.is_dead_local(holder) and RunnerSlot.objects.filter(slot=slot, owner=holder).update(
             owner=owner, expires_at=lease_expiry(now)
         ):
             logger.warning("runner slot %s taken over from %s, whose process is gone", slot, holder)
@@ -85,22 +83,8 @@ def _take_over_dead_slot(owner: str, now: datetime) -> int | None:
     return None
 
 
-def _is_dead_local_process(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid = rest.split(":")[1] if rest.count(":") >= 2 else ""
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def renew_slot(slot: int, owner: str, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
+    now = now or clock.now()
     return bool(RunnerSlot.objects.filter(slot=slot, owner=owner).update(expires_at=lease_expiry(now)))
 
 
@@ -150,33 +134,47 @@ def claim(
     *,
     take_over: bool = True,
     ended: Collection[int] = (),
+    dead_owners: Collection[str] = (),
 ) -> list[Claim]:
     """Claim up to `limit` rows of a running batch without exceeding its concurrency or its workflow's limits.
 
-    `take_over` also claims rows whose lease expired; runners ask for that on every poll, not on every claim.
+    `take_over` also claims rows whose lease expired, and rows held by `dead_owners` (processes on this machine
+    known to be gone, whose rows count as busy no longer); runners ask for that on every poll, not on every claim.
+    The caller's own rows are never taken over: their calls may be in flight, or over with results not yet
+    written (after a database outage longer than a lease, say).
     `ended`: the caller's rows whose calls are over but whose results are not written yet. They hold no call, so
     a runner can start their successors first and write the results while those are on the network.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     _commit_without_waiting_for_the_disk()
     locked = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow__throttle")
     batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
     if batch is None:
         return []
     rows = Execution.objects.filter(batch_id=batch_id)
-    busy = rows.running().filter(lease_expires_at__gte=now).exclude(pk__in=ended).count()
-    free = min(limit, batch.concurrency - busy, _adaptive_room(batch, ended))
+    alive = rows.running().filter(lease_expires_at__gte=now).exclude(lease_owner__in=list(dead_owners))
+    free = min(limit, batch.concurrency - alive.exclude(pk__in=ended).count(), _adaptive_room(batch, ended))
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:
         bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
-    stale = _pick(rows.stale(now), free) if take_over else []
+    stale = _pick(rows.stale(now, dead_owners).exclude(lease_owner=owner), free) if take_over else []
     gave_up = interrupt(stale, now, batch_id=batch_id)
     picked = [row for row in stale if row["pk"] not in gave_up]
     picked += _pick(rows.due(now), free - len(picked))
     if bucket is not None:
         throttle.give_back(bucket, max(0, free - len(picked)))
     token = uuid.uuid4().hex
-    Execution.objects.filter(pk__in=[row["pk"] for row in picked]).update(
+    _mark_claimed([row["pk"] for row in picked], owner, token, now)
+    if gave_up:  # those may have been the batch's last rows
+        finish_done({batch_id}, now)
+    return [_claim_from_row(row, batch, token, now) for row in picked]
+
+
+def _mark_claimed(pks: list[int], owner: str, token: str, now: datetime) -> None:
+    # A row being recovered keeps its upstream ids: if this try is interrupted too (two restarts in a row), the
+    # next claimer can still ask Dify how the first run ended. Other rows start afresh.
+    recovering = Q(next_trigger=Trigger.RECOVERY)
+    Execution.objects.filter(pk__in=pks).update(
         status=ExecutionStatus.RUNNING,
         lease_owner=owner,
         lease_token=token,
@@ -184,10 +182,9 @@ def claim(
         started_at=now,
         not_before=None,
         attempt_count=F("attempt_count") + 1,
-        workflow_run_id="",
-        task_id="",
+        workflow_run_id=Case(When(recovering, then=F("workflow_run_id")), default=Value("")),
+        task_id=Case(When(recovering, then=F("task_id")), default=Value("")),
     )
-    return [_claim_from_row(row, batch, token, now) for row in picked]
 
 
 def _commit_without_waiting_for_the_disk() -> None:
@@ -291,7 +288,7 @@ def ended_attempt(
 
 def release_claims(owner: str, now: datetime | None = None) -> int:
     """Hand a stopping runner's rows back to pending at once, as interrupted tries that cost no retry."""
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic():
         rows = Execution.objects.running().filter(lease_owner=owner).order_by().select_for_update(of=("self",))
         mine = list(rows.values(*STALE_FIELDS))
@@ -308,7 +305,7 @@ def lost_claims(owner: str, execution_ids: list[int]) -> list[int]:
 
 
 def renew_leases(owner: str, now: datetime | None = None) -> int:
-    now = now or timezone.now()
+    now = now or clock.now()
     return Execution.objects.running().filter(lease_owner=owner).update(lease_expires_at=lease_expiry(now))
 
 
@@ -368,7 +365,7 @@ RESULT_FIELDS = [
 @transaction.atomic
 def record_results(results: list[tuple[Claim, CallResult]], now: datetime | None = None) -> Recorded:
     """Write each finished call whose lease is still ours, with its Attempt; pause batches the app refuses."""
-    now = now or timezone.now()
+    now = now or clock.now()
     ours = _still_ours([claim_ for claim_, _ in results])
     recorded, rows, attempts = Recorded(), [], []
     for claim_, result in results:
@@ -503,10 +500,20 @@ def _pause_if_failing_too_much(batch_id: int) -> None:
         _pause(batch_id, f"Paused: {failed} of {done} finished rows failed (threshold {batch.failure_threshold}%)")
 
 
-def finish_done(batch_ids: set[int] | None = None, now: datetime | None = None) -> int:
-    """Finish running batches with nothing pending or running (the guard is in the UPDATE itself)."""
-    batches = BatchTask.objects.running()
+@transaction.atomic
+def finish_done(batch_ids: Collection[int] | None = None, now: datetime | None = None) -> int:
+    """Finish running batches with nothing pending or running.
+
+    The batch rows are locked first, and the rows are counted in a statement after that: a retry or a cancel
+    (which lock the batch too) has then either committed and is seen, or waits. A single UPDATE would re-check
+    only the batch row after waiting, and finish a batch whose rows a retry had just sent back to pending.
+    """
+    batches = BatchTask.objects.running().order_by("pk").select_for_update(of=("self",))
     if batch_ids is not None:
-        batches = batches.filter(pk__in=batch_ids)
+        batches = batches.filter(pk__in=list(batch_ids))
+    locked = list(batches.values_list("pk", flat=True))
+    if not locked:
+        return 0
     unfinished = Execution.objects.filter(batch=OuterRef("pk")).unfinished()
-    return batches.filter(~Exists(unfinished)).update(status=BatchStatus.FINISHED, finished_at=now or timezone.now())
+    done = BatchTask.objects.filter(pk__in=locked).filter(~Exists(unfinished))
+    return done.update(status=BatchStatus.FINISHED, finished_at=now or clock.now())

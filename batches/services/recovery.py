@@ -1,4 +1,5 @@
-"""The idempotent recovery sweep: expired leases back to pending, done batches finished, runners woken.
+"""The idempotent recovery sweep: expired leases (and the rows of this machine's dead processes) back to pending,
+done batches finished, finished or cancelled batches holding pending rows reopened, runners woken.
 
 It runs at process start, every minute on a django-q2 Schedule and on demand (`manage.py recover_batches`).
 Several sweeps may run at once: expired rows are locked while they are reset, and every other write is guarded.
@@ -13,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
+from django.db.models import Exists, OuterRef
 
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus
-from batches.services import engine
+from batches.services import clock, engine, nodes
 
 logger = logging.getLogger(__name__)
 SWEEP_CHUNK = 2000
@@ -31,17 +32,20 @@ class BatchRecovery:
     reset: int = 0  # sent back to pending
     failed: int = 0  # past the interruption cap
     finished: bool = False  # nothing left to run, was still marked running
+    reopened: bool = False  # was finished or cancelled with rows still to run
     runner_enqueued: bool = False
 
 
 def sweep(*, dry_run: bool = False, now: datetime | None = None) -> list[dict[str, Any]]:
-    now = now or timezone.now()
+    now = now or clock.now()
+    dead = nodes.dead_local_owners()
     report: dict[int, BatchRecovery] = {}
     if dry_run:
-        _count_stale(report, now)
+        _count_stale(report, now, dead)
     else:
-        while _reset_stale_chunk(report, now):
+        while _reset_stale_chunk(report, now, dead):
             pass
+    _reopen(report, dry_run)
     _finish(report, dry_run, now)
     _wake(report, dry_run)
     return [asdict(item) for item in sorted(report.values(), key=lambda item: item.id)]
@@ -54,14 +58,14 @@ def _entry(report: dict[int, BatchRecovery], batch_id: int) -> BatchRecovery:
     return report[batch_id]
 
 
-def _count_stale(report: dict[int, BatchRecovery], now: datetime) -> None:
-    for batch_id, count in Counter(Execution.objects.stale(now).values_list("batch_id", flat=True)).items():
+def _count_stale(report: dict[int, BatchRecovery], now: datetime, dead: list[str]) -> None:
+    for batch_id, count in Counter(Execution.objects.stale(now, dead).values_list("batch_id", flat=True)).items():
         _entry(report, batch_id).interrupted = count
 
 
 @transaction.atomic
-def _reset_stale_chunk(report: dict[int, BatchRecovery], now: datetime) -> int:
-    stale = Execution.objects.stale(now).order_by().select_for_update(skip_locked=True, of=("self",))
+def _reset_stale_chunk(report: dict[int, BatchRecovery], now: datetime, dead: list[str]) -> int:
+    stale = Execution.objects.stale(now, dead).order_by().select_for_update(skip_locked=True, of=("self",))
     rows = list(stale.values(*engine.STALE_FIELDS, "batch_id")[:SWEEP_CHUNK])
     gave_up = engine.interrupt(rows, now)
     back = [row["pk"] for row in rows if row["pk"] not in gave_up]
@@ -72,6 +76,28 @@ def _reset_stale_chunk(report: dict[int, BatchRecovery], now: datetime) -> int:
         entry.failed += row["pk"] in gave_up
         entry.reset += row["pk"] not in gave_up
     return len(rows)
+
+
+def _reopen(report: dict[int, BatchRecovery], dry_run: bool) -> None:
+    """A finished or cancelled batch with rows still to run (whatever left it so) runs again: nothing else would
+    ever reach those rows."""
+    closed = BatchTask.objects.filter(status__in=[BatchStatus.FINISHED, BatchStatus.CANCELLED])
+    stranded = closed.filter(Exists(Execution.objects.filter(batch=OuterRef("pk")).unfinished()))
+    for batch_id in stranded.values_list("pk", flat=True):
+        if dry_run or _reopen_stranded(batch_id):
+            _entry(report, batch_id).reopened = True
+
+
+@transaction.atomic
+def _reopen_stranded(batch_id: int) -> bool:
+    closed = [BatchStatus.FINISHED, BatchStatus.CANCELLED]
+    locked = BatchTask.objects.select_for_update(of=("self",)).filter(pk=batch_id, status__in=closed)
+    unfinished = Execution.objects.filter(batch_id=batch_id).unfinished()
+    if locked.values_list("pk", flat=True).first() is None or not unfinished.exists():
+        return False  # a retry or a claim changed it meanwhile
+    BatchTask.objects.filter(pk=batch_id).update(status=BatchStatus.RUNNING, finished_at=None)
+    logger.warning("batch %s was closed with rows still to run: running it again", batch_id)
+    return True
 
 
 def _finish(report: dict[int, BatchRecovery], dry_run: bool, now: datetime) -> None:

@@ -10,12 +10,13 @@ import math
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, When
 from django.db.models.functions import Least
 
 from batches.models import Execution, WorkflowThrottle
 
 DECREASE_EVERY = timedelta(seconds=1)  # one wave of 429s halves the limit once, not once per answer
+FORGET_PAST = 2  # times the level of the last 429s: past it, the adaptive limit is dropped
 
 
 def _locked(workflow_id: int, now: datetime, tokens: float = 0) -> WorkflowThrottle:
@@ -67,11 +68,14 @@ def rate_limited(workflow_id: int, in_flight: int, still_running: int, now: date
 
 def succeeded(workflow_id: int, count: int) -> None:
     """Additive increase: about one more call in flight per limit's worth of successes, eight times slower
-    within one call of the level where the last 429s came (so the sawtooth rarely touches the cap)."""
+    within one call either side of the level where the last 429s came (so the sawtooth rarely touches the cap),
+    at the usual pace again past it. Once twice that level passes without a 429, the limit is forgotten: it no
+    longer limits anything, and the workflow's later batches must not inherit it."""
     limited = WorkflowThrottle.objects.filter(workflow_id=workflow_id, concurrency_limit__isnull=False)
-    near_ceiling = Q(ceiling__isnull=False, concurrency_limit__gte=F("ceiling") - 1)
-    slow = F("concurrency_limit") + float(count) / (8 * F("concurrency_limit"))
-    limited.filter(near_ceiling).update(concurrency_limit=slow)
-    limited.exclude(near_ceiling).update(
-        concurrency_limit=Least(F("concurrency_limit") + float(count) / F("concurrency_limit"), 100_000.0)
+    near_ceiling = Q(
+        ceiling__isnull=False, concurrency_limit__gte=F("ceiling") - 1, concurrency_limit__lt=F("ceiling") + 1
     )
+    slow = F("concurrency_limit") + float(count) / (8 * F("concurrency_limit"))
+    usual = Least(F("concurrency_limit") + float(count) / F("concurrency_limit"), 100_000.0)
+    limited.update(concurrency_limit=Case(When(near_ceiling, then=slow), default=usual))
+    limited.filter(concurrency_limit__gt=F("ceiling") * FORGET_PAST).update(concurrency_limit=None, ceiling=None)
