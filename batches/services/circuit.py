@@ -1,0 +1,224 @@
+"""The upstream circuit of each workflow, shared by every process on every machine through its WorkflowThrottle row.
+
+- `closed`: normal. Outage-class failures (connection, timeout, upstream_error) count up a streak; any answer
+  from Dify (a success, a 429, a 4xx about the row, a failed run) resets it. BATCHES_CIRCUIT_FAILURES failures in
+  a row open the circuit. A flaky upstream with 10 % random 5xx answers does not: that needs 8 in a row by chance.
+- `open`: Dify is considered down; claims take no rows of the workflow. When `next_probe_at` passes, the next claim
+  takes one row as the probe and the circuit is `half_open` until the probe's answer.
+- `half_open`: exactly one probe call in flight across all processes (the throttle row is locked by the claim that
+  takes it). Any answer from Dify closes the circuit; an outage-class failure of the probe reopens it with twice
+  the wait (BATCHES_CIRCUIT_PROBE_MIN doubling to BATCHES_CIRCUIT_PROBE_MAX, with jitter).
+
+A failure that opens the circuit, or comes while it is open or half open, costs its row no automatic retry: the row
+goes back to pending and its Attempt is marked as during an outage. Only failures while Dify otherwise answers
+spend a row's retries, so a row with a problem of its own still fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from batches.models import ANSWERED_ERRORS, OUTAGE_ERRORS, BatchTask, CircuitState, WorkflowThrottle
+
+if TYPE_CHECKING:
+    from batches.dify import CallResult
+    from batches.services.engine import Claim
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What pages and `batch_status --json` show of a workflow's circuit."""
+
+    state: str = CircuitState.CLOSED
+    since: datetime | None = None
+    last_error: str = ""
+    next_probe_at: datetime | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.state != CircuitState.CLOSED
+
+
+def upstream_of(throttle: WorkflowThrottle | None) -> Upstream:
+    if throttle is None or throttle.circuit == CircuitState.CLOSED:
+        return Upstream()
+    return Upstream(throttle.circuit, throttle.circuit_since, throttle.last_error, throttle.next_probe_at)
+
+
+def upstreams(workflow_ids: Iterable[int]) -> dict[int, Upstream]:
+    """The circuit of each workflow, in one query."""
+    throttles = WorkflowThrottle.objects.filter(workflow_id__in=set(workflow_ids))
+    found = {throttle.workflow_id: upstream_of(throttle) for throttle in throttles}
+    return {workflow_id: found.get(workflow_id, Upstream()) for workflow_id in workflow_ids}
+
+
+# --- inside a claim -------------------------------------------------------------------------------------------
+
+
+def admits(batch: BatchTask, now: datetime) -> int | None:
+    """How many rows a claim may take under the batch's workflow circuit: None (no limit), 0, or 1 (the probe).
+
+    Runs inside the claim's transaction with the batch row locked; `batch.workflow.throttle` was read with it, so
+    a closed circuit costs no query. Taking the probe locks the throttle row, so there is one probe at a time.
+    """
+    seen = getattr(batch.workflow, "throttle", None)
+    if seen is None or seen.circuit == CircuitState.CLOSED:
+        return None
+    throttle = WorkflowThrottle.objects.select_for_update().get(pk=batch.workflow_id)
+    if throttle.circuit == CircuitState.CLOSED:
+        return None
+    if throttle.circuit == CircuitState.HALF_OPEN and throttle.probe_expires_at and throttle.probe_expires_at > now:
+        return 0
+    if throttle.circuit == CircuitState.OPEN and throttle.next_probe_at and throttle.next_probe_at > now:
+        return 0
+    throttle.circuit, throttle.probe_expires_at = CircuitState.HALF_OPEN, _lease_expiry(now)
+    throttle.save(update_fields=["circuit", "probe_expires_at"])
+    logger.info("workflow %s: probing the upstream with one row", batch.workflow_id)
+    return 1
+
+
+def probe_not_taken(workflow_id: int, now: datetime) -> None:
+    """The claim that was granted the probe found no row to send: let the next claim (any batch's) take it."""
+    WorkflowThrottle.objects.filter(workflow_id=workflow_id, circuit=CircuitState.HALF_OPEN).update(
+        circuit=CircuitState.OPEN, next_probe_at=now, probe_expires_at=None
+    )
+
+
+def down_too_long(batch: BatchTask, now: datetime) -> str:
+    """The reason to pause a batch whose upstream has been down past BATCHES_OUTAGE_PAUSE_MINUTES (0: never)."""
+    minutes = settings.BATCHES_OUTAGE_PAUSE_MINUTES
+    upstream = upstream_of(getattr(batch.workflow, "throttle", None))
+    if not minutes or not upstream.waiting or not upstream.since:
+        return ""
+    if upstream.since > now - timedelta(minutes=minutes):
+        return ""
+    return f"Paused: Dify has been unreachable since {upstream.since:%Y-%m-%d %H:%M} UTC ({upstream.last_error})"
+
+
+# --- when results are recorded --------------------------------------------------------------------------------
+
+
+def observe(results: list[tuple[Claim, CallResult]], now: datetime) -> set[int]:
+    """Feed each workflow's circuit with these results, in order; return the rows whose failure cost no retry.
+
+    Runs in the transaction that records the results. A batch of results with no outage-class failure costs one
+    query (finding no circuit to reset); others lock the workflow's throttle row.
+    """
+    refunded: set[int] = set()
+    by_workflow: dict[int, list[tuple[Claim, CallResult]]] = {}
+    for claim_, result in results:
+        by_workflow.setdefault(claim_.workflow_id, []).append((claim_, result))
+    for workflow_id, outcomes in by_workflow.items():
+        refunded |= _observe_workflow(workflow_id, outcomes, now)
+    return refunded
+
+
+def _observe_workflow(workflow_id: int, outcomes: list[tuple[Claim, CallResult]], now: datetime) -> set[int]:
+    down = any(result.error_type in OUTAGE_ERRORS for _, result in outcomes)
+    if down:
+        WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
+    dirty = WorkflowThrottle.objects.filter(workflow_id=workflow_id).select_for_update()
+    if not down:  # only answers: something to do only if a streak or an open circuit is there to reset
+        dirty = dirty.exclude(circuit=CircuitState.CLOSED, outage_streak=0)
+    throttle = dirty.first()
+    if throttle is None:
+        return set()
+    before = (throttle.circuit, throttle.outage_streak)
+    refunded = {claim_.execution_id for claim_, result in outcomes if _feed(throttle, result, now)}
+    if (throttle.circuit, throttle.outage_streak) != before or refunded:
+        throttle.save(update_fields=CIRCUIT_FIELDS)
+    return refunded
+
+
+CIRCUIT_FIELDS = [
+    "circuit",
+    "circuit_since",
+    "outage_streak",
+    "last_error",
+    "next_probe_at",
+    "probe_backoff",
+    "probe_expires_at",
+]
+
+
+def _feed(throttle: WorkflowThrottle, result: CallResult, now: datetime) -> bool:
+    """Move the circuit for one result; True if the result's row should not pay for its failure."""
+    if result.ok or result.error_type in ANSWERED_ERRORS:
+        if throttle.circuit != CircuitState.CLOSED:
+            _close(throttle, now)
+        throttle.outage_streak = 0
+        return False
+    if result.error_type not in OUTAGE_ERRORS:
+        return False
+    throttle.outage_streak += 1
+    throttle.last_error = describe(result)
+    if throttle.circuit == CircuitState.CLOSED and throttle.outage_streak >= settings.BATCHES_CIRCUIT_FAILURES:
+        _open(throttle, now, settings.BATCHES_CIRCUIT_PROBE_MIN)
+    elif throttle.circuit == CircuitState.HALF_OPEN:
+        _open(throttle, now, min(settings.BATCHES_CIRCUIT_PROBE_MAX, 2 * throttle.probe_backoff))
+    return throttle.circuit != CircuitState.CLOSED
+
+
+def describe(result: CallResult) -> str:
+    status = f"HTTP {result.http_status} " if result.http_status else ""
+    return f"{status}{result.error_type}: {result.error}"[:300]
+
+
+def _open(throttle: WorkflowThrottle, now: datetime, backoff: float) -> None:
+    if throttle.circuit == CircuitState.CLOSED:
+        throttle.circuit_since = now
+        logger.warning(
+            "workflow %s: upstream down after %s failures in a row (%s); no new calls until a probe answers",
+            throttle.workflow_id,
+            throttle.outage_streak,
+            throttle.last_error,
+        )
+    throttle.circuit, throttle.probe_backoff, throttle.probe_expires_at = CircuitState.OPEN, backoff, None
+    throttle.next_probe_at = now + timedelta(seconds=backoff * random.uniform(0.8, 1.2))
+
+
+def _close(throttle: WorkflowThrottle, now: datetime) -> None:
+    since = throttle.circuit_since or now
+    logger.warning("workflow %s: upstream answers again after %.0f s down", throttle.workflow_id, _seconds(since, now))
+    throttle.circuit, throttle.circuit_since, throttle.next_probe_at = CircuitState.CLOSED, None, None
+    throttle.probe_backoff, throttle.probe_expires_at, throttle.last_error = 0, None, ""
+
+
+def _seconds(since: datetime, now: datetime) -> float:
+    return max(0.0, (now - since).total_seconds())
+
+
+def _lease_expiry(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.BATCHES_LEASE_SECONDS)
+
+
+# --- asked for by staff -----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def record_probe(*, workflow_id: int, failure: str, now: datetime | None = None) -> Upstream:
+    """Staff checked the upstream by hand (`probe_upstream`, the batch page): an answer closes the circuit, a
+    failure keeps it open and schedules the next probe as if a probe row had failed."""
+    now = now or timezone.now()
+    WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
+    throttle = WorkflowThrottle.objects.select_for_update().get(pk=workflow_id)
+    if not failure:
+        if throttle.circuit != CircuitState.CLOSED:
+            _close(throttle, now)
+        throttle.outage_streak = 0
+    elif throttle.circuit != CircuitState.CLOSED:
+        throttle.last_error = failure[:300]
+        _open(throttle, now, max(settings.BATCHES_CIRCUIT_PROBE_MIN, throttle.probe_backoff))
+    throttle.save(update_fields=CIRCUIT_FIELDS)
+    return upstream_of(throttle)
