@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -28,39 +26,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from batches.models import ANSWERED_ERRORS, OUTAGE_ERRORS, BatchTask, CircuitState, WorkflowThrottle
+from batches.selectors import Upstream, upstream_of
 
 if TYPE_CHECKING:
     from batches.dify import CallResult
     from batches.services.engine import Claim
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """What pages and `batch_status --json` show of a workflow's circuit."""
-
-    state: str = CircuitState.CLOSED
-    since: datetime | None = None
-    last_error: str = ""
-    next_probe_at: datetime | None = None
-
-    @property
-    def waiting(self) -> bool:
-        return self.state != CircuitState.CLOSED
-
-
-def upstream_of(throttle: WorkflowThrottle | None) -> Upstream:
-    if throttle is None or throttle.circuit == CircuitState.CLOSED:
-        return Upstream()
-    return Upstream(throttle.circuit, throttle.circuit_since, throttle.last_error, throttle.next_probe_at)
-
-
-def upstreams(workflow_ids: Iterable[int]) -> dict[int, Upstream]:
-    """The circuit of each workflow, in one query."""
-    throttles = WorkflowThrottle.objects.filter(workflow_id__in=set(workflow_ids))
-    found = {throttle.workflow_id: upstream_of(throttle) for throttle in throttles}
-    return {workflow_id: found.get(workflow_id, Upstream()) for workflow_id in workflow_ids}
 
 
 # --- inside a claim -------------------------------------------------------------------------------------------
