@@ -129,7 +129,7 @@ BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1
 # The upstream circuit (batches/services/circuit.py): outage-class failures in a row that open it, the wait
 # before the first probe and its cap (doubling in between), and minutes of outage after which a batch pauses (0:
 # it waits for Dify as long as it takes).
-BATCHES_CIRCUIT_FAILURES = env_int("BATCHES_CIRCUIT_FAILURES", 8)
+BATCHES_CIRCUIT_FAILURES = env_int("BATCHES_CIRCUIT_FAILURES", 5)
 BATCHES_CIRCUIT_PROBE_MIN = env_float("BATCHES_CIRCUIT_PROBE_MIN", 2.0)
 BATCHES_CIRCUIT_PROBE_MAX = env_float("BATCHES_CIRCUIT_PROBE_MAX", 60.0)
 BATCHES_OUTAGE_PAUSE_MINUTES = env_float("BATCHES_OUTAGE_PAUSE_MINUTES", 0)

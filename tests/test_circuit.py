@@ -12,7 +12,7 @@ from batches.dify import CallResult
 from batches.models import Attempt, BatchStatus, CircuitState, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
 from batches.services import circuit, engine
 
-FAILURES = 8  # BATCHES_CIRCUIT_FAILURES' default
+FAILURES = 5  # BATCHES_CIRCUIT_FAILURES' default
 
 
 def ok() -> CallResult:

@@ -2,7 +2,8 @@
 
 - `closed`: normal. Outage-class failures (connection, timeout, upstream_error) count up a streak; any answer
   from Dify (a success, a 429, a 4xx about the row, a failed run) resets it. BATCHES_CIRCUIT_FAILURES failures in
-  a row open the circuit. A flaky upstream with 10 % random 5xx answers does not: that needs 8 in a row by chance.
+  a row open the circuit. A flaky upstream with 10 % random 5xx answers does not: 5 in a row by chance is a
+  1-in-100,000 event.
 - `open`: Dify is considered down; claims take no rows of the workflow. When `next_probe_at` passes, the next claim
   takes one row as the probe and the circuit is `half_open` until the probe's answer.
 - `half_open`: exactly one probe call in flight across all processes (the throttle row is locked by the claim that
