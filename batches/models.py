@@ -313,6 +313,7 @@ class WorkflowThrottle(models.Model):
     circuit = models.CharField(max_length=10, choices=CircuitState, default=CircuitState.CLOSED)
     circuit_since = models.DateTimeField(null=True, blank=True)  # when the upstream was last seen down
     outage_streak = models.PositiveIntegerField(default=0)  # outage-class failures in a row, no answer between
+    streak_since = models.DateTimeField(null=True, blank=True)  # when the streak's first failing call was sent
     last_error = models.CharField(max_length=300, blank=True)
     next_probe_at = models.DateTimeField(null=True, blank=True)
     probe_backoff = models.FloatField(default=0)  # seconds before the next probe; doubles on each failed one

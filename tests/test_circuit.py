@@ -90,10 +90,19 @@ def test_failures_that_open_or_follow_the_opening_cost_no_retry(batch):
     claims = run(batch, [failed()] * 12)
 
     rows = Execution.objects.filter(pk__in=[c.execution_id for c in claims]).order_by("index")
-    assert [row.auto_retries for row in rows] == [1] * (FAILURES - 1) + [0] * (12 - FAILURES + 1)
+    assert [row.auto_retries for row in rows] == [0] * 12
     assert all(row.status == ExecutionStatus.PENDING for row in rows)
-    refunded = Attempt.objects.filter(during_outage=True).values_list("execution__index", flat=True)
-    assert sorted(refunded) == list(range(FAILURES - 1, 12))
+    assert Attempt.objects.filter(during_outage=True).count() == 12
+
+
+def test_the_streak_recorded_before_the_opening_gets_its_retries_back(batch):
+    claims = engine.claim(batch.pk, "a", limit=FAILURES)
+    for claim in claims:  # one failure per flush, as calls end one by one
+        engine.record_results([(claim, failed())])
+
+    assert state(batch) == CircuitState.OPEN
+    assert set(Execution.objects.filter(batch=batch).values_list("auto_retries", flat=True)) == {0}
+    assert Attempt.objects.filter(during_outage=False).count() == 0
 
 
 def test_no_rows_are_claimed_while_the_circuit_is_open(batch):
@@ -232,3 +241,23 @@ def test_claims_from_two_connections_take_one_probe_between_them(make_batch):
         thread.join()
 
     assert sorted(taken) == [0] * 7 + [1]
+
+
+def test_a_slow_success_sent_before_the_failures_does_not_close_the_circuit(batch):
+    now = timezone.now()
+    (straggler,) = engine.claim(batch.pk, "a", limit=1, now=now)
+    run(batch, [failed()] * FAILURES, now=now + timedelta(seconds=1))
+
+    engine.record_results([(straggler, ok())], now=now + timedelta(seconds=2))
+
+    assert state(batch) == CircuitState.OPEN
+
+
+def test_a_success_sent_with_the_failures_resets_the_streak(batch):
+    now = timezone.now()
+    claims = engine.claim(batch.pk, "a", limit=FAILURES + 1, now=now)
+    results = [failed()] * (FAILURES - 1) + [ok(), failed()]
+
+    engine.record_results(list(zip(claims, results, strict=True)), now=now + timedelta(seconds=1))
+
+    assert WorkflowThrottle.objects.get().outage_streak == 1

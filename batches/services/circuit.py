@@ -11,7 +11,8 @@
   the wait (BATCHES_CIRCUIT_PROBE_MIN doubling to BATCHES_CIRCUIT_PROBE_MAX, with jitter).
 
 A failure that opens the circuit, or comes while it is open or half open, costs its row no automatic retry: the row
-goes back to pending and its Attempt is marked as during an outage. Only failures while Dify otherwise answers
+goes back to pending and its Attempt is marked as during an outage; when the circuit opens, the failures of the
+streak that opened it get their retries back too. Only failures while Dify otherwise answers
 spend a row's retries, so a row with a problem of its own still fails.
 """
 
@@ -19,14 +20,27 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from batches.models import ANSWERED_ERRORS, OUTAGE_ERRORS, BatchTask, CircuitState, WorkflowThrottle
+from batches.models import (
+    ANSWERED_ERRORS,
+    OUTAGE_ERRORS,
+    Attempt,
+    BatchTask,
+    CircuitState,
+    Execution,
+    ExecutionStatus,
+    Trigger,
+    WorkflowThrottle,
+)
 from batches.selectors import Upstream, upstream_of
 
 if TYPE_CHECKING:
@@ -108,16 +122,40 @@ def _observe_workflow(workflow_id: int, outcomes: list[tuple[Claim, CallResult]]
     if throttle is None:
         return set()
     before = (throttle.circuit, throttle.outage_streak)
-    refunded = {claim_.execution_id for claim_, result in outcomes if _feed(throttle, result, now)}
+    refunded = {claim_.execution_id for claim_, result in outcomes if _feed(throttle, claim_, result, now)}
+    if before[0] == CircuitState.CLOSED and throttle.circuit != CircuitState.CLOSED:
+        refunded |= _refund_the_streak(throttle, outcomes)
     if (throttle.circuit, throttle.outage_streak) != before or refunded:
         throttle.save(update_fields=CIRCUIT_FIELDS)
     return refunded
+
+
+def _refund_the_streak(throttle: WorkflowThrottle, outcomes: list[tuple[Claim, CallResult]]) -> set[int]:
+    """The circuit just opened: the failures that led to it were the outage too, so their rows get their
+    automatic retries back (those recorded earlier now; those of this flush through the returned ids)."""
+    since = throttle.streak_since
+    earlier = Attempt.objects.filter(
+        execution__batch__workflow_id=throttle.workflow_id,
+        execution__status=ExecutionStatus.PENDING,
+        trigger=Trigger.AUTO,
+        outcome=Attempt.Outcome.FAILED,
+        error_type__in=OUTAGE_ERRORS,
+        during_outage=False,
+        started_at__gte=since,
+    )
+    spent = Counter(earlier.values_list("execution_id", flat=True))
+    earlier.update(during_outage=True)
+    for times in set(spent.values()):
+        rows = [execution_id for execution_id, count in spent.items() if count == times]
+        Execution.objects.filter(pk__in=rows).update(auto_retries=Greatest(F("auto_retries") - times, 0))
+    return {c.execution_id for c, r in outcomes if r.error_type in OUTAGE_ERRORS and since and c.started_at >= since}
 
 
 CIRCUIT_FIELDS = [
     "circuit",
     "circuit_since",
     "outage_streak",
+    "streak_since",
     "last_error",
     "next_probe_at",
     "probe_backoff",
@@ -125,22 +163,30 @@ CIRCUIT_FIELDS = [
 ]
 
 
-def _feed(throttle: WorkflowThrottle, result: CallResult, now: datetime) -> bool:
+def _feed(throttle: WorkflowThrottle, claim_: Claim, result: CallResult, now: datetime) -> bool:
     """Move the circuit for one result; True if the result's row should not pay for its failure."""
     if result.ok or result.error_type in ANSWERED_ERRORS:
-        if throttle.circuit != CircuitState.CLOSED:
+        if _news(throttle, claim_):
             _close(throttle, now)
-        throttle.outage_streak = 0
         return False
     if result.error_type not in OUTAGE_ERRORS:
         return False
     throttle.outage_streak += 1
+    throttle.streak_since = min(throttle.streak_since or claim_.started_at, claim_.started_at)
     throttle.last_error = describe(result)
     if throttle.circuit == CircuitState.CLOSED and throttle.outage_streak >= settings.BATCHES_CIRCUIT_FAILURES:
         _open(throttle, now, settings.BATCHES_CIRCUIT_PROBE_MIN)
     elif throttle.circuit == CircuitState.HALF_OPEN:
         _open(throttle, now, min(settings.BATCHES_CIRCUIT_PROBE_MAX, 2 * throttle.probe_backoff))
     return throttle.circuit != CircuitState.CLOSED
+
+
+def _news(throttle: WorkflowThrottle, claim_: Claim) -> bool:
+    """Whether an answer says the upstream answers now. A call that was already under way before the failing ones
+    were sent (or, once open, before the circuit opened: a slow success finishing during the outage) is old news."""
+    if throttle.circuit != CircuitState.CLOSED:
+        return throttle.circuit_since is None or claim_.started_at > throttle.circuit_since
+    return throttle.streak_since is None or claim_.started_at >= throttle.streak_since
 
 
 def describe(result: CallResult) -> str:
@@ -162,10 +208,15 @@ def _open(throttle: WorkflowThrottle, now: datetime, backoff: float) -> None:
 
 
 def _close(throttle: WorkflowThrottle, now: datetime) -> None:
-    since = throttle.circuit_since or now
-    logger.warning("workflow %s: upstream answers again after %.0f s down", throttle.workflow_id, _seconds(since, now))
+    """Dify answers: the streak is over, and the circuit closes if it was open."""
+    if throttle.circuit != CircuitState.CLOSED:
+        since = throttle.circuit_since or now
+        logger.warning(
+            "workflow %s: upstream answers again after %.0f s down", throttle.workflow_id, _seconds(since, now)
+        )
     throttle.circuit, throttle.circuit_since, throttle.next_probe_at = CircuitState.CLOSED, None, None
     throttle.probe_backoff, throttle.probe_expires_at, throttle.last_error = 0, None, ""
+    throttle.outage_streak, throttle.streak_since = 0, None
 
 
 def _seconds(since: datetime, now: datetime) -> float:
@@ -187,9 +238,7 @@ def record_probe(*, workflow_id: int, failure: str, now: datetime | None = None)
     WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
     throttle = WorkflowThrottle.objects.select_for_update().get(pk=workflow_id)
     if not failure:
-        if throttle.circuit != CircuitState.CLOSED:
-            _close(throttle, now)
-        throttle.outage_streak = 0
+        _close(throttle, now)
     elif throttle.circuit != CircuitState.CLOSED:
         throttle.last_error = failure[:300]
         _open(throttle, now, max(settings.BATCHES_CIRCUIT_PROBE_MIN, throttle.probe_backoff))
