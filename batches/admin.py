@@ -19,6 +19,8 @@ from django.utils.translation import gettext_lazy as _
 from batches import selectors
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
+from batches.presenters import waiting_message
+from batches.selectors import upstream_of
 from batches.services import lifecycle
 from batches.views import progress_bar
 
@@ -59,9 +61,16 @@ class PermissionActionsMixin:
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowAdminForm
-    list_display = ("name", "mode", "base_url", "response_mode", "concurrency", "rpm_limit")
+    list_display = ("name", "mode", "base_url", "response_mode", "concurrency", "rpm_limit", "upstream")
     list_filter = ("mode", "response_mode")
+    list_select_related = ("throttle",)
     search_fields = ("name",)
+    readonly_fields = ("upstream",)
+
+    @admin.display(description=_("upstream"))
+    def upstream(self, workflow: Workflow) -> str:
+        """The upstream circuit: blank while Dify answers, else since when it has been waited for and why."""
+        return waiting_message(upstream_of(getattr(workflow, "throttle", None))) or str(_("answers"))
 
 
 class BatchChangeList(ChangeList):

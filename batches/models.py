@@ -55,6 +55,12 @@ TRANSIENT_ERRORS = frozenset(
 )
 # Every other row of the batch would fail the same way, so the batch pauses.
 PAUSING_ERRORS = frozenset({ErrorType.AUTH, ErrorType.APP_ERROR})
+# Failures that say the upstream is down rather than anything about the row: they feed the upstream circuit.
+OUTAGE_ERRORS = frozenset({ErrorType.CONNECTION, ErrorType.TIMEOUT, ErrorType.UPSTREAM_ERROR})
+# Answers that prove the upstream is up, whatever they say about the row.
+ANSWERED_ERRORS = frozenset(
+    {ErrorType.RATE_LIMITED, ErrorType.WORKFLOW_FAILED, ErrorType.INVALID_INPUT, ErrorType.APP_ERROR, ErrorType.AUTH}
+)
 
 
 class Workflow(models.Model):
@@ -279,6 +285,9 @@ class Attempt(models.Model):
     workflow_run_id = models.CharField(_("workflow run id"), max_length=64, blank=True)
     latency = models.FloatField(_("latency (s)"), null=True, blank=True)
     total_tokens = models.PositiveIntegerField(_("tokens"), default=0)
+    during_outage = models.BooleanField(
+        _("during an upstream outage"), default=False, help_text=_("This try cost no automatic retry.")
+    )
 
     class Meta:
         ordering = ["execution", "number"]
@@ -288,8 +297,15 @@ class Attempt(models.Model):
         return f"{self.execution} try {self.number}"
 
 
+class CircuitState(models.TextChoices):
+    CLOSED = "closed", _("Closed")
+    OPEN = "open", _("Open")
+    HALF_OPEN = "half_open", _("Half open")
+
+
 class WorkflowThrottle(models.Model):
-    """What all processes share about one workflow's upstream limits: an rpm token bucket and an AIMD limit."""
+    """What all processes share about one workflow's upstream: an rpm token bucket, an AIMD limit, and the
+    upstream circuit (see services/circuit.py)."""
 
     workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, primary_key=True, related_name="throttle")
     tokens = models.FloatField(default=0)
@@ -298,6 +314,14 @@ class WorkflowThrottle(models.Model):
     concurrency_limit = models.FloatField(null=True, blank=True)
     ceiling = models.FloatField(null=True, blank=True)  # calls in flight when the last 429s came: probe slowly near it
     decreased_at = models.DateTimeField(null=True, blank=True)
+    circuit = models.CharField(max_length=10, choices=CircuitState, default=CircuitState.CLOSED)
+    circuit_since = models.DateTimeField(null=True, blank=True)  # when the upstream was last seen down
+    outage_streak = models.PositiveIntegerField(default=0)  # outage-class failures in a row, no answer between
+    streak_since = models.DateTimeField(null=True, blank=True)  # when the streak's first failing call was sent
+    last_error = models.CharField(max_length=300, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    probe_backoff = models.FloatField(default=0)  # seconds before the next probe; doubles on each failed one
+    probe_expires_at = models.DateTimeField(null=True, blank=True)  # half open: the probe's lease
 
     def __str__(self) -> str:
         return f"throttle of {self.workflow_id}"

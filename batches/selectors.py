@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.models import Attempt, BatchStatus, BatchTask, CircuitState, Execution, ExecutionStatus, WorkflowThrottle
 
 FAILURE_FIELDS = ("id", "batch", "index", "error_type", "error", "http_status", "attempt_count", "finished_at")
 
@@ -98,12 +99,13 @@ def attempts(execution: Execution) -> QuerySet[Attempt]:
 
 
 def batch_summaries(batches: list[BatchTask]) -> list[dict[str, object]]:
-    """What `batch_status --json` prints: one dict per batch, from one aggregate query in all."""
+    """What `batch_status --json` prints: one dict per batch, from one aggregate query and one for the upstreams."""
     counts, tokens = counts_and_tokens([batch.pk for batch in batches])
-    return [_summary(batch, counts[batch.pk], tokens[batch.pk]) for batch in batches]
+    found = upstreams(batch.workflow_id for batch in batches)
+    return [_summary(batch, counts[batch.pk], tokens[batch.pk], found[batch.workflow_id]) for batch in batches]
 
 
-def _summary(batch: BatchTask, counts: dict[str, int], tokens: int) -> dict[str, object]:
+def _summary(batch: BatchTask, counts: dict[str, int], tokens: int, upstream: Upstream) -> dict[str, object]:
     return {
         "id": batch.pk,
         "name": batch.name,
@@ -114,8 +116,46 @@ def _summary(batch: BatchTask, counts: dict[str, int], tokens: int) -> dict[str,
         "created_at": _iso(batch.created_at),
         "started_at": _iso(batch.started_at),
         "finished_at": _iso(batch.finished_at),
+        "upstream": upstream_summary(upstream),
+    }
+
+
+def upstream_summary(upstream: Upstream) -> dict[str, object]:
+    return {
+        "state": upstream.state,
+        "since": _iso(upstream.since),
+        "last_error": upstream.last_error,
+        "next_probe_at": _iso(upstream.next_probe_at),
     }
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What pages and `batch_status --json` show of a workflow's circuit."""
+
+    state: str = CircuitState.CLOSED
+    since: datetime | None = None
+    last_error: str = ""
+    next_probe_at: datetime | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.state != CircuitState.CLOSED
+
+
+def upstream_of(throttle: WorkflowThrottle | None) -> Upstream:
+    if throttle is None or throttle.circuit == CircuitState.CLOSED:
+        return Upstream()
+    return Upstream(throttle.circuit, throttle.circuit_since, throttle.last_error, throttle.next_probe_at)
+
+
+def upstreams(workflow_ids: Iterable[int]) -> dict[int, Upstream]:
+    """The circuit of each workflow, in one query."""
+    workflow_ids = set(workflow_ids)
+    throttles = WorkflowThrottle.objects.filter(workflow_id__in=workflow_ids)
+    found = {throttle.workflow_id: upstream_of(throttle) for throttle in throttles}
+    return {workflow_id: found.get(workflow_id, Upstream()) for workflow_id in workflow_ids}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from batches import views
+from batches import views, views_upstream
 
 app_name = "batches"
 urlpatterns = [
@@ -17,6 +17,7 @@ urlpatterns = [
     path("batches/<int:pk>/retry.json", views.batch_retry_json, name="batch_retry_json"),
     path("batches/<int:pk>/concurrency/", views.batch_concurrency, name="batch_concurrency"),
     path("batches/<int:pk>/export/<slug:fmt>/", views.batch_export, name="batch_export"),
+    path("batches/<int:pk>/probe/", views_upstream.batch_probe, name="batch_probe"),
     # start, pause, resume, cancel, retry-failed (views.CONTROLS); keep after the fixed names above
     path("batches/<int:pk>/<slug:action>/", views.batch_action, name="batch_action"),
     path("executions/<int:pk>/", views.execution_detail, name="execution_detail"),

@@ -36,6 +36,7 @@ from django.views.decorators.http import require_GET, require_POST
 from batches import dify, exporters, importers, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm, ImportOptionsForm, InputsForm, RetryForm, UploadForm
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Mode, Workflow
+from batches.presenters import waiting_message
 from batches.services import lifecycle
 
 PAGE_SIZE = 50
@@ -215,6 +216,7 @@ class BatchRow:
     bar: dict[str, int]
     rate: int | None
     controls: list[tuple[str, Control]]
+    waiting: str = ""  # why the batch is not moving: its upstream is down
 
 
 @staff_member_required
@@ -232,10 +234,12 @@ def batch_list(request: HttpRequest) -> HttpResponse:
 def _batch_rows(request: HttpRequest, batches: list[BatchTask]) -> list[BatchRow]:
     counts = selectors.state_counts([batch.pk for batch in batches])
     rates = selectors.recent_rates(batches)
+    upstreams = selectors.upstreams(batch.workflow_id for batch in batches if batch.status == BatchStatus.RUNNING)
     rows = []
     for batch in batches:
         controls = [(n, c) for n, c in offered_controls(request, batch, counts[batch.pk]["failed"]) if c.on_list]
-        rows.append(BatchRow(batch, progress_bar(counts[batch.pk]), rates.get(batch.pk), controls))
+        waiting = waiting_message(upstreams[batch.workflow_id]) if batch.workflow_id in upstreams else ""
+        rows.append(BatchRow(batch, progress_bar(counts[batch.pk]), rates.get(batch.pk), controls, waiting))
     return rows
 
 
@@ -256,6 +260,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "controls": offered_controls(request, batch, progress.failed),
         "concurrency_form": ConcurrencyForm(initial={"concurrency": batch.concurrency}) if can_control else None,
         "live": batch.status not in FINAL_STATES,
+        "can_probe": can_control,
         "progress_data": _progress_data(batch, progress, errors),
     }
     return render(request, "batches/batch_detail.html", context)
@@ -264,7 +269,10 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _progress_data(batch: BatchTask, progress: selectors.Progress, errors: list[tuple[str, int]]) -> dict[str, Any]:
     """The batch's live figures, as the progress endpoint and the detail page's script see them."""
     eta = _eta(progress.eta_seconds)
+    upstream = selectors.upstreams([batch.workflow_id])[batch.workflow_id]
     return {
+        "upstream": selectors.upstream_summary(upstream),
+        "waiting_for_dify": waiting_message(upstream) if batch.status == BatchStatus.RUNNING else "",
         "id": batch.pk,
         "status": batch.status,
         "status_display": str(batch.get_status_display()),

@@ -129,6 +129,13 @@ BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 600)
 BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
 BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
+# The upstream circuit (batches/services/circuit.py): outage-class failures in a row that open it, the wait
+# before the first probe and its cap (doubling in between), and minutes of outage after which a batch pauses (0:
+# it waits for Dify as long as it takes).
+BATCHES_CIRCUIT_FAILURES = env_int("BATCHES_CIRCUIT_FAILURES", 5)
+BATCHES_CIRCUIT_PROBE_MIN = env_float("BATCHES_CIRCUIT_PROBE_MIN", 2.0)
+BATCHES_CIRCUIT_PROBE_MAX = env_float("BATCHES_CIRCUIT_PROBE_MAX", 60.0)
+BATCHES_OUTAGE_PAUSE_MINUTES = env_float("BATCHES_OUTAGE_PAUSE_MINUTES", 0)
 BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
 # Fernet keys for the API keys stored in the database, newest first (see batches/crypto.py). Empty: derived from
 # SECRET_KEY, fine for development; production should set its own (and keep it apart from SECRET_KEY).

@@ -77,10 +77,10 @@ def _wait_until_answering(fake: FakeDify, deadline: float) -> None:
     raise RuntimeError("fake_dify did not answer within its start-up time")
 
 
-def _start(args: tuple[str, ...]) -> FakeDify:
-    """Start the fake on a free port; try another port if that one was taken in the meantime."""
+def _start(args: tuple[str, ...], fixed_port: int | None = None) -> FakeDify:
+    """Start the fake on a free port (or `fixed_port`); try another free port if that one was taken meanwhile."""
     for attempt in range(3):
-        port = free_port()
+        port = fixed_port or free_port()
         command = [sys.executable, "manage.py", "fake_dify", "--port", str(port), *args]
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=dict(os.environ), stdout=subprocess.PIPE, text=True)
         fake = FakeDify(process, port)
@@ -95,9 +95,11 @@ def _start(args: tuple[str, ...]) -> FakeDify:
 
 
 @contextmanager
-def running_fake_dify(*args: str) -> Iterator[FakeDify]:
-    """Start `manage.py fake_dify --port <free port> *args`; terminate it (SIGTERM, then kill) on exit."""
-    fake = _start(args)
+def running_fake_dify(*args: str, port: int | None = None) -> Iterator[FakeDify]:
+    """Start `manage.py fake_dify --port <free port> *args`; terminate it (SIGTERM, then kill) on exit.
+
+    `port`: this one instead (to bring a stopped fake back where its clients expect it)."""
+    fake = _start(args, port)
     try:
         yield fake
     finally:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger, Workflow
+from batches.models import (
+    Attempt,
+    BatchStatus,
+    BatchTask,
+    ErrorType,
+    Execution,
+    ExecutionStatus,
+    Trigger,
+    Workflow,
+    WorkflowThrottle,
+)
 
 S = BatchStatus
 E = ExecutionStatus
@@ -578,3 +590,21 @@ def test_changing_a_batchs_concurrency_in_the_admin_needs_the_control_permission
     assert response.status_code == 302
     batch.refresh_from_db()
     assert (batch.concurrency, batch.failure_threshold) == (concurrency, 20)
+
+
+def test_workflow_admin_shows_an_upstream_that_is_waited_for(admin_client, make_workflow):
+    workflow = make_workflow()
+    now = timezone.now()
+    WorkflowThrottle.objects.create(
+        workflow=workflow,
+        circuit="open",
+        circuit_since=now,
+        last_error="HTTP 503 upstream_error: down",
+        next_probe_at=now + timedelta(seconds=30),
+    )
+
+    listing = admin_client.get(reverse("admin:batches_workflow_changelist")).content.decode()
+    change = admin_client.get(reverse("admin:batches_workflow_change", args=[workflow.pk])).content.decode()
+
+    for page in (listing, change):
+        assert "Waiting for Dify since" in page and "HTTP 503 upstream_error: down" in page

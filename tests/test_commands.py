@@ -1,14 +1,17 @@
 """The command line of design.md: names, options, stdout and errors."""
 
 import json
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
+from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow, WorkflowThrottle
 
 SUMMARY_KEYS = {
+    "upstream",
     "id",
     "name",
     "status",
@@ -113,7 +116,25 @@ def test_batch_status_json_has_the_documented_keys(make_batch):
 
     assert set(one) == SUMMARY_KEYS
     assert (one["total"], one["pending"], one["succeeded"], one["total_tokens"]) == (3, 2, 1, 5)
+    assert one["upstream"] == {"state": "closed", "since": None, "last_error": "", "next_probe_at": None}
     assert every == [one]
+
+
+def test_batch_status_json_shows_an_open_upstream_circuit(make_batch):
+    batch = make_batch(rows=1, status=BatchStatus.RUNNING)
+    now = timezone.now()
+    WorkflowThrottle.objects.create(
+        workflow=batch.workflow,
+        circuit="open",
+        circuit_since=now,
+        last_error="HTTP 502 upstream_error: x",
+        next_probe_at=now + timedelta(seconds=8),
+    )
+
+    upstream = json.loads(run("batch_status", str(batch.pk), "--json"))["upstream"]
+
+    assert (upstream["state"], upstream["last_error"]) == ("open", "HTTP 502 upstream_error: x")
+    assert upstream["since"].endswith("Z") and upstream["next_probe_at"] > upstream["since"]
 
 
 @pytest.mark.parametrize("command", ["batch_status", "start_batch", "pause_batch", "cancel_batch", "retry_failed"])

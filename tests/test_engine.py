@@ -226,7 +226,7 @@ def test_claim_and_record_use_a_bounded_number_of_queries(make_batch, django_ass
 
     with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 7):  # + SET synchronous_commit
         claims = engine.claim(batch.pk, "runner-a", limit=50)
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(6):  # + looking for an upstream circuit to close
         engine.record_results([(claim, ok_result()) for claim in claims])
 
 

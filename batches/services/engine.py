@@ -34,7 +34,7 @@ from batches.models import (
     RunnerSlot,
     Trigger,
 )
-from batches.services import clock, nodes, throttle
+from batches.services import circuit, clock, nodes, throttle
 
 logger = logging.getLogger(__name__)
 NO_LEASE: dict[str, Any] = {"lease_owner": "", "lease_token": "", "lease_expires_at": None}
@@ -151,9 +151,16 @@ def claim(
     batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
     if batch is None:
         return []
+    if reason := circuit.down_too_long(batch, now):
+        _pause(batch_id, reason)
+        return []
+    probe = circuit.admits(batch, now)
+    if probe == 0:
+        return []
     rows = Execution.objects.filter(batch_id=batch_id)
     alive = rows.running().filter(lease_expires_at__gte=now).exclude(lease_owner__in=list(dead_owners))
-    free = min(limit, batch.concurrency - alive.exclude(pk__in=ended).count(), _adaptive_room(batch, ended))
+    busy = alive.exclude(pk__in=ended).count()
+    free = min(limit, batch.concurrency - busy, _adaptive_room(batch, ended), limit if probe is None else probe)
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:
         bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
@@ -163,6 +170,8 @@ def claim(
     picked += _pick(rows.due(now), free - len(picked))
     if bucket is not None:
         throttle.give_back(bucket, max(0, free - len(picked)))
+    if probe and not picked:
+        circuit.probe_not_taken(batch.workflow_id, now)
     token = uuid.uuid4().hex
     _mark_claimed([row["pk"] for row in picked], owner, token, now)
     if gave_up:  # those may have been the batch's last rows
@@ -368,13 +377,15 @@ def record_results(results: list[tuple[Claim, CallResult]], now: datetime | None
     now = now or clock.now()
     ours = _still_ours([claim_ for claim_, _ in results])
     recorded, rows, attempts = Recorded(), [], []
+    outage = circuit.observe([(c, r) for c, r in results if (c.execution_id, c.token) in ours], now)
     for claim_, result in results:
         if (claim_.execution_id, claim_.token) not in ours:
             recorded.discarded += 1
             logger.warning("discarded a late result for execution %s (lease lost)", claim_.execution_id)
             continue
-        rows.append((claim_, _result_values(claim_, result, now)))
-        attempts.append(_attempt(claim_, result, now))
+        during_outage = claim_.execution_id in outage
+        rows.append((claim_, _result_values(claim_, result, now, during_outage=during_outage)))
+        attempts.append(_attempt(claim_, result, now, during_outage=during_outage))
         recorded.batch_ids.add(claim_.batch_id)
         if result.error_type in PAUSING_ERRORS:
             _pause_for(claim_.batch_id, result)
@@ -424,8 +435,10 @@ def _still_ours(claims: list[Claim]) -> set[tuple[int, str]]:
     return set(rows.select_for_update(of=("self",)).values_list("pk", "lease_token"))
 
 
-def _result_values(claim_: Claim, result: CallResult, now: datetime) -> dict[str, Any]:
-    state = next_state(claim_, result)
+def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_outage: bool = False) -> dict[str, Any]:
+    # A failure during an upstream outage says nothing about the row: back to pending, no retry spent, and no
+    # backoff of its own (the circuit holds every row of the workflow until a probe answers).
+    state = ExecutionStatus.PENDING if during_outage else next_state(claim_, result)
     values: dict[str, Any] = {
         "status": state,
         "outputs": result.outputs if result.ok else None,
@@ -442,14 +455,15 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime) -> dict[str
         "finished_at": None if state == ExecutionStatus.PENDING else now,
         **NO_LEASE,
     }
-    if state == ExecutionStatus.PENDING:
+    if state == ExecutionStatus.PENDING and not during_outage:
         delay = backoff_seconds(claim_.auto_retries, result.retry_after)
         values.update(not_before=now + timedelta(seconds=delay), auto_retries=claim_.auto_retries + 1)
     return values
 
 
-def _attempt(claim_: Claim, result: CallResult, now: datetime) -> Attempt:
+def _attempt(claim_: Claim, result: CallResult, now: datetime, *, during_outage: bool = False) -> Attempt:
     return Attempt(
+        during_outage=during_outage,
         execution_id=claim_.execution_id,
         number=claim_.number,
         trigger=claim_.trigger,

@@ -36,6 +36,9 @@
     document.querySelectorAll("[data-segment]").forEach(function (el) {
       el.style.width = (data.segments[el.dataset.segment] || 0) + "%";
     });
+    document.querySelectorAll("[data-shown-if]").forEach(function (el) {
+      el.hidden = !data[el.dataset.shownIf];
+    });
     var bar = document.querySelector("[role=progressbar]");
     if (bar) bar.setAttribute("aria-valuenow", data.percent);
   }
