@@ -162,6 +162,15 @@ class BatchTask(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The batch whose rows this one runs again (`rerun_batch`, "Run again"); its reruns are `source.reruns`.
+    source = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reruns",
+        verbose_name=_("run again from"),
+    )
 
     objects = BatchTaskQuerySet.as_manager()
 
@@ -275,6 +284,8 @@ class Attempt(models.Model):
     workflow_run_id = models.CharField(_("workflow run id"), max_length=64, blank=True)
     latency = models.FloatField(_("latency (s)"), null=True, blank=True)
     total_tokens = models.PositiveIntegerField(_("tokens"), default=0)
+    # The inputs this attempt was sent when staff later edited the row's inputs; empty: the row's current inputs.
+    inputs = OrderedJSONField(_("inputs sent"), null=True, blank=True)
 
     class Meta:
         ordering = ["execution", "number"]
