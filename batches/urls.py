@@ -1,6 +1,6 @@
 from django.urls import path
 
-from batches import views
+from batches import views, views_compare, views_rerun, views_results
 
 app_name = "batches"
 urlpatterns = [
@@ -17,6 +17,15 @@ urlpatterns = [
     path("batches/<int:pk>/retry.json", views.batch_retry_json, name="batch_retry_json"),
     path("batches/<int:pk>/concurrency/", views.batch_concurrency, name="batch_concurrency"),
     path("batches/<int:pk>/export/<slug:fmt>/", views.batch_export, name="batch_export"),
+    path("batches/<int:pk>/results/", views_results.batch_results, name="batch_results"),
+    path("batches/<int:pk>/results.json", views_results.batch_results_json, name="batch_results_json"),
+    path("batches/<int:pk>/rerun/", views_rerun.batch_rerun, name="batch_rerun"),
+    path("batches/<int:a>/compare/<int:b>/", views_compare.batch_compare, name="batch_compare"),
+    path(
+        "batches/<int:a>/compare/<int:b>/export/<slug:fmt>/",
+        views_compare.batch_compare_export,
+        name="batch_compare_export",
+    ),
     # start, pause, resume, cancel, retry-failed (views.CONTROLS); keep after the fixed names above
     path("batches/<int:pk>/<slug:action>/", views.batch_action, name="batch_action"),
     path("executions/<int:pk>/", views.execution_detail, name="execution_detail"),

@@ -151,3 +151,16 @@
     document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
   });
 })();
+
+// Pages added with the results, compare and workflows pages (kept apart from the code above).
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    // a checkbox that applies its filter at once (the form also has a submit button without JavaScript)
+    document.querySelectorAll("input[data-autosubmit]").forEach(function (box) {
+      box.addEventListener("change", function () {
+        box.form.submit();
+      });
+    });
+  });
+})();
