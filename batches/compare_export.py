@@ -13,7 +13,7 @@ from openpyxl import Workbook
 
 from batches import exporters
 from batches.models import BatchTask, Execution
-from batches.selectors_compare import Pair, compare, differing_keys, page_rows
+from batches.selectors_compare import Pair, RawPair, compare, differing_keys, page_rows
 from batches.selectors_results import input_columns, output_columns, output_value
 
 FORMATS = ("csv", "xlsx")
@@ -41,7 +41,7 @@ def export_chunks(batch_a: BatchTask, batch_b: BatchTask, fmt: str, *, differenc
     return exporters._buffered(chain([exporters.UTF8_BOM], exporters._csv_lines(table(batch_a, batch_b, pairs))))
 
 
-def table(batch_a: BatchTask, batch_b: BatchTask, pairs: list[Pair]) -> Iterator[list[Any]]:
+def table(batch_a: BatchTask, batch_b: BatchTask, pairs: list[RawPair]) -> Iterator[list[Any]]:
     """The header, then one line per pair, reading the rows a thousand pairs at a time."""
     in_cols, out_cols = _columns(batch_a, pairs)
     a_label, b_label = f"#{batch_a.pk}", f"#{batch_b.pk}"
@@ -61,7 +61,7 @@ def table(batch_a: BatchTask, batch_b: BatchTask, pairs: list[Pair]) -> Iterator
             yield _line(pair, rows.get(pair.a or 0), rows.get(pair.b or 0), in_cols, out_cols)
 
 
-def _columns(batch_a: BatchTask, pairs: list[Pair]) -> tuple[list[str], list[str]]:
+def _columns(batch_a: BatchTask, pairs: list[RawPair]) -> tuple[list[str], list[str]]:
     """Every output key of the compared rows: a first pass over them, a thousand at a time."""
     outputs: dict[str, None] = {}
     inputs: list[str] = list(batch_a.columns)
@@ -72,10 +72,10 @@ def _columns(batch_a: BatchTask, pairs: list[Pair]) -> tuple[list[str], list[str
     return inputs, list(outputs)
 
 
-def _chunks(pairs: list[Pair]) -> Iterator[list[Pair]]:
+def _chunks(pairs: list[RawPair]) -> Iterator[list[Pair]]:
     it = iter(pairs)
     while chunk := list(islice(it, CHUNK)):
-        yield chunk
+        yield [Pair(*pair) for pair in chunk]
 
 
 def _line(pair: Pair, a: Execution | None, b: Execution | None, in_cols: list[str], out_cols: list[str]) -> list[Any]:
@@ -94,7 +94,7 @@ def _line(pair: Pair, a: Execution | None, b: Execution | None, in_cols: list[st
     ]
 
 
-def _xlsx_chunks(batch_a: BatchTask, batch_b: BatchTask, pairs: list[Pair]) -> Iterator[bytes]:
+def _xlsx_chunks(batch_a: BatchTask, batch_b: BatchTask, pairs: list[RawPair]) -> Iterator[bytes]:
     fd, name = tempfile.mkstemp(prefix="batch-compare-", suffix=".xlsx")
     os.close(fd)
     try:

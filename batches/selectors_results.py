@@ -52,7 +52,7 @@ class ResultFilter:
 
 def search_text() -> Concat:
     """Inputs, outputs and error as one text, as stored (JSON written without escapes: see OrderedJSONField)."""
-    text = TextField()
+    text: Any = TextField()
     return Concat(
         Cast("inputs", text),
         Value("\n", output_field=text),

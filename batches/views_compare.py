@@ -79,7 +79,8 @@ def batch_compare(request: HttpRequest, a: int, b: int) -> HttpResponse:
     pages = max(1, -(-len(shown) // COMPARE_PAGE_SIZE))
     number = min(page_number(request.GET.get("page")), pages)
     start = (number - 1) * COMPARE_PAGE_SIZE
-    rows, in_cols, out_cols = _pair_rows(shown[start : start + COMPARE_PAGE_SIZE], batch_a.columns)
+    page = [Pair(*raw) for raw in shown[start : start + COMPARE_PAGE_SIZE]]
+    rows, in_cols, out_cols = _pair_rows(page, batch_a.columns)
     keep: dict[str, str | int] = {"only": "differences"} if differences else {}
     context = {
         "a": batch_a,

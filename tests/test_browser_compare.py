@@ -32,7 +32,9 @@ def make_run(make_batch: Any, name: str, changed: dict[int, dict[str, Any]]) -> 
 
 
 def test_search_results_then_filter_a_comparison_to_differences(
-    site: str, browser: Browser, make_batch: Any
+    site: str,  # noqa: F811 - the fixture imported above
+    browser: Browser,  # noqa: F811 - the fixture imported above
+    make_batch: Any,
 ) -> None:
     a = make_run(make_batch, "Weather v1", {})
     b = make_run(make_batch, "Weather v2", {1: {"answer": "不会"}, 3: {"tone": "formal"}})
