@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import QuerySet, TextField, Value
+from django.db.models import QuerySet, Subquery, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Concat
 
-from batches.models import ErrorType, Execution, ExecutionStatus
+from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
 
 RESULT_FIELDS = (
     "id",
@@ -103,18 +103,30 @@ def page_number(value: str | None) -> int:
         return 1
 
 
-def result_page(batch_id: int, columns: list[str], wanted: ResultFilter, *, number: int, size: int) -> ResultPage:
+def result_page(batch: BatchTask, wanted: ResultFilter, *, number: int, size: int) -> ResultPage:
     """Rows of one page in two queries at most (the count, unless searching; the rows), whatever the batch size."""
-    rows = result_rows(batch_id, wanted)
-    count = None if wanted.q else rows.count()
+    rows = result_rows(batch.pk, wanted)
+    count = None if wanted.q else (rows.count() if wanted.status or wanted.error_type else batch.total)
     if count is not None:
         number = min(number, max(1, -(-count // size)))
     start = (number - 1) * size
-    found = list(rows[start : start + size + 1])
+    found = list(_from(rows, wanted, start)[: size + 1])
     page = ResultPage(found[:size], number, size, len(found) > size, count)
-    page.input_columns = input_columns(columns, page.rows)
+    page.input_columns = input_columns(batch.columns, page.rows)
     page.output_columns = output_columns(page.rows)
     return page
+
+
+def _from(rows: QuerySet[Execution], wanted: ResultFilter, start: int) -> QuerySet[Execution]:
+    """The rows from the `start`-th on. Rows are numbered 0, 1, 2… in a batch, so without a filter that is a range
+    of the (batch, index) index; with a status or error type the first index is found on the (batch, status, index)
+    index alone, instead of OFFSET reading `start` whole rows. A search has no index to skip on."""
+    if wanted.q:
+        return rows[start:]
+    if not (wanted.status or wanted.error_type):
+        return rows.filter(index__gte=start)
+    first = rows.order_by("index").values("index")[start : start + 1]
+    return rows.filter(index__gte=Subquery(first))
 
 
 def input_columns(columns: list[str], rows: Iterable[Execution]) -> list[str]:

@@ -49,7 +49,7 @@ def cell(value: Any) -> Cell:
 
 def _page(request: HttpRequest, batch: BatchTask, wanted: ResultFilter) -> ResultPage:
     number = page_number(request.GET.get("page"))
-    return result_page(batch.pk, batch.columns, wanted, number=number, size=RESULTS_PAGE_SIZE)
+    return result_page(batch, wanted, number=number, size=RESULTS_PAGE_SIZE)
 
 
 def _rows(page: ResultPage) -> list[ResultRow]:

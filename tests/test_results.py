@@ -104,6 +104,19 @@ def test_pages_keep_the_filter_and_never_fail_on_bad_page_numbers(login: Any, ma
     assert b"status=pending&amp;page=3" in page.content and b"status=pending&amp;page=1" in page.content
 
 
+def test_filtered_pages_start_where_the_previous_ended(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=RESULTS_PAGE_SIZE * 4)
+    Execution.objects.filter(batch=batch, index__in=range(1, RESULTS_PAGE_SIZE * 4, 2)).update(status=E.SUCCEEDED)
+    client = login()
+
+    pages = [results(client, batch, status="succeeded", page=n) for n in (1, 2, 3)]
+
+    assert [row["row"] for row in pages[1]["results"]] == list(
+        range(2 * RESULTS_PAGE_SIZE + 2, 4 * RESULTS_PAGE_SIZE + 1, 2)
+    )
+    assert pages[2]["page"] == 2 and pages[0]["count"] == 2 * RESULTS_PAGE_SIZE
+
+
 def test_page_escapes_script_in_inputs_and_outputs(login: Any, batch: BatchTask) -> None:
     client = login()
 
