@@ -1,6 +1,6 @@
 from django.urls import path
 
-from batches import views, views_compare, views_rerun, views_results
+from batches import views, views_compare, views_rerun, views_results, views_workflows
 
 app_name = "batches"
 urlpatterns = [
@@ -31,4 +31,8 @@ urlpatterns = [
     path("executions/<int:pk>/", views.execution_detail, name="execution_detail"),
     path("executions/<int:pk>/retry/", views.execution_retry, name="execution_retry"),
     path("workflows/<int:pk>/template.csv", views.workflow_template, name="workflow_template"),
+    path("workflows/", views_workflows.workflow_list, name="workflow_list"),
+    path("workflows/add/", views_workflows.workflow_add, name="workflow_add"),
+    path("workflows/<int:pk>/", views_workflows.workflow_edit, name="workflow_edit"),
+    path("workflows/<int:pk>/test/", views_workflows.workflow_test, name="workflow_test"),
 ]

@@ -36,10 +36,15 @@ EXPECTED = {
     "batch_rerun": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "batch_compare": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
     "batch_compare_export": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "workflow_list": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "workflow_add": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
+    "workflow_edit": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
+    "workflow_test": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, OK)),
 }
 # Django's own URL sets: the admin checks staff status itself, and the auth views (login) must be public.
 DELEGATED = {"admin", "accounts"}
-PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask")
+PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask", "view_workflow", "add_workflow")
+PERMISSIONS += ("change_workflow",)
 
 
 def app_patterns():
