@@ -7,7 +7,6 @@ import tempfile
 from collections.abc import Iterator
 from itertools import chain, islice
 from typing import Any
-from urllib.parse import quote
 
 from openpyxl import Workbook
 
@@ -26,12 +25,6 @@ def content_type(fmt: str) -> str:
 
 def file_name(batch_a: BatchTask, batch_b: BatchTask, fmt: str) -> str:
     return f"compare-{batch_a.pk}-{batch_b.pk}.{fmt}"
-
-
-def disposition(filename: str) -> str:
-    """RFC 6266: an ASCII fallback, and the exact name as UTF-8 in `filename*`."""
-    fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def export_chunks(batch_a: BatchTask, batch_b: BatchTask, fmt: str, *, differences: bool = False) -> Iterator[bytes]:

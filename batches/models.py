@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -293,6 +294,10 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution} try {self.number}"
+
+    @property
+    def inputs_json(self) -> str:
+        return json.dumps(self.inputs, ensure_ascii=False)
 
 
 class WorkflowThrottle(models.Model):

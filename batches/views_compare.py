@@ -11,7 +11,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from batches import compare_export
+from batches import compare_export, exporters
 from batches.models import BatchTask, Execution
 from batches.selectors_compare import Pair, compare, differing_keys, page_rows
 from batches.selectors_results import input_columns, output_columns, output_value, page_number
@@ -111,5 +111,5 @@ def batch_compare_export(request: HttpRequest, a: int, b: int, fmt: str) -> Stre
     differences = request.GET.get("only") == "differences"
     chunks = compare_export.export_chunks(batch_a, batch_b, fmt, differences=differences)
     response = StreamingHttpResponse(chunks, content_type=compare_export.content_type(fmt))
-    response["Content-Disposition"] = compare_export.disposition(compare_export.file_name(batch_a, batch_b, fmt))
+    response["Content-Disposition"] = exporters.attachment(compare_export.file_name(batch_a, batch_b, fmt))
     return response

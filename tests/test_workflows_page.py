@@ -108,7 +108,9 @@ def test_connection_shows_an_unreachable_host(login: Any, make_workflow: Any) ->
 
     html = client.post(reverse("batches:workflow_test", args=[workflow.pk])).content.decode()
 
-    assert "The connection failed" in html and "connection: ConnectionRefusedError: [Errno 111] Connection refused" in html
+    assert (
+        "The connection failed" in html and "connection: ConnectionRefusedError: [Errno 111] Connection refused" in html
+    )
 
 
 @pytest.mark.parametrize(
