@@ -262,7 +262,7 @@ class Execution(models.Model):
         permissions = [("retry_execution", "Can retry executions")]
 
     def __str__(self) -> str:
-        return f"#{self.batch_id}/{self.index}"
+        return f"#{self.batch_id} row {self.index + 1}"  # rows are named from 1, as in the file; `index` is 0-based
 
 
 class Attempt(models.Model):

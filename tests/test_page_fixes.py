@@ -130,3 +130,13 @@ def test_a_cancelled_batch_counts_only_rows_that_ran(login: Any, make_batch: Any
     assert progress.rate_per_minute == 2  # 60 rows in 30 minutes; the 40 cancelled at the end are not a rate
     assert "60 / 100 executions ran before the batch was cancelled; 40 cancelled" in html
     assert "executions done" not in html and "stack-cancelled" in html and 'aria-valuenow="60"' in html
+
+
+def test_admin_names_rows_from_one(admin_client: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=1)
+    row = Execution.objects.get(batch=batch)
+
+    response = admin_client.get(reverse("admin:batches_execution_changelist"))
+
+    assert str(row) == f"#{batch.pk} row 1"
+    assert "row" in response.context["cl"].list_display and "index" not in response.context["cl"].list_display
