@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from batches import compare_export, exporters
-from batches.models import BatchTask, Execution
+from batches.models import BatchTask, Execution, ExecutionStatus
 from batches.selectors_compare import Pair, compare, differing_keys, page_rows
 from batches.selectors_results import input_columns, output_columns, output_value, page_number
 from batches.views_results import Cell, cell
@@ -24,6 +25,9 @@ COMPARE_PAGE_SIZE = 50
 class Side:
     execution: Execution | None
     outputs: list[Cell]
+    url: str = ""
+    number: int = 0
+    status_label: str = ""
 
 
 @dataclass
@@ -66,7 +70,10 @@ def _side(row: Execution | None, columns: list[str], changed: set[str]) -> Side:
     cells = [cell(output_value(row, key)) if row else Cell("", False) for key in columns]
     for key, value in zip(columns, cells, strict=True):
         value.differs = key in changed
-    return Side(row, cells)
+    if row is None:
+        return Side(None, cells)
+    url = reverse("batches:execution_detail", args=[row.pk])
+    return Side(row, cells, url, row.index + 1, str(ExecutionStatus(row.status).label))
 
 
 @staff_member_required
