@@ -28,7 +28,7 @@ def file_name(batch_a: BatchTask, batch_b: BatchTask, fmt: str) -> str:
 
 
 def export_chunks(batch_a: BatchTask, batch_b: BatchTask, fmt: str, *, differences: bool = False) -> Iterator[bytes]:
-    pairs = compare(batch_a.pk, batch_b.pk).only(differences)
+    pairs = compare(batch_a, batch_b).only(differences)
     if fmt == "xlsx":
         return _xlsx_chunks(batch_a, batch_b, pairs)
     return exporters._buffered(chain([exporters.UTF8_BOM], exporters._csv_lines(table(batch_a, batch_b, pairs))))

@@ -81,7 +81,7 @@ def _side(row: Execution | None, columns: list[str], changed: set[str]) -> Side:
 def batch_compare(request: HttpRequest, a: int, b: int) -> HttpResponse:
     batch_a, batch_b = _batches(a, b)
     differences = request.GET.get("only") == "differences"
-    comparison = compare(batch_a.pk, batch_b.pk)
+    comparison = compare(batch_a, batch_b)
     shown = comparison.only(differences)
     pages = max(1, -(-len(shown) // COMPARE_PAGE_SIZE))
     number = min(page_number(request.GET.get("page")), pages)

@@ -59,7 +59,7 @@ def pair(make_batch: Any) -> tuple[BatchTask, BatchTask, dict[int, int], dict[in
 def test_rows_pair_by_inputs_in_order_of_occurrence(pair: Any) -> None:
     a, b, ids_a, ids_b = pair
 
-    result = compare(a.pk, b.pk)
+    result = compare(a, b)
 
     assert result.pairs == [
         (ids_a[0], ids_b[1], SAME),  # first 一 with first 一
@@ -77,7 +77,7 @@ def test_same_outputs_with_another_status_differ(make_batch: Any) -> None:
     fill(a, [({"q": 1}, E.FAILED, None)])
     fill(b, [({"q": 1}, E.CANCELLED, None)])
 
-    assert compare(a.pk, b.pk).counts[DIFFERENT] == 1
+    assert compare(a, b).counts[DIFFERENT] == 1
 
 
 def test_page_shows_counts_and_highlights_the_differing_key(login: Any, pair: Any) -> None:
@@ -152,3 +152,23 @@ def test_compare_is_staff_only(client: Client, django_user_model: Any, pair: Any
     client.force_login(django_user_model.objects.create_user("outsider"))
 
     assert client.get(reverse("batches:batch_compare", args=[a.pk, b.pk])).status_code == 302
+
+
+def test_an_ended_batch_compared_again_after_a_retry_sees_the_new_results(make_batch: Any) -> None:
+    """The fingerprints kept for an ended batch are keyed by its end: a retry and a new end are seen."""
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    cache.clear()
+    a, b = make_batch(rows=0, status="finished"), make_batch(rows=0, status="finished")
+    BatchTask.objects.filter(pk__in=[a.pk, b.pk]).update(finished_at=timezone.now())
+    a.refresh_from_db(), b.refresh_from_db()
+    fill(a, [({"q": 1}, E.SUCCEEDED, {"x": 1})])
+    ids_b = fill(b, [({"q": 1}, E.FAILED, None)])
+    assert compare(a, b).counts[DIFFERENT] == 1
+
+    Execution.objects.filter(pk=ids_b[0]).update(status=E.SUCCEEDED, outputs={"x": 1})
+    BatchTask.objects.filter(pk=b.pk).update(finished_at=timezone.now() + timezone.timedelta(seconds=1))
+    b.refresh_from_db()
+
+    assert compare(a, b).counts[SAME] == 1
