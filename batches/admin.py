@@ -252,7 +252,7 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     """Read-only, except "Save and retry": the inputs of a failed or cancelled row, edited, as a manual retry."""
 
     form = ExecutionRetryAdminForm
-    list_display = ("batch", "index", "status", "error_type", "attempt_count", "started_at", "finished_at")
+    list_display = ("batch", "row", "status", "error_type", "attempt_count", "started_at", "finished_at")
     list_filter = ("status", "error_type", "batch")
     list_select_related = ("batch",)
     search_fields = ("error", "inputs")
@@ -274,6 +274,11 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description=_("row"), ordering="index")
+    def row(self, execution: Execution) -> int:
+        """The 1-based row number people see everywhere (`index` stays 0-based in the JSON)."""
+        return execution.index + 1
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Every field is state owned by the services; only a retryable row's inputs may be edited, to retry it.

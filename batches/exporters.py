@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
+from urllib.parse import quote
 
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -45,8 +46,17 @@ def content_type(fmt: str) -> str:
 
 
 def file_name(batch: BatchTask, fmt: str) -> str:
-    slug = slugify(batch.name)[:60]
+    slug = slugify(batch.name, allow_unicode=True)[:60]  # a Chinese name stays in the file name
     return f"batch-{batch.pk}{'-' + slug if slug else ''}.{_check_format(fmt)}"
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for a download (RFC 6266): an ASCII `filename`, and `filename*` in UTF-8 when the name
+    is not ASCII, so browsers save the exact name and older clients a readable one."""
+    fallback = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_").replace("\\", "_")
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def export_chunks(batch: BatchTask, fmt: str) -> Iterator[bytes]:

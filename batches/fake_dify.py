@@ -563,9 +563,12 @@ def _option_value(name: str, value: Any) -> Any:
     return max(0.0, float(value))
 
 
+REVOKED_KEY_PREFIX = "app-revoked"  # keys the fake refuses, as Dify refuses a deleted key
+
+
 def _authorized(request: web.Request) -> bool:
     header = request.headers.get("Authorization", "")
-    return header.startswith("Bearer ") and len(header) > 7
+    return header.startswith("Bearer ") and len(header) > 7 and not header[7:].startswith(REVOKED_KEY_PREFIX)
 
 
 async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -14,16 +15,24 @@ from batches import crypto
 
 
 class OrderedJSONField(models.JSONField):
-    """On PostgreSQL a `json` column, not `jsonb`: jsonb sorts keys, which would reorder a user's columns."""
+    """On PostgreSQL a `json` column, not `jsonb`: jsonb sorts keys, which would reorder a user's columns.
+
+    The text is written without `\\uXXXX` escapes (Django's default), so a text search over the column finds
+    Chinese and other non-ASCII text as typed, on SQLite and PostgreSQL alike.
+    """
 
     def db_type(self, connection: BaseDatabaseWrapper) -> str | None:
         return "json" if connection.vendor == "postgresql" else super().db_type(connection)
 
     def get_db_prep_value(self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False) -> Any:
-        adapted = super().get_db_prep_value(value, connection, prepared)
-        if connection.vendor == "postgresql" and hasattr(adapted, "obj") and hasattr(adapted, "dumps"):
-            return Json(adapted.obj, dumps=adapted.dumps)  # sent as json, so the server never sorts it
-        return adapted
+        if not prepared:
+            value = self.get_prep_value(value)
+        if connection.vendor == "postgresql":
+            return Json(value, dumps=self.dumps)  # sent as json, so the server never sorts it
+        return self.dumps(value)
+
+    def dumps(self, value: Any) -> str:
+        return json.dumps(value, cls=self.encoder, ensure_ascii=False)
 
     def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
         if value is not None and not isinstance(value, str):

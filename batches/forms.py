@@ -108,6 +108,7 @@ class RetryForm(forms.Form):
     """Which failed rows of a batch to retry: one, the selected ones, one error type, or all of them."""
 
     SCOPES = [("selected", _("Selected")), ("error_type", _("This error type")), ("all", _("All failures"))]
+    SCOPES += [("cancelled", _("Cancelled rows"))]
 
     scope = forms.ChoiceField(choices=SCOPES, required=False)
     one = forms.IntegerField(required=False, min_value=1)
@@ -136,6 +137,8 @@ class RetryForm(forms.Form):
             return {"execution_ids": data["execution"]}
         if scope == "error_type":
             return {"error_type": data["error_type"]}
+        if scope == "cancelled":  # only cancelled rows carry this error type
+            return {"error_type": ErrorType.CANCELLED, "include_cancelled": True}
         return {}
 
 

@@ -99,6 +99,18 @@ def preview(
     return parsed, rows
 
 
+def count_rows(
+    path: str | Path,
+    *,
+    filename: str | None = None,
+    variables: list[InputVariable] | None = None,
+    mode: str = "workflow",
+) -> int:
+    """How many data rows the file has, read to its end: a bad row raises ImportFileError now, before any import."""
+    parsed = parse_file(path, filename=filename, variables=variables, mode=mode)
+    return sum(1 for _ in parsed.rows)
+
+
 def detect_format(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     if suffix not in EXTENSIONS:

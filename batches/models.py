@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -169,6 +170,15 @@ class BatchTask(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The batch whose rows this one runs again (`rerun_batch`, "Run again"); its reruns are `source.reruns`.
+    source = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reruns",
+        verbose_name=_("run again from"),
+    )
 
     objects = BatchTaskQuerySet.as_manager()
 
@@ -262,7 +272,7 @@ class Execution(models.Model):
         permissions = [("retry_execution", "Can retry executions")]
 
     def __str__(self) -> str:
-        return f"#{self.batch_id}/{self.index}"
+        return f"#{self.batch_id} row {self.index + 1}"  # rows are named from 1, as in the file; `index` is 0-based
 
 
 class Attempt(models.Model):
@@ -288,6 +298,8 @@ class Attempt(models.Model):
     during_outage = models.BooleanField(
         _("during an upstream outage"), default=False, help_text=_("This try cost no automatic retry.")
     )
+    # The inputs this attempt was sent when staff later edited the row's inputs; empty: the row's current inputs.
+    inputs = OrderedJSONField(_("inputs sent"), null=True, blank=True)
 
     class Meta:
         ordering = ["execution", "number"]
@@ -295,6 +307,10 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.execution} try {self.number}"
+
+    @property
+    def inputs_json(self) -> str:
+        return json.dumps(self.inputs, ensure_ascii=False)
 
 
 class CircuitState(models.TextChoices):

@@ -23,12 +23,21 @@ class Progress:
     failed: int
     cancelled: int
     total_tokens: int
-    rate_per_minute: int  # rows finished in the last minute
+    rate_per_minute: int  # rows finished in the last minute; for an ended batch, its average while it ran
     eta_seconds: float | None
 
     @property
     def done(self) -> int:
         return self.succeeded + self.failed + self.cancelled
+
+    @property
+    def ran(self) -> int:
+        """Rows that ran to an end (a cancelled row did not)."""
+        return self.succeeded + self.failed
+
+    @property
+    def ran_percent(self) -> int:
+        return int(100 * self.ran / self.total) if self.total else 100
 
     @property
     def percent(self) -> int:
@@ -54,11 +63,29 @@ def batch_progress(batch: BatchTask, now: datetime | None = None) -> Progress:
     now = now or timezone.now()
     all_counts, all_tokens = counts_and_tokens([batch.pk])
     counts, tokens = all_counts[batch.pk], all_tokens[batch.pk]
-    executions = Execution.objects.filter(batch=batch).order_by()
-    recent = executions.filter(finished_at__gte=now - timedelta(minutes=1)).count()
     left = counts[ExecutionStatus.PENDING] + counts[ExecutionStatus.RUNNING]
-    eta = 60.0 * left / recent if recent and left else None
-    return Progress(total=sum(counts.values()), total_tokens=tokens, rate_per_minute=recent, eta_seconds=eta, **counts)
+    if batch.status in (BatchStatus.FINISHED, BatchStatus.CANCELLED) and batch.started_at and batch.finished_at:
+        rate, eta = average_rate(batch), None
+    else:
+        executions = Execution.objects.filter(batch=batch).order_by()
+        rate = executions.filter(finished_at__gte=now - timedelta(minutes=1)).count()
+        eta = 60.0 * left / rate if rate and left else None
+    return Progress(total=sum(counts.values()), total_tokens=tokens, rate_per_minute=rate, eta_seconds=eta, **counts)
+
+
+def average_rate(batch: BatchTask) -> int:
+    """Rows per minute over an ended batch's running time, counting only rows that ran to an end in it: rows a
+    cancel ended are not work done, and the minutes after the last row are not running time."""
+    assert batch.started_at and batch.finished_at
+    ran = Execution.objects.filter(
+        batch=batch,
+        status__in=[ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED],
+        finished_at__gte=batch.started_at,
+        finished_at__lte=batch.finished_at,
+    )
+    seconds = (batch.finished_at - batch.started_at).total_seconds()
+    count = ran.order_by().count()
+    return round(60 * count / seconds) if seconds >= 1 else count
 
 
 def recent_rates(batches: list[BatchTask], now: datetime | None = None) -> dict[int, int]:

@@ -27,7 +27,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.functional import Promise
-from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -320,7 +320,7 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> StreamingHttpRespon
         raise Http404(gettext("Unknown export format."))
     batch = get_object_or_404(BatchTask, pk=pk)
     response = StreamingHttpResponse(exporters.export_chunks(batch, fmt), content_type=exporters.content_type(fmt))
-    response["Content-Disposition"] = content_disposition_header(True, exporters.file_name(batch, fmt)) or "attachment"
+    response["Content-Disposition"] = exporters.attachment(exporters.file_name(batch, fmt))
     return response
 
 
@@ -579,12 +579,16 @@ def _render_preview(request: HttpRequest, upload: Upload, workflow: Workflow, fo
         parsed, rows = importers.preview(
             upload.path, filename=upload.filename, variables=variables or None, mode=workflow.mode, limit=PREVIEW_ROWS
         )
+        total = importers.count_rows(
+            upload.path, filename=upload.filename, variables=variables or None, mode=workflow.mode
+        )
     except importers.ImportFileError as exc:
         return _refuse_file(request, exc)
     context = {
         "upload": upload,
         "workflow": workflow,
         "parsed": parsed,
+        "total": total,
         "encoding": ENCODINGS.get(parsed.encoding or "", parsed.encoding),
         "delimiter": DELIMITERS.get(parsed.delimiter or "", parsed.delimiter),
         "rows": [[_cell(row.get(column)) for column in parsed.columns] for row in rows],
@@ -655,8 +659,8 @@ def workflow_template(request: HttpRequest, pk: int) -> HttpResponse:
         messages.warning(request, text % {"workflow": workflow.name})
         return redirect(reverse("batches:batch_new") + f"?workflow={workflow.pk}")
     response = HttpResponse(exporters.UTF8_BOM + _csv_line(header), content_type="text/csv; charset=utf-8")
-    filename = f"template-{slugify(workflow.name) or workflow.pk}.csv"
-    response["Content-Disposition"] = content_disposition_header(True, filename) or "attachment"
+    filename = f"template-{slugify(workflow.name, allow_unicode=True) or workflow.pk}.csv"
+    response["Content-Disposition"] = exporters.attachment(filename)
     return response
 
 

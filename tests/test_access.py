@@ -32,10 +32,20 @@ EXPECTED = {
     "execution_detail": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
     "execution_retry": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_template": ((LOGIN, LOGIN, AWAY, AWAY), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "batch_results": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "batch_results_json": ((FORBIDDEN, FORBIDDEN, OK, OK), (FORBIDDEN, FORBIDDEN, NOT_ALLOWED, NOT_ALLOWED)),
+    "batch_rerun": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
+    "batch_compare": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "batch_compare_export": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "workflow_list": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "workflow_add": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
+    "workflow_edit": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
+    "workflow_test": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, OK)),
 }
 # Django's own URL sets: the admin checks staff status itself, and the auth views (login) must be public.
 DELEGATED = {"admin", "accounts"}
-PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask")
+PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask", "view_workflow", "add_workflow")
+PERMISSIONS += ("change_workflow",)
 
 
 def app_patterns():
@@ -49,7 +59,7 @@ def app_patterns():
 
 
 def url_for(pattern: URLPattern, batch, execution) -> str:
-    values = {"action": "pause", "fmt": "csv"}
+    values = {"action": "pause", "fmt": "csv", "a": batch.pk, "b": batch.pk}
     if "pk" in pattern.pattern.converters:
         values["pk"] = {"execution": execution.pk, "workflow": batch.workflow_id}.get(
             pattern.name.split("_")[0], batch.pk

@@ -328,7 +328,7 @@ def test_batch_delete_confirmation_summarises_instead_of_listing_rows(admin_clie
     assert response.status_code == 200
     assert dict(response.context["model_count"]) == {"batches": 1, "executions": 300, "attempts": 1}
     assert response.context["deleted_objects"] == [str(batch)]
-    assert f"#{batch.pk}/0".encode() not in response.content
+    assert f"#{batch.pk} row 1".encode() not in response.content
 
 
 def test_batch_can_be_deleted_with_its_executions(admin_client, make_batch):

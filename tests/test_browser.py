@@ -207,7 +207,7 @@ def test_upload_run_fix_and_retry_in_a_real_browser(site, browser, fake):
         expect(page.locator("table.failures")).to_contain_text("invalid_input")
         shot(page, "failures")
         page.click("table.failures tbody tr:first-child td:nth-child(2) a")
-        expect(page.locator("h1")).to_contain_text("Row 1")
+        expect(page.locator("h1")).to_contain_text("Row 2")  # the second row of the file (index 1)
         fixed = {"text": "Translate the product page (fixed)", "_fault": "", "_fault_times": 0}
         page.fill("#id_inputs", json.dumps(fixed, indent=2))
         shot(page, "execution")
@@ -228,8 +228,11 @@ def test_upload_run_fix_and_retry_in_a_real_browser(site, browser, fake):
         expect(page.locator("table.failures tbody tr.retried")).to_have_count(1)
         wait_until(lambda: batch.executions.failed().count() == 1)
         page.reload()
-        page.click("button[value=all]")
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        page.click("button[value=all]")  # asks first, like Cancel
         expect(page.locator(".messages")).to_contain_text("Retrying 1 failed execution.")
+        assert asked == ["Retry every failed row of this batch? They are sent to the app again."]
         wait_until(lambda: BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED)
 
     assert counts(batch) == {"pending": 0, "running": 0, "succeeded": 8, "failed": 0, "cancelled": 0}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from batches.exporters import FORMATS, content_type, export_chunks, file_name
+from batches.exporters import FORMATS, attachment, content_type, export_chunks, file_name
 from batches.importers import parse_file
 from batches.models import Attempt, BatchTask, Execution
 
@@ -250,7 +250,7 @@ def test_content_type_per_format(fmt: str, expected: str) -> None:
     assert content_type(fmt) == expected
 
 
-@pytest.mark.parametrize(("name", "expected"), [("My batch!", "-my-batch.csv"), ("中文", ".csv")])
+@pytest.mark.parametrize(("name", "expected"), [("My batch!", "-my-batch.csv"), ("中文 报告", "-中文-报告.csv")])
 def test_file_name_has_the_batch_id_and_a_slug(make_batch: Any, name: str, expected: str) -> None:
     batch = make_batch(rows=0, name=name)
     assert file_name(batch, "csv") == f"batch-{batch.pk}{expected}"
@@ -259,3 +259,28 @@ def test_file_name_has_the_batch_id_and_a_slug(make_batch: Any, name: str, expec
 def test_an_unknown_format_is_refused(make_batch: Any) -> None:
     with pytest.raises(ValueError, match="unknown export format 'pdf'"):
         export_chunks(make_batch(rows=0), "pdf")
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("batch-1-report.csv", 'attachment; filename="batch-1-report.csv"'),
+        (
+            "batch-1-中文.csv",
+            "attachment; filename=\"batch-1-__.csv\"; filename*=UTF-8''batch-1-%E4%B8%AD%E6%96%87.csv",
+        ),
+    ],
+)
+def test_attachment_keeps_non_ascii_names_in_filename_star(name: str, header: str) -> None:
+    assert attachment(name) == header
+
+
+def test_export_download_keeps_a_chinese_batch_name(login: Any, make_batch: Any) -> None:
+    from django.urls import reverse
+
+    batch = make_batch(rows=1, name="天气 报告")
+
+    response = login().get(reverse("batches:batch_export", args=[batch.pk, "csv"]))
+
+    assert "filename*=UTF-8''batch-" in response["Content-Disposition"]
+    assert "%E5%A4%A9%E6%B0%94-%E6%8A%A5%E5%91%8A.csv" in response["Content-Disposition"]

@@ -298,7 +298,10 @@ def retry_executions(
     rows = Execution.objects.filter(pk__in=executions.values("pk"), status__in=retryable)
     batch_ids = set(rows.order_by().values_list("batch_id", flat=True).distinct())
     _lock_batches(batch_ids)
-    changes: dict[str, Any] = {"inputs": inputs} if inputs is not None else {}
+    changes: dict[str, Any] = {}
+    if inputs is not None:
+        keep_sent_inputs(rows, inputs)
+        changes["inputs"] = inputs
     retried = rows.update(
         status=ExecutionStatus.PENDING,
         error_type="",
@@ -321,6 +324,14 @@ def retry_executions(
     if retried:
         transaction.on_commit(wake_runners)
     return RetryReport(retried=retried, skipped=selected - retried, batches=len(batch_ids))
+
+
+def keep_sent_inputs(rows: Any, inputs: dict[str, Any]) -> None:
+    """The attempts so far were sent the rows' current inputs: write those on them before an edit replaces them,
+    so the history shows what each attempt was sent (an attempt without inputs was sent the row's inputs)."""
+    for row_id, sent in rows.values_list("pk", "inputs"):
+        if sent != inputs:
+            Attempt.objects.filter(execution_id=row_id, inputs__isnull=True).update(inputs=sent)
 
 
 def retry_failed(

@@ -154,3 +154,22 @@
     document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
   });
 })();
+
+// Pages added with the results, compare and workflows pages (kept apart from the code above).
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    // a checkbox that applies its filter at once (the form also has a submit button without JavaScript)
+    // a button that asks first (a whole form asks with form[data-confirm], above)
+    document.querySelectorAll("button[data-confirm]").forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        if (!window.confirm(button.dataset.confirm)) event.preventDefault();
+      });
+    });
+    document.querySelectorAll("input[data-autosubmit]").forEach(function (box) {
+      box.addEventListener("change", function () {
+        box.form.submit();
+      });
+    });
+  });
+})();

@@ -1,0 +1,155 @@
+"""Reads for the results page: every row of a batch with its inputs and outputs, filtered, searched and paged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet, Subquery, TextField, Value
+from django.db.models.functions import Cast, Coalesce, Concat
+
+from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
+
+RESULT_FIELDS = (
+    "id",
+    "batch_id",
+    "index",
+    "inputs",
+    "status",
+    "outputs",
+    "error_type",
+    "error",
+    "attempt_count",
+    "total_tokens",
+    "finished_at",
+)
+OUTPUT_COLUMN = "output"  # the column of an output that is not a JSON object
+
+
+@dataclass(frozen=True)
+class ResultFilter:
+    """What the results page's query string asks for; unknown status or error type values mean "any"."""
+
+    q: str = ""
+    status: str = ""
+    error_type: str = ""
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> ResultFilter:
+        status = params.get("status", "")
+        error_type = params.get("error_type", "")
+        return cls(
+            q=params.get("q", "").strip()[:200],
+            status=status if status in ExecutionStatus.values else "",
+            error_type=error_type if error_type in ErrorType.values else "",
+        )
+
+    def as_query(self) -> dict[str, str]:
+        """The non-empty parameters, for links that keep the filter."""
+        return {key: value for key, value in vars(self).items() if value}
+
+
+def search_text() -> Concat:
+    """Inputs, outputs and error as one text, as stored (JSON written without escapes: see OrderedJSONField)."""
+    text: Any = TextField()
+    return Concat(
+        Cast("inputs", text),
+        Value("\n", output_field=text),
+        Coalesce(Cast("outputs", text), Value("", output_field=text)),
+        Value("\n", output_field=text),
+        Cast("error", text),
+        output_field=text,
+    )
+
+
+def result_rows(batch_id: int, wanted: ResultFilter) -> QuerySet[Execution]:
+    """A batch's rows in index order, narrowed by status, error type and a case-insensitive text search."""
+    rows = Execution.objects.filter(batch_id=batch_id)
+    if wanted.status:
+        rows = rows.filter(status=wanted.status)
+    if wanted.error_type:
+        rows = rows.filter(error_type=wanted.error_type)
+    if wanted.q:
+        rows = rows.annotate(haystack=search_text()).filter(haystack__icontains=wanted.q)
+    return rows.only(*RESULT_FIELDS).order_by("index")
+
+
+@dataclass
+class ResultPage:
+    """One page of rows. `count` is None for a search: counting every match would scan the batch twice."""
+
+    rows: list[Execution]
+    number: int
+    size: int
+    has_next: bool
+    count: int | None
+    input_columns: list[str] = field(default_factory=list)
+    output_columns: list[str] = field(default_factory=list)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def pages(self) -> int | None:
+        return None if self.count is None else max(1, -(-self.count // self.size))
+
+
+def page_number(value: str | None) -> int:
+    try:
+        return max(1, min(int(value or 1), 10**6))
+    except ValueError:
+        return 1
+
+
+def result_page(batch: BatchTask, wanted: ResultFilter, *, number: int, size: int) -> ResultPage:
+    """Rows of one page in two queries at most (the count, unless searching; the rows), whatever the batch size."""
+    rows = result_rows(batch.pk, wanted)
+    count = None if wanted.q else (rows.count() if wanted.status or wanted.error_type else batch.total)
+    if count is not None:
+        number = min(number, max(1, -(-count // size)))
+    start = (number - 1) * size
+    found = list(_from(rows, wanted, start)[: size + 1])
+    page = ResultPage(found[:size], number, size, len(found) > size, count)
+    page.input_columns = input_columns(batch.columns, page.rows)
+    page.output_columns = output_columns(page.rows)
+    return page
+
+
+def _from(rows: QuerySet[Execution], wanted: ResultFilter, start: int) -> QuerySet[Execution]:
+    """The rows from the `start`-th on. Rows are numbered 0, 1, 2… in a batch, so without a filter that is a range
+    of the (batch, index) index; with a status or error type the first index is found on the (batch, status, index)
+    index alone, instead of OFFSET reading `start` whole rows. A search has no index to skip on."""
+    if wanted.q:
+        return rows[start:]
+    if not (wanted.status or wanted.error_type):
+        return rows.filter(index__gte=start)
+    first = rows.order_by("index").values("index")[start : start + 1]
+    return rows.filter(index__gte=Subquery(first))
+
+
+def input_columns(columns: list[str], rows: Iterable[Execution]) -> list[str]:
+    """The batch's input columns, then any key a row has beyond them (a staff edit may add one)."""
+    return _ordered_keys([columns, *(row.inputs for row in rows if isinstance(row.inputs, dict))])
+
+
+def output_columns(rows: Iterable[Execution]) -> list[str]:
+    """Output keys in order of first appearance on the page; a non-object output has its own column."""
+    keys: list[Iterable[str]] = []
+    for row in rows:
+        if isinstance(row.outputs, dict):
+            keys.append(row.outputs)
+        elif row.outputs is not None:
+            keys.append([OUTPUT_COLUMN])
+    return _ordered_keys(keys)
+
+
+def _ordered_keys(groups: Iterable[Iterable[str]]) -> list[str]:
+    return list(dict.fromkeys(key for group in groups for key in group))
+
+
+def output_value(row: Execution, key: str) -> Any:
+    if isinstance(row.outputs, dict):
+        return row.outputs.get(key)
+    return row.outputs if key == OUTPUT_COLUMN else None

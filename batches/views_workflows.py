@@ -1,0 +1,86 @@
+"""The workflows page: list, add and edit apps, and test their connection (permissions as the admin's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from batches.connection_check import ConnectionReport, check_connection
+from batches.forms_workflows import WorkflowForm
+from batches.models import Workflow, WorkflowThrottle
+from batches.views import _require
+
+VIEW, ADD, CHANGE = "batches.view_workflow", "batches.add_workflow", "batches.change_workflow"
+
+
+def _may_view(request: HttpRequest) -> None:
+    """As in the admin, the permission to change workflows includes seeing them."""
+    if not request.user.has_perm(CHANGE):
+        _require(request, VIEW)
+
+
+def _posted(request: HttpRequest) -> Any:
+    return request.POST if request.method == "POST" else None  # an empty POST is a bound, invalid form
+
+
+@staff_member_required
+@require_GET
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    _may_view(request)
+    workflows = list(Workflow.objects.all())
+    throttles = WorkflowThrottle.objects.in_bulk([workflow.pk for workflow in workflows])
+    rows = [(workflow, throttles.get(workflow.pk)) for workflow in workflows]
+    context = {"rows": rows, "can_add": request.user.has_perm(ADD), "can_change": request.user.has_perm(CHANGE)}
+    return render(request, "batches/workflow_list.html", context)
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def workflow_add(request: HttpRequest) -> HttpResponse:
+    _require(request, ADD)
+    form = WorkflowForm(_posted(request))
+    if request.method == "POST" and form.is_valid():
+        workflow = form.save()
+        messages.success(request, gettext("Workflow %(name)s added.") % {"name": workflow.name})
+        return redirect("batches:workflow_edit", pk=workflow.pk)
+    return _render_form(request, form, None, status=400 if form.is_bound else 200)
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    _require(request, CHANGE)
+    workflow = get_object_or_404(Workflow, pk=pk)
+    form = WorkflowForm(_posted(request), instance=workflow)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, gettext("Workflow %(name)s saved.") % {"name": workflow.name})
+        return redirect("batches:workflow_edit", pk=workflow.pk)
+    return _render_form(request, form, workflow, status=400 if form.is_bound else 200)
+
+
+@staff_member_required
+@require_POST
+def workflow_test(request: HttpRequest, pk: int) -> HttpResponse:
+    _require(request, CHANGE)
+    workflow = get_object_or_404(Workflow, pk=pk)
+    report = check_connection(workflow)
+    return _render_form(request, WorkflowForm(instance=workflow), workflow, report=report)
+
+
+def _render_form(
+    request: HttpRequest,
+    form: WorkflowForm,
+    workflow: Workflow | None,
+    *,
+    report: ConnectionReport | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {"form": form, "workflow": workflow, "report": report}
+    return render(request, "batches/workflow_form.html", context, status=status)

@@ -1,0 +1,142 @@
+"""The smaller page fixes of issue 17: row numbers, preview total, confirmations, cancelled rows, edited inputs,
+rates of ended batches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from batches import dify, views
+from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.selectors import batch_progress
+
+E = ExecutionStatus
+RETRY, ADD, CONTROL = "batches.retry_execution", "batches.add_batchtask", "batches.control_batchtask"
+
+
+@pytest.fixture(autouse=True)
+def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(views, "uploads_dir", lambda: folder)
+    monkeypatch.setattr(dify, "fetch_parameters", lambda app, timeout=5: None)
+
+
+def test_rows_are_named_from_one(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    first = Execution.objects.get(batch=batch, index=0)
+    Execution.objects.filter(pk=first.pk).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    client = login(RETRY)
+
+    detail = client.get(reverse("batches:execution_detail", args=[first.pk])).content.decode()
+    failures = client.get(reverse("batches:batch_failures", args=[batch.pk])).content.decode()
+    batch_page = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    assert "<h1>Row 1 " in detail and "Row 0" not in detail
+    link = f'<a href="{reverse("batches:execution_detail", args=[first.pk])}">1</a>'
+    assert link in failures and link in batch_page and "Select row 1" in failures
+
+
+def test_preview_shows_the_total_number_of_rows(login: Any, make_workflow: Any) -> None:
+    client = login(ADD)
+    content = "text\n" + "".join(f"row {i}\n" for i in range(57))
+    client.post(
+        reverse("batches:batch_upload"),
+        {"workflow": make_workflow().pk, "file": SimpleUploadedFile("rows.csv", content.encode())},
+    )
+
+    html = client.get(reverse("batches:batch_preview")).content.decode()
+
+    assert '<dd id="total-rows">57</dd>' in html
+
+
+def test_retrying_every_failure_asks_first(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    Execution.objects.update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    client = login(RETRY)
+
+    failures = client.get(reverse("batches:batch_failures", args=[batch.pk])).content.decode()
+    detail = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    assert 'value="all" data-confirm="Retry every failed row of this batch?' in failures
+    assert 'data-confirm="Retry all 2 failed rows? They are sent to the app again."' in detail
+
+
+def test_cancelled_rows_are_retried_from_the_batch_page(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=3, status=BatchStatus.CANCELLED, finished_at=timezone.now())
+    Execution.objects.filter(batch=batch, index=0).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    Execution.objects.filter(batch=batch, index__gt=0).update(status=E.CANCELLED, error_type=ErrorType.CANCELLED)
+    client = login(RETRY)
+    page = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+    assert 'name="scope" value="cancelled"' in page
+
+    response = client.post(reverse("batches:batch_retry", args=[batch.pk]), {"scope": "cancelled"})
+
+    assert response.status_code == 302
+    statuses = dict(Execution.objects.filter(batch=batch).values_list("index", "status"))
+    assert statuses == {0: E.FAILED, 1: E.PENDING, 2: E.PENDING}
+    assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.RUNNING
+
+
+def test_an_edit_keeps_the_inputs_earlier_attempts_were_sent(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=1, status=BatchStatus.FINISHED)
+    row = Execution.objects.get(batch=batch)
+    Execution.objects.filter(pk=row.pk).update(status=E.FAILED, error_type=ErrorType.INVALID_INPUT, attempt_count=1)
+    Attempt.objects.create(execution=row, number=1, outcome=Attempt.Outcome.FAILED, error_type="invalid_input")
+    client = login(RETRY)
+
+    client.post(reverse("batches:execution_retry", args=[row.pk]), {"inputs": '{"text": "修好了"}'})
+
+    assert Attempt.objects.get(execution=row).inputs == {"text": "row 0"}
+    assert Execution.objects.get(pk=row.pk).inputs == {"text": "修好了"}
+    html = client.get(reverse("batches:execution_detail", args=[row.pk])).content.decode()
+    assert "Inputs sent (before staff edited them):" in html and "{&quot;text&quot;: &quot;row 0&quot;}" in html
+
+
+def ended(make_batch: Any, status: str, minutes: int, ran: int, cancelled: int) -> BatchTask:
+    """A batch that ran `minutes`, in which `ran` rows ended; `cancelled` more were cancelled at its end."""
+    end = timezone.now()
+    start = end - timedelta(minutes=minutes)
+    batch = make_batch(rows=ran + cancelled, status=status, started_at=start, finished_at=end)
+    Execution.objects.filter(batch=batch, index__lt=ran).update(status=E.SUCCEEDED, finished_at=end - timedelta(1 / 24))
+    Execution.objects.filter(batch=batch, index__gte=ran).update(status=E.CANCELLED, finished_at=end)
+    return batch
+
+
+def test_a_finished_batch_shows_its_average_rate(make_batch: Any) -> None:
+    batch = ended(make_batch, BatchStatus.FINISHED, minutes=10, ran=0, cancelled=0)
+    Execution.objects.bulk_create(
+        Execution(batch=batch, index=i, status=E.SUCCEEDED, finished_at=batch.finished_at) for i in range(30)
+    )
+
+    assert batch_progress(batch, now=batch.finished_at + timedelta(hours=1)).rate_per_minute == 3
+
+
+def test_a_cancelled_batch_counts_only_rows_that_ran(login: Any, make_batch: Any) -> None:
+    batch = ended(make_batch, BatchStatus.CANCELLED, minutes=30, ran=0, cancelled=100)
+    Execution.objects.filter(batch=batch, index__lt=60).update(
+        status=E.SUCCEEDED, finished_at=batch.started_at + timedelta(minutes=5)
+    )
+
+    progress = batch_progress(batch, now=batch.finished_at)
+    html = login().get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    assert progress.rate_per_minute == 2  # 60 rows in 30 minutes; the 40 cancelled at the end are not a rate
+    assert "60 / 100 executions ran before the batch was cancelled; 40 cancelled" in html
+    assert "executions done" not in html and "stack-cancelled" in html and 'aria-valuenow="60"' in html
+
+
+def test_admin_names_rows_from_one(admin_client: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=1)
+    row = Execution.objects.get(batch=batch)
+
+    response = admin_client.get(reverse("admin:batches_execution_changelist"))
+
+    assert str(row) == f"#{batch.pk} row 1"
+    assert "row" in response.context["cl"].list_display and "index" not in response.context["cl"].list_display
