@@ -382,7 +382,7 @@ async def echo_key_in_header(request: web.Request) -> web.StreamResponse:
         (echo_key(500), "blocking", "upstream_error"),
         (echo_key(400), "blocking", "invalid_input"),
         (echo_key_unparseable, "blocking", "bad_response"),
-        (echo_key_in_stream, "streaming", "workflow_failed"),
+        (echo_key_in_stream, "streaming", "invalid_input"),
         (echo_key_in_header, "blocking", "bad_response"),
     ],
 )
