@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import dify, importers
+from batches import dify, importers, inputs
 from batches.models import (
     Attempt,
     BatchStatus,
@@ -60,6 +60,14 @@ def app_settings(workflow: Workflow, config: dict[str, Any] | None = None) -> di
         response_mode=config["response_mode"],
         timeout=config["timeout"],
     )
+
+
+def typed_inputs(execution: Execution, edited: dict[str, Any]) -> dict[str, Any]:
+    """Edited inputs converted to the types the app declares, before a manual retry (inputs.InputError if the app
+    would refuse them). Asks the app (network): call it outside any lock."""
+    batch = execution.batch
+    variables = dify.fetch_parameters(app_settings(batch.workflow, batch.config)) or None
+    return inputs.convert_row(edited, variables) if variables else edited
 
 
 @dataclass
