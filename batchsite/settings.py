@@ -135,7 +135,9 @@ BATCHES_ENCRYPTION_KEY = env_list("BATCHES_ENCRYPTION_KEY")
 # Hosts a workflow's base URL may name: "api.dify.ai", "*.example.com" (any host under it). Empty: any host.
 BATCHES_ALLOWED_UPSTREAM_HOSTS = env_list("BATCHES_ALLOWED_UPSTREAM_HOSTS")
 
-_task_timeout = int(BATCHES_RUNNER_SLICE + BATCHES_MAX_REQUEST_TIMEOUT + 60)
+# A runner claims for its slice, then lets its calls finish: a call may first wait for the row's earlier run to end
+# in Dify (batches/reconcile.py, up to the timeout) and then run (up to the timeout again).
+_task_timeout = int(BATCHES_RUNNER_SLICE + 2 * BATCHES_MAX_REQUEST_TIMEOUT + 60)
 Q_CLUSTER = {
     "name": "batches",
     "orm": "default",
