@@ -547,6 +547,24 @@ def test_failing_stream_events_are_classified_like_the_same_error_over_http(
     assert result.final == (last_event.get("data", {}).get("status") == "stopped")
 
 
+def test_message_file_events_are_kept_with_the_answer() -> None:
+    file = {"event": "message_file", "id": "f1", "type": "image", "belongs_to": "assistant", "url": "https://x/f.png"}
+    result, done = replay(
+        "chat",
+        [
+            {"event": "agent_message", "task_id": "t", "message_id": "m", "answer": "Here it is"},
+            {**file, "conversation_id": "c"},
+            {"event": "message_end", "task_id": "t", "message_id": "m", "conversation_id": "c"},
+        ],
+    )
+    assert done and result.ok
+    assert result.outputs == {
+        "answer": "Here it is",
+        "conversation_id": "c",
+        "files": [{"id": "f1", "type": "image", "belongs_to": "assistant", "url": "https://x/f.png"}],
+    }
+
+
 def test_unknown_stream_events_are_ignored() -> None:
     result, done = replay("workflow", [{"event": "tts_message", "task_id": "t"}, {"event": "iteration_next"}])
     assert not done and not result.ok and result.task_id == "t"
