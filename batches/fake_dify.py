@@ -127,7 +127,7 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
-        self.calls = self.succeeded = self.rows_paid_twice = self.duplicate_successes = 0
+        self.calls = self.succeeded = self.rows_paid_twice = self.duplicate_successes = self.stopped = 0
         self.max_in_flight = self.in_flight
         self.faults: collections.Counter[str] = collections.Counter()
         self.status_counts: collections.Counter[str] = collections.Counter()
@@ -148,6 +148,7 @@ class Stats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "succeeded": self.succeeded,
+            "stopped": self.stopped,  # runs stopped through the stop endpoint (GET says `running` for ever)
             "faults": dict(self.faults),
             "status_counts": dict(self.status_counts),
             "rows_paid_twice": self.rows_paid_twice,
@@ -521,6 +522,7 @@ class FakeDify:
         run = self.tasks.get(request.match_info["task_id"])
         if run is not None and run.status == "running":
             self._finish(run, "stopped", "Stopped by user.")
+            self.stats.stopped += 1
         return _restx(200, {"result": "success"})
 
     async def parameters(self, request: web.Request) -> web.Response:

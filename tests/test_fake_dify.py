@@ -318,6 +318,7 @@ def test_stop_ends_a_running_workflow_as_stopped(fake: FakeDify) -> None:
     assert events[-1]["event"] == "workflow_finished"
     assert events[-1]["data"]["status"] == "stopped"
     assert (record["status"], record["finished_at"]) == ("running", None)  # as Dify 1.13 says it (dify-real 22)
+    assert fake.stats()["stopped"] == 1
 
 
 def test_reset_forgets_runs_and_zeroes_stats(fake: FakeDify) -> None:
