@@ -15,7 +15,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -23,12 +23,13 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from batches import strictjson
+from batches import dify_errors, strictjson
 from batches.crypto import is_unreadable
 
 logger = logging.getLogger("batches.dify")
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+STREAM_FACTOR = 10  # a stream may carry this many times the answer cap in events the client does not keep
 MAX_PARAMETERS_BYTES = 1024 * 1024
 MAX_ERROR_CHARS = 500
 SECRET_FRAGMENT = 8  # the start of a secret this long counts as the secret (a message cut inside it)
@@ -40,12 +41,11 @@ UNREADABLE_KEY_ERROR = (
 )
 OK_STATUSES = frozenset({"succeeded", "partial-succeeded"})
 PAUSE_EVENTS = frozenset({"workflow_paused", "human_input_required"})
-# 400 codes that mean the app itself is unusable (the batch pauses) or that the model call failed.
-APP_ERROR_CODES = frozenset({
-    "app_unavailable", "not_workflow_app", "not_chat_app", "not_completion_app", "provider_not_initialize",
-    "provider_quota_exceeded", "model_currently_not_support",
-})  # fmt: skip
-FAILED_CODES = frozenset({"completion_request_error", "workflow_request_error"})
+# Events whose content the result keeps (the answer cap counts these only).
+KEPT_EVENTS = frozenset(
+    {"message", "agent_message", "message_replace", "message_file", "message_end", "workflow_finished", "error"}
+)
+PAUSED_REASON = "the run waits for a person (a Human Input node): an app that pauses cannot run in a batch"
 PATHS = {"workflow": "/workflows/run", "completion": "/completion-messages", "chat": "/chat-messages"}
 STOP_PATHS = {
     "workflow": "/workflows/tasks/{}/stop",
@@ -64,7 +64,8 @@ class AppSettings:
     base_url: str  # e.g. http://127.0.0.1:5001/v1
     api_key: str = field(repr=False)
     response_mode: str = "streaming"  # streaming | blocking
-    timeout: float = 300.0  # total seconds for one call
+    timeout: float = 600.0  # total seconds for one call: the workflow's own limit, in both modes
+    silence_timeout: float = 60.0  # streaming: longest silence (Dify pings every 10 s); blocking waits `timeout`
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class CallResult:
     retry_after: float | None = None
     latency: float = 0.0  # measured by us, seconds
     stop_task_id: str = ""  # the stream's task_id, what the stop endpoint wants (all modes)
+    run_created_at: float | None = None  # a looked-up run's created_at (epoch seconds)
+    final: bool = False  # no automatic retry whatever the error type (a run stopped in Dify)
 
     def fail(self, error_type: str, error: str, http_status: int | None = None) -> CallResult:
         # Not cut yet: a cut could leave part of the API key, which DifyClient masks before cutting.
@@ -239,23 +242,8 @@ def classify_http_error(status: int, body: bytes | str, content_type: str) -> tu
     """Map a non-2xx answer to (error_type, one-line message)."""
     code, message = _error_body(body, content_type)
     text = one_line(f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message.strip() else ""))
-    if 300 <= status < 400:
-        return "bad_response", text + " (redirect)"
-    if status == 429:
-        return "rate_limited", text
-    if status in (401, 403):
-        return "auth", text
-    if status == 408:
-        return "timeout", text
-    if status >= 500:
-        return "upstream_error", text
-    if status == 404 or code in APP_ERROR_CODES:
-        return "app_error", text
-    if code in FAILED_CODES:
-        return "workflow_failed", text
-    if 400 <= status < 500:
-        return "invalid_input", text
-    return "bad_response", text
+    kind = dify_errors.classify(status, code, message)
+    return kind, text + " (redirect)" if 300 <= status < 400 else text
 
 
 def classify_exception(exc: BaseException) -> str:
@@ -278,12 +266,17 @@ def classify_exception(exc: BaseException) -> str:
 class SSEDecoder:
     """Incremental Server-Sent Events decoder: feed bytes, get (event, data) for each complete frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int | None = None) -> None:
         self._partial: list[bytes] = []  # pieces of a line not ended yet (kept apart: joining each time is slow)
         self._event = ""
         self._data: list[bytes] = []
+        self._max_frame = max_frame  # bytes one frame may hold (memory stays bounded whatever the stream)
+        self._frame = 0
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str, str]]:
+        self._frame += len(chunk)
+        if self._max_frame is not None and self._frame > self._max_frame:
+            raise BadResponse(f"stream event larger than {self._max_frame} bytes")
         lines = chunk.split(b"\n")
         if len(lines) == 1:
             self._partial.append(chunk)
@@ -306,6 +299,7 @@ class SSEDecoder:
             if self._data or self._event:
                 yield self._event or "message", _utf8(b"\n".join(self._data))
             self._event, self._data = "", []
+            self._frame = sum(map(len, self._partial))
             return
         name, _, value = line.partition(b":")
         value = value[1:] if value.startswith(b" ") else value
@@ -360,8 +354,14 @@ def _workflow_data(result: CallResult, data: Any) -> CallResult:
     if status in OK_STATUSES:
         result.ok, result.outputs = True, _outputs(data.get("outputs"))
         return result
-    if status in ("failed", "stopped", "paused"):
-        return result.fail("workflow_failed", f"workflow {status}: {data.get('error') or 'no error message'}")
+    error = str(data.get("error") or "no error message")
+    if status == "paused":
+        return result.fail("app_error", f"workflow paused: {PAUSED_REASON}")
+    if status == "stopped":  # from Dify's console or past its execution time limit: running it again pays again
+        result.final = True
+        return result.fail("workflow_failed", f"workflow stopped: {error}")
+    if status == "failed":
+        return result.fail(dify_errors.classify_run_error(error), f"workflow failed: {error}")
     raise BadResponse(f"workflow answer with unexpected status {status!r}")
 
 
@@ -383,7 +383,8 @@ def parse_blocking(result: CallResult, raw: bytes, mode: str) -> CallResult:
         raise BadResponse("unparseable JSON answer", raw)
     _ids(result, body, mode)
     if body.get("event") in PAUSE_EVENTS:
-        return result.fail("workflow_failed", f"run paused for human input ({body['event']})")
+        result.upstream_status = "paused"
+        return result.fail("app_error", f"workflow paused ({body['event']}): {PAUSED_REASON}")
     if mode == "workflow" or "data" in body:
         return _workflow_data(result, body.get("data"))
     if not isinstance(body.get("answer"), str):
@@ -398,6 +399,9 @@ class StreamState:
         self.result, self.mode, self.on_started = result, mode, on_started
         self.answer: list[str] = []
         self.done = False
+        self.files: list[dict[str, Any]] = []
+        self.max_kept: int | None = None  # bytes of answer text and finishing events the call may keep
+        self.kept = 0
 
     def handle(self, sse_event: str, data: str) -> None:
         if sse_event == "ping" or not data.strip():
@@ -405,8 +409,21 @@ class StreamState:
         event = _json_object(data)
         if event is None:
             raise BadResponse("unparseable stream event", data)
+        self._keep(str(event.get("event") or ""), event, data)
         self._started(event)
         self._dispatch(str(event.get("event") or ""), event)
+
+    def _keep(self, name: str, event: dict[str, Any], data: str) -> None:
+        if name not in KEPT_EVENTS or self.max_kept is None:
+            return
+        if name in ("message", "agent_message"):  # the text, not each chunk's ids
+            self.kept += len(str(event.get("answer") or "").encode())
+        elif name == "message_replace":
+            self.kept = len(str(event.get("answer") or "").encode())
+        else:
+            self.kept += len(data.encode())
+        if self.kept > self.max_kept:
+            raise BadResponse(f"answer larger than {self.max_kept} bytes")
 
     def _started(self, event: dict[str, Any]) -> None:
         before = self.result.task_id
@@ -421,19 +438,28 @@ class StreamState:
             self.answer.append(str(event.get("answer") or ""))
         elif name == "message_replace":
             self.answer = [str(event.get("answer") or "")]
+        elif name == "message_file":  # a file a tool made, part of the answer
+            self.files.append({key: event[key] for key in ("id", "type", "belongs_to", "url") if key in event})
         elif name == "message_end":
             self.done = True
             _message_data(result, event, self.mode, "".join(self.answer))
+            if self.files and result.outputs is not None:
+                result.outputs["files"] = self.files
         elif name == "workflow_finished":
             _workflow_data(result, event.get("data"))
             self.done = self.mode == "workflow" or not result.ok
-        elif name == "error":
+        elif name == "error":  # the same codes and statuses as an HTTP error answer, classified alike
             self.done = True
-            code, message = event.get("code") or "error", event.get("message") or ""
-            result.fail("workflow_failed", f"stream error {code}: {message}")
+            code, message = str(event.get("code") or "error"), str(event.get("message") or "")
+            status = event.get("status")
+            result.fail(
+                dify_errors.classify(status if isinstance(status, int) else 400, code, message),
+                f"stream error {code}: {message}",
+            )
         elif name in PAUSE_EVENTS:
             self.done = True
-            result.fail("workflow_failed", f"run paused for human input ({name})")
+            result.upstream_status = "paused"
+            result.fail("app_error", f"workflow paused ({name}): {PAUSED_REASON}")
 
 
 # ----------------------------------------------------------------------------------------------- client
@@ -454,6 +480,7 @@ class DifyClient:
         else:
             raise ValueError(f"unknown transport {transport!r}")
         self.max_response_bytes = max_response_bytes
+        self.streaming_apps: dict[tuple[str, str], AppSettings] = {}  # agent apps, which refuse blocking calls
         self._http = httpx.AsyncClient(transport=pool, follow_redirects=False)
 
     async def aclose(self) -> None:
@@ -481,8 +508,18 @@ class DifyClient:
             if query is None:
                 return result.fail("invalid_input", "a chat app needs a 'query' input")
             body["query"] = str(query)
+            body["auto_generate_name"] = False  # else Dify pays a second model call to name each conversation
+        app = self.streaming_apps.get((app.base_url, app.api_key), app)
         state = StreamState(result, app.mode, on_started)
-        return await self._guarded(app, result, self._post(app, path, body, state))
+        result = await self._guarded(app, result, self._post(app, path, body, state))
+        if not agent_refuses_blocking(app, result):
+            return result
+        # An agent-chat app answers only in streaming mode: switch, for this row and the next ones.
+        logger.info("%s is an agent app: calling it in streaming mode", app.base_url)
+        app = self.streaming_apps[(app.base_url, app.api_key)] = replace(app, response_mode="streaming")
+        result = CallResult(ok=False)
+        state = StreamState(result, app.mode, on_started)
+        return await self._guarded(app, result, self._post(app, path, {**body, "response_mode": "streaming"}, state))
 
     async def get_workflow_run(self, app: AppSettings, run_id: str) -> CallResult:
         """How a workflow run ended (or that it is still `running`), from GET /workflows/run/{id}."""
@@ -499,7 +536,10 @@ class DifyClient:
         try:
             async with asyncio.timeout(min(app.timeout, 30)):
                 response = await self._http.post(
-                    url, json={"user": user}, headers=_headers(app), timeout=_timeout(min(app.timeout, 30))
+                    url,
+                    json={"user": user},
+                    headers=_headers(app),
+                    timeout=_timeout(replace(app, timeout=min(app.timeout, 30), response_mode="blocking")),
                 )
             return response.status_code == 200 and _mapping(_json_value(response.content)).get("result") == "success"
         except Exception as exc:  # stopping is best effort
@@ -532,7 +572,7 @@ class DifyClient:
         content = json.dumps(body, ensure_ascii=False, default=str).encode()
         url = app.base_url.rstrip("/") + path
         headers = _headers(app)
-        async with self._http.stream("POST", url, content=content, headers=headers, timeout=_timeout(app.timeout)) as r:
+        async with self._http.stream("POST", url, content=content, headers=headers, timeout=_timeout(app)) as r:
             result = state.result
             result.http_status = r.status_code
             if not await self._check_status(r, result, app):
@@ -544,7 +584,7 @@ class DifyClient:
 
     async def _get_run(self, app: AppSettings, run_id: str, result: CallResult) -> None:
         url = f"{app.base_url.rstrip('/')}/workflows/run/{quote(run_id, safe='')}"
-        async with self._http.stream("GET", url, headers=_headers(app), timeout=_timeout(app.timeout)) as r:
+        async with self._http.stream("GET", url, headers=_headers(app), timeout=_timeout(app)) as r:
             result.http_status = r.status_code
             if not await self._check_status(r, result, app):
                 return
@@ -552,6 +592,7 @@ class DifyClient:
             data = _json_object(raw)
             if data is None:
                 raise BadResponse("unparseable JSON answer", raw)
+            result.run_created_at = _seconds(data.get("created_at"))
             if data.get("status") == "running":
                 result.upstream_status = "running"
                 return
@@ -573,8 +614,12 @@ class DifyClient:
         return b"".join([chunk async for chunk in _capped(response, self.max_response_bytes)])
 
     async def _consume_stream(self, response: httpx.Response, state: StreamState) -> None:
-        decoder = SSEDecoder()
-        chunks = _capped(response, self.max_response_bytes)
+        # The cap counts what is kept (answer text, the finishing event), not node events streaming past: Dify
+        # does not truncate node payloads, so a long-text run streams its text several times over. The stream as a
+        # whole may carry STREAM_FACTOR times the cap (an endless stream still ends).
+        decoder = SSEDecoder(max_frame=2 * self.max_response_bytes)
+        state.max_kept = self.max_response_bytes
+        chunks = _capped(response, STREAM_FACTOR * self.max_response_bytes)
         async for chunk in chunks:
             for sse_event, data in decoder.feed(chunk):
                 state.handle(sse_event, data)
@@ -649,8 +694,19 @@ def _headers(app: AppSettings) -> dict[str, str]:
     return {"Authorization": f"Bearer {app.api_key}", "Content-Type": "application/json"}
 
 
-def _timeout(total: float) -> httpx.Timeout:
-    return httpx.Timeout(connect=min(10.0, total), read=min(total, 60.0), write=10.0, pool=total)
+def _timeout(app: AppSettings) -> httpx.Timeout:
+    """A blocking answer is silent until the run ends: only the call's own limit applies. A stream pings every
+    10 s, so a longer silence means it is dead; pings do not extend the call past its limit (`_guarded`)."""
+    total = app.timeout
+    read = total if app.response_mode == "blocking" else min(total, app.silence_timeout)
+    return httpx.Timeout(connect=min(10.0, total), read=read, write=10.0, pool=total)
+
+
+def agent_refuses_blocking(app: AppSettings, result: CallResult) -> bool:
+    return (
+        app.mode == "chat" and app.response_mode == "blocking" and result.http_status == 400
+        and "does not support blocking mode" in result.error
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- parameters

@@ -127,7 +127,7 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
-        self.calls = self.succeeded = self.rows_paid_twice = self.duplicate_successes = 0
+        self.calls = self.succeeded = self.rows_paid_twice = self.duplicate_successes = self.stopped = 0
         self.max_in_flight = self.in_flight
         self.faults: collections.Counter[str] = collections.Counter()
         self.status_counts: collections.Counter[str] = collections.Counter()
@@ -148,6 +148,7 @@ class Stats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "succeeded": self.succeeded,
+            "stopped": self.stopped,  # runs stopped through the stop endpoint (GET says `running` for ever)
             "faults": dict(self.faults),
             "status_counts": dict(self.status_counts),
             "rows_paid_twice": self.rows_paid_twice,
@@ -208,17 +209,27 @@ class Run:
         }
 
 
+# Serialised as Dify 1.13 does (../shared/dify-real/README.md): SSE events by orjson (compact, raw UTF-8), blocking
+# answers by json.dumps (spaces, \uXXXX, no newline), errors and run details by ujson (compact, \uXXXX, "\/", "\n").
 def _frame(event: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
-    text = json.dumps(body, ensure_ascii=False)
-    return web.Response(status=status, text=text, content_type="application/json", headers=headers)
+    """A blocking run's or message's answer."""
+    text = json.dumps(body)
+    return web.Response(status=status, text=text, content_type="application/json", charset="utf-8", headers=headers)
+
+
+def _restx(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer, a run's details, a stop's answer: flask-restx's output_json."""
+    text = json.dumps(body, separators=(",", ":")).replace("/", "\\/") + "\n"
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    return web.Response(status=status, body=text.encode(), headers=headers)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return _json(status, {"code": code, "message": message, "status": status}, headers)
+    return _restx(status, {"code": code, "message": message, "status": status}, headers)
 
 
 def _row_key(inputs: dict[str, Any], query: str) -> str:
@@ -323,17 +334,19 @@ class FakeDify:
         if not str(inputs.get("_fault_times", 0)).strip().isdigit():  # a CSV cell is a string of digits
             return _error(400, "invalid_param", "_fault_times must be an integer")
         for item in self.options.variables:
-            spec = next(iter(item.values()))
-            if spec["required"] and inputs.get(spec["variable"]) in (None, ""):
-                return _error(400, "invalid_param", f"{spec['label']} is required in input form")
+            problem = _input_problem(*next(iter(item.items())), inputs)
+            if problem:
+                return _error(400, "invalid_param", problem)
         return None
 
     def _limited(self) -> web.Response | None:
-        """429 when --max-active runs are in flight or --rpm calls were accepted in the last 60 s."""
+        """Refused when --max-active runs are in flight (a 400, as Dify 1.13 answers its app concurrency cap) or
+        --rpm calls were accepted in the last 60 s (429, as Dify Cloud's workspace limit)."""
         options = self.options
         if options.max_active is not None and self.stats.in_flight >= options.max_active:
             self.stats.limited["max_active"] += 1
-            return _error(429, "too_many_requests", "Too many requests. Please try again later.")
+            message = "Too many requests. Please try again later. The current maximum concurrent requests allowed for"
+            return _error(400, "invalid_param", f"{message} {WORKFLOW_ID} is {options.max_active}.")
         if options.rpm is not None:
             now, window = time.monotonic(), self.window
             while window and window[0] <= now - 60:
@@ -449,9 +462,9 @@ class FakeDify:
         base = {"task_id": run.task_id, "workflow_run_id": run.id}
         started = {"id": run.id, "workflow_id": WORKFLOW_ID, "sequence_number": 1, "created_at": run.created_at}
         node = {"id": str(uuid.uuid4()), "node_id": "start", "node_type": "start", "title": "Start", "index": 1}
-        return (
-            _frame({"event": "workflow_started", **base, "data": started})
-            + PING
+        return (  # Dify relays workflow streams from its worker: the first thing sent is a ping
+            PING
+            + _frame({"event": "workflow_started", **base, "data": started})
             + _frame({"event": "node_started", **base, "data": node})
         )
 
@@ -466,7 +479,10 @@ class FakeDify:
             _frame({"event": "node_finished", **base, "data": {**node, "status": run.status, "error": run.error}}),
         ]
         if run.status == "paused":
-            frames.append(_frame({"event": "workflow_paused", **base, "data": {"status": "paused"}}))
+            form = {"form_id": str(uuid.uuid4()), "node_id": "llm", "node_title": "Human Input", "actions": []}
+            frames.append(_frame({"event": "human_input_required", **base, "data": form}))
+            paused = {"workflow_run_id": run.id, "paused_nodes": ["llm"], "outputs": {}, "status": "paused"}
+            frames.append(_frame({"event": "workflow_paused", **base, "data": paused}))
         else:
             frames.append(_frame({"event": "workflow_finished", **base, "data": run.data()}))
         return b"".join(frames)
@@ -479,9 +495,12 @@ class FakeDify:
             return rest + _frame(end)
         if run.status == "paused":
             return _frame({"event": "human_input_required", "task_id": run.task_id, "message_id": run.message_id})
-        code = "task_stopped" if run.status == "stopped" else "completion_request_error"
-        error = {"event": "error", "task_id": run.task_id, "message_id": run.message_id, "status": 400}
-        return _frame({**error, "code": code, "message": run.error or run.status})
+        if run.status == "stopped":  # Dify ends a stopped message stream like a finished one, answer so far
+            return _frame({**self._message_body(run, "message_end"), "metadata": self._usage(run)})
+        # Dify's `error` event: no task_id, the code and status of the same error over HTTP.
+        error: dict[str, Any] = {"event": "error", "conversation_id": run.conversation_id or None}
+        error.update(message_id=run.message_id, created_at=run.created_at, code="completion_request_error")
+        return _frame({**error, "message": run.error or run.status, "status": 400})
 
     # --- other endpoints
 
@@ -492,21 +511,25 @@ class FakeDify:
         if run is None:
             return _error(404, "not_found", "Workflow run not found")
         inputs = json.dumps(run.inputs, ensure_ascii=False)
-        return _json(200, {**run.data(), "inputs": inputs, "outputs": run.outputs() or {}})
+        data = {**run.data(), "inputs": inputs, "outputs": run.outputs() or {}}
+        if run.status == "stopped":  # as in Dify 1.13: a stopped run is never marked finished (dify-real case 22)
+            data.update(status="running", error=None, finished_at=None, elapsed_time=0.0)
+        return _restx(200, data)
 
     async def stop(self, request: web.Request) -> web.Response:
         if not _authorized(request):
             return _error(401, "unauthorized", "Access token is invalid")
         run = self.tasks.get(request.match_info["task_id"])
         if run is not None and run.status == "running":
-            self._finish(run, "stopped", "stopped by user")
-        return _json(200, {"result": "success"})
+            self._finish(run, "stopped", "Stopped by user.")
+            self.stats.stopped += 1
+        return _restx(200, {"result": "success"})
 
     async def parameters(self, request: web.Request) -> web.Response:
         if not _authorized(request):
             return _error(401, "unauthorized", "Access token is invalid")
         form = self.options.variables
-        return _json(
+        return _restx(
             200, {"opening_statement": "", "user_input_form": form, "file_upload": {}, "system_parameters": {}}
         )
 
@@ -564,6 +587,28 @@ def _option_value(name: str, value: Any) -> Any:
 
 
 REVOKED_KEY_PREFIX = "app-revoked"  # keys the fake refuses, as Dify refuses a deleted key
+
+
+def _input_problem(kind: str, spec: dict[str, Any], inputs: dict[str, Any]) -> str:
+    """Dify's own check of one declared variable (base_app_generator.py), its message; "" when the value is fine."""
+    name, value = spec["variable"], inputs.get(spec["variable"])
+    if value in (None, ""):
+        return f"{name} is required in input form" if spec["required"] else ""
+    if kind in ("text-input", "paragraph", "select") and not isinstance(value, str):
+        return f"(type '{kind}') {name} in input form must be a string"
+    if kind == "number" and not _is_number(value):
+        return f"{name} in input form must be a valid number"
+    return ""
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _authorized(request: web.Request) -> bool:

@@ -12,8 +12,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
 from batches import importers
+from batches.inputs import InputError
 from batches.models import BatchStatus, ErrorType, Execution, Workflow
-from batches.services.lifecycle import ImportOptions
+from batches.services.lifecycle import ImportOptions, typed_inputs
 
 
 class WorkflowAdminForm(forms.ModelForm):
@@ -164,6 +165,17 @@ class InputsForm(forms.Form):
         validate_json_object(value)
         return value
 
+    def is_valid_for(self, execution: Execution) -> bool:
+        """Valid, and the inputs converted to the types the app declares (the app is asked)."""
+        if not self.is_valid():
+            return False
+        try:
+            self.cleaned_data["inputs"] = typed_inputs(execution, self.cleaned_data["inputs"])
+        except InputError as exc:
+            self.add_error("inputs", str(exc))
+            return False
+        return True
+
 
 class ExecutionRetryAdminForm(forms.ModelForm):
     """The admin's edit-and-retry form: only `inputs` is editable, and it must be a JSON object."""
@@ -178,4 +190,7 @@ class ExecutionRetryAdminForm(forms.ModelForm):
     def clean_inputs(self) -> Any:
         value = self.cleaned_data["inputs"]
         validate_json_object(value)
-        return value
+        try:  # converted to the types the app declares (the app is asked)
+            return typed_inputs(self.instance, value)
+        except InputError as exc:
+            raise forms.ValidationError(str(exc), code="input_type") from None

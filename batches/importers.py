@@ -22,7 +22,7 @@ from django.conf import settings
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
-from batches import strictjson
+from batches import inputs, strictjson
 from batches.dify import InputVariable
 
 CHUNK_BYTES = 1024 * 1024
@@ -76,7 +76,7 @@ def parse_file(
     _check_size(path, max_bytes)
     source = {"csv": _read_csv, "xlsx": _read_xlsx, "jsonl": _read_jsonl}[fmt](path, max_bytes)
     columns = map_columns(source.columns, variables, mode)
-    rows = _limited(source.records, source.unit, columns, max_rows)
+    rows = _limited(source.records, source.unit, columns, max_rows, variables)
     first = next(rows, None)
     if first is None:
         raise ImportFileError("the file has a header but no data rows")
@@ -179,11 +179,21 @@ def _prepend(first: dict[str, Any], rows: Iterator[dict[str, Any]]) -> Iterator[
     yield from rows
 
 
-def _limited(records: Numbered, unit: str, columns: list[str], max_rows: int) -> Iterator[dict[str, Any]]:
+def _limited(
+    records: Numbered, unit: str, columns: list[str], max_rows: int, variables: list[InputVariable] | None = None
+) -> Iterator[dict[str, Any]]:
     for count, (number, values) in enumerate(records, start=1):
         if count > max_rows:
             raise ImportFileError(f"{unit} {number}: more than {max_rows} data rows (the limit is {max_rows})")
-        yield dict(zip(columns, values, strict=True))
+        yield _typed(dict(zip(columns, values, strict=True)), variables, f"{unit} {number}")
+
+
+def _typed(row: dict[str, Any], variables: list[InputVariable] | None, where: str) -> dict[str, Any]:
+    """The row converted to the types the app declares (batches/inputs.py)."""
+    try:
+        return inputs.convert_row(row, variables) if variables else row
+    except inputs.InputError as exc:
+        raise ImportFileError(f"{where}: {exc}") from None
 
 
 def _is_blank(cells: list[Any]) -> bool:

@@ -81,7 +81,7 @@ class Workflow(models.Model):
     response_mode = models.CharField(
         _("response mode"), max_length=20, choices=ResponseMode, default=ResponseMode.STREAMING
     )
-    timeout = models.FloatField(_("request timeout (s)"), default=300, validators=[MinValueValidator(1)])
+    timeout = models.FloatField(_("request timeout (s)"), default=600, validators=[MinValueValidator(1)])
     rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
     concurrency = models.PositiveIntegerField(
         _("default concurrency"), default=10, validators=[MinValueValidator(1), MaxValueValidator(10_000)]

@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
+from batches import reconcile
 from batches.apps import stop_marker
 from batches.dify import AppSettings, CallResult, DifyClient
 from batches.models import BatchTask
@@ -268,19 +269,8 @@ class Runner:
         return lambda run_id, task_id: self.events.put(("started", claim, (run_id, task_id)))
 
     async def reconciled(self, client: DifyClient, app: AppSettings, claim: engine.Claim) -> CallResult | None:
-        """After an interruption, ask Dify how the earlier run ended instead of paying for it twice."""
-        if not claim.resume_run_id or app.mode != "workflow":
-            return None
-        deadline = time.monotonic() + app.timeout
-        while time.monotonic() < deadline:
-            found = await client.get_workflow_run(app, claim.resume_run_id)
-            if found.ok:
-                logger.info("execution %s: recovered run %s from Dify", claim.execution_id, claim.resume_run_id)
-                return found
-            if found.upstream_status != "running":
-                return None
-            await asyncio.sleep(2)
-        return None
+        """After an interruption or a cut call, ask Dify how the earlier run ended instead of paying for it twice."""
+        return await reconcile.earlier_run(client, app, claim.resume_run_id)
 
     def wait_for_events(self, just_started: int) -> list[Event]:
         timeout = 0.05 if just_started else settings.BATCHES_POLL_INTERVAL

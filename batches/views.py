@@ -461,7 +461,7 @@ def execution_retry(request: HttpRequest, pk: int) -> HttpResponse:
     _require(request, RETRY_PERMISSION)
     execution = get_object_or_404(Execution.objects.select_related("batch"), pk=pk)
     form = InputsForm(request.POST)
-    if not form.is_valid():
+    if not form.is_valid_for(execution):
         context = _execution_context(request, execution, form)
         return render(request, "batches/execution_detail.html", context, status=400)
     rows = Execution.objects.filter(pk=execution.pk)

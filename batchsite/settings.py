@@ -125,7 +125,9 @@ BATCHES_POLL_INTERVAL = env_float("BATCHES_POLL_INTERVAL", 0.5)
 BATCHES_MAX_INTERRUPTIONS = env_int("BATCHES_MAX_INTERRUPTIONS", 3)
 BATCHES_BACKOFF_BASE = env_float("BATCHES_BACKOFF_BASE", 1.0)
 BATCHES_BACKOFF_CAP = env_float("BATCHES_BACKOFF_CAP", 60.0)
-BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 600)
+BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 1200)
+# Dify's APP_MAX_EXECUTION_TIME: it stops runs older than this, and they then say `running` for ever.
+BATCHES_DIFY_MAX_EXECUTION_TIME = env_float("BATCHES_DIFY_MAX_EXECUTION_TIME", 1200)
 BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
 BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
@@ -143,7 +145,9 @@ BATCHES_ENCRYPTION_KEY = env_list("BATCHES_ENCRYPTION_KEY")
 # Hosts a workflow's base URL may name: "api.dify.ai", "*.example.com" (any host under it). Empty: any host.
 BATCHES_ALLOWED_UPSTREAM_HOSTS = env_list("BATCHES_ALLOWED_UPSTREAM_HOSTS")
 
-_task_timeout = int(BATCHES_RUNNER_SLICE + BATCHES_MAX_REQUEST_TIMEOUT + 60)
+# A runner claims for its slice, then lets its calls finish: a call may first wait for the row's earlier run to end
+# in Dify (batches/reconcile.py, up to the timeout) and then run (up to the timeout again).
+_task_timeout = int(BATCHES_RUNNER_SLICE + 2 * BATCHES_MAX_REQUEST_TIMEOUT + 60)
 Q_CLUSTER = {
     "name": "batches",
     "orm": "default",

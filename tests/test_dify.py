@@ -147,7 +147,7 @@ FAULTS = [
     ("invalid_param", "invalid_input", 400),
     ("app_unavailable", "app_error", 400),
     ("auth", "auth", 401),
-    ("paused", "workflow_failed", 200),
+    ("paused", "app_error", 200),
 ]
 
 
@@ -261,14 +261,19 @@ async def _start_then_stop(fake: FakeDify, mode: str) -> tuple[bool, CallResult]
         return stopped, await asyncio.wait_for(task, 3)
 
 
-@pytest.mark.parametrize("mode", ["workflow", "completion", "chat"])
-def test_stop_ends_a_streaming_run_as_workflow_failed(fake: FakeDify, mode: str) -> None:
+def test_stop_ends_a_streaming_workflow_run_as_failed_without_a_retry(fake: FakeDify) -> None:
+    stopped, result = run(_start_then_stop(fake, "workflow"))
+    assert stopped
+    assert (result.ok, result.error_type, result.upstream_status) == (False, "workflow_failed", "stopped")
+    assert result.final
+    assert result.latency < 3
+
+
+@pytest.mark.parametrize("mode", ["completion", "chat"])
+def test_stop_ends_a_streaming_message_at_once(fake: FakeDify, mode: str) -> None:
     stopped, result = run(_start_then_stop(fake, mode))
     assert stopped
-    assert (result.ok, result.error_type) == (False, "workflow_failed")
     assert result.latency < 3
-    if mode == "workflow":
-        assert result.upstream_status == "stopped"
 
 
 def test_stop_returns_false_when_the_upstream_is_unreachable() -> None:
@@ -504,21 +509,60 @@ def test_an_advanced_chat_stream_keeps_its_workflow_run_id_and_ends_at_message_e
     assert (result.workflow_run_id, result.task_id) == ("r", "m")
 
 
+def error_event(code: str, message: str, status: int = 400) -> dict[str, Any]:
+    return {"event": "error", "message_id": "m", "code": code, "message": message, "status": status}
+
+
+def finished(status: str, error: str = "boom") -> dict[str, Any]:
+    return {"event": "workflow_finished", "task_id": "t", "data": {"status": status, "error": error}}
+
+
 @pytest.mark.parametrize(
-    ("mode", "last_event"),
+    ("mode", "last_event", "error_type"),
     [
-        ("workflow", {"event": "error", "task_id": "t", "code": "invalid_param", "message": "boom", "status": 400}),
-        ("workflow", {"event": "workflow_finished", "task_id": "t", "data": {"status": "failed", "error": "boom"}}),
-        ("workflow", {"event": "workflow_finished", "task_id": "t", "data": {"status": "stopped"}}),
-        ("workflow", {"event": "workflow_paused", "task_id": "t", "data": {}}),
-        ("chat", {"event": "human_input_required", "task_id": "t", "message_id": "m"}),
-        ("chat", {"event": "workflow_finished", "task_id": "t", "data": {"status": "failed", "error": "boom"}}),
+        ("workflow", error_event("invalid_param", "text is required in input form"), "invalid_input"),
+        ("chat", error_event("provider_quota_exceeded", "Your quota has been exhausted."), "app_error"),
+        ("chat", error_event("provider_not_initialize", "No valid model provider credentials found."), "app_error"),
+        ("chat", error_event("model_currently_not_support", "Dify Hosted OpenAI not support"), "app_error"),
+        ("chat", error_event("completion_request_error", "[openai] Error code: 429 rate limit"), "rate_limited"),
+        ("chat", error_event("completion_request_error", "[openai] Error code: 503 overloaded"), "workflow_failed"),
+        ("chat", error_event("invalid_param", "Too many requests. Please try again later."), "rate_limited"),
+        ("chat", error_event("internal_server_error", "The server encountered an error.", 500), "upstream_error"),
+        ("workflow", finished("failed"), "workflow_failed"),
+        ("workflow", finished("failed", "[Errno 111] Connection refused"), "workflow_failed"),
+        ("workflow", finished("failed", "PluginInvokeError: InvokeRateLimitError: rate limit reached"), "rate_limited"),
+        ("workflow", finished("failed", "InvokeAuthorizationError: Incorrect API key provided"), "app_error"),
+        ("workflow", finished("stopped", "Stopped by user."), "workflow_failed"),
+        ("workflow", {"event": "workflow_paused", "task_id": "t", "data": {}}, "app_error"),
+        ("chat", {"event": "human_input_required", "task_id": "t", "message_id": "m"}, "app_error"),
+        ("chat", finished("failed"), "workflow_failed"),
     ],
 )
-def test_failing_stream_events_end_the_call_as_workflow_failed(mode: str, last_event: dict[str, Any]) -> None:
+def test_failing_stream_events_are_classified_like_the_same_error_over_http(
+    mode: str, last_event: dict[str, Any], error_type: str
+) -> None:
     result, done = replay(mode, [{"event": "node_started", "task_id": "t"}, last_event])
     assert done
-    assert (result.ok, result.error_type) == (False, "workflow_failed")
+    assert (result.ok, result.error_type) == (False, error_type), result.error
+    assert result.final == (last_event.get("data", {}).get("status") == "stopped")
+
+
+def test_message_file_events_are_kept_with_the_answer() -> None:
+    file = {"event": "message_file", "id": "f1", "type": "image", "belongs_to": "assistant", "url": "https://x/f.png"}
+    result, done = replay(
+        "chat",
+        [
+            {"event": "agent_message", "task_id": "t", "message_id": "m", "answer": "Here it is"},
+            {**file, "conversation_id": "c"},
+            {"event": "message_end", "task_id": "t", "message_id": "m", "conversation_id": "c"},
+        ],
+    )
+    assert done and result.ok
+    assert result.outputs == {
+        "answer": "Here it is",
+        "conversation_id": "c",
+        "files": [{"id": "f1", "type": "image", "belongs_to": "assistant", "url": "https://x/f.png"}],
+    }
 
 
 def test_unknown_stream_events_are_ignored() -> None:
@@ -529,7 +573,7 @@ def test_unknown_stream_events_are_ignored() -> None:
 @pytest.mark.parametrize(
     ("status", "ok", "error_type"),
     [("succeeded", True, ""), ("partial-succeeded", True, ""), ("failed", False, "workflow_failed"),
-     ("stopped", False, "workflow_failed"), ("paused", False, "workflow_failed")],
+     ("stopped", False, "workflow_failed"), ("paused", False, "app_error")],
 )  # fmt: skip
 def test_blocking_workflow_statuses(status: str, ok: bool, error_type: str) -> None:
     body = {"workflow_run_id": "r", "task_id": "t", "data": {"status": status, "outputs": {"x": 1}, "total_tokens": 5}}

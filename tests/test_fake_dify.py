@@ -234,12 +234,19 @@ def test_max_in_flight_counts_concurrent_calls(fake: FakeDify) -> None:
     assert (stats["max_in_flight"], stats["in_flight"], stats["succeeded"]) == (20, 0, 20)
 
 
-def test_max_active_refuses_calls_beyond_the_cap_with_too_many_requests(fake: FakeDify) -> None:
+def test_max_active_refuses_calls_beyond_the_cap_with_a_400_too_many_requests_as_dify_does(fake: FakeDify) -> None:
     fake.configure(max_active=5)
     statuses = asyncio.run(_concurrent_calls(fake, 12, 300))
     assert statuses.count(200) == 5
-    assert statuses.count(429) == 7
-    assert fake.stats()["limited"] == {"max_active": 7}
+    assert statuses.count(400) == 7
+    fake.configure(max_active=1)
+    streaming = body_for("workflow", {"_latency_ms": 300}, "streaming")
+    with httpx.stream("POST", fake.url + "/workflows/run", json=streaming, headers=AUTH, timeout=5):
+        refused = post(fake, "workflow", {"x": 1})
+    assert refused.json()["code"] == "invalid_param"
+    assert refused.json()["message"].startswith("Too many requests. Please try again later.")
+    assert "Retry-After" not in refused.headers
+    assert fake.stats()["limited"] == {"max_active": 8}
 
 
 def test_rpm_refuses_calls_beyond_the_window_with_retry_after(fake: FakeDify) -> None:
@@ -270,7 +277,9 @@ def test_config_rejects_unknown_faults_and_rates_over_one(fake: FakeDify) -> Non
 def test_a_run_goes_on_after_the_client_leaves_and_can_be_fetched(fake: FakeDify) -> None:
     body = body_for("workflow", {"text": "x", "_latency_ms": 400}, "streaming")
     with httpx.stream("POST", fake.url + "/workflows/run", json=body, headers=AUTH, timeout=5) as response:
-        first = next(response.iter_lines())
+        lines = response.iter_lines()
+        assert next(lines) == "event: ping"  # as Dify opens every workflow stream
+        first = next(line for line in lines if line.startswith("data: "))
     run_id = json.loads(first.removeprefix("data: "))["workflow_run_id"]
     running = httpx.get(f"{fake.url}/workflows/run/{run_id}", headers=AUTH).json()
     assert running["status"] == "running"
@@ -292,6 +301,8 @@ async def _stop_while_streaming(fake: FakeDify) -> tuple[list[dict[str, Any]], d
     async with httpx.AsyncClient(timeout=10) as http:
         async with http.stream("POST", fake.url + "/workflows/run", json=body, headers=AUTH) as response:
             lines = response.aiter_lines()
+            assert await anext(lines) == "event: ping"
+            await anext(lines)
             started = json.loads((await anext(lines)).removeprefix("data: "))
             stop = await http.post(
                 f"{fake.url}/workflows/tasks/{started['task_id']}/stop", json={"user": "u"}, headers=AUTH
@@ -306,7 +317,8 @@ def test_stop_ends_a_running_workflow_as_stopped(fake: FakeDify) -> None:
     events, record = asyncio.run(_stop_while_streaming(fake))
     assert events[-1]["event"] == "workflow_finished"
     assert events[-1]["data"]["status"] == "stopped"
-    assert record["status"] == "stopped"
+    assert (record["status"], record["finished_at"]) == ("running", None)  # as Dify 1.13 says it (dify-real 22)
+    assert fake.stats()["stopped"] == 1
 
 
 def test_reset_forgets_runs_and_zeroes_stats(fake: FakeDify) -> None:
@@ -359,7 +371,7 @@ def test_command_rejects_an_unknown_fault_type() -> None:
 def test_sigterm_prints_the_final_stats_and_exits_cleanly() -> None:
     with running_fake_dify("--variables", "text:Text:required") as fake:
         assert post(fake, "workflow", {"text": "x"}).status_code == 200
-        assert post(fake, "workflow", {}).json()["message"] == "Text is required in input form"
+        assert post(fake, "workflow", {}).json()["message"] == "text is required in input form"
     assert fake.process.returncode == 0
     assert fake.final_stats is not None
     assert (fake.final_stats["calls"], fake.final_stats["succeeded"]) == (2, 1)

@@ -173,6 +173,26 @@ def test_a_body_over_the_size_cap_is_a_bad_response(transport: str) -> None:
     assert "larger than" in result.error
 
 
+def test_the_size_cap_counts_what_is_kept_not_node_events_streaming_past() -> None:
+    # A long-text run: Dify streams the text in node events several times over, untruncated.
+    text = "t" * (CAP // 2)
+    node = event({"event": "node_finished", "task_id": "t1", "data": {"inputs": {"x": text}, "outputs": {"x": text}}})
+    finished = {"status": "succeeded", "outputs": {"x": text}}
+    done = event({"event": "workflow_finished", "task_id": "t1", "data": finished})
+    with upstream(sse(STARTED, node, node, node, done)) as url:
+        result, _ = call(app_for(url, "streaming"))
+    assert result.ok, result.error
+    assert result.outputs == {"x": text}
+
+
+def test_a_kept_answer_over_the_size_cap_is_a_bad_response() -> None:
+    chunk = event({"event": "message", "task_id": "t1", "message_id": "m", "answer": "a" * (CAP // 4)})
+    with upstream(sse(chunk, chunk, chunk, chunk, chunk, event({"event": "message_end", "task_id": "t1"}))) as url:
+        result, _ = call(app_for(url, "streaming", mode="completion"))
+    assert_failed(result, "bad_response")
+    assert "larger than" in result.error
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_stream_that_never_ends_fast_hits_the_size_cap(transport: str) -> None:
     frame = event({"event": "text_chunk", "data": {"text": "z" * 1000}})
@@ -382,7 +402,7 @@ async def echo_key_in_header(request: web.Request) -> web.StreamResponse:
         (echo_key(500), "blocking", "upstream_error"),
         (echo_key(400), "blocking", "invalid_input"),
         (echo_key_unparseable, "blocking", "bad_response"),
-        (echo_key_in_stream, "streaming", "workflow_failed"),
+        (echo_key_in_stream, "streaming", "invalid_input"),
         (echo_key_in_header, "blocking", "bad_response"),
     ],
 )

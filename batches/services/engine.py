@@ -34,6 +34,7 @@ from batches.models import (
     RunnerSlot,
     Trigger,
 )
+from batches.reconcile import resumable
 from batches.services import circuit, clock, nodes, throttle
 
 logger = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def _pick(rows: Any, limit: int) -> list[dict[str, Any]]:
     if limit <= 0:
         return []
     locked = rows.order_by("index").select_for_update(skip_locked=True)
-    return list(locked.values(*STALE_FIELDS, "index", "inputs", "status", "auto_retries")[:limit])
+    return list(locked.values(*STALE_FIELDS, "index", "inputs", "status", "auto_retries", "error_type")[:limit])
 
 
 def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: datetime) -> Claim:
@@ -243,10 +244,15 @@ def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: date
         auto_retries=row["auto_retries"],
         max_retries=batch.max_retries,
         retry_workflow_failed=batch.config.get("retry_workflow_failed", True),
-        resume_run_id=row["workflow_run_id"] if recovering else "",
+        resume_run_id=_resume_run_id(row, recovering),
         adaptive=_is_adaptive(batch),
         started_at=now,
     )
+
+
+def _resume_run_id(row: dict[str, Any], recovering: bool) -> str:
+    """The earlier run to ask Dify about first: after an interruption, or a call cut short (timeout, cut stream)."""
+    return row["workflow_run_id"] if recovering or resumable(row["error_type"], row["workflow_run_id"]) else ""
 
 
 def interrupt(stale: list[dict[str, Any]], now: datetime, *, batch_id: int | None = None) -> set[int]:
@@ -338,8 +344,10 @@ def backoff_seconds(retries_used: int, retry_after: float | None) -> float:
 def next_state(claim_: Claim, result: CallResult) -> ExecutionStatus:
     if result.ok:
         return ExecutionStatus.SUCCEEDED
-    retryable = result.error_type in TRANSIENT_ERRORS and (
-        result.error_type != ErrorType.WORKFLOW_FAILED or claim_.retry_workflow_failed
+    retryable = (
+        result.error_type in TRANSIENT_ERRORS
+        and not result.final  # a run stopped in Dify: running it again pays again for the same end
+        and (result.error_type != ErrorType.WORKFLOW_FAILED or claim_.retry_workflow_failed)
     )
     if retryable and claim_.auto_retries < claim_.max_retries:
         return ExecutionStatus.PENDING

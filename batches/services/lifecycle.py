@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import dify, importers
+from batches import dify, importers, inputs
 from batches.models import (
     Attempt,
     BatchStatus,
@@ -60,6 +60,14 @@ def app_settings(workflow: Workflow, config: dict[str, Any] | None = None) -> di
         response_mode=config["response_mode"],
         timeout=config["timeout"],
     )
+
+
+def typed_inputs(execution: Execution, edited: dict[str, Any]) -> dict[str, Any]:
+    """Edited inputs converted to the types the app declares, before a manual retry (inputs.InputError if the app
+    would refuse them). Asks the app (network): call it outside any lock."""
+    batch = execution.batch
+    variables = dify.fetch_parameters(app_settings(batch.workflow, batch.config)) or None
+    return inputs.convert_row(edited, variables) if variables else edited
 
 
 @dataclass
@@ -152,8 +160,8 @@ def _prepared_rows(rows: Iterator[dict[str, Any]]) -> list[list[Any]]:
     values = [field.get_db_prep_save(getattr(template, field.attname), connection) for field in fields]
     at_index, at_inputs = fields.index(Execution._meta.get_field("index")), fields.index(INPUTS_FIELD)
     prepared = []
-    for index, inputs in enumerate(rows):
-        values[at_index], values[at_inputs] = index, INPUTS_FIELD.get_db_prep_save(inputs, connection)
+    for index, row in enumerate(rows):
+        values[at_index], values[at_inputs] = index, INPUTS_FIELD.get_db_prep_save(row, connection)
         prepared.append(list(values))
     return prepared
 
