@@ -14,6 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from batches.connection_check import ConnectionReport, check_connection
 from batches.forms_workflows import WorkflowForm
 from batches.models import Workflow, WorkflowThrottle
+from batches.presenters import waiting_message
+from batches.selectors import upstream_of
 from batches.views import _require
 
 VIEW, ADD, CHANGE = "batches.view_workflow", "batches.add_workflow", "batches.change_workflow"
@@ -35,9 +37,13 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
     _may_view(request)
     workflows = list(Workflow.objects.all())
     throttles = WorkflowThrottle.objects.in_bulk([workflow.pk for workflow in workflows])
-    rows = [(workflow, throttles.get(workflow.pk)) for workflow in workflows]
+    rows = [(workflow, throttles.get(workflow.pk), _waiting(throttles.get(workflow.pk))) for workflow in workflows]
     context = {"rows": rows, "can_add": request.user.has_perm(ADD), "can_change": request.user.has_perm(CHANGE)}
     return render(request, "batches/workflow_list.html", context)
+
+
+def _waiting(throttle: WorkflowThrottle | None) -> str:
+    return waiting_message(upstream_of(throttle))
 
 
 @staff_member_required

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from batches.models import Workflow
+from batches.models import Workflow, WorkflowThrottle
 from tests.fakedify import FakeDify, free_port, running_fake_dify
 
 SECRET = "app-TOP-SECRET-KEY-17"
@@ -140,3 +142,16 @@ def test_non_staff_are_sent_to_the_login(client: Client, django_user_model: Any)
     client.force_login(django_user_model.objects.create_user("plain"))
 
     assert client.get(reverse("batches:workflow_list")).status_code == 302
+
+
+def test_the_list_shows_a_workflow_whose_upstream_is_down(login, make_workflow):
+    workflow = make_workflow()
+    now = timezone.now()
+    WorkflowThrottle.objects.create(
+        workflow=workflow, circuit="open", circuit_since=now, last_error="HTTP 502 upstream_error: down",
+        next_probe_at=now + timedelta(seconds=5),
+    )  # fmt: skip
+
+    page = login("batches.view_workflow").get("/workflows/").content.decode()
+
+    assert "Waiting for Dify since" in page and "HTTP 502 upstream_error: down" in page
