@@ -110,6 +110,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Load balancers probe /healthz over plain HTTP even when DJANGO_SECURE redirects everything else to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 if env_bool("DJANGO_SECURE"):
     SESSION_COOKIE_SECURE = True
