@@ -17,7 +17,7 @@ from django.utils import timezone
 from batches import heartbeat
 from batches.models import BatchStatus, ClusterHeartbeat, Execution, ExecutionStatus
 from tests.processes import DroppingProxy, running_cluster, wait_until
-from tests.stack import running_gunicorn
+from tests.stack import PRODUCTION, running_gunicorn
 
 LONG_AGO = timedelta(minutes=30)
 
@@ -109,7 +109,7 @@ def test_doctor_exits_1_without_a_live_cluster_and_with_a_stuck_batch(db, make_b
 
 
 def test_a_cluster_beats_while_it_runs_and_removes_its_heartbeat_when_stopped(transactional_db, tmp_path):
-    with running_cluster(tmp_path / "cluster.log", BATCHES_NODE_NAME="node-beat") as cluster:
+    with running_cluster(tmp_path / "cluster.log", BATCHES_NODE_NAME="node-beat", **PRODUCTION) as cluster:
         beat = wait_until(lambda: ClusterHeartbeat.objects.filter(node="node-beat").first(), 30)
         assert beat.pid == cluster.pid
 
