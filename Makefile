@@ -24,7 +24,7 @@ lint: venv
 	$(PY) manage.py makemigrations --check --dry-run
 
 demo: venv
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # Quick versions of every benchmark (each under a minute); use DATABASE_URL=postgres://… for real figures.
 bench: venv

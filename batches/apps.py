@@ -24,6 +24,7 @@ class BatchesConfig(AppConfig):
             clear_stale_stop_markers()
             start_recovery_sweep()
             hand_back_on_stop()
+            beat_while_running()
             post_spawn.connect(wake_on_worker_spawn, dispatch_uid="batches-wake-on-spawn")
 
 
@@ -104,3 +105,25 @@ def hand_back_on_stop() -> None:
                 marker.unlink(missing_ok=True)
 
     Cluster.sig_handler = sig_handler  # type: ignore[method-assign]
+
+
+def beat_while_running() -> None:
+    """Write this cluster's heartbeat (batches/heartbeat.py) from the moment its sentinel runs until it stops."""
+    from django_q.cluster import Cluster
+
+    from batches import heartbeat
+
+    original_start, original_stop = Cluster.start, Cluster.stop
+
+    def start(self: Cluster) -> int:
+        pid = original_start(self)
+        heartbeat.start()  # after the fork of the sentinel: no child inherits the heartbeat's connection
+        return pid
+
+    def stop(self: Cluster) -> bool:
+        stopped = original_stop(self)  # it still counts as alive while it lets its tasks finish
+        heartbeat.stop()
+        return stopped
+
+    Cluster.start = start  # type: ignore[method-assign]
+    Cluster.stop = stop  # type: ignore[method-assign]

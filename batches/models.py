@@ -352,3 +352,16 @@ class RunnerSlot(models.Model):
 
     def __str__(self) -> str:
         return f"slot {self.slot}: {self.owner or '-'}"
+
+
+class ClusterHeartbeat(models.Model):
+    """A qcluster's sign of life, written by its main process (django-q2's own Stat lives in a per-process cache)."""
+
+    name = models.CharField(max_length=150, primary_key=True)  # "node:pid"
+    node = models.CharField(max_length=100)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -11,6 +11,15 @@ from django.test import Client
 from batches.models import BatchTask, Execution, Workflow
 
 
+@pytest.fixture(autouse=True)
+def _static_files_without_collectstatic(settings: Any) -> None:
+    """Pages render without a collectstatic run; tests/test_production.py serves the hashed files for real."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def make_workflow(db: None) -> Any:
     def make(**fields: Any) -> Workflow:

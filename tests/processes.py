@@ -139,8 +139,15 @@ class DroppingProxy:
 
     def outage(self, seconds: float) -> None:
         """Cut all connections, refuse new ones for `seconds`, then accept again on the same port."""
-        self._call(self._drop())
+        self.cut()
         time.sleep(seconds)
+        self.reopen()
+
+    def cut(self) -> None:
+        """Cut all connections and refuse new ones until reopen()."""
+        self._call(self._drop())
+
+    def reopen(self) -> None:
         self._call(self._listen(self.port))
 
     def close(self) -> None:

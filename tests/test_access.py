@@ -41,7 +41,10 @@ EXPECTED = {
     "workflow_add": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_edit": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_test": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, OK)),
+    "healthz": ((OK, OK, OK, OK), (NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED)),
 }
+# Project URLs outside the batches namespace (public by design).
+PROJECT_URLS = {"healthz"}
 # Django's own URL sets: the admin checks staff status itself, and the auth views (login) must be public.
 DELEGATED = {"admin", "accounts"}
 PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask", "view_workflow", "add_workflow")
@@ -64,7 +67,8 @@ def url_for(pattern: URLPattern, batch, execution) -> str:
         values["pk"] = {"execution": execution.pk, "workflow": batch.workflow_id}.get(
             pattern.name.split("_")[0], batch.pk
         )
-    return reverse(f"batches:{pattern.name}", kwargs={k: values[k] for k in pattern.pattern.converters})
+    namespace = "" if pattern.name in PROJECT_URLS else "batches:"
+    return reverse(f"{namespace}{pattern.name}", kwargs={k: values[k] for k in pattern.pattern.converters})
 
 
 @pytest.fixture

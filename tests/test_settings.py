@@ -7,7 +7,10 @@ import os
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.fakedify import PROJECT_ROOT
 
@@ -70,8 +73,18 @@ def test_with_django_secure_http_is_redirected_and_cookies_are_secure_only() -> 
     assert shown["status"] == 301
 
 
-def test_without_django_secure_plain_http_keeps_working_with_debug_off() -> None:
-    shown = shown_settings(DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="testserver")
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """With DEBUG off pages link hashed static names, which need a collectstatic run (README "Production")."""
+    root = tmp_path_factory.mktemp("static")
+    env = environment(DJANGO_STATIC_ROOT=str(root), DJANGO_SECRET_KEY=SECURE_ENV["DJANGO_SECRET_KEY"])
+    done = run([sys.executable, "manage.py", "collectstatic", "--noinput"], env)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_without_django_secure_plain_http_keeps_working_with_debug_off(static_root: Path) -> None:
+    shown = shown_settings(DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="testserver", DJANGO_STATIC_ROOT=str(static_root))
 
     assert shown["DEBUG"] is False
     assert not shown["SECURE_SSL_REDIRECT"] and not shown["SESSION_COOKIE_SECURE"] and not shown["CSRF_COOKIE_SECURE"]

@@ -1,0 +1,123 @@
+"""What `/healthz` and `manage.py batches_doctor` report: database, migrations, live clusters, stuck batches and
+batches waiting for Dify (their workflow's upstream circuit is open).
+
+At most three queries: applied migrations (which also proves the database answers), heartbeats, and one for the
+running batches that are stuck or waiting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from django.db import DatabaseError, connection
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from batches.models import BatchTask, CircuitState, ClusterHeartbeat, Execution
+
+WORKER_WINDOW = timedelta(minutes=1)
+STUCK_AFTER = timedelta(minutes=10)
+
+
+@dataclass
+class Health:
+    database: bool = False
+    unapplied_migrations: list[str] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)  # clusters seen within WORKER_WINDOW
+    stuck: list[dict[str, Any]] = field(default_factory=list)  # running batches without progress for STUCK_AFTER
+    waiting_for_dify: list[dict[str, Any]] = field(default_factory=list)  # running batches whose upstream is down
+
+    @property
+    def serving(self) -> bool:
+        """What a load balancer needs: the database answers and the schema is the code's."""
+        return self.database and not self.unapplied_migrations
+
+    def problems(self) -> list[str]:
+        """Everything an operator should act on, one line each."""
+        if not self.database:
+            return ["the database does not answer"]
+        if self.unapplied_migrations:
+            count, first = len(self.unapplied_migrations), self.unapplied_migrations[0]
+            return [f"{count} migration(s) not applied, first {first}: run manage.py migrate"]
+        found = [] if self.workers else ["no worker cluster was seen in the last minute"]
+        found += [f"batch #{batch['id']} {batch['name']} made no progress for 10 minutes" for batch in self.stuck]
+        return found + [
+            f"batch #{batch['id']} {batch['name']} waits for Dify since {batch['since']}: {batch['last_error']}"
+            for batch in self.waiting_for_dify
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "serving": self.serving, "problems": self.problems()}
+
+
+def check(now: datetime | None = None) -> Health:
+    now = now or timezone.now()
+    health = Health()
+    try:
+        connection.cursor().close()  # connects (or finds a dropped connection unusable) without counting a query
+    except DatabaseError:
+        return health
+    health.database = True
+    health.unapplied_migrations = unapplied_migrations()
+    if not health.unapplied_migrations:
+        health.workers = live_clusters(now)
+        health.stuck, health.waiting_for_dify = stuck_or_waiting(now)
+    return health
+
+
+@cache
+def known_migrations() -> frozenset[tuple[str, str]]:
+    """The migrations on disk; read once per process (the code does not change under a running process)."""
+    return frozenset(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+def unapplied_migrations() -> list[str]:
+    try:
+        applied = set(MigrationRecorder.Migration.objects.values_list("app", "name"))
+    except DatabaseError:  # no django_migrations table: nothing was ever migrated
+        applied = set()
+    return sorted(f"{app}.{name}" for app, name in known_migrations() - applied)
+
+
+def live_clusters(now: datetime) -> list[dict[str, Any]]:
+    seen = ClusterHeartbeat.objects.filter(seen_at__gte=now - WORKER_WINDOW).order_by("node", "pid")
+    return [dict(row) for row in seen.values("node", "pid", "started_at", "seen_at")]
+
+
+def stuck_or_waiting(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Running batches that are stuck, and those waiting for Dify (not stuck: they wait for a reason), in one query."""
+    waiting = Q(workflow__throttle__circuit__in=[CircuitState.OPEN, CircuitState.HALF_OPEN])
+    rows = BatchTask.objects.running().filter(Q(pk__in=stuck_batches(now).values("pk")) | waiting).order_by("pk")
+    stuck: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for pk, name, since, last_error in rows.values_list(
+        "id", "name", "workflow__throttle__circuit_since", "workflow__throttle__last_error"
+    ):
+        if since is None:
+            stuck.append({"id": pk, "name": name})
+        else:
+            held.append({"id": pk, "name": name, "since": since.isoformat(), "last_error": last_error})
+    return stuck, held
+
+
+def stuck_batches(now: datetime) -> QuerySet[BatchTask]:
+    """Running batches with work left where, for STUCK_AFTER, no row finished and no running row was claimed.
+
+    Both tests use indexes ((batch, finished_at) and the few running rows of (batch, status, index)).
+    """
+    since = now - STUCK_AFTER
+    finished = Execution.objects.filter(batch=OuterRef("pk"), finished_at__gte=since)
+    claimed = Execution.objects.running().filter(batch=OuterRef("pk"), started_at__gte=since)
+    return (
+        BatchTask.objects.running()
+        .with_work()
+        .filter(started_at__lt=since)
+        .exclude(Exists(finished))
+        .exclude(Exists(claimed))
+        .order_by("pk")
+    )

@@ -1,0 +1,82 @@
+"""Each qcluster's main process records that it is alive, for `/healthz` and `manage.py batches_doctor`.
+
+django-q2 keeps its cluster statistics (`Stat`) in the Django cache, which is per process here (LocMemCache), so
+neither the web server nor another machine could read them. A row per cluster, renewed every few seconds, can be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from batches.models import ClusterHeartbeat
+
+logger = logging.getLogger(__name__)
+INTERVAL = 10.0  # seconds between beats; "seen in the last minute" tolerates a few missed ones
+FORGET_AFTER = timedelta(days=1)  # rows of clusters that died without saying goodbye are pruned after this
+
+_stop = threading.Event()
+_thread: threading.Thread | None = None
+
+
+def node_name() -> str:
+    """This machine's name: BATCHES_NODE_NAME when set, else its host name."""
+    return getattr(settings, "BATCHES_NODE_NAME", "") or os.environ.get("BATCHES_NODE_NAME") or socket.gethostname()
+
+
+def beat(*, name: str, started_at: datetime, now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    node, _, pid = name.rpartition(":")
+    ClusterHeartbeat.objects.update_or_create(
+        name=name, defaults={"node": node, "pid": int(pid), "started_at": started_at, "seen_at": now}
+    )
+    ClusterHeartbeat.objects.filter(seen_at__lt=now - FORGET_AFTER).delete()
+
+
+def start() -> None:
+    """Beat in a daemon thread of this (the cluster's main) process until stop() is called.
+
+    Called after the cluster forked its sentinel: the main process forks nothing else, so no child inherits the
+    thread's database connection.
+    """
+    global _thread
+    name = f"{node_name()}:{os.getpid()}"
+    _stop.clear()
+    _thread = threading.Thread(target=_run, args=(name, timezone.now()), name="batches-heartbeat", daemon=True)
+    _thread.start()
+
+
+def stop(timeout: float = 5.0) -> None:
+    """Stop beating and remove this cluster's row, so a stopped cluster is not counted as alive."""
+    _stop.set()
+    if _thread is not None:
+        _thread.join(timeout)
+
+
+def _run(name: str, started_at: datetime) -> None:
+    while True:
+        try:
+            beat(name=name, started_at=started_at)
+        except DatabaseError as exc:  # a database outage must not stop the cluster; the next beat retries
+            logger.warning("heartbeat not written: %s", exc)
+        finally:
+            connection.close()
+        if _stop.wait(INTERVAL):
+            break
+    _forget(name)
+
+
+def _forget(name: str) -> None:
+    try:
+        ClusterHeartbeat.objects.filter(name=name).delete()
+    except DatabaseError as exc:
+        logger.warning("heartbeat not removed: %s", exc)
+    finally:
+        connection.close()

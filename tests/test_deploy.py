@@ -1,0 +1,90 @@
+"""deploy/: the systemd units and the environment file example a deployment copies."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.processes import ROOT
+
+DEPLOY = ROOT / "deploy"
+UNITS = {"web": DEPLOY / "batches-web.service", "worker": DEPLOY / "batches-worker@.service"}
+# Closing the HTTP client after the calls were handed back waits at most 5 + 10 + 10 s (runner.CallLoop.close).
+RUNNER_HAND_BACK_SECONDS = 25
+GUNICORN_GRACEFUL_TIMEOUT = 30
+
+
+def service(unit: str) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(UNITS[unit].read_text())
+    return parser["Service"]
+
+
+def seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)\s*(s|min)?", value).groups()
+    return float(number) * (60 if unit == "min" else 1)
+
+
+@pytest.mark.parametrize("unit", ["web", "worker"])
+def test_units_stop_the_main_process_only_and_always_restart(unit):
+    section = service(unit)
+
+    assert section["KillMode"] == "mixed"
+    assert section.get("KillSignal", "SIGTERM") == "SIGTERM"
+    assert section["Restart"] == "always"
+    assert section["EnvironmentFile"] == "/etc/batches/batches.env"
+
+
+def test_worker_unit_is_a_template_running_one_cluster_with_time_to_hand_rows_back():
+    section = service("worker")
+
+    assert UNITS["worker"].name.endswith("@.service")
+    assert section["ExecStart"].endswith("manage.py qcluster")
+    assert seconds(section["TimeoutStopSec"]) > 2 * RUNNER_HAND_BACK_SECONDS
+
+
+def test_web_unit_runs_gunicorn_with_the_project_settings_and_outlasts_its_graceful_stop():
+    section = service("web")
+
+    assert section["ExecStart"].endswith("gunicorn -c deploy/gunicorn.conf.py batchsite.wsgi")
+    assert seconds(section["TimeoutStopSec"]) > GUNICORN_GRACEFUL_TIMEOUT
+    assert "graceful_timeout = 30" in (DEPLOY / "gunicorn.conf.py").read_text()
+
+
+def test_environment_example_names_every_setting_a_deployment_must_set():
+    names = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", (DEPLOY / "batches.env.example").read_text(), re.M))
+    code = (ROOT / "batchsite" / "settings.py").read_text() + (DEPLOY / "gunicorn.conf.py").read_text()
+
+    required = {"DJANGO_SECRET_KEY", "BATCHES_ENCRYPTION_KEY", "DATABASE_URL", "DJANGO_ALLOWED_HOSTS", "DJANGO_SECURE"}
+    assert required <= names
+    # Every name it offers is one the code reads (gunicorn reads WEB_CONCURRENCY itself too; the node name is
+    # read where machines are told apart).
+    unread = {name for name in names if f'"{name}"' not in code} - {"BATCHES_NODE_NAME"}
+    assert unread == set()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_units(tmp_path):
+    for unit in UNITS.values():
+        text = unit.read_text().replace("/etc/batches/batches.env", str(DEPLOY / "batches.env.example"))
+        text = text.replace("/srv/batches/.venv", str(Path(ROOT / ".venv").resolve())).replace(
+            "/srv/batches", str(ROOT)
+        )
+        (tmp_path / unit.name).write_text(text)
+    (tmp_path / "batches-worker@1.service").symlink_to(tmp_path / "batches-worker@.service")
+
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "batches-web.service", "batches-worker@1.service"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0 and done.stderr == "", done.stderr
