@@ -160,6 +160,8 @@ LOGGING = {
     "loggers": {
         "batches": {"handlers": ["stderr"], "level": os.environ.get("BATCHES_LOG_LEVEL", "INFO"), "propagate": False},
         "django_q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        # Django's default handlers print a 500's traceback only with DEBUG on (and mail it to ADMINS, unset here).
+        "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         "httpx": {"level": "WARNING"},
     },
 }

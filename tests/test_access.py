@@ -32,8 +32,8 @@ EXPECTED = {
     "execution_retry": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_template": ((LOGIN, LOGIN, AWAY, AWAY), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
 }
-# Django's own URL sets: the admin checks staff status itself, and the auth views (login) must be public.
-DELEGATED = {"admin", "accounts"}
+# Django's own URL set: the admin checks staff status itself (its login page is the site's login page).
+DELEGATED = {"admin"}
 PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask")
 
 
