@@ -128,6 +128,8 @@ BATCHES_BACKOFF_CAP = env_float("BATCHES_BACKOFF_CAP", 60.0)
 BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 600)
 BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
 BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
+# An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
+BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 256 * 1024 * 1024)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
 BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
 # Fernet keys for the API keys stored in the database, newest first (see batches/crypto.py). Empty: derived from
