@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -19,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from batches import selectors
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
-from batches.services import lifecycle
+from batches.services import lifecycle, workflows
 from batches.views import progress_bar
 
 CONTROL_PERMISSION = "batches.control_batchtask"
@@ -59,9 +60,30 @@ class PermissionActionsMixin:
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowAdminForm
-    list_display = ("name", "mode", "base_url", "response_mode", "concurrency", "rpm_limit")
+    list_display = ("name", "mode", "base_url", "response_mode", "concurrency", "rpm_limit", "input_variables_at")
     list_filter = ("mode", "response_mode")
     search_fields = ("name",)
+    actions = ("read_input_variables",)
+
+    def save_model(self, request: HttpRequest, obj: Workflow, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # After the admin's transaction: never a network call while the row is locked.
+        transaction.on_commit(lambda: self._read_variables(request, obj))
+
+    def _read_variables(self, request: HttpRequest, workflow: Workflow) -> bool:
+        if workflows.refresh_input_variables(workflow.pk) is not None:
+            return True
+        text = gettext("%(workflow)s: the app did not answer GET /parameters; its CSV template is not available yet.")
+        self.message_user(request, text % {"workflow": workflow}, messages.WARNING)
+        return False
+
+    @admin.action(description=_("Read the apps' input variables again"), permissions=["change"])
+    def read_input_variables(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        read = sum(self._read_variables(request, workflow) for workflow in queryset)
+        text = ngettext(
+            "Read the input variables of %(count)d workflow", "Read the input variables of %(count)d workflows", read
+        )
+        self.message_user(request, text % {"count": read}, messages.SUCCESS)
 
 
 class BatchChangeList(ChangeList):

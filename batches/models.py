@@ -79,6 +79,10 @@ class Workflow(models.Model):
         _("default concurrency"), default=10, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
     )
     retry_workflow_failed = models.BooleanField(_("auto-retry failed runs"), default=True)
+    # The app's input variables as last read with the key (GET /parameters) when the workflow was saved: the CSV
+    # template is built from them, so that no page sends the key anywhere on a GET.
+    input_variables = models.JSONField(_("input variables"), null=True, blank=True, editable=False)
+    input_variables_at = models.DateTimeField(_("input variables read"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -36,7 +36,7 @@ from django.views.decorators.http import require_GET, require_POST
 from batches import dify, exporters, importers, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm, ImportOptionsForm, InputsForm, RetryForm, UploadForm
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Mode, Workflow
-from batches.services import lifecycle
+from batches.services import lifecycle, workflows
 
 PAGE_SIZE = 50
 FAILURES_PAGE_SIZE = 50
@@ -635,10 +635,13 @@ def batch_import(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @require_GET
 def workflow_template(request: HttpRequest, pk: int) -> HttpResponse:
+    # Built from the variables read when the workflow was saved: a GET never sends the key anywhere.
     workflow = get_object_or_404(Workflow, pk=pk)
-    variables = dify.fetch_parameters(lifecycle.app_settings(workflow))
+    variables = workflows.cached_input_variables(workflow)
     if variables is None:
-        text = gettext("Cannot read the input variables of %(workflow)s: the app did not answer.")
+        text = gettext(
+            "The input variables of %(workflow)s are not known yet: save the workflow while its app answers."
+        )
         messages.error(request, text % {"workflow": workflow.name})
         return redirect(reverse("batches:batch_new") + f"?workflow={workflow.pk}")
     header = (["query"] if workflow.mode == Mode.CHAT else []) + [variable.label for variable in variables]
@@ -654,5 +657,5 @@ def workflow_template(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _csv_line(cells: list[str]) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(cells)
+    csv.writer(buffer).writerow([exporters.cell_value(cell) for cell in cells])
     return buffer.getvalue().encode()
