@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from batches.dify import host_allowed
+from batches import upstream_hosts
 from batches.fields import EncryptedCharField, OrderedJSONField
 
 
@@ -106,8 +106,13 @@ class Workflow(models.Model):
         return {}
 
     def _host_errors(self) -> dict[str, str]:
+        if not self.base_url:
+            return {}
+        problem = upstream_hosts.save_problem(self.base_url)
+        if problem is not None:
+            return {"base_url": problem}
         allowed = settings.BATCHES_ALLOWED_UPSTREAM_HOSTS
-        if not self.base_url or host_allowed(self.base_url, allowed):
+        if upstream_hosts.host_allowed(self.base_url, allowed):
             return {}
         return {"base_url": _("This host is not allowed; allowed: %(hosts)s.") % {"hosts": ", ".join(allowed)}}
 
