@@ -13,11 +13,12 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from batches import selectors
+from batches import clipping, selectors
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.services import lifecycle, workflows
@@ -267,7 +268,7 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     ordering = ("-batch_id", "index")
     show_full_result_count = False  # counting 100k rows twice per page is slow
     fieldsets = (
-        (None, {"fields": (("batch", "index"), "status", "inputs", "outputs")}),
+        (None, {"fields": (("batch", "index"), "status", "inputs", "shown_outputs")}),
         (_("Error"), {"fields": (("error_type", "http_status"), "error")}),
         (
             _("Attempts"),
@@ -284,14 +285,35 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Every field is state owned by the services; only a retryable row's inputs may be edited, to retry it.
-        return obj is not None and obj.status in RETRYABLE_STATES and self.has_retry_permission(request)
+        # Every field is state owned by the services; only a retryable row's inputs may be edited, to retry it (and
+        # only by someone who may see the row: the retry permission alone must not open its page).
+        return (
+            obj is not None
+            and obj.status in RETRYABLE_STATES
+            and self.has_retry_permission(request)
+            and super().has_view_permission(request, obj)
+            and not clipping.too_large_to_edit(obj.inputs)
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [(name, {**options, "fields": _swap(options["fields"], "inputs", "shown_inputs")})
+                for name, options in self.fieldsets]  # fmt: skip
+
+    @admin.display(description=_("inputs"))
+    def shown_inputs(self, obj: Execution) -> SafeString:
+        return _clipped(obj.inputs)
+
+    @admin.display(description=_("outputs"))
+    def shown_outputs(self, obj: Execution) -> SafeString:
+        return _clipped(obj.outputs) if obj.outputs is not None else SafeString("-")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # rows belong to their batch; delete the batch instead
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [name for name in flatten_fieldsets(self.fieldsets) if name != "inputs"]
+        return [name for name in flatten_fieldsets(self.get_fieldsets(request, obj)) if name != "inputs"]
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context["retry_allowed"] = self.has_change_permission(request, kwargs.get("obj"))
@@ -319,6 +341,18 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
             "%(count)d was not failed or cancelled", "%(count)d were not failed or cancelled", report.skipped
         )
         _report(self, request, done % {"count": report.retried}, report.skipped, skipped % {"count": report.skipped})
+
+
+def _swap(fields: Any, old: str, new: str) -> Any:
+    if isinstance(fields, tuple | list):
+        return tuple(_swap(item, old, new) for item in fields)
+    return new if fields == old else fields
+
+
+def _clipped(value: Any) -> SafeString:
+    text, cut = clipping.clipped_json(value)
+    note = gettext("Cut short: the full value is in the batch's JSONL export.") if cut else ""
+    return format_html('<pre class="json">{}</pre>{}', text, format_html("<p>{}</p>", note) if note else "")
 
 
 @admin.register(Attempt)

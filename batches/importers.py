@@ -165,10 +165,26 @@ def _prepend(first: dict[str, Any], rows: Iterator[dict[str, Any]]) -> Iterator[
 
 
 def _limited(records: Numbered, unit: str, columns: list[str], max_rows: int) -> Iterator[dict[str, Any]]:
+    max_cell = settings.BATCHES_MAX_CELL_BYTES
     for count, (number, values) in enumerate(records, start=1):
         if count > max_rows:
             raise ImportFileError(f"{unit} {number}: more than {max_rows} data rows (the limit is {max_rows})")
-        yield dict(zip(columns, values, strict=True))
+        row = dict(zip(columns, values, strict=True))
+        for column, value in row.items():
+            _check_cell(value, max_cell, f"{unit} {number}: the {column!r} value")
+        yield row
+
+
+def _check_cell(value: Any, limit: int, where: str) -> None:
+    """A cell over `limit` bytes (UTF-8, or JSON for nested values) is refused: every page would carry it."""
+    if isinstance(value, str):
+        size = len(value.encode()) if len(value) > limit // 4 else 0
+    elif isinstance(value, dict | list):
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+    else:
+        return
+    if size > limit:
+        raise ImportFileError(f"{where} is {_mb(size)}, over the {_mb(limit)} limit per cell")
 
 
 def _is_blank(cells: list[Any]) -> bool:

@@ -33,7 +33,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import dify, exporters, importers, selectors
+from batches import clipping, dify, exporters, importers, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm, ImportOptionsForm, InputsForm, RetryForm, UploadForm
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Mode, Workflow
 from batches.services import lifecycle, workflows
@@ -424,19 +424,20 @@ def batch_retry_json(request: HttpRequest, pk: int) -> JsonResponse:
 # --------------------------------------------------------------------------- executions
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
 def _execution_context(request: HttpRequest, execution: Execution, form: InputsForm | None) -> dict[str, Any]:
     editable = execution.status in RETRYABLE_STATES and request.user.has_perm(RETRY_PERMISSION)
+    inputs_json, inputs_cut = clipping.clipped_json(execution.inputs)
+    outputs_json, outputs_cut = (None, False) if execution.outputs is None else clipping.clipped_json(execution.outputs)
     return {
         "execution": execution,
         "batch": execution.batch,
-        "inputs_json": _pretty(execution.inputs),
-        "outputs_json": None if execution.outputs is None else _pretty(execution.outputs),
+        "inputs_json": inputs_json,
+        "outputs_json": outputs_json,
+        "clipped": inputs_cut or outputs_cut,  # the page says where the full values are (the JSONL export)
         "attempts": selectors.attempts(execution),
-        "form": (form or InputsForm.for_execution(execution)) if editable else None,
+        "form": (form or InputsForm.for_execution(execution))
+        if editable and not clipping.too_large_to_edit(execution.inputs)
+        else None,
     }
 
 
