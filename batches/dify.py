@@ -506,6 +506,8 @@ class DifyClient:
                 call.close()  # not awaited when the address was refused
         result.latency = time.monotonic() - started
         result.error = one_line(result.error, app.api_key)
+        if result.outputs and len(app.api_key) >= 6:  # an app may echo the key: outputs are shown and exported
+            result.outputs = _hidden_in(result.outputs, app.api_key)
         if not result.ok and result.error_type:
             logger.debug("call failed: %s %s", result.error_type, result.error)
         return result
@@ -635,6 +637,17 @@ def _where(exc: BaseException) -> str:
 def _masked(raw: bytes, secret: str) -> bytes:
     """An answer with the secret hidden, before any of it is cut into a message."""
     return raw.replace(secret.encode(), b"***") if len(secret) >= 6 else raw
+
+
+def _hidden_in(value: Any, secret: str) -> Any:
+    """`value` (outputs: JSON) with the secret hidden in every string, keys included."""
+    if isinstance(value, str):
+        return hide(value, secret) if secret[:SECRET_FRAGMENT] in value else value
+    if isinstance(value, list):
+        return [_hidden_in(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {_hidden_in(key, secret): _hidden_in(item, secret) for key, item in value.items()}
+    return value
 
 
 def _headers(app: AppSettings) -> dict[str, str]:

@@ -26,6 +26,7 @@ SNIFF_CHARS = 64 * 1024
 DELIMITERS = ",;\t|"
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
 XLSX_EXPANSION = 20  # an XLSX may also unpack to at most this many times max_bytes
+MAX_COLUMNS = 16_000  # an XLSX export holds 16,384 columns, a few of them fixed ones
 MAX_BLANK_XLSX_ROWS = 1000  # blank rows in a row (each one read costs time; a sheet may hold a million)
 ZIP_MAGIC = b"PK\x03\x04"
 EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
@@ -105,6 +106,8 @@ def detect_format(filename: str) -> str:
 
 def map_columns(header: list[str], variables: list[InputVariable] | None, mode: str) -> list[str]:
     """Map labels to variable names and check the columns against the app's input form."""
+    if len(header) > MAX_COLUMNS:
+        raise ImportFileError(f"{len(header)} columns: at most {MAX_COLUMNS} (an exported spreadsheet must hold them)")
     columns = header if variables is None else _match_variables(header, variables, mode)
     if mode == "chat" and "query" not in columns:
         raise ImportFileError("missing required column 'query': a chat app needs the user's message")

@@ -65,13 +65,17 @@ def progress_bar(counts: dict[str, int]) -> dict[str, int]:
 
 
 def staff_json(view: View) -> View:
-    """Like staff_member_required, but answers a JSON 403 instead of redirecting to the login page."""
+    """Like staff_member_required, but answers a JSON 403 instead of redirecting to the login page (and a JSON 404
+    instead of the HTML page when the object is missing)."""
 
     @wraps(view)
     def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not (request.user.is_active and request.user.is_staff):
             return JsonResponse({"error": gettext("Staff login required.")}, status=403)
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except Http404:
+            return JsonResponse({"error": gettext("Not found.")}, status=404)
 
     return checked
 

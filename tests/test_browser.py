@@ -312,3 +312,25 @@ def test_every_format_the_command_line_accepts_uploads_in_a_real_browser(site, b
             {"text": "你好", "lang": "zh"},
         ]
     context.close()
+
+
+def test_the_pages_keep_to_their_content_security_policy_in_a_real_browser(site, browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security" in message.text else None)
+    log_in(page, site)
+    older = BatchTask.objects.get(name="Product descriptions")
+
+    for path in ["/", f"/batches/{older.pk}/", f"/batches/{older.pk}/failures/", "/batches/new/", "/admin/",
+                 "/admin/batches/batchtask/", f"/admin/batches/batchtask/{older.pk}/change/"]:  # fmt: skip
+        response = page.goto(f"{site}{path}")
+        assert response is not None and "script-src 'self'" in response.headers.get("content-security-policy", "")
+        expect(page.locator("body")).to_be_visible()
+
+    page.goto(f"{site}/batches/{older.pk}/")
+    succeeded = page.locator("[data-segment=succeeded]").evaluate("el => el.getBoundingClientRect().width")
+    error_bar = page.locator("#error-chart .chart-bar span").evaluate("el => el.getBoundingClientRect().width")
+    assert succeeded > 100 and error_bar > 10  # the widths came through batches.js, not style attributes
+    assert violations == []
+    context.close()

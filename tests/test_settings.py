@@ -27,6 +27,7 @@ from django.conf import settings
 from django.test import Client
 django.setup()
 names = ["DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+         "SECURE_PROXY_SSL_HEADER",
          "BATCHES_ENCRYPTION_KEY", "BATCHES_ALLOWED_UPSTREAM_HOSTS"]
 shown = {name: getattr(settings, name, None) for name in names}
 shown["status"] = Client().get("/admin/login/").status_code
