@@ -16,6 +16,8 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# manage.py refuses to start with DEBUG off on the public development secret; lint needs no real one.
+lint: export DJANGO_SECRET_KEY ?= lint-only-placeholder-secret-key
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -7,6 +7,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
     from django.core.management import execute_from_command_line
 
+    from batchsite.startup import require_secret_key
+
+    require_secret_key()
     execute_from_command_line(sys.argv)
 
 

@@ -8,20 +8,22 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from batches import selectors
+from batches import clipping, selectors
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.presenters import waiting_message
 from batches.selectors import upstream_of
-from batches.services import lifecycle
+from batches.services import lifecycle, workflows
 from batches.views import progress_bar
 
 CONTROL_PERMISSION = "batches.control_batchtask"
@@ -61,7 +63,16 @@ class PermissionActionsMixin:
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowAdminForm
-    list_display = ("name", "mode", "base_url", "response_mode", "concurrency", "rpm_limit", "upstream")
+    list_display = (
+        "name",
+        "mode",
+        "base_url",
+        "response_mode",
+        "concurrency",
+        "rpm_limit",
+        "upstream",
+        "input_variables_at",
+    )
     list_filter = ("mode", "response_mode")
     list_select_related = ("throttle",)
     search_fields = ("name",)
@@ -71,6 +82,28 @@ class WorkflowAdmin(admin.ModelAdmin):
     def upstream(self, workflow: Workflow) -> str:
         """The upstream circuit: blank while Dify answers, else since when it has been waited for and why."""
         return waiting_message(upstream_of(getattr(workflow, "throttle", None))) or str(_("answers"))
+
+    actions = ("read_input_variables",)
+
+    def save_model(self, request: HttpRequest, obj: Workflow, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # After the admin's transaction: never a network call while the row is locked.
+        transaction.on_commit(lambda: self._read_variables(request, obj))
+
+    def _read_variables(self, request: HttpRequest, workflow: Workflow) -> bool:
+        if workflows.refresh_input_variables(workflow.pk) is not None:
+            return True
+        text = gettext("%(workflow)s: the app did not answer GET /parameters; its CSV template is not available yet.")
+        self.message_user(request, text % {"workflow": workflow}, messages.WARNING)
+        return False
+
+    @admin.action(description=_("Read the apps' input variables again"), permissions=["change"])
+    def read_input_variables(self, request: HttpRequest, queryset: QuerySet[Workflow]) -> None:
+        read = sum(self._read_variables(request, workflow) for workflow in queryset)
+        text = ngettext(
+            "Read the input variables of %(count)d workflow", "Read the input variables of %(count)d workflows", read
+        )
+        self.message_user(request, text % {"count": read}, messages.SUCCESS)
 
 
 class BatchChangeList(ChangeList):
@@ -259,7 +292,7 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     ordering = ("-batch_id", "index")
     show_full_result_count = False  # counting 100k rows twice per page is slow
     fieldsets = (
-        (None, {"fields": (("batch", "index"), "status", "inputs", "outputs")}),
+        (None, {"fields": (("batch", "index"), "status", "inputs", "shown_outputs")}),
         (_("Error"), {"fields": (("error_type", "http_status"), "error")}),
         (
             _("Attempts"),
@@ -281,14 +314,35 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
         return execution.index + 1
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Every field is state owned by the services; only a retryable row's inputs may be edited, to retry it.
-        return obj is not None and obj.status in RETRYABLE_STATES and self.has_retry_permission(request)
+        # Every field is state owned by the services; only a retryable row's inputs may be edited, to retry it (and
+        # only by someone who may see the row: the retry permission alone must not open its page).
+        return (
+            obj is not None
+            and obj.status in RETRYABLE_STATES
+            and self.has_retry_permission(request)
+            and super().has_view_permission(request, obj)
+            and not clipping.too_large_to_edit(obj.inputs)
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [(name, {**options, "fields": _swap(options["fields"], "inputs", "shown_inputs")})
+                for name, options in self.fieldsets]  # fmt: skip
+
+    @admin.display(description=_("inputs"))
+    def shown_inputs(self, obj: Execution) -> SafeString:
+        return _clipped(obj.inputs)
+
+    @admin.display(description=_("outputs"))
+    def shown_outputs(self, obj: Execution) -> SafeString:
+        return _clipped(obj.outputs) if obj.outputs is not None else SafeString("-")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # rows belong to their batch; delete the batch instead
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [name for name in flatten_fieldsets(self.fieldsets) if name != "inputs"]
+        return [name for name in flatten_fieldsets(self.get_fieldsets(request, obj)) if name != "inputs"]
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context["retry_allowed"] = self.has_change_permission(request, kwargs.get("obj"))
@@ -316,6 +370,18 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
             "%(count)d was not failed or cancelled", "%(count)d were not failed or cancelled", report.skipped
         )
         _report(self, request, done % {"count": report.retried}, report.skipped, skipped % {"count": report.skipped})
+
+
+def _swap(fields: Any, old: str, new: str) -> Any:
+    if isinstance(fields, tuple | list):
+        return tuple(_swap(item, old, new) for item in fields)
+    return new if fields == old else fields
+
+
+def _clipped(value: Any) -> SafeString:
+    text, cut = clipping.clipped_json(value)
+    note = gettext("Cut short: the full value is in the batch's JSONL export.") if cut else ""
+    return format_html('<pre class="json">{}</pre>{}', text, format_html("<p>{}</p>", note) if note else "")
 
 
 @admin.register(Attempt)

@@ -17,6 +17,8 @@ class BatchesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from batches import checks  # noqa: F401 - registers the deploy checks
+
         # Web servers (runserver included) sweep from batchsite/wsgi.py and asgi.py; no other command sweeps.
         if sys.argv[1:2] == ["qcluster"]:
             from django_q.signals import post_spawn

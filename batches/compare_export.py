@@ -94,7 +94,7 @@ def _xlsx_chunks(batch_a: BatchTask, batch_b: BatchTask, pairs: list[RawPair]) -
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("comparison")
         for cells in table(batch_a, batch_b, pairs):
-            sheet.append([exporters._xlsx_cell(c) for c in cells])
+            sheet.append([exporters._xlsx_cell(sheet, c) for c in cells])
         workbook.save(name)
         with open(name, "rb") as f:
             yield from iter(lambda: f.read(exporters.CHUNK_BYTES), b"")

@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 
-from batches import dify
+from batches import dify, upstream_hosts
 from batches.models import Workflow
+from batches.upstream_hosts import UpstreamRefused
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 10.0
@@ -38,6 +39,10 @@ def check_connection(workflow: Workflow) -> ConnectionReport:
         return ConnectionReport(False, "auth: the stored API key cannot be read; enter it again")
     base = workflow.base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {key}"}
+    try:
+        upstream_hosts.check_url(base)
+    except (UpstreamRefused, ConnectionError) as exc:
+        return ConnectionReport(False, f"app_error: {exc}")
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as http:
             form = _get_json(http, base + "/parameters", headers, key).get("user_input_form")

@@ -9,22 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import inspect
 import json
 import logging
 import math
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from batches import dify_errors, strictjson
+from batches import dify_errors, strictjson, upstream_hosts
 from batches.crypto import is_unreadable
+from batches.upstream_hosts import CONNECT_FAILED, UpstreamRefused
+from batches.upstream_hosts import host_allowed as host_allowed  # moved there; kept importable from here
 
 logger = logging.getLogger("batches.dify")
 
@@ -117,14 +119,8 @@ class BadResponse(Exception):
         self.excerpt = excerpt
 
     def describe(self, secret: str = "", chars: int = 100) -> str:
-        """The message and the start of the answer, the secret hidden before the answer is cut."""
-        if not self.excerpt:
-            return str(self)
-        text = self.excerpt[: chars + len(secret)]
-        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        if len(secret) >= 6:
-            text = hide(text, secret)
-        return f"{self}: {text[:chars]}"
+        """The message; an answer that is not a Dify answer is never quoted (it may come from any internal service)."""
+        return f"{self}: not a Dify answer" if self.excerpt else str(self)
 
 
 # ----------------------------------------------------------------------------------------------- pure helpers
@@ -150,28 +146,6 @@ def hide(text: str, secret: str) -> str:
         text = text[:start] + "***" + text[end:]
         start = text.find(head, start + 3)
     return text
-
-
-def host_allowed(url: str, patterns: Sequence[str]) -> bool:
-    """Whether the URL's host is one of `patterns`: host names, or `*.suffix` for any host under suffix.
-
-    No patterns allow every host.
-    """
-    if not patterns:
-        return True
-    try:
-        host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    except ValueError:
-        return False
-    return bool(host) and any(_host_matches(host, pattern.strip().lower()) for pattern in patterns)
-
-
-def _host_matches(host: str, pattern: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:].rstrip("."))
-    return host == pattern.strip("[]").rstrip(".")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -229,13 +203,12 @@ def _seconds(value: Any) -> float | None:
 
 
 def _error_body(body: bytes | str, content_type: str) -> tuple[str, str]:
-    """(code, message) from a Dify JSON error body, or ("", page title / text) for anything else."""
+    """(code, message) from a Dify JSON error body; ("", "not a Dify answer") for anything else, never its text."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     data = _json_object(text) if "json" in content_type or text.lstrip().startswith("{") else None
-    if data is not None:
+    if data is not None and ("code" in data or "message" in data):
         return str(data.get("code") or ""), str(data.get("message") or data.get("error") or "")
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    return "", (title.group(1) if title else re.sub(r"<[^>]+>", " ", text))[:200]
+    return "", "not a Dify answer" if text.strip() else ""
 
 
 def classify_http_error(status: int, body: bytes | str, content_type: str) -> tuple[str, str]:
@@ -535,6 +508,7 @@ class DifyClient:
         url = app.base_url.rstrip("/") + STOP_PATHS[app.mode].format(quote(task_id, safe=""))
         try:
             async with asyncio.timeout(min(app.timeout, 30)):
+                await upstream_hosts.check_url_async(app.base_url)
                 response = await self._http.post(
                     url,
                     json={"user": user},
@@ -551,7 +525,10 @@ class DifyClient:
         started = time.monotonic()
         try:
             async with asyncio.timeout(app.timeout):
+                await upstream_hosts.check_url_async(app.base_url)
                 await call
+        except UpstreamRefused as exc:
+            result.fail("app_error", str(exc))
         except TimeoutError:
             result.fail("timeout", f"no complete answer within {app.timeout:g} s")
         except BadResponse as exc:
@@ -559,11 +536,18 @@ class DifyClient:
         except Exception as exc:
             kind = classify_exception(exc)
             message = one_line(_describe(exc), app.api_key)
+            if _connect_failed(exc):  # one text: a refused port must not look different from a silent one
+                kind, message = "connection", CONNECT_FAILED
             if kind == "bad_response":  # no traceback: its messages may quote the answer, and so the key
                 logger.warning("unexpected error calling %s: %s (%s)", app.base_url, message, _where(exc))
             result.fail(kind, message)
+        finally:
+            if inspect.iscoroutine(call):
+                call.close()  # not awaited when the address was refused
         result.latency = time.monotonic() - started
         result.error = one_line(result.error, app.api_key)
+        if result.outputs and len(app.api_key) >= 6:  # an app may echo the key: outputs are shown and exported
+            result.outputs = _hidden_in(result.outputs, app.api_key)
         if not result.ok and result.error_type:
             logger.debug("call failed: %s %s", result.error_type, result.error)
         return result
@@ -661,6 +645,16 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 pass
 
 
+def _connect_failed(exc: BaseException) -> bool:
+    """Whether no connection was made: refused, unreachable, unknown host or no answer to connect."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):  # httpx-aiohttp wraps every aiohttp error in ConnectTimeout
+        return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | ConnectionError) and not isinstance(
+        exc, ConnectionResetError | BrokenPipeError
+    )
+
+
 def _describe(exc: BaseException) -> str:
     """`Type: message` of the most telling exception in the chain (httpx wraps the socket-level one)."""
     chain: list[BaseException] = []
@@ -690,16 +684,28 @@ def _masked(raw: bytes, secret: str) -> bytes:
     return raw.replace(secret.encode(), b"***") if len(secret) >= 6 else raw
 
 
+def _hidden_in(value: Any, secret: str) -> Any:
+    """`value` (outputs: JSON) with the secret hidden in every string, keys included."""
+    if isinstance(value, str):
+        return hide(value, secret) if secret[:SECRET_FRAGMENT] in value else value
+    if isinstance(value, list):
+        return [_hidden_in(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {_hidden_in(key, secret): _hidden_in(item, secret) for key, item in value.items()}
+    return value
+
+
 def _headers(app: AppSettings) -> dict[str, str]:
     return {"Authorization": f"Bearer {app.api_key}", "Content-Type": "application/json"}
 
 
 def _timeout(app: AppSettings) -> httpx.Timeout:
     """A blocking answer is silent until the run ends: only the call's own limit applies. A stream pings every
-    10 s, so a longer silence means it is dead; pings do not extend the call past its limit (`_guarded`)."""
+    10 s, so a longer silence means it is dead; pings do not extend the call past its limit (`_guarded`). Connect
+    gives up before the whole call, so a silent port ends like a refused one (CONNECT_FAILED)."""
     total = app.timeout
     read = total if app.response_mode == "blocking" else min(total, app.silence_timeout)
-    return httpx.Timeout(connect=min(10.0, total), read=read, write=10.0, pool=total)
+    return httpx.Timeout(connect=min(10.0, total * 0.9), read=read, write=10.0, pool=total)
 
 
 def agent_refuses_blocking(app: AppSettings, result: CallResult) -> bool:
@@ -717,8 +723,9 @@ def fetch_parameters(app: AppSettings, timeout: float = 5) -> list[InputVariable
     if is_unreadable(app.api_key):
         return None
     try:
+        upstream_hosts.check_url(app.base_url)
         raw = _get_small(app.base_url.rstrip("/") + "/parameters", _headers(app), timeout)
-    except (httpx.HTTPError, BadResponse) as exc:
+    except (httpx.HTTPError, BadResponse, UpstreamRefused, ConnectionError) as exc:
         logger.info("GET /parameters failed: %s", one_line(repr(exc), app.api_key))
         return None
     form = _mapping(_json_value(raw)).get("user_input_form") if raw is not None else None

@@ -10,9 +10,10 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,7 @@ from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils.text import slugify
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
 
 from batches.models import Attempt, BatchTask
 
@@ -31,6 +32,8 @@ DB_CHUNK = 2000
 JSONL_KEYS = ("id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts")
 FIXED_COLUMNS = ("index", "status", "error_type", "error", "attempts")
 INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+NUMBER_LIKE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # -3.5, +8613800000000, 1e-3
+XLSX_MAX_COLUMNS = 16_384  # Excel's limit: output keys past it go in one JSON column
 UTF8_BOM = "\ufeff".encode()  # so Excel reads the CSV as UTF-8
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells; CSV and JSONL keep the full text
 
@@ -122,9 +125,10 @@ class _Layout:
     inputs: list[str]  # input keys, first row's order first
     outputs: list[str]  # output keys, union over all rows
     header: list[str]
+    more: list[str] = field(default_factory=list)  # output keys past the column limit: one JSON column
 
 
-def _layout(batch: BatchTask) -> _Layout:
+def _layout(batch: BatchTask, max_columns: int | None = None) -> _Layout:
     """A first pass over the batch to find every input and output key."""
     input_keys: dict[str, None] = {}
     output_keys: dict[str, None] = {}
@@ -135,8 +139,12 @@ def _layout(batch: BatchTask) -> _Layout:
     in_cols = [f"input.{k}" if k in FIXED_COLUMNS else k for k in input_keys]
     taken = set(FIXED_COLUMNS) | set(in_cols)
     out_cols = [f"output.{k}" if k in taken else k for k in output_keys]
+    outputs, more = list(output_keys), []
+    room = None if max_columns is None else max_columns - len(in_cols) - len(FIXED_COLUMNS) - 1
+    if room is not None and len(out_cols) > room:
+        outputs, more, out_cols = outputs[:room], outputs[room:], [*out_cols[:room], "output.more"]
     header = ["index", *in_cols, "status", *out_cols, "error_type", "error", "attempts"]
-    return _Layout(list(input_keys), list(output_keys), header)
+    return _Layout(list(input_keys), outputs, header, more)
 
 
 def _as_dict(value: Any, name: str) -> dict[str, Any]:
@@ -153,22 +161,35 @@ def _table_rows(batch: BatchTask, layout: _Layout) -> Iterator[list[Any]]:
             *(inputs.get(k) for k in layout.inputs),
             row["status"],
             *(outputs.get(k) for k in layout.outputs),
+            *([{k: outputs[k] for k in layout.more if k in outputs}] if layout.more else []),
             row["error_type"],
             row["error"],
             row["attempts"],
         ]
 
 
-def cell_value(value: Any) -> Any:
-    """A spreadsheet-safe cell: numbers stay numbers; text that a spreadsheet would run as a formula gets a '."""
+def plain_value(value: Any) -> Any:
+    """A cell's value: numbers stay numbers, everything else becomes text (JSON for nested values)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return value if math.isfinite(value) else str(value)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return "'" + text if text.startswith(INJECTION_PREFIXES) else text
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def neutralised(text: str) -> str:
+    """Text a spreadsheet would evaluate (=, +, -, @, tab, CR first) gets a leading '; numbers like -3.5 do not."""
+    if text.startswith(INJECTION_PREFIXES) and not NUMBER_LIKE.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def cell_value(value: Any) -> Any:
+    """A spreadsheet-safe CSV cell."""
+    cell = plain_value(value)
+    return neutralised(cell) if isinstance(cell, str) else cell
 
 
 # --------------------------------------------------------------------------- CSV
@@ -205,17 +226,20 @@ def _xlsx_chunks(batch: BatchTask) -> Iterator[bytes]:
 
 
 def _write_xlsx(batch: BatchTask, name: str) -> None:
-    layout = _layout(batch)
+    layout = _layout(batch, max_columns=XLSX_MAX_COLUMNS)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("executions")
-    sheet.append([_xlsx_cell(c) for c in layout.header])
+    sheet.append([_xlsx_cell(sheet, c) for c in layout.header])
     for cells in _table_rows(batch, layout):
-        sheet.append([_xlsx_cell(c) for c in cells])
+        sheet.append([_xlsx_cell(sheet, c) for c in cells])
     workbook.save(name)
 
 
-def _xlsx_cell(value: Any) -> Any:
-    cell = cell_value(value)
+def _xlsx_cell(sheet: Any, value: Any) -> Any:
+    """Numbers as numbers, text as a text cell: openpyxl would make '=…' a formula, so no ' is needed here."""
+    cell = plain_value(value)
     if not isinstance(cell, str):
         return cell
-    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", cell)[:XLSX_MAX_CELL]
+    text_cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("\ufffd", cell)[:XLSX_MAX_CELL])
+    text_cell.data_type = "s"
+    return text_cell

@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +16,7 @@ from batches import importers
 from batches.inputs import InputError
 from batches.models import BatchStatus, ErrorType, Execution, Workflow
 from batches.services.lifecycle import ImportOptions, typed_inputs
+from batches.services.workflows import KEY_REQUIRED, key_required
 
 
 class WorkflowAdminForm(forms.ModelForm):
@@ -53,7 +55,11 @@ class WorkflowAdminForm(forms.ModelForm):
         self.fields["api_key"].required = self.instance.pk is None
 
     def clean_api_key(self) -> str:
-        return self.cleaned_data["api_key"] or self.instance.api_key
+        entered = self.cleaned_data["api_key"]
+        # base_url comes before api_key in the fields, so it is cleaned already (absent if invalid).
+        if key_required(self.instance, base_url=self.cleaned_data.get("base_url"), api_key=entered):
+            raise ValidationError(KEY_REQUIRED, code="key_required")
+        return entered or self.instance.api_key
 
 
 class BatchFilterForm(forms.Form):

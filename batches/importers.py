@@ -9,27 +9,25 @@ import codecs
 import csv
 import io
 import json
-import math
-import zipfile
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 
-from batches import inputs, strictjson
+from batches import inputs, strictjson, xlsx_reader
 from batches.dify import InputVariable
 
 CHUNK_BYTES = 1024 * 1024
 SNIFF_CHARS = 64 * 1024
 DELIMITERS = ",;\t|"
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
-XLSX_EXPANSION = 20  # an XLSX may unpack to at most this many times max_bytes
+XLSX_EXPANSION = 20  # an XLSX may also unpack to at most this many times max_bytes
+MAX_COLUMNS = 16_000  # an XLSX export holds 16,384 columns, a few of them fixed ones
+MAX_BLANK_XLSX_ROWS = 1000  # blank rows in a row (each one read costs time; a sheet may hold a million)
 ZIP_MAGIC = b"PK\x03\x04"
 EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -120,6 +118,8 @@ def detect_format(filename: str) -> str:
 
 def map_columns(header: list[str], variables: list[InputVariable] | None, mode: str) -> list[str]:
     """Map labels to variable names and check the columns against the app's input form."""
+    if len(header) > MAX_COLUMNS:
+        raise ImportFileError(f"{len(header)} columns: at most {MAX_COLUMNS} (an exported spreadsheet must hold them)")
     columns = header if variables is None else _match_variables(header, variables, mode)
     if mode == "chat" and "query" not in columns:
         raise ImportFileError("missing required column 'query': a chat app needs the user's message")
@@ -182,10 +182,14 @@ def _prepend(first: dict[str, Any], rows: Iterator[dict[str, Any]]) -> Iterator[
 def _limited(
     records: Numbered, unit: str, columns: list[str], max_rows: int, variables: list[InputVariable] | None = None
 ) -> Iterator[dict[str, Any]]:
+    max_cell = settings.BATCHES_MAX_CELL_BYTES
     for count, (number, values) in enumerate(records, start=1):
         if count > max_rows:
             raise ImportFileError(f"{unit} {number}: more than {max_rows} data rows (the limit is {max_rows})")
-        yield _typed(dict(zip(columns, values, strict=True)), variables, f"{unit} {number}")
+        row = dict(zip(columns, values, strict=True))
+        for column, value in row.items():
+            _check_cell(value, max_cell, f"{unit} {number}: the {column!r} value")
+        yield _typed(row, variables, f"{unit} {number}")
 
 
 def _typed(row: dict[str, Any], variables: list[InputVariable] | None, where: str) -> dict[str, Any]:
@@ -194,6 +198,18 @@ def _typed(row: dict[str, Any], variables: list[InputVariable] | None, where: st
         return inputs.convert_row(row, variables) if variables else row
     except inputs.InputError as exc:
         raise ImportFileError(f"{where}: {exc}") from None
+
+
+def _check_cell(value: Any, limit: int, where: str) -> None:
+    """A cell over `limit` bytes (UTF-8, or JSON for nested values) is refused: every page would carry it."""
+    if isinstance(value, str):
+        size = len(value.encode()) if len(value) > limit // 4 else 0
+    elif isinstance(value, dict | list):
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+    else:
+        return
+    if size > limit:
+        raise ImportFileError(f"{where} is {_mb(size)}, over the {_mb(limit)} limit per cell")
 
 
 def _is_blank(cells: list[Any]) -> bool:
@@ -338,63 +354,21 @@ def _csv_records(path: Path, encoding: str, delimiter: str) -> Numbered:
 
 
 def _read_xlsx(path: Path, max_bytes: int) -> _Source:
-    _check_zip(path, max_bytes * XLSX_EXPANSION)
-    header, rows = _table(_xlsx_records(path), "row", strict=False)
-    return _Source("row", header, rows)
-
-
-def _check_zip(path: Path, limit: int) -> None:
-    """Refuse what is not a zip archive, and archives that unpack to more than `limit` bytes."""
+    limit = min(settings.BATCHES_MAX_XLSX_UNPACKED_BYTES, max_bytes * XLSX_EXPANSION)
     try:
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except Exception:  # zipfile raises many kinds on a damaged archive (BadZipFile, NotImplementedError, EOFError...)
-        raise ImportFileError(
-            "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
-        ) from None
-    if unpacked > limit:
-        raise ImportFileError(f"the XLSX file unpacks to {_mb(unpacked)}, over the {_mb(limit)} limit")
+        xlsx_reader.check_archive(path, limit)
+        rows = xlsx_reader.records(path, max_unpacked=limit, max_blank_rows=MAX_BLANK_XLSX_ROWS)
+        header, body = _table(rows, "row", strict=False)
+    except xlsx_reader.XlsxError as exc:
+        raise ImportFileError(str(exc)) from None
+    return _Source("row", header, _xlsx_errors(body))
 
 
-def _xlsx_records(path: Path) -> Numbered:
+def _xlsx_errors(rows: Numbered) -> Numbered:
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-        sheet = workbook.worksheets[0]
-        sheet.reset_dimensions()  # don't trust the stored dimension: read what is there
-    except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
-        raise ImportFileError(f"not a valid XLSX file ({type(exc).__name__}): save it again as .xlsx") from None
-    number = 0
-    try:
-        for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, _xlsx_cells(number, cells)
-    except ImportFileError:
-        raise
-    except Exception as exc:  # a damaged sheet fails while it is read: bad XML, a bad CRC, a lying zip
-        raise ImportFileError(f"row {number + 1}: the sheet is damaged ({type(exc).__name__})") from None
-    finally:
-        workbook.close()
-
-
-def _xlsx_cells(number: int, cells: tuple[Any, ...]) -> list[Any]:
-    values = [_xlsx_value(c) for c in cells]
-    for i, value in enumerate(values):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ImportFileError(f"row {number}: cell {get_column_letter(i + 1)}{number} is a number out of range")
-    return values
-
-
-def _xlsx_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == time() else value.isoformat()
-    if isinstance(value, date | time):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+        yield from rows
+    except xlsx_reader.XlsxError as exc:
+        raise ImportFileError(str(exc)) from None
 
 
 def _read_jsonl(path: Path, max_bytes: int) -> _Source:

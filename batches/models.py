@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from batches.dify import host_allowed
+from batches import upstream_hosts
 from batches.fields import EncryptedCharField, OrderedJSONField
 
 
@@ -87,6 +87,10 @@ class Workflow(models.Model):
         _("default concurrency"), default=10, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
     )
     retry_workflow_failed = models.BooleanField(_("auto-retry failed runs"), default=True)
+    # The app's input variables as last read with the key (GET /parameters) when the workflow was saved: the CSV
+    # template is built from them, so that no page sends the key anywhere on a GET.
+    input_variables = models.JSONField(_("input variables"), null=True, blank=True, editable=False)
+    input_variables_at = models.DateTimeField(_("input variables read"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -110,8 +114,13 @@ class Workflow(models.Model):
         return {}
 
     def _host_errors(self) -> dict[str, str]:
+        if not self.base_url:
+            return {}
+        problem = upstream_hosts.save_problem(self.base_url)
+        if problem is not None:
+            return {"base_url": problem}
         allowed = settings.BATCHES_ALLOWED_UPSTREAM_HOSTS
-        if not self.base_url or host_allowed(self.base_url, allowed):
+        if upstream_hosts.host_allowed(self.base_url, allowed):
             return {}
         return {"base_url": _("This host is not allowed; allowed: %(hosts)s.") % {"hosts": ", ".join(allowed)}}
 

@@ -10,10 +10,12 @@ import logging
 
 import httpx
 
+from batches import upstream_hosts
 from batches.models import Workflow
 from batches.selectors import Upstream
 from batches.services import circuit, engine
 from batches.services.lifecycle import app_settings
+from batches.upstream_hosts import UpstreamRefused
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,10 @@ def upstream_failure(workflow: Workflow, timeout: float) -> str:
     """'' when the upstream answers; else an outage description that tells no port or body apart."""
     app = app_settings(workflow)
     url = app.base_url.rstrip("/") + "/parameters"
+    try:
+        upstream_hosts.check_url(app.base_url)
+    except (UpstreamRefused, ConnectionError) as exc:
+        return f"app_error: {exc}"
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as http:
             response = http.get(url, headers={"Authorization": f"Bearer {app.api_key}"})

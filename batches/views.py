@@ -33,11 +33,11 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import dify, exporters, importers, selectors
+from batches import clipping, dify, exporters, importers, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm, ImportOptionsForm, InputsForm, RetryForm, UploadForm
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Mode, Workflow
 from batches.presenters import waiting_message
-from batches.services import lifecycle
+from batches.services import lifecycle, workflows
 
 PAGE_SIZE = 50
 FAILURES_PAGE_SIZE = 50
@@ -66,13 +66,17 @@ def progress_bar(counts: dict[str, int]) -> dict[str, int]:
 
 
 def staff_json(view: View) -> View:
-    """Like staff_member_required, but answers a JSON 403 instead of redirecting to the login page."""
+    """Like staff_member_required, but answers a JSON 403 instead of redirecting to the login page (and a JSON 404
+    instead of the HTML page when the object is missing)."""
 
     @wraps(view)
     def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not (request.user.is_active and request.user.is_staff):
             return JsonResponse({"error": gettext("Staff login required.")}, status=403)
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except Http404:
+            return JsonResponse({"error": gettext("Not found.")}, status=404)
 
     return checked
 
@@ -432,19 +436,20 @@ def batch_retry_json(request: HttpRequest, pk: int) -> JsonResponse:
 # --------------------------------------------------------------------------- executions
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
 def _execution_context(request: HttpRequest, execution: Execution, form: InputsForm | None) -> dict[str, Any]:
     editable = execution.status in RETRYABLE_STATES and request.user.has_perm(RETRY_PERMISSION)
+    inputs_json, inputs_cut = clipping.clipped_json(execution.inputs)
+    outputs_json, outputs_cut = (None, False) if execution.outputs is None else clipping.clipped_json(execution.outputs)
     return {
         "execution": execution,
         "batch": execution.batch,
-        "inputs_json": _pretty(execution.inputs),
-        "outputs_json": None if execution.outputs is None else _pretty(execution.outputs),
+        "inputs_json": inputs_json,
+        "outputs_json": outputs_json,
+        "clipped": inputs_cut or outputs_cut,  # the page says where the full values are (the JSONL export)
         "attempts": selectors.attempts(execution),
-        "form": (form or InputsForm.for_execution(execution)) if editable else None,
+        "form": (form or InputsForm.for_execution(execution))
+        if editable and not clipping.too_large_to_edit(execution.inputs)
+        else None,
     }
 
 
@@ -647,10 +652,13 @@ def batch_import(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 @require_GET
 def workflow_template(request: HttpRequest, pk: int) -> HttpResponse:
+    # Built from the variables read when the workflow was saved: a GET never sends the key anywhere.
     workflow = get_object_or_404(Workflow, pk=pk)
-    variables = dify.fetch_parameters(lifecycle.app_settings(workflow))
+    variables = workflows.cached_input_variables(workflow)
     if variables is None:
-        text = gettext("Cannot read the input variables of %(workflow)s: the app did not answer.")
+        text = gettext(
+            "The input variables of %(workflow)s are not known yet: save the workflow while its app answers."
+        )
         messages.error(request, text % {"workflow": workflow.name})
         return redirect(reverse("batches:batch_new") + f"?workflow={workflow.pk}")
     header = (["query"] if workflow.mode == Mode.CHAT else []) + [variable.label for variable in variables]
@@ -666,5 +674,5 @@ def workflow_template(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _csv_line(cells: list[str]) -> bytes:
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(cells)
+    csv.writer(buffer).writerow([exporters.cell_value(cell) for cell in cells])
     return buffer.getvalue().encode()

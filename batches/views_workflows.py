@@ -16,6 +16,7 @@ from batches.forms_workflows import WorkflowForm
 from batches.models import Workflow, WorkflowThrottle
 from batches.presenters import waiting_message
 from batches.selectors import upstream_of
+from batches.services import workflows
 from batches.views import _require
 
 VIEW, ADD, CHANGE = "batches.view_workflow", "batches.add_workflow", "batches.change_workflow"
@@ -53,6 +54,7 @@ def workflow_add(request: HttpRequest) -> HttpResponse:
     form = WorkflowForm(_posted(request))
     if request.method == "POST" and form.is_valid():
         workflow = form.save()
+        workflows.refresh_input_variables(workflow.pk)  # for its CSV template, which never calls the upstream
         messages.success(request, gettext("Workflow %(name)s added.") % {"name": workflow.name})
         return redirect("batches:workflow_edit", pk=workflow.pk)
     return _render_form(request, form, None, status=400 if form.is_bound else 200)
@@ -66,6 +68,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = WorkflowForm(_posted(request), instance=workflow)
     if request.method == "POST" and form.is_valid():
         form.save()
+        workflows.refresh_input_variables(workflow.pk)
         messages.success(request, gettext("Workflow %(name)s saved.") % {"name": workflow.name})
         return redirect("batches:workflow_edit", pk=workflow.pk)
     return _render_form(request, form, workflow, status=400 if form.is_bound else 200)
@@ -77,6 +80,8 @@ def workflow_test(request: HttpRequest, pk: int) -> HttpResponse:
     _require(request, CHANGE)
     workflow = get_object_or_404(Workflow, pk=pk)
     report = check_connection(workflow)
+    if report.ok:
+        workflows.refresh_input_variables(workflow.pk)
     return _render_form(request, WorkflowForm(instance=workflow), workflow, report=report)
 
 

@@ -26,7 +26,10 @@ def env_list(name: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG")
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me")
+# Public, for development only: with DEBUG off, manage.py and the WSGI/ASGI entry points refuse to start on it
+# (batchsite/startup.py). Importing the settings (tests, mypy) still works without a secret.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or DEV_SECRET_KEY
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 
 INSTALLED_APPS = [
@@ -44,6 +47,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Right after SecurityMiddleware: static files are answered before sessions or the database are touched.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "batches.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -120,6 +124,9 @@ if env_bool("DJANGO_SECURE"):
     SECURE_HSTS_SECONDS = 31536000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+# Only behind a proxy that sets X-Forwarded-Proto itself (and drops the client's): otherwise any client could claim
+# HTTPS. Separate from DJANGO_SECURE on purpose.
+if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- batches engine -------------------------------------------------------------------------------------------
@@ -140,6 +147,9 @@ BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 1200)
 BATCHES_DIFY_MAX_EXECUTION_TIME = env_float("BATCHES_DIFY_MAX_EXECUTION_TIME", 1200)
 BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
 BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
+BATCHES_MAX_CELL_BYTES = env_int("BATCHES_MAX_CELL_BYTES", 1024 * 1024)  # one imported value (UTF-8 bytes)
+# An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
+BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 256 * 1024 * 1024)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
 # The upstream circuit (batches/services/circuit.py): outage-class failures in a row that open it, the wait
 # before the first probe and its cap (doubling in between), and minutes of outage after which a batch pauses (0:
@@ -181,6 +191,8 @@ LOGGING = {
     "loggers": {
         "batches": {"handlers": ["stderr"], "level": os.environ.get("BATCHES_LOG_LEVEL", "INFO"), "propagate": False},
         "django_q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        # Django's default handlers print a 500's traceback only with DEBUG on (and mail it to ADMINS, unset here).
+        "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         "httpx": {"level": "WARNING"},
     },
 }

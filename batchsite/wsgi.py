@@ -2,7 +2,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from batchsite.startup import require_secret_key
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
+require_secret_key()
 application = get_wsgi_application()
 
 from batches.apps import start_recovery_sweep  # noqa: E402

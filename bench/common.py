@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ def setup_django() -> None:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='batches-bench-')}/bench.sqlite3"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
+    # manage.py children refuse the public development secret with DEBUG off; one throwaway secret per run.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(48))
     import django
     from django.core.management import call_command
 

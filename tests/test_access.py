@@ -45,8 +45,8 @@ EXPECTED = {
 }
 # Project URLs outside the batches namespace (public by design).
 PROJECT_URLS = {"healthz"}
-# Django's own URL sets: the admin checks staff status itself, and the auth views (login) must be public.
-DELEGATED = {"admin", "accounts"}
+# Django's own URL set: the admin checks staff status itself (its login page is the site's login page).
+DELEGATED = {"admin"}
 PERMISSIONS = ("control_batchtask", "retry_execution", "add_batchtask", "view_workflow", "add_workflow")
 PERMISSIONS += ("change_workflow",)
 

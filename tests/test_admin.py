@@ -160,7 +160,7 @@ def test_workflow_is_created_with_its_key(admin_client, db):
 
 
 def test_workflow_change_with_a_blank_key_keeps_the_stored_key(admin_client, make_workflow):
-    workflow = make_workflow(name="summarise", api_key=SECRET)
+    workflow = make_workflow(name="summarise", api_key=SECRET, base_url="https://dify.example/v1")
 
     response = admin_client.post(change_page(workflow), workflow_data(concurrency="4"))
 

@@ -259,3 +259,81 @@ def test_upload_run_fix_and_retry_in_a_real_browser(site, browser, fake):
     expect(page.locator("h1 .status")).to_have_text("已完成")
     chinese.close()
     context.close()
+
+
+def xlsx_content(rows: list[list[str]]) -> bytes:
+    import io
+
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+UPLOADS = [
+    ("rows.csv", "text/csv", "text,lang\nhello,en\n你好,zh\n".encode()),
+    (
+        "rows.xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        xlsx_content([["text", "lang"], ["hello", "en"], ["你好", "zh"]]),
+    ),
+    (
+        "rows.jsonl",
+        "application/x-ndjson",
+        '{"text": "hello", "lang": "en"}\n{"text": "你好", "lang": "zh"}\n'.encode(),
+    ),
+]
+
+
+def test_every_format_the_command_line_accepts_uploads_in_a_real_browser(site, browser):
+    workflow = Workflow.objects.create(name="Formats", base_url="http://127.0.0.1:9/v1", api_key="app-browser-test")
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    log_in(page, site)
+
+    for name, mime, content in UPLOADS:
+        page.goto(f"{site}/batches/new/")
+        upload(page, workflow, name, content, mime)
+        expect(page.locator("h1")).to_contain_text("Preview")
+        expect(page.locator("table.preview tbody tr")).to_have_count(2)
+        expect(page.locator("table.preview tbody")).to_contain_text("你好")
+        page.fill("#id_name", f"upload {name}")
+        page.uncheck("#id_start")
+        page.click("button[type=submit].primary")
+        expect(page.locator(".messages")).to_contain_text("Imported 2 rows.")
+
+    for name, _, _ in UPLOADS:
+        batch = BatchTask.objects.get(name=f"upload {name}")
+        assert [e.inputs for e in batch.executions.order_by("index")] == [
+            {"text": "hello", "lang": "en"},
+            {"text": "你好", "lang": "zh"},
+        ]
+    context.close()
+
+
+def test_the_pages_keep_to_their_content_security_policy_in_a_real_browser(site, browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security" in message.text else None)
+    log_in(page, site)
+    older = BatchTask.objects.get(name="Product descriptions")
+
+    for path in ["/", f"/batches/{older.pk}/", f"/batches/{older.pk}/failures/", "/batches/new/", "/admin/",
+                 "/admin/batches/batchtask/", f"/admin/batches/batchtask/{older.pk}/change/"]:  # fmt: skip
+        response = page.goto(f"{site}{path}")
+        assert response is not None and "script-src 'self'" in response.headers.get("content-security-policy", "")
+        expect(page.locator("body")).to_be_visible()
+
+    page.goto(f"{site}/batches/{older.pk}/")
+    succeeded = page.locator("[data-segment=succeeded]").evaluate("el => el.getBoundingClientRect().width")
+    error_bar = page.locator("#error-chart .chart-bar span").evaluate("el => el.getBoundingClientRect().width")
+    assert succeeded > 100 and error_bar > 10  # the widths came through batches.js, not style attributes
+    assert violations == []
+    context.close()

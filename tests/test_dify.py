@@ -408,12 +408,12 @@ def test_classify_http_error_maps_statuses_and_codes(
     assert "\n" not in message
 
 
-def test_classify_http_error_message_names_the_code_and_page_title() -> None:
+def test_classify_http_error_message_names_the_code_and_never_quotes_another_answer() -> None:
     assert classify_http_error(400, '{"code": "invalid_param", "message": "bad\\nthing"}', "application/json")[1] == (
         "HTTP 400 invalid_param: bad thing"
     )
     assert classify_http_error(502, "<html><title>502 Bad Gateway</title></html>", "text/html")[1] == (
-        "HTTP 502: 502 Bad Gateway"
+        "HTTP 502: not a Dify answer"
     )
 
 

@@ -152,6 +152,12 @@ def test_csv_starts_with_a_bom_and_has_the_documented_columns(make_batch: Any) -
         ("\rx", "'\rx"),
         ("plain", "plain"),
         ("a=b", "a=b"),
+        ("-3.5", "-3.5"),
+        ("+8613800000000", "+8613800000000"),
+        ("-1e5", "-1e5"),
+        ("-", "'-"),
+        ("\t1", "'\t1"),
+        ("-3.5 kg", "'-3.5 kg"),
         (-3.5, "-3.5"),
         (-7, "-7"),
         ({"k": "=v"}, '{"k": "=v"}'),
@@ -203,7 +209,7 @@ def test_a_large_csv_export_arrives_in_several_chunks(make_batch: Any) -> None:
 # --------------------------------------------------------------------------- XLSX
 
 
-def test_xlsx_keeps_numbers_numeric_and_neutralises_formula_text(make_batch: Any, tmp_path: Path) -> None:
+def test_xlsx_keeps_numbers_numeric_and_writes_text_as_text_cells(make_batch: Any, tmp_path: Path) -> None:
     batch = make_batch(rows=2)
     set_rows(
         batch,
@@ -215,9 +221,12 @@ def test_xlsx_keeps_numbers_numeric_and_neutralises_formula_text(make_batch: Any
     rows = read_xlsx(export_bytes(batch, "xlsx"), tmp_path)
     assert rows == [
         ("index", "text", "status", "score", "n", "error_type", "error", "attempts"),
-        (0, '\'=HYPERLINK("http://x")', "pending", -3.5, 7, None, None, 0),
-        (1, "你好", "pending", "'-1", '{"k": 1}', None, None, 0),
+        (0, '=HYPERLINK("http://x")', "pending", -3.5, 7, None, None, 0),
+        (1, "你好", "pending", "-1", '{"k": 1}', None, None, 0),
     ]
+    path = tmp_path / "out.xlsx"
+    sheet = load_workbook(path).worksheets[0]
+    assert [sheet["B2"].data_type, sheet["D3"].data_type, sheet["D2"].data_type] == ["s", "s", "n"]
 
 
 def test_xlsx_replaces_characters_excel_cannot_store(make_batch: Any, tmp_path: Path) -> None:

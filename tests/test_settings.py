@@ -19,6 +19,8 @@ SECURE_ENV = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
     "DJANGO_ALLOWED_HOSTS": "example.com",
+    "BATCHES_ENCRYPTION_KEY": "k5tdLoIRw2jBuIDDOaBOo9NnAgDt6rhzjN3Y6dDN8fc=",
+    "BATCHES_ALLOWED_UPSTREAM_HOSTS": "api.dify.ai",
 }
 SHOW_SETTINGS = """
 import json, django
@@ -26,6 +28,7 @@ from django.conf import settings
 from django.test import Client
 django.setup()
 names = ["DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+         "SECURE_PROXY_SSL_HEADER",
          "BATCHES_ENCRYPTION_KEY", "BATCHES_ALLOWED_UPSTREAM_HOSTS"]
 shown = {name: getattr(settings, name, None) for name in names}
 shown["status"] = Client().get("/admin/login/").status_code
@@ -56,13 +59,38 @@ def test_check_deploy_is_clean_with_django_secure() -> None:
     assert "WARNING" not in done.stderr
 
 
-def test_check_deploy_warns_about_the_default_secret_key() -> None:
-    env = {**SECURE_ENV}
-    del env["DJANGO_SECRET_KEY"]
+@pytest.mark.parametrize(
+    "entry", [["manage.py", "check"], ["manage.py", "qcluster"], ["-c", "import batchsite.wsgi"],
+              ["-c", "import batchsite.asgi"]],
+)  # fmt: skip
+@pytest.mark.parametrize("secret", [None, "dev-only-insecure-secret-key-change-me"])
+def test_with_debug_off_nothing_starts_without_a_secret_key(entry: list[str], secret: str | None) -> None:
+    env = {key: value for key, value in SECURE_ENV.items() if key != "DJANGO_SECRET_KEY"}
+    if secret is not None:
+        env["DJANGO_SECRET_KEY"] = secret
+
+    done = run([sys.executable, *entry], environment(**env))
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "DJANGO_SECRET_KEY" in done.stderr
+
+
+def test_with_debug_on_the_development_secret_is_accepted() -> None:
+    done = run([sys.executable, "manage.py", "check"], environment(DJANGO_DEBUG="1"))
+
+    assert done.returncode == 0, done.stderr
+
+
+def test_check_deploy_warns_while_the_encryption_key_and_upstream_hosts_are_unset() -> None:
+    env = {k: v for k, v in SECURE_ENV.items() if k not in ("BATCHES_ENCRYPTION_KEY", "BATCHES_ALLOWED_UPSTREAM_HOSTS")}
 
     done = run([sys.executable, "manage.py", "check", "--deploy"], environment(**env))
 
-    assert "security.W009" in done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "batches.W001" in done.stderr and "BATCHES_ENCRYPTION_KEY" in done.stderr
+    assert "batches.W002" in done.stderr and "BATCHES_ALLOWED_UPSTREAM_HOSTS" in done.stderr
 
 
 def test_with_django_secure_http_is_redirected_and_cookies_are_secure_only() -> None:

@@ -60,3 +60,13 @@ def test_probe_of_a_closed_circuit_that_fails_does_not_open_it(make_workflow):
 def test_probe_names_a_missing_workflow(db):
     with pytest.raises(CommandError, match="workflow 'nope' does not exist"):
         probe_upstream("nope")
+
+
+def test_probe_never_calls_a_link_local_address(make_workflow):
+    workflow = make_workflow(base_url="http://169.254.169.254/v1")
+    open_circuit(workflow)
+
+    printed = probe_upstream(workflow.name)
+
+    assert printed == "open"
+    assert WorkflowThrottle.objects.get().last_error.startswith("app_error:")

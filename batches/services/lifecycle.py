@@ -25,6 +25,7 @@ from batches.models import (
     Workflow,
 )
 from batches.services.engine import STALE_FIELDS, ended_attempt, wake_runners
+from batches.services.workflows import check_key_for_base_url
 
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 2000
@@ -39,10 +40,14 @@ class TransitionError(Exception):
 
 
 def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
-    """Create a workflow or update the given fields of an existing one (ValidationError if invalid)."""
+    """Create a workflow or update the given fields of an existing one (ValidationError if invalid).
+
+    A new base URL needs the API key again (services.workflows.check_key_for_base_url).
+    """
     workflow = Workflow.objects.filter(name=name).first()
     created = workflow is None
     workflow = workflow or Workflow(name=name)
+    check_key_for_base_url(workflow, base_url=fields.get("base_url"), api_key=fields.get("api_key"))
     for key, value in fields.items():
         if value is not None:
             setattr(workflow, key, value)

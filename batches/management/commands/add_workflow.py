@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.models import Mode, ResponseMode
 from batches.services.lifecycle import save_workflow
+from batches.services.workflows import refresh_input_variables
 
 
 class Command(BaseCommand):
@@ -27,4 +28,6 @@ class Command(BaseCommand):
             workflow, _ = save_workflow(options["name"], **fields)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        if refresh_input_variables(workflow.pk) is None:
+            self.stderr.write(f"warning: {workflow.name}: the app did not answer GET /parameters (no CSV template yet)")
         self.stdout.write(workflow.name)

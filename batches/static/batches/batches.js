@@ -146,7 +146,15 @@
     });
   }
 
+  // Bar widths come as data-width: a style attribute would need 'unsafe-inline' in the Content-Security-Policy.
+  function applyWidths() {
+    document.querySelectorAll("[data-width]").forEach(function (el) {
+      el.style.width = el.dataset.width + "%";
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    applyWidths();
     var panel = document.querySelector("[data-progress-url]");
     if (panel) pollProgress(panel);
     document.querySelectorAll("[data-select-all]").forEach(selectAll);

@@ -1,0 +1,73 @@
+"""Workflow settings that guard the API key: where it may be sent, and the app's input variables read with it.
+
+One rule for every place that edits a workflow (the admin, `add_workflow`, the workflows page): a stored key is
+only ever sent to the base URL it was entered for. Changing the base URL without entering the key again would
+let whoever may edit a workflow send the real key to a server of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from batches import dify
+from batches.models import Workflow
+
+logger = logging.getLogger(__name__)
+KEY_REQUIRED = _("The base URL changed: enter the API key again (a stored key is only sent where it was entered for).")
+
+
+def base_url_changed(workflow: Workflow, base_url: str | None) -> bool:
+    """Whether `base_url` names another place than the stored workflow's (a new workflow has none yet)."""
+    if workflow.pk is None or base_url is None:
+        return False
+    stored = Workflow.objects.filter(pk=workflow.pk).values_list("base_url", flat=True).first()
+    return stored is not None and stored.rstrip("/") != base_url.rstrip("/")
+
+
+def key_required(workflow: Workflow, *, base_url: str | None, api_key: str | None) -> bool:
+    """The rule: the base URL changes and no API key was entered with it (every editing form applies it)."""
+    return not api_key and base_url_changed(workflow, base_url)
+
+
+def check_key_for_base_url(workflow: Workflow, *, base_url: str | None, api_key: str | None) -> None:
+    """ValidationError on `api_key` when `key_required`; for services that take fields (add_workflow)."""
+    if key_required(workflow, base_url=base_url, api_key=api_key):
+        raise ValidationError({"api_key": KEY_REQUIRED}, code="key_required")
+
+
+def refresh_input_variables(workflow_id: int) -> list[dify.InputVariable] | None:
+    """Read the app's input variables (GET /parameters) and keep them on the workflow; None if it did not answer.
+
+    Call it outside any transaction (a network call). The write is skipped if the base URL changed meanwhile.
+    """
+    from batches.services.lifecycle import app_settings
+
+    workflow = Workflow.objects.get(pk=workflow_id)
+    variables = dify.fetch_parameters(app_settings(workflow))
+    if variables is not None:
+        stored = [dataclasses.asdict(variable) for variable in variables]
+        Workflow.objects.filter(pk=workflow.pk, base_url=workflow.base_url).update(
+            input_variables=stored, input_variables_at=timezone.now()
+        )
+    logger.info("input variables of workflow %s: %s", workflow.pk, "read" if variables is not None else "no answer")
+    return variables
+
+
+def cached_input_variables(workflow: Workflow) -> list[dify.InputVariable] | None:
+    """The input variables last read from the app (None: never read)."""
+    if workflow.input_variables is None:
+        return None
+    return [_variable(item) for item in workflow.input_variables if isinstance(item, dict)]
+
+
+def _variable(item: dict[str, Any]) -> dify.InputVariable:
+    fields = {f.name for f in dataclasses.fields(dify.InputVariable)}
+    values = {key: value for key, value in item.items() if key in fields}
+    values["options"] = tuple(values.get("options") or ())
+    return dify.InputVariable(**values)

@@ -1,0 +1,164 @@
+"""Where a workflow's base URL may point: checked when it is saved, and on the resolved address at call time.
+
+Self-hosted Dify usually lives on a private address (the same host, a container network, an intranet name), so
+private addresses are allowed by default. What is always refused, unless an operator lists it in
+BATCHES_ALLOWED_UPSTREAM_HOSTS: link-local addresses (169.254.0.0/16, fe80::/10), where cloud metadata services
+answer. BATCHES_ALLOWED_UPSTREAM_HOSTS narrows the hosts further: names, `*.domain`, and CIDR ranges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+RESOLVE_CACHE_SECONDS = 5.0  # a runner makes many calls a second to one host; the check need not resolve each time
+CONNECT_FAILED = "cannot connect to the upstream (refused, unreachable, unknown host or no answer)"
+
+_resolved: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
+
+
+class UpstreamRefused(Exception):
+    """The base URL or the address it resolves to is not allowed; str(error) says why, in one line."""
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why the base URL cannot be used (None: it can): http(s) only, a host, no user-info, query or fragment.
+
+    A trailing `?` or `#` would turn the path appended for each call into a query or fragment, reaching any path.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "use an http:// or https:// URL with a host"
+    if "?" in url or "#" in url:
+        return "a base URL cannot have a query (?) or a fragment (#)"
+    if "@" in parts.netloc:
+        return "a base URL cannot hold a user name or password (user-info)"
+    return None
+
+
+def host_allowed(url: str, patterns: Sequence[str]) -> bool:
+    """Whether the URL's host matches `patterns`: host names, `*.suffix` for any host under suffix, CIDR ranges
+    (which match a host written as an address). No patterns allow every host."""
+    if not patterns:
+        return True
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    address = _address(host)
+    return bool(host) and any(_host_matches(host, address, pattern.strip().lower()) for pattern in patterns)
+
+
+def _host_matches(host: str, address: IPAddress | None, pattern: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:].rstrip("."))
+    network = _network(pattern)
+    if network is not None:
+        return address is not None and address in network
+    return host == pattern.strip("[]").rstrip(".")
+
+
+def _address(host: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _network(pattern: str) -> IPNetwork | None:
+    try:
+        return ipaddress.ip_network(pattern.strip("[]"), strict=False)
+    except ValueError:
+        return None
+
+
+def listed_networks() -> list[IPNetwork]:
+    """The CIDR ranges (and single addresses) an operator listed in BATCHES_ALLOWED_UPSTREAM_HOSTS."""
+    return [net for net in map(_network, settings.BATCHES_ALLOWED_UPSTREAM_HOSTS) if net is not None]
+
+
+def address_problem(address: str) -> str | None:
+    """Why a call may not go to this address: link-local, unless an operator listed it."""
+    parsed = _address(address)
+    if parsed is None or not any(parsed in net for net in LINK_LOCAL):
+        return None
+    if any(parsed in net for net in listed_networks()):
+        return None
+    return f"the upstream resolves to a link-local address ({parsed}), refused unless listed in " + (
+        "BATCHES_ALLOWED_UPSTREAM_HOSTS"
+    )
+
+
+def save_problem(url: str) -> str | None:
+    """Everything that can be known about a base URL without resolving it."""
+    problem = base_url_problem(url)
+    if problem is None:
+        problem = address_problem(urlsplit(url).hostname or "")
+    return problem
+
+
+def check_url(url: str) -> None:
+    """Raise UpstreamRefused unless every address the URL's host resolves to may be called (blocking)."""
+    host, port = _host_port(url)
+    _check_addresses(_cached(host, port) or _remember(host, port, _resolve(host, port)))
+
+
+async def check_url_async(url: str) -> None:
+    """check_url for a running event loop (resolved in the loop's executor)."""
+    host, port = _host_port(url)
+    addresses = _cached(host, port)
+    if addresses is None:
+        resolved = await asyncio.get_running_loop().run_in_executor(None, _resolve, host, port)
+        addresses = _remember(host, port, resolved)
+    _check_addresses(addresses)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    problem = base_url_problem(url)
+    if problem is not None:
+        raise UpstreamRefused(problem)
+    parts = urlsplit(url)
+    return str(parts.hostname), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _resolve(host: str, port: int) -> tuple[str, ...]:
+    try:
+        return tuple(str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    except OSError:
+        raise ConnectionError(CONNECT_FAILED) from None
+
+
+def _cached(host: str, port: int) -> tuple[str, ...] | None:
+    entry = _resolved.get((host, port))
+    return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+
+def _remember(host: str, port: int, addresses: tuple[str, ...]) -> tuple[str, ...]:
+    if len(_resolved) > 1000:
+        _resolved.clear()
+    _resolved[(host, port)] = (time.monotonic() + RESOLVE_CACHE_SECONDS, addresses)
+    return addresses
+
+
+def _check_addresses(addresses: tuple[str, ...]) -> None:
+    for address in addresses:
+        problem = address_problem(address)
+        if problem is not None:
+            raise UpstreamRefused(problem)

@@ -1,0 +1,193 @@
+"""The first sheet of an XLSX file as numbered rows of values, in bounded memory whatever the file holds.
+
+openpyxl's own read-only reader keeps every parsed row element (and each styled row's attributes) until the sheet
+ends, and fills a gap in the row numbers with one empty row per missing number: one million empty styled rows took
+578 MB. Here openpyxl only decodes cells; the rows are walked by our own loop, which drops each row once read and
+caps what a row may hold. Zip bombs are refused from the sizes the archive declares, before anything is inflated
+(Python's zipfile never inflates a member past its declared size, and the sheet is counted again while read).
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Iterator
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import IO, Any
+from xml.etree.ElementTree import Element
+
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.styles.stylesheet import apply_stylesheet
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
+from openpyxl.xml.functions import iterparse  # what openpyxl itself parses with (defusedxml's when installed)
+
+MAX_COLUMNS = 16_384  # Excel's own limit (XFD)
+MAX_HELD_ELEMENTS = 200_000  # XML elements held at once (one row's cells and their parts)
+
+Numbered = Iterator[tuple[int, list[Any]]]
+
+
+class XlsxError(ValueError):
+    """The workbook cannot be read; str(error) is one line."""
+
+
+def check_archive(path: Path, limit: int) -> None:
+    """Refuse what is not a zip archive, and archives that declare more than `limit` bytes unpacked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except Exception:  # zipfile raises many kinds on a damaged archive (BadZipFile, NotImplementedError, EOFError...)
+        raise XlsxError(
+            "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
+        ) from None
+    if unpacked > limit:
+        raise XlsxError(f"the XLSX file unpacks to {_mb(unpacked)}, over the {_mb(limit)} limit")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size} bytes"
+
+
+def records(path: Path, *, max_unpacked: int, max_blank_rows: int) -> Numbered:
+    """(row number, values) of the first sheet; a gap in the row numbers is one blank row at its first number."""
+    with path.open("rb") as f:  # a file object: openpyxl would otherwise insist on an .xlsx file name
+        try:
+            reader, target = _open(f)
+            source = _Counted(reader.archive.open(target), max_unpacked)
+        except XlsxError:
+            raise
+        except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
+            raise XlsxError(f"not a valid XLSX file ({type(exc).__name__}): save it again as .xlsx") from None
+        try:
+            yield from _blank_capped(_numbered(_parser(reader, source), source), max_blank_rows)
+        finally:
+            source.close()
+            reader.archive.close()
+
+
+def _open(f: IO[bytes]) -> tuple[ExcelReader, str]:
+    """The workbook's strings and styles, and the path of its first worksheet inside the archive.
+
+    Like openpyxl's read-only load_workbook, without its read-only worksheets: each of those scans its whole sheet
+    for a <dimension> element on creation (a million rows, when a hostile sheet has none).
+    """
+    reader = ExcelReader(f, read_only=True, data_only=True)
+    reader.read_manifest()
+    reader.read_strings()
+    reader.read_workbook()
+    apply_stylesheet(reader.archive, reader.wb)
+    for _, rel in reader.parser.find_sheets():
+        if rel.target in reader.valid_files and "chartsheet" not in rel.Type:
+            return reader, rel.target
+    raise XlsxError("the workbook has no worksheet")
+
+
+def _parser(reader: ExcelReader, source: _Counted) -> WorkSheetParser:
+    book: Any = reader.wb  # the date formats are private attributes set by apply_stylesheet
+    return WorkSheetParser(
+        source,
+        reader.shared_strings,
+        data_only=True,
+        epoch=book.epoch,
+        date_formats=book._date_formats,
+        timedelta_formats=book._timedelta_formats,
+    )
+
+
+def _numbered(parser: WorkSheetParser, source: _Counted) -> Numbered:
+    expected = 1
+    number = 0
+    try:
+        for element in _row_elements(source):
+            number, cells = parser.parse_row(element)
+            parser.row_dimensions.clear()  # a styled row's attributes, kept by openpyxl for every row
+            if number > expected:
+                yield expected, []
+            yield number, _values(number, cells)
+            expected = number + 1
+    except XlsxError:
+        raise
+    except Exception as exc:  # a damaged sheet fails while it is read: bad XML, a bad CRC, a bad coordinate
+        raise XlsxError(f"row {number + 1}: the sheet is damaged ({type(exc).__name__})") from None
+
+
+def _row_elements(source: _Counted) -> Iterator[Any]:
+    """Each <row> element once complete; what was read is dropped from the tree, and a row may hold only so much."""
+    stack: list[Element[str]] = []
+    held = 0
+    for event, element in iterparse(source, events=("start", "end")):
+        if event == "start":
+            stack.append(element)
+            held += 1
+            if held > MAX_HELD_ELEMENTS:
+                raise XlsxError(f"a row of the sheet holds more than {MAX_HELD_ELEMENTS} XML elements")
+            continue
+        stack.pop()
+        if element.tag == ROW_TAG:
+            yield element
+        if stack and (len(stack) <= 2 or element.tag == ROW_TAG):
+            stack[-1].clear()  # the children of the sheet, or of sheetData, read so far
+            held = len(stack)
+
+
+def _blank_capped(rows: Numbered, cap: int) -> Numbered:
+    """Every row read counts: more than `cap` blank rows in a row is an error, not an endless read."""
+    run = 0
+    for number, values in rows:
+        run = run + 1 if _is_blank(values) else 0
+        if run > cap:
+            raise XlsxError(
+                f"row {number}: more than {cap} blank rows in a row; delete the empty (perhaps only formatted) rows"
+            )
+        yield number, values
+
+
+def _is_blank(values: list[Any]) -> bool:
+    return all(v == "" or (isinstance(v, str) and not v.strip()) for v in values)
+
+
+def _values(number: int, cells: list[dict[str, Any]]) -> list[Any]:
+    width = max((cell["column"] for cell in cells), default=0)
+    if width > MAX_COLUMNS:
+        raise XlsxError(f"row {number}: a cell beyond column {get_column_letter(MAX_COLUMNS)}")
+    values: list[Any] = [""] * width
+    for cell in cells:
+        values[cell["column"] - 1] = _value(number, cell)
+    return values
+
+
+def _value(number: int, cell: dict[str, Any]) -> Any:
+    value = cell["value"]
+    if isinstance(value, float) and not math.isfinite(value):
+        where = f"{get_column_letter(cell['column'])}{number}"
+        raise XlsxError(f"row {number}: cell {where} is a number out of range")
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+class _Counted:
+    """A sheet stream that refuses to yield more than `limit` bytes (a guard besides the declared sizes)."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise XlsxError(f"the sheet unpacks to more than {_mb(self.limit)}")
+        return data
+
+    def close(self) -> None:
+        self.stream.close()

@@ -1,0 +1,59 @@
+"""Hand-made XLSX files: a real workbook whose first sheet's XML is written piece by piece (for hostile sheets)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.styles import PatternFill
+
+SHEET = "xl/worksheets/sheet1.xml"
+HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+)
+TAIL = b"</sheetData></worksheet>"
+
+
+def skeleton() -> dict[str, bytes]:
+    """The members of a one-sheet workbook with one fill style (s="1"), sheet included."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet["A1"] = "text"
+    sheet["A1"].fill = PatternFill("solid", fgColor="FFFF00")
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    with zipfile.ZipFile(buffer) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_sheet(path: Path, rows: Iterable[bytes]) -> Path:
+    """An XLSX whose first sheet's <sheetData> holds these <row> elements (streamed into the archive)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in skeleton().items():
+            if name != SHEET:
+                archive.writestr(name, content)
+        with archive.open(SHEET, "w", force_zip64=True) as sheet:
+            sheet.write(HEAD)
+            for row in rows:
+                sheet.write(row)
+            sheet.write(TAIL)
+    return path
+
+
+def text_row(number: int, *cells: str) -> bytes:
+    columns = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    inner = "".join(
+        f'<c r="{columns[i]}{number}" t="inlineStr"><is><t>{cell}</t></is></c>' for i, cell in enumerate(cells)
+    )
+    return f'<row r="{number}">{inner}</row>'.encode()
+
+
+def styled_empty_rows(first: int, count: int) -> Iterable[bytes]:
+    """Rows holding nothing but a style: what a sheet formatted far below its data holds."""
+    for number in range(first, first + count):
+        yield f'<row r="{number}" s="1" customFormat="1"><c r="A{number}" s="1"/></row>'.encode()
