@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow  # noqa: E402
 from batches.runner import Runner  # noqa: E402
 from tests.fakedify import running_fake_dify  # noqa: E402
+from tests.xlsxfiles import xlsx_bytes  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 CHROMIUM_ARGS = [
@@ -261,27 +262,12 @@ def test_upload_run_fix_and_retry_in_a_real_browser(site, browser, fake):
     context.close()
 
 
-def xlsx_content(rows: list[list[str]]) -> bytes:
-    import io
-
-    from openpyxl import Workbook
-
-    workbook = Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
-
-
 UPLOADS = [
     ("rows.csv", "text/csv", "text,lang\nhello,en\n你好,zh\n".encode()),
     (
         "rows.xlsx",
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        xlsx_content([["text", "lang"], ["hello", "en"], ["你好", "zh"]]),
+        xlsx_bytes([["text", "lang"], ["hello", "en"], ["你好", "zh"]]),
     ),
     (
         "rows.jsonl",

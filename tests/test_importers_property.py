@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openpyxl import Workbook
 from openpyxl.utils.exceptions import IllegalCharacterError
 
 from batches.dify import InputVariable
 from batches.importers import ImportFileError, parse_file
+from tests.xlsxfiles import xlsx_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")
 
@@ -44,17 +44,6 @@ def rows_or_error(content: bytes, name: str, **options: Any) -> list[dict[str, A
     for row in rows:  # what imports can be stored (PostgreSQL json), sent upstream and exported as UTF-8
         json.dumps(row, allow_nan=False, ensure_ascii=False).encode()
     return rows
-
-
-def xlsx_bytes(rows: list[list[Any]]) -> bytes:
-    workbook = Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
 
 
 def zip_bytes(members: dict[str, bytes]) -> bytes:

@@ -1,4 +1,5 @@
-"""Hand-made XLSX files: a real workbook whose first sheet's XML is written piece by piece (for hostile sheets)."""
+"""XLSX files for tests: plain workbooks from rows, and hand-made ones whose first sheet's XML is written piece by
+piece (for hostile sheets)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ HEAD = (
     b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
 )
 TAIL = b"</sheetData></worksheet>"
+
+
+def xlsx_bytes(rows: list[list[object]]) -> bytes:
+    """A workbook whose first sheet holds these rows."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
 
 
 def skeleton() -> dict[str, bytes]:
