@@ -250,7 +250,7 @@ def _batch_rows(request: HttpRequest, batches: list[BatchTask]) -> list[BatchRow
 @staff_member_required
 @require_GET
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = get_object_or_404(BatchTask.objects.select_related("workflow"), pk=pk)
+    batch = get_object_or_404(BatchTask.objects.select_related("workflow__throttle"), pk=pk)
     progress = selectors.batch_progress(batch)
     errors = selectors.error_counts(batch.pk)
     can_control = request.user.has_perm(CONTROL_PERMISSION) and batch.status in ACTIVE_STATES
@@ -273,7 +273,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _progress_data(batch: BatchTask, progress: selectors.Progress, errors: list[tuple[str, int]]) -> dict[str, Any]:
     """The batch's live figures, as the progress endpoint and the detail page's script see them."""
     eta = _eta(progress.eta_seconds)
-    upstream = selectors.upstreams([batch.workflow_id])[batch.workflow_id]
+    upstream = selectors.upstream_of(getattr(batch.workflow, "throttle", None))  # read with the batch
     return {
         "upstream": selectors.upstream_summary(upstream),
         "waiting_for_dify": waiting_message(upstream) if batch.status == BatchStatus.RUNNING else "",
@@ -312,7 +312,7 @@ def _segments(progress: selectors.Progress) -> dict[str, float]:
 @staff_json
 @require_GET
 def batch_progress_json(request: HttpRequest, pk: int) -> JsonResponse:
-    batch = get_object_or_404(BatchTask, pk=pk)
+    batch = get_object_or_404(BatchTask.objects.select_related("workflow__throttle"), pk=pk)
     progress = selectors.batch_progress(batch)
     return JsonResponse(_progress_data(batch, progress, selectors.error_counts(batch.pk)))
 
