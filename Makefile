@@ -21,7 +21,7 @@ lint: export DJANGO_SECRET_KEY ?= lint-only-placeholder-secret-key
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy batches
+	$(VENV)/bin/mypy batches fakedify
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 

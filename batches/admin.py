@@ -1,8 +1,11 @@
-"""Admin for workflows, batches, executions and attempts; actions only call `batches.services.lifecycle`."""
+"""Admin for workflows, batches, executions and attempts; actions only call `batches.services.lifecycle`.
+
+The batch actions and their permissions are in `batches.admin_actions`; formatting shared with the staff pages
+is in `batches.presenters`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -19,45 +22,15 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from batches import clipping, selectors
+from batches.admin_actions import BATCH_ACTIONS, PermissionActionsMixin, batch_action, report
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
-from batches.presenters import waiting_message
+from batches.presenters import progress_bar, waiting_message
 from batches.selectors import upstream_of
 from batches.services import lifecycle, workflows
-from batches.views import progress_bar
+from batches.services.transitions import TransitionError
 
-CONTROL_PERMISSION = "batches.control_batchtask"
-RETRY_PERMISSION = "batches.retry_execution"
 RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
-
-
-def _apply(service: Callable[[int], object], queryset: QuerySet[BatchTask]) -> list[object]:
-    """Call a lifecycle service once per selected batch; each call is its own guarded write."""
-    return [service(pk) for pk in queryset.values_list("pk", flat=True)]
-
-
-def _tally(results: list[object]) -> tuple[int, int]:
-    """(changed, skipped): services answer False or None when the batch's state did not allow the change."""
-    changed = sum(1 for result in results if result is not None and result is not False)
-    return changed, len(results) - changed
-
-
-def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, done: str, skipped: int, skipped_text: str) -> None:
-    if skipped:
-        text = gettext("%(done)s; %(skipped)s") % {"done": done, "skipped": skipped_text}
-        modeladmin.message_user(request, text, messages.WARNING)
-    else:
-        modeladmin.message_user(request, done, messages.SUCCESS)
-
-
-class PermissionActionsMixin:
-    """`permissions=["control"]` and `["retry"]` on admin actions resolve to these custom permissions."""
-
-    def has_control_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(CONTROL_PERMISSION)
-
-    def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(RETRY_PERMISSION)
 
 
 @admin.register(Workflow)
@@ -148,7 +121,7 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
         "started_at",
         "finished_at",
     )
-    actions = ("start", "pause", "resume", "cancel", "retry_failed")
+    actions = [batch_action(name, spec) for name, spec in BATCH_ACTIONS.items()]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Changing how many rows run at once controls the batch: the pages' permission, not just "change".
@@ -184,74 +157,6 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
     def progress(self, batch: BatchTask) -> SafeString:
         counts = getattr(batch, "state_counts", None) or selectors.state_counts([batch.pk])[batch.pk]
         return render_to_string("batches/_progress.html", {"bar": progress_bar(counts)})
-
-    @admin.action(description=_("Start"), permissions=["control"])
-    def start(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
-        results = _apply(lifecycle.start_batch, queryset)
-        started, skipped = _tally(results)
-        _report(
-            self,
-            request,
-            ngettext("Started %(count)d batch", "Started %(count)d batches", started) % {"count": started},
-            skipped,
-            ngettext("%(count)d was not pending", "%(count)d were not pending", skipped) % {"count": skipped},
-        )
-
-    @admin.action(description=_("Pause"), permissions=["control"])
-    def pause(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
-        results = _apply(lifecycle.pause_batch, queryset)
-        paused, skipped = _tally(results)
-        _report(
-            self,
-            request,
-            ngettext("Paused %(count)d batch", "Paused %(count)d batches", paused) % {"count": paused},
-            skipped,
-            ngettext("%(count)d was not running", "%(count)d were not running", skipped) % {"count": skipped},
-        )
-
-    @admin.action(description=_("Resume"), permissions=["control"])
-    def resume(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
-        results = _apply(lifecycle.resume_batch, queryset)
-        resumed, skipped = _tally(results)
-        _report(
-            self,
-            request,
-            ngettext("Resumed %(count)d batch", "Resumed %(count)d batches", resumed) % {"count": resumed},
-            skipped,
-            ngettext("%(count)d was not paused", "%(count)d were not paused", skipped) % {"count": skipped},
-        )
-
-    @admin.action(description=_("Cancel"), permissions=["control"])
-    def cancel(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
-        results = _apply(lifecycle.cancel_batch, queryset)
-        cancelled, skipped = _tally(results)
-        rows = sum(result for result in results if isinstance(result, int))
-        done = ngettext("Cancelled %(count)d batch", "Cancelled %(count)d batches", cancelled) % {"count": cancelled}
-        rows_text = ngettext("%(rows)d execution", "%(rows)d executions", rows) % {"rows": rows}
-        _report(
-            self,
-            request,
-            gettext("%(batches)s (%(rows)s)") % {"batches": done, "rows": rows_text},
-            skipped,
-            ngettext(
-                "%(count)d was already finished or cancelled", "%(count)d were already finished or cancelled", skipped
-            )
-            % {"count": skipped},
-        )
-
-    @admin.action(description=_("Retry failed executions"), permissions=["retry"])
-    def retry_failed(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
-        reports = [lifecycle.retry_failed(pk) for pk in queryset.values_list("pk", flat=True)]
-        retried = sum(report.retried for report in reports)
-        without = sum(1 for report in reports if not report.retried)
-        _report(
-            self,
-            request,
-            ngettext("Retrying %(count)d failed execution", "Retrying %(count)d failed executions", retried)
-            % {"count": retried},
-            without,
-            ngettext("%(count)d batch had none", "%(count)d batches had none", without) % {"count": without},
-        )
 
 
 class AttemptInline(admin.TabularInline):
@@ -350,26 +255,26 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Execution, form: ModelForm, change: bool) -> None:
         """ "Save and retry": the edited inputs are written by the retry service, never by a plain save."""
-        rows = Execution.objects.filter(pk=obj.pk)
-        report = lifecycle.retry_executions(rows, include_cancelled=True, inputs=form.cleaned_data["inputs"])
-        if report.retried:
-            text = gettext("Retrying %(execution)s with the edited inputs.")
-            self.message_user(request, text % {"execution": obj}, messages.SUCCESS)
-        else:
+        try:
+            lifecycle.retry_execution(obj.pk, inputs=form.cleaned_data["inputs"])
+        except TransitionError:
             text = gettext("%(execution)s is no longer failed or cancelled; nothing changed.")
             self.message_user(request, text % {"execution": obj}, messages.WARNING)
+        else:
+            text = gettext("Retrying %(execution)s with the edited inputs.")
+            self.message_user(request, text % {"execution": obj}, messages.SUCCESS)
 
     def response_change(self, request: HttpRequest, obj: Execution) -> HttpResponse:
         return HttpResponseRedirect(request.path)  # back to the row, now pending and read-only
 
     @admin.action(description=_("Retry selected"), permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        report = lifecycle.retry_executions(queryset, include_cancelled=True)
-        done = ngettext("Retrying %(count)d execution", "Retrying %(count)d executions", report.retried)
+        retry = lifecycle.retry_executions(queryset, include_cancelled=True)
+        done = ngettext("Retrying %(count)d execution", "Retrying %(count)d executions", retry.retried)
         skipped = ngettext(
-            "%(count)d was not failed or cancelled", "%(count)d were not failed or cancelled", report.skipped
+            "%(count)d was not failed or cancelled", "%(count)d were not failed or cancelled", retry.skipped
         )
-        _report(self, request, done % {"count": report.retried}, report.skipped, skipped % {"count": report.skipped})
+        report(self, request, done % {"count": retry.retried}, retry.skipped, skipped % {"count": retry.skipped})
 
 
 def _swap(fields: Any, old: str, new: str) -> Any:

@@ -1,14 +1,6 @@
-import logging
 import sys
-import tempfile
-import threading
-from pathlib import Path
 
 from django.apps import AppConfig
-
-logger = logging.getLogger("batches.recovery")
-STARTUP_DELAY = 2.0
-MARKER_PREFIX = "batches-cluster-stopping-"
 
 
 class BatchesConfig(AppConfig):
@@ -23,109 +15,11 @@ class BatchesConfig(AppConfig):
         if sys.argv[1:2] == ["qcluster"]:
             from django_q.signals import post_spawn
 
-            clear_stale_stop_markers()
-            start_recovery_sweep()
-            hand_back_on_stop()
-            beat_while_running()
-            post_spawn.connect(wake_on_worker_spawn, dispatch_uid="batches-wake-on-spawn")
+            from batches import cluster
+            from batches.services import recovery
 
-
-def start_recovery_sweep() -> None:
-    """The start-up backstop of guarantee 5: deferred, in the background, never failing or delaying a start."""
-    timer = threading.Timer(STARTUP_DELAY, _sweep_quietly)
-    timer.daemon = True
-    timer.name = "batches-startup-sweep"
-    timer.start()
-
-
-def _sweep_quietly() -> None:
-    from django.db import connection
-
-    from batches.services.recovery import sweep
-
-    try:
-        report = sweep()
-        logger.info("start-up recovery sweep: %s batches looked at", len(report))
-    except Exception as exc:  # an unmigrated or unreachable database must not stop the server
-        logger.warning("start-up recovery sweep skipped: %s", exc)
-    finally:
-        connection.close()
-
-
-def wake_on_worker_spawn(**kwargs: object) -> None:
-    """A worker was (re)started, maybe after one died mid-slice: wake a runner so its rows are taken over within
-    one lease instead of at the next scheduled sweep."""
-    from batches.services.engine import has_work, wake_runners
-
-    try:
-        if has_work():
-            wake_runners()
-    except Exception as exc:
-        logger.warning("could not wake a runner: %s", exc)
-
-
-def stop_marker(sentinel_pid: int) -> Path:
-    """A file that tells the runners of one cluster (children of its sentinel) that the cluster is stopping.
-
-    Named after the sentinel's pid and start (boot id and start time), which belong to this run of the cluster
-    only: a marker left by a cluster killed while stopping never stops a later one whose sentinel got that pid.
-    """
-    from batches.services.nodes import process_tag
-
-    return Path(tempfile.gettempdir()) / f"{MARKER_PREFIX}{sentinel_pid}-{process_tag(sentinel_pid)}"
-
-
-def clear_stale_stop_markers() -> None:
-    """Remove the markers of clusters whose sentinel is gone (a SIGKILL during a slow stop leaves one behind)."""
-    from batches.services.nodes import is_alive
-
-    for marker in Path(tempfile.gettempdir()).glob(f"{MARKER_PREFIX}*"):
-        pid, _, _ = marker.name.removeprefix(MARKER_PREFIX).partition("-")
-        if not pid.isdigit() or not is_alive(int(pid)) or stop_marker(int(pid)).name != marker.name:
-            marker.unlink(missing_ok=True)
-            logger.info("removed a stale stop marker %s", marker.name)
-
-
-def hand_back_on_stop() -> None:
-    """On SIGTERM/SIGINT, tell this cluster's runners to hand their rows back instead of finishing their slice.
-
-    django-q2 gives its workers no stop signal and runs tasks already prefetched before stopping, so the cluster's
-    own handler is wrapped to leave a marker file, named after the sentinel, that runners check every round.
-    """
-    from django_q.cluster import Cluster
-
-    original = Cluster.sig_handler
-
-    def sig_handler(self: Cluster, signum: int, frame: object) -> None:
-        marker = stop_marker(self.sentinel.pid) if self.sentinel is not None else None
-        if marker:
-            marker.touch()
-        try:
-            original(self, signum, frame)
-        finally:
-            if marker:
-                marker.unlink(missing_ok=True)
-
-    Cluster.sig_handler = sig_handler  # type: ignore[method-assign]
-
-
-def beat_while_running() -> None:
-    """Write this cluster's heartbeat (batches/heartbeat.py) from the moment its sentinel runs until it stops."""
-    from django_q.cluster import Cluster
-
-    from batches import heartbeat
-
-    original_start, original_stop = Cluster.start, Cluster.stop
-
-    def start(self: Cluster) -> int:
-        pid = original_start(self)
-        heartbeat.start()  # after the fork of the sentinel: no child inherits the heartbeat's connection
-        return pid
-
-    def stop(self: Cluster) -> bool:
-        stopped = original_stop(self)  # it still counts as alive while it lets its tasks finish
-        heartbeat.stop()
-        return stopped
-
-    Cluster.start = start  # type: ignore[method-assign]
-    Cluster.stop = stop  # type: ignore[method-assign]
+            cluster.clear_stale_stop_markers()
+            recovery.start_recovery_sweep()
+            cluster.hand_back_on_stop()
+            cluster.beat_while_running()
+            post_spawn.connect(recovery.wake_on_worker_spawn, dispatch_uid="batches-wake-on-spawn")

@@ -90,7 +90,13 @@ class ImportOptionsForm(forms.Form):
 
     def import_options(self, created_by_id: int | None) -> ImportOptions:
         data = self.cleaned_data
-        return ImportOptions(data["name"], data["concurrency"], data["max_retries"], data["start"], created_by_id)
+        return ImportOptions(
+            name=data["name"],
+            concurrency=data["concurrency"],
+            max_retries=data["max_retries"],
+            start=data["start"],
+            created_by_id=created_by_id,
+        )
 
 
 class ConcurrencyForm(forms.Form):
@@ -176,7 +182,7 @@ class InputsForm(forms.Form):
         if not self.is_valid():
             return False
         try:
-            self.cleaned_data["inputs"] = typed_inputs(execution, self.cleaned_data["inputs"])
+            self.cleaned_data["inputs"] = typed_inputs(execution, edited=self.cleaned_data["inputs"])
         except InputError as exc:
             self.add_error("inputs", str(exc))
             return False
@@ -197,6 +203,6 @@ class ExecutionRetryAdminForm(forms.ModelForm):
         value = self.cleaned_data["inputs"]
         validate_json_object(value)
         try:  # converted to the types the app declares (the app is asked)
-            return typed_inputs(self.instance, value)
+            return typed_inputs(self.instance, edited=value)
         except InputError as exc:
             raise forms.ValidationError(str(exc), code="input_type") from None

@@ -19,6 +19,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from batches.models import BatchTask, CircuitState, ClusterHeartbeat, Execution
+from batches.selectors import iso
 
 WORKER_WINDOW = timedelta(minutes=1)
 STUCK_AFTER = timedelta(minutes=10)
@@ -101,7 +102,7 @@ def stuck_or_waiting(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str
         if since is None:
             stuck.append({"id": pk, "name": name})
         else:
-            held.append({"id": pk, "name": name, "since": since.isoformat(), "last_error": last_error})
+            held.append({"id": pk, "name": name, "since": iso(since), "last_error": last_error})
     return stuck, held
 
 

@@ -5,38 +5,20 @@ Every problem raises ImportFileError whose message is one line naming the line (
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import json
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from openpyxl.utils import get_column_letter
 
-from batches import inputs, strictjson, xlsx_reader
-from batches.dify import InputVariable
+from batches import inputs, readers
+from batches.dify.types import InputVariable
+from batches.readers import MAX_COLUMNS, ImportFileError, Numbered
 
-CHUNK_BYTES = 1024 * 1024
-SNIFF_CHARS = 64 * 1024
-DELIMITERS = ",;\t|"
-CSV_FIELD_LIMIT = 64 * 1024 * 1024
-XLSX_EXPANSION = 20  # an XLSX may also unpack to at most this many times max_bytes
-MAX_COLUMNS = 16_000  # an XLSX export holds 16,384 columns, a few of them fixed ones
-MAX_BLANK_XLSX_ROWS = 1000  # blank rows in a row (each one read costs time; a sheet may hold a million)
-ZIP_MAGIC = b"PK\x03\x04"
-EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-Numbered = Iterator[tuple[int, list[Any]]]  # (line or row number, cells)
-
-
-class ImportFileError(ValueError):
-    """A file that cannot be imported; str(error) is one line naming where and what."""
 
 
 @dataclass
@@ -46,15 +28,6 @@ class ParsedFile:
     encoding: str | None  # CSV only: "utf-8", "utf-8-sig" or "gb18030"
     delimiter: str | None  # CSV only
     rows: Iterator[dict[str, Any]]  # lazy; may raise ImportFileError for a bad row
-
-
-@dataclass
-class _Source:
-    unit: str  # "line" or "row", for messages
-    columns: list[str]  # as written in the file
-    records: Numbered  # values aligned with columns
-    encoding: str | None = None
-    delimiter: str | None = None
 
 
 def parse_file(
@@ -72,7 +45,7 @@ def parse_file(
     max_bytes = settings.BATCHES_MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     max_rows = settings.BATCHES_MAX_ROWS if max_rows is None else max_rows
     _check_size(path, max_bytes)
-    source = {"csv": _read_csv, "xlsx": _read_xlsx, "jsonl": _read_jsonl}[fmt](path, max_bytes)
+    source = {"csv": readers.read_csv, "xlsx": readers.read_xlsx, "jsonl": readers.read_jsonl}[fmt](path, max_bytes)
     columns = map_columns(source.columns, variables, mode)
     rows = _limited(source.records, source.unit, columns, max_rows, variables)
     first = next(rows, None)
@@ -133,7 +106,7 @@ def _match_variables(header: list[str], variables: list[InputVariable], mode: st
     unknown = [h for h, c in zip(header, columns, strict=True) if not c]
     if unknown:
         expected = ", ".join(_describe(v) for v in variables) or "none"
-        raise ImportFileError(f"unknown column(s) {_names(unknown)}; the app expects: {expected}")
+        raise ImportFileError(f"unknown column(s) {readers.names(unknown)}; the app expects: {expected}")
     _check_duplicates(header, columns)
     for var in variables:
         if var.required and var.variable not in columns:
@@ -153,10 +126,6 @@ def _describe(var: InputVariable) -> str:
     if var.label and var.label != var.variable:
         return f"{var.variable!r} (label {var.label!r})"
     return repr(var.variable)
-
-
-def _names(items: Iterable[str]) -> str:
-    return ", ".join(repr(i) for i in items)
 
 
 def _check_size(path: Path, max_bytes: int) -> None:
@@ -210,242 +179,3 @@ def _check_cell(value: Any, limit: int, where: str) -> None:
         return
     if size > limit:
         raise ImportFileError(f"{where} is {_mb(size)}, over the {_mb(limit)} limit per cell")
-
-
-def _is_blank(cells: list[Any]) -> bool:
-    return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
-
-
-def _table(records: Numbered, unit: str, strict: bool) -> tuple[list[str], Numbered]:
-    """Split records into a header (the first non-blank row) and the data rows after it."""
-    for number, cells in records:
-        if not _is_blank(cells):
-            header = _header(number, cells, unit, strict)
-            return header, _body(records, len(header), unit, strict)
-    raise ImportFileError("the file is empty: no header row")
-
-
-def _header(number: int, cells: list[Any], unit: str, strict: bool) -> list[str]:
-    names = ["" if c is None else str(c).strip() for c in cells]
-    while not strict and names and not names[-1]:
-        names.pop()
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if not name:
-            raise ImportFileError(f"{unit} {number}: column {_column(i, unit)} has no name in the header")
-        if name in seen:
-            raise ImportFileError(f"{unit} {number}: duplicate column {name!r} in the header")
-        seen.add(name)
-    return names
-
-
-def _body(records: Numbered, width: int, unit: str, strict: bool) -> Numbered:
-    blank_at: int | None = None
-    for number, cells in records:
-        if _is_blank(cells):
-            blank_at = blank_at or number
-        elif blank_at is not None:
-            raise ImportFileError(f"{unit} {blank_at}: blank {unit} between data rows (only trailing ones are allowed)")
-        else:
-            yield number, _fit(number, cells, width, unit, strict)
-
-
-def _fit(number: int, cells: list[Any], width: int, unit: str, strict: bool) -> list[Any]:
-    if len(cells) == width:
-        return cells
-    if strict:
-        raise ImportFileError(f"{unit} {number}: expected {width} fields, found {len(cells)}")
-    extra = [i for i in range(width, len(cells)) if not _is_blank([cells[i]])]
-    if extra:
-        raise ImportFileError(f"{unit} {number}: cell {_column(extra[0], unit)}{number} is beyond the header's columns")
-    return cells[:width] + [""] * (width - len(cells))
-
-
-def _column(index: int, unit: str) -> str:
-    return str(index + 1) if unit == "line" else get_column_letter(index + 1)
-
-
-def _read_csv(path: Path, max_bytes: int) -> _Source:
-    encoding = detect_encoding(path)
-    delimiter = _sniff(path, encoding)
-    header, rows = _table(_csv_records(path, encoding, delimiter), "line", strict=True)
-    return _Source("line", header, rows, encoding, delimiter)
-
-
-def detect_encoding(path: Path) -> str:
-    """utf-8-sig (BOM), utf-8 or gb18030, after decoding the whole file; NUL bytes mean binary."""
-    with path.open("rb") as f:
-        head = f.read(4)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ImportFileError("the file is UTF-16 text: save it as CSV UTF-8")
-    if head == ZIP_MAGIC:
-        raise ImportFileError("the file looks binary (a zip archive, perhaps an XLSX file named .csv)")
-    candidates = ("utf-8-sig",) if head.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
-    failures = []
-    for encoding in candidates:
-        failure = _decode_failure(path, encoding)
-        if failure is None:
-            return encoding
-        failures.append(failure)
-    offset, line = max(failures)
-    tried = " or ".join(c.replace("-sig", "").upper() for c in candidates)
-    raise ImportFileError(f"line {line}: byte {offset} cannot be decoded as {tried}: save the file as UTF-8")
-
-
-def _decode_failure(path: Path, encoding: str) -> tuple[int, int] | None:
-    """(byte offset, line number) of the first undecodable byte, or None if the whole file decodes."""
-    decoder = codecs.getincrementaldecoder(encoding.removesuffix("-sig"))()  # BOM kept: offsets stay true
-    offset = lines = 0
-    with path.open("rb") as f:
-        for chunk in chain(iter(lambda: f.read(CHUNK_BYTES), b""), [b""]):
-            _check_binary(chunk, offset)
-            pending = len(decoder.getstate()[0])
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                at = exc.start - pending
-                return offset + at, lines + chunk.count(b"\n", 0, max(at, 0)) + 1
-            offset += len(chunk)
-            lines += chunk.count(b"\n")
-    return None
-
-
-def _check_binary(chunk: bytes, offset: int) -> None:
-    nul = chunk.find(b"\0")
-    if nul >= 0:
-        raise ImportFileError(f"the file looks binary (NUL byte at offset {offset + nul}): use CSV, XLSX or JSONL")
-
-
-def _sniff(path: Path, encoding: str) -> str:
-    """The delimiter that splits the header into most columns and keeps the sample's rows that wide."""
-    with path.open(encoding=encoding, newline="") as f:
-        sample = f.read(SNIFF_CHARS)
-        if f.read(1):
-            sample = sample[: sample.rfind("\n") + 1] or sample
-    best, best_score = ",", (0.0, 0)
-    for delimiter in DELIMITERS:
-        score = _delimiter_score(sample, delimiter)
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _delimiter_score(sample: str, delimiter: str) -> tuple[float, int]:
-    try:
-        widths = [len(r) for r in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter) if r]
-    except csv.Error:
-        return (0.0, 0)
-    if not widths or widths[0] < 2:
-        return (0.0, 0)
-    return (sum(w == widths[0] for w in widths) / len(widths), widths[0])
-
-
-def _csv_records(path: Path, encoding: str, delimiter: str) -> Numbered:
-    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
-    with path.open(encoding=encoding, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, strict=True)
-        start = 1
-        try:
-            for cells in reader:
-                yield start, cells
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise ImportFileError(f"line {start}: malformed CSV ({exc})") from None
-
-
-def _read_xlsx(path: Path, max_bytes: int) -> _Source:
-    limit = min(settings.BATCHES_MAX_XLSX_UNPACKED_BYTES, max_bytes * XLSX_EXPANSION)
-    try:
-        xlsx_reader.check_archive(path, limit)
-        rows = xlsx_reader.records(path, max_unpacked=limit, max_blank_rows=MAX_BLANK_XLSX_ROWS)
-        header, body = _table(rows, "row", strict=False)
-    except xlsx_reader.XlsxError as exc:
-        raise ImportFileError(str(exc)) from None
-    return _Source("row", header, _xlsx_errors(body))
-
-
-def _xlsx_errors(rows: Numbered) -> Numbered:
-    try:
-        yield from rows
-    except xlsx_reader.XlsxError as exc:
-        raise ImportFileError(str(exc)) from None
-
-
-def _read_jsonl(path: Path, max_bytes: int) -> _Source:
-    objects = _jsonl_objects(path)
-    for number, first in objects:
-        keys = list(first)
-        if not keys:
-            raise ImportFileError(f"line {number}: the first object has no keys to name the columns")
-        nested = _is_export(first)
-        columns = list(first["inputs"]) if nested else keys
-        return _Source("line", columns, _jsonl_records(chain([(number, first)], objects), keys, nested))
-    raise ImportFileError("the file is empty")
-
-
-def _is_export(obj: dict[str, Any]) -> bool:
-    return set(obj) == EXPORT_KEYS and isinstance(obj["inputs"], dict)
-
-
-def _jsonl_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str], nested: bool) -> Numbered:
-    """Values per object; `nested` (the export format): the values of each object's `inputs`."""
-    columns: list[str] | None = None
-    for number, obj in objects:
-        _check_keys(number, obj, keys, "")
-        row = obj["inputs"] if nested else obj
-        if not isinstance(row, dict):
-            raise ImportFileError(f"line {number}: 'inputs' must be an object, as in the first line")
-        columns = columns or list(row)
-        _check_keys(number, row, columns, "inputs " if nested else "")
-        yield number, [row[k] for k in columns]
-
-
-def _check_keys(number: int, obj: dict[str, Any], keys: list[str], what: str) -> None:
-    missing = [k for k in keys if k not in obj]
-    if missing:
-        raise ImportFileError(f"line {number}: missing {what}key(s) {_names(missing)}")
-    if len(obj) != len(keys):
-        extra = [k for k in obj if k not in keys]
-        raise ImportFileError(f"line {number}: unexpected {what}key(s) {_names(extra)} (not in the first object)")
-
-
-def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    blank_at: int | None = None
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            line = _jsonl_text(number, raw)
-            if not line.strip():
-                blank_at = blank_at or number
-                continue
-            if blank_at is not None:
-                raise ImportFileError(f"line {blank_at}: blank line between objects (only trailing ones are allowed)")
-            yield number, _jsonl_object(number, line)
-
-
-def _jsonl_text(number: int, raw: bytes) -> str:
-    if b"\0" in raw:
-        raise ImportFileError(f"line {number}: the file looks binary (NUL byte): use CSV, XLSX or JSONL")
-    try:
-        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"line {number}: byte {exc.start} of the line is not valid UTF-8") from None
-
-
-def _jsonl_object(number: int, line: str) -> dict[str, Any]:
-    try:
-        value = strictjson.loads(line)
-    except strictjson.LoneSurrogate as exc:
-        raise ImportFileError(f"line {number}: {exc}") from None
-    except RecursionError:
-        raise ImportFileError(f"line {number}: JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, NaN, a number out of range, an integer too long
-        detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise ImportFileError(f"line {number}: invalid JSON ({detail})") from None
-    if not isinstance(value, dict):
-        raise ImportFileError(f"line {number}: expected a JSON object, found {_json_kind(value)}")
-    return value
-
-
-def _json_kind(value: Any) -> str:
-    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else kinds.get(type(value), type(value).__name__)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from batches.dify import InputVariable
+from batches.dify.types import InputVariable
 
 TEXT_TYPES = frozenset({"text-input", "paragraph", "select"})
 INTEGER = re.compile(r"[+-]?\d+")

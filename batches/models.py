@@ -15,53 +15,17 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from batches import upstream_hosts
+from batches.choices import (
+    BatchStatus,
+    CircuitState,
+    ErrorType,
+    ExecutionStatus,
+    Mode,
+    ResponseMode,
+    Trigger,
+)
+from batches.dify import hosts
 from batches.fields import EncryptedCharField, OrderedJSONField
-
-
-class Mode(models.TextChoices):
-    WORKFLOW = "workflow", _("Workflow")
-    COMPLETION = "completion", _("Completion")
-    CHAT = "chat", _("Chat")
-
-
-class ResponseMode(models.TextChoices):
-    STREAMING = "streaming", _("Streaming")
-    BLOCKING = "blocking", _("Blocking")
-
-
-class ErrorType(models.TextChoices):
-    RATE_LIMITED = "rate_limited", _("Rate limited")
-    UPSTREAM_ERROR = "upstream_error", _("Upstream error")
-    TIMEOUT = "timeout", _("Timeout")
-    CONNECTION = "connection", _("Connection")
-    BAD_RESPONSE = "bad_response", _("Bad response")
-    WORKFLOW_FAILED = "workflow_failed", _("Workflow failed")
-    INVALID_INPUT = "invalid_input", _("Invalid input")
-    APP_ERROR = "app_error", _("App error")
-    AUTH = "auth", _("Authentication")
-    INTERRUPTED = "interrupted", _("Interrupted")
-    CANCELLED = "cancelled", _("Cancelled")
-
-
-TRANSIENT_ERRORS = frozenset(
-    {
-        ErrorType.RATE_LIMITED,
-        ErrorType.UPSTREAM_ERROR,
-        ErrorType.TIMEOUT,
-        ErrorType.CONNECTION,
-        ErrorType.BAD_RESPONSE,
-        ErrorType.WORKFLOW_FAILED,
-    }
-)
-# Every other row of the batch would fail the same way, so the batch pauses.
-PAUSING_ERRORS = frozenset({ErrorType.AUTH, ErrorType.APP_ERROR})
-# Failures that say the upstream is down rather than anything about the row: they feed the upstream circuit.
-OUTAGE_ERRORS = frozenset({ErrorType.CONNECTION, ErrorType.TIMEOUT, ErrorType.UPSTREAM_ERROR})
-# Answers that prove the upstream is up, whatever they say about the row.
-ANSWERED_ERRORS = frozenset(
-    {ErrorType.RATE_LIMITED, ErrorType.WORKFLOW_FAILED, ErrorType.INVALID_INPUT, ErrorType.APP_ERROR, ErrorType.AUTH}
-)
 
 
 class Workflow(models.Model):
@@ -116,11 +80,11 @@ class Workflow(models.Model):
     def _host_errors(self) -> dict[str, str]:
         if not self.base_url:
             return {}
-        problem = upstream_hosts.save_problem(self.base_url)
+        problem = hosts.save_problem(self.base_url)
         if problem is not None:
             return {"base_url": problem}
         allowed = settings.BATCHES_ALLOWED_UPSTREAM_HOSTS
-        if upstream_hosts.host_allowed(self.base_url, allowed):
+        if hosts.host_allowed(self.base_url, allowed):
             return {}
         return {"base_url": _("This host is not allowed; allowed: %(hosts)s.") % {"hosts": ", ".join(allowed)}}
 
@@ -134,14 +98,6 @@ class Workflow(models.Model):
             "rpm_limit": self.rpm_limit,
             "retry_workflow_failed": self.retry_workflow_failed,
         }
-
-
-class BatchStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    RUNNING = "running", _("Running")
-    PAUSED = "paused", _("Paused")
-    FINISHED = "finished", _("Finished")
-    CANCELLED = "cancelled", _("Cancelled")
 
 
 class BatchTaskQuerySet(models.QuerySet["BatchTask"]):
@@ -200,20 +156,6 @@ class BatchTask(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.name}"
-
-
-class ExecutionStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    RUNNING = "running", _("Running")
-    SUCCEEDED = "succeeded", _("Succeeded")
-    FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
-
-
-class Trigger(models.TextChoices):
-    AUTO = "auto", _("Automatic")
-    MANUAL = "manual", _("Manual")
-    RECOVERY = "recovery", _("Recovery")
 
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
@@ -322,15 +264,9 @@ class Attempt(models.Model):
         return json.dumps(self.inputs, ensure_ascii=False)
 
 
-class CircuitState(models.TextChoices):
-    CLOSED = "closed", _("Closed")
-    OPEN = "open", _("Open")
-    HALF_OPEN = "half_open", _("Half open")
-
-
 class WorkflowThrottle(models.Model):
     """What all processes share about one workflow's upstream: an rpm token bucket, an AIMD limit, and the
-    upstream circuit (see services/circuit.py)."""
+    upstream circuit (see services/throttle.py)."""
 
     workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, primary_key=True, related_name="throttle")
     tokens = models.FloatField(default=0)

@@ -16,11 +16,13 @@ import time
 
 from django.conf import settings
 
-from batches.dify import AppSettings, CallResult, DifyClient
+from batches.choices import ErrorType
+from batches.dify.client import DifyClient
+from batches.dify.types import AppSettings, CallResult
 
 logger = logging.getLogger(__name__)
 # Error types after which the earlier run may still be going on (or have finished) inside Dify.
-RESUMABLE_ERRORS = frozenset({"timeout", "bad_response", "connection", "interrupted"})
+RESUMABLE_ERRORS = frozenset({ErrorType.TIMEOUT, ErrorType.BAD_RESPONSE, ErrorType.CONNECTION, ErrorType.INTERRUPTED})
 
 
 def resumable(error_type: str, run_id: str) -> bool:

@@ -26,16 +26,18 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from batches import reconcile
-from batches.apps import stop_marker
-from batches.dify import AppSettings, CallResult, DifyClient
+from batches.choices import ErrorType
+from batches.cluster import stop_marker
+from batches.dify.client import DifyClient
+from batches.dify.types import AppSettings, CallResult
 from batches.models import BatchTask
-from batches.services import engine, nodes
+from batches.services import claims, leases, nodes, results, transitions
 from batches.services.lifecycle import app_settings
 
 logger = logging.getLogger(__name__)
 RECORD_CHUNK = 500
 DEAD_OWNERS_EVERY = 2.0  # seconds between looks for rows held by this machine's dead processes
-Event = tuple[str, engine.Claim, Any]
+Event = tuple[str, claims.Claim, Any]
 
 
 def runner_owner() -> str:
@@ -51,7 +53,7 @@ class CallLoop:
         self.thread = threading.Thread(target=self.loop.run_forever, name="batches-calls", daemon=True)
         self.thread.start()
         self.client: DifyClient = self.submit(self._make_client()).result()
-        self.calls: dict[int, tuple[engine.Claim, AppSettings, Future[Any]]] = {}
+        self.calls: dict[int, tuple[claims.Claim, AppSettings, Future[Any]]] = {}
         self.errands: list[Future[Any]] = []
 
     async def _make_client(self) -> DifyClient:
@@ -62,13 +64,13 @@ class CallLoop:
     def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def start(self, claim: engine.Claim, app: AppSettings, coro: Coroutine[Any, Any, Any]) -> None:
+    def start(self, claim: claims.Claim, app: AppSettings, coro: Coroutine[Any, Any, Any]) -> None:
         self.calls[claim.execution_id] = (claim, app, self.submit(coro))
 
     def forget(self, execution_id: int) -> None:
         self.calls.pop(execution_id, None)
 
-    def abandon(self, execution_ids: list[int]) -> list[tuple[engine.Claim, AppSettings]]:
+    def abandon(self, execution_ids: list[int]) -> list[tuple[claims.Claim, AppSettings]]:
         """Cancel these calls locally; their rows are no longer ours, so their results would be discarded."""
         abandoned = []
         for execution_id in execution_ids:
@@ -106,8 +108,8 @@ class Runner:
     stopping: bool = False  # the cluster is stopping: hand the rows back now
     batches: list[BatchTask] = field(default_factory=list)
     to_finish: set[int] = field(default_factory=set)
-    unsaved_starts: dict[int, engine.Claim] = field(default_factory=dict)  # run ids not yet written
-    backlog: list[tuple[engine.Claim, CallResult]] = field(default_factory=list)  # results not yet written
+    unsaved_starts: dict[int, claims.Claim] = field(default_factory=dict)  # run ids not yet written
+    backlog: list[tuple[claims.Claim, CallResult]] = field(default_factory=list)  # results not yet written
     due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
     runners: int = 1  # runners at work, to share each batch's concurrency between them
     mine: Counter[int] = field(default_factory=Counter)  # calls in flight per batch
@@ -138,7 +140,7 @@ class Runner:
                 self.hand_back(calls)
         finally:
             calls.close()
-            self.guarded(engine.finish_done, self.to_finish)
+            self.guarded(transitions.finish_done, self.to_finish)
         return recorded
 
     def cluster_stopping(self) -> bool:
@@ -169,11 +171,11 @@ class Runner:
     def renew_after_outage(self) -> None:
         """Before anything else once the database is back: leases may have expired while it was away."""
         self.renew_first = False
-        engine.renew_leases(self.owner)
+        leases.renew_leases(self.owner)
         self.due.pop("renew", None)
 
     def out_of_work(self, got: int | None) -> bool:
-        return not got and not self.guarded(engine.has_work)
+        return not got and not self.guarded(claims.has_work)
 
     def every(self, chore: str, seconds: float) -> bool:
         """True at most once per `seconds` for each chore."""
@@ -191,23 +193,23 @@ class Runner:
         if self.unsaved_starts and self.every("run ids", 0.2):
             self.flush_run_ids()
         if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
-            engine.renew_leases(self.owner)
+            leases.renew_leases(self.owner)
         if slot is not None and self.every("slot", 1.0):
-            engine.renew_slot(slot, self.owner)
+            claims.renew_slot(slot, owner=self.owner)
         if calls is not None and self.in_flight and self.every("cancelled", 1.0):
             self.stop_lost_calls(calls)
         if self.to_finish and self.every("finish", 1.0):
-            engine.finish_done(self.to_finish)
+            transitions.finish_done(self.to_finish)
             self.to_finish.clear()
 
     def flush_run_ids(self) -> None:
         # Soon, in one statement: recovery can only ask Dify about runs whose ids were written.
-        engine.store_run_ids(list(self.unsaved_starts.values()))
+        leases.store_run_ids(list(self.unsaved_starts.values()))
         self.unsaved_starts.clear()
 
     def stop_lost_calls(self, calls: CallLoop) -> None:
         """Calls whose row is no longer ours (cancelled by staff) are stopped, upstream too, to save the spend."""
-        for claim, app in calls.abandon(engine.lost_claims(self.owner, list(calls.calls))):
+        for claim, app in calls.abandon(leases.lost_claims(self.owner, execution_ids=list(calls.calls))):
             if claim.task_id and app.response_mode == "streaming":
                 calls.send(calls.client.stop(app, claim.task_id, user=f"batch-{claim.batch_id}"))
 
@@ -217,9 +219,9 @@ class Runner:
         if room <= 0:
             return 0
         if self.every("batches", 1.0) or not self.batches:
-            self.batches = engine.runnable_batches()
+            self.batches = claims.runnable_batches()
         if self.every("runners", 1.0):
-            self.runners = max(1, engine.active_runners())
+            self.runners = max(1, claims.active_runners())
         if self.every("dead owners", DEAD_OWNERS_EVERY):
             self.dead_owners = nodes.dead_local_owners()
         started = 0
@@ -235,15 +237,15 @@ class Runner:
         take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
         app = self.app_for(batch)
         ended = [claim.execution_id for claim, _ in self.backlog if claim.batch_id == batch.pk]
-        claims = engine.claim(
-            batch.pk, self.owner, wanted, take_over=take_over, ended=ended, dead_owners=self.dead_owners
+        claimed = claims.claim(
+            batch.pk, owner=self.owner, limit=wanted, take_over=take_over, ended=ended, dead_owners=self.dead_owners
         )
-        for claim in claims:
+        for claim in claimed:
             calls.start(claim, app, self.call(calls.client, app, claim))
             self.mine[batch.pk] += 1
             # Counted as each call starts: a failed claim of a later batch must not lose these.
             self.in_flight += 1
-        return len(claims)
+        return len(claimed)
 
     def fair_share(self, batch: BatchTask) -> int:
         """Spread a batch over the runners at work, so a wave of results is recorded by several processes."""
@@ -251,24 +253,26 @@ class Runner:
 
     def app_for(self, batch: BatchTask) -> AppSettings:
         # Read the key on every claim round: a corrected key takes effect without restarting anything.
-        return app_settings(batch.workflow, batch.config)
+        return app_settings(batch.workflow, config=batch.config)
 
-    async def call(self, client: DifyClient, app: AppSettings, claim: engine.Claim) -> None:
-        result = CallResult(ok=False, error_type="bad_response", error="the call did not finish")
+    async def call(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> None:
+        result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error="the call did not finish")
         try:
             result = await self.reconciled(client, app, claim) or await client.run(
                 app, claim.inputs, user=f"batch-{claim.batch_id}", on_started=self.started_callback(claim)
             )
         except Exception as exc:  # a bug must not strand the row: record it as a failed try
             logger.exception("call for execution %s crashed", claim.execution_id)
-            result = CallResult(ok=False, error_type="bad_response", error=f"internal error: {type(exc).__name__}")
+            result = CallResult(
+                ok=False, error_type=ErrorType.BAD_RESPONSE, error=f"internal error: {type(exc).__name__}"
+            )
         finally:
             self.events.put(("done", claim, result))
 
-    def started_callback(self, claim: engine.Claim) -> Any:
+    def started_callback(self, claim: claims.Claim) -> Any:
         return lambda run_id, task_id: self.events.put(("started", claim, (run_id, task_id)))
 
-    async def reconciled(self, client: DifyClient, app: AppSettings, claim: engine.Claim) -> CallResult | None:
+    async def reconciled(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> CallResult | None:
         """After an interruption or a cut call, ask Dify how the earlier run ended instead of paying for it twice."""
         return await reconcile.earlier_run(client, app, claim.resume_run_id)
 
@@ -310,29 +314,29 @@ class Runner:
         self.to_finish |= recorded.batch_ids
         return int(recorded.written)
 
-    def record_backlog(self) -> engine.Recorded:
+    def record_backlog(self) -> results.Recorded:
         try:
-            return engine.record_results(self.backlog)
+            return results.record_results(self.backlog)
         except (OperationalError, InterfaceError):
             raise
         except DatabaseError:
             logger.exception("could not record %s results; recording them one by one", len(self.backlog))
             return self.record_one_by_one()
 
-    def record_one_by_one(self) -> engine.Recorded:
+    def record_one_by_one(self) -> results.Recorded:
         """A result the database refuses (not an outage) is recorded as a failed try instead of being retried
         in silence forever; the row then follows its retry rules."""
-        total = engine.Recorded()
+        total = results.Recorded()
         for claim, result in self.backlog:
             try:
-                recorded = engine.record_results([(claim, result)])
+                recorded = results.record_results([(claim, result)])
             except (OperationalError, InterfaceError):
                 raise
             except DatabaseError as exc:
                 logger.exception("execution %s: its result could not be recorded", claim.execution_id)
                 error = f"internal error: the result could not be recorded ({type(exc).__name__})"
-                failed = CallResult(ok=False, error_type="bad_response", error=error)
-                recorded = engine.record_results([(claim, failed)])
+                failed = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error=error)
+                recorded = results.record_results([(claim, failed)])
             total.written += recorded.written
             total.discarded += recorded.discarded
             total.batch_ids |= recorded.batch_ids
@@ -351,7 +355,7 @@ class Runner:
         if self.unsaved_starts:
             self.guarded(self.flush_run_ids)
         self.write_backlog()
-        released = self.guarded(engine.release_claims, self.owner)
+        released = self.guarded(leases.release_claims, self.owner)
         logger.info("runner %s handed back %s rows", self.owner, released)
 
     def drain(self) -> list[Event]:
@@ -369,15 +373,15 @@ def run_slice() -> str:
     runner = Runner()
     if runner.cluster_stopping():
         return "the cluster is stopping"
-    slot = engine.acquire_slot(runner.owner)
+    slot = claims.acquire_slot(runner.owner)
     if slot is None:
         return "every runner slot is taken"
     try:
         recorded = runner.run(settings.BATCHES_RUNNER_SLICE, slot)
     finally:
-        engine.release_slot(slot, runner.owner)
+        claims.release_slot(slot, owner=runner.owner)
         close_old_connections()
     # Released before this check, so a wake-up refused a slot meanwhile is never left stranded.
-    if not runner.stopping and engine.has_work():
-        engine.wake_runners()
+    if not runner.stopping and claims.has_work():
+        claims.wake_runners()
     return f"recorded {recorded} results"

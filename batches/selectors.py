@@ -1,4 +1,8 @@
-"""Reads for pages, commands and exports: progress of a batch, always aggregated from the executions."""
+"""Reads for pages, commands and exports: progress of a batch (always aggregated from the executions), failures,
+upstream circuits, the objects the pages open (`*_or_404`), and `iso`, the one timestamp format of our JSON.
+
+The results page's reads are in `selectors_results`, the compare page's in `selectors_compare`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, QuerySet, Sum
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, BatchTask, CircuitState, Execution, ExecutionStatus, WorkflowThrottle
+from batches.models import (
+    Attempt,
+    BatchStatus,
+    BatchTask,
+    CircuitState,
+    Execution,
+    ExecutionStatus,
+    Workflow,
+    WorkflowThrottle,
+)
 
 FAILURE_FIELDS = ("id", "batch", "index", "error_type", "error", "http_status", "attempt_count", "finished_at")
 
@@ -140,9 +154,9 @@ def _summary(batch: BatchTask, counts: dict[str, int], tokens: int, upstream: Up
         "total": sum(counts.values()),
         **counts,
         "total_tokens": tokens,
-        "created_at": _iso(batch.created_at),
-        "started_at": _iso(batch.started_at),
-        "finished_at": _iso(batch.finished_at),
+        "created_at": iso(batch.created_at),
+        "started_at": iso(batch.started_at),
+        "finished_at": iso(batch.finished_at),
         "upstream": upstream_summary(upstream),
     }
 
@@ -150,13 +164,15 @@ def _summary(batch: BatchTask, counts: dict[str, int], tokens: int, upstream: Up
 def upstream_summary(upstream: Upstream) -> dict[str, object]:
     return {
         "state": upstream.state,
-        "since": _iso(upstream.since),
+        "since": iso(upstream.since),
         "last_error": upstream.last_error,
-        "next_probe_at": _iso(upstream.next_probe_at),
+        "next_probe_at": iso(upstream.next_probe_at),
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
+    """The one timestamp format of the JSON we write (`batch_status --json`, the pages' JSON): ISO-8601 in UTC
+    with a `Z`, as design.md's command-line contract shows it."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
@@ -186,3 +202,41 @@ def upstreams(workflow_ids: Iterable[int]) -> dict[int, Upstream]:
     throttles = WorkflowThrottle.objects.filter(workflow_id__in=workflow_ids)
     found = {throttle.workflow_id: upstream_of(throttle) for throttle in throttles}
     return {workflow_id: found.get(workflow_id, Upstream()) for workflow_id in workflow_ids}
+
+
+# --------------------------------------------------------------------------- what the pages open (404 if missing)
+
+
+def batch_or_404(pk: int, *related: str) -> BatchTask:
+    """A batch by id, with the given relations read in the same query (e.g. "workflow__throttle")."""
+    rows = BatchTask.objects.select_related(*related) if related else BatchTask.objects.all()
+    return get_object_or_404(rows, pk=pk)
+
+
+def batches(status: str = "") -> QuerySet[BatchTask]:
+    """The batch list, newest first, with their workflows; only those in `status` if given."""
+    rows = BatchTask.objects.select_related("workflow")
+    return rows.filter(status=status) if status else rows
+
+
+def execution_or_404(pk: int) -> Execution:
+    return get_object_or_404(Execution.objects.select_related("batch"), pk=pk)
+
+
+def workflow_or_404(pk: int) -> Workflow:
+    return get_object_or_404(Workflow, pk=pk)
+
+
+def workflow(pk: int) -> Workflow | None:
+    return Workflow.objects.filter(pk=pk).first()
+
+
+def workflows() -> QuerySet[Workflow]:
+    return Workflow.objects.all()
+
+
+def workflows_with_upstreams() -> list[tuple[Workflow, WorkflowThrottle | None]]:
+    """Every workflow with its throttle row (None until its first call), in two queries."""
+    found = list(Workflow.objects.all())
+    throttles = WorkflowThrottle.objects.in_bulk([item.pk for item in found])
+    return [(item, throttles.get(item.pk)) for item in found]

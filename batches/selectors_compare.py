@@ -20,6 +20,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import BigIntegerField, F, Func, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Concat, Length
+from django.http import Http404
+from django.utils.translation import gettext
 
 from batches.models import BatchStatus, BatchTask, Execution
 
@@ -228,3 +230,11 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     return value if isinstance(value, dict) else {"output": value}
+
+
+def batch_pair_or_404(a: int, b: int) -> tuple[BatchTask, BatchTask]:
+    """The two batches of the compare page, with their workflows, in one query."""
+    found = BatchTask.objects.select_related("workflow").in_bulk([a, b])
+    if a not in found or b not in found:
+        raise Http404(gettext("No such batch."))
+    return found[a], found[b]

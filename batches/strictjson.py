@@ -41,3 +41,17 @@ def encodable(value: Any) -> bool:
     except (UnicodeEncodeError, RecursionError):
         return False
     return True
+
+
+def value_of(raw: bytes | str) -> Any:
+    """The strict JSON value in `raw` (UTF-8 only), or None when `raw` is not that."""
+    try:
+        return loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
+def object_of(raw: bytes | str) -> dict[str, Any] | None:
+    """The strict JSON object in `raw`, or None when it is not one."""
+    value = value_of(raw)
+    return value if isinstance(value, dict) else None

@@ -8,6 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
 require_secret_key()
 application = get_asgi_application()
 
-from batches.apps import start_recovery_sweep  # noqa: E402
+from batches.services.recovery import start_recovery_sweep  # noqa: E402
 
 start_recovery_sweep()

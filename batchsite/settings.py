@@ -42,6 +42,10 @@ INSTALLED_APPS = [
     "django_q",
     "batches",
 ]
+# The development tools (the fake Dify of the demo, tests and benchmarks: `manage.py fake_dify`); never in production.
+BATCHES_DEV_TOOLS = DEBUG or env_bool("BATCHES_DEV_TOOLS")
+if BATCHES_DEV_TOOLS:
+    INSTALLED_APPS.append("fakedify")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -190,6 +194,7 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "plain"}},
     "loggers": {
         "batches": {"handlers": ["stderr"], "level": os.environ.get("BATCHES_LOG_LEVEL", "INFO"), "propagate": False},
+        "fakedify": {"handlers": ["stderr"], "level": os.environ.get("BATCHES_LOG_LEVEL", "INFO"), "propagate": False},
         "django_q": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         # Django's default handlers print a 500's traceback only with DEBUG on (and mail it to ADMINS, unset here).
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},

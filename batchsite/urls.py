@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from batches.views_health import healthz
+from batches.views.health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from fakedify.harness import fake_stats, running_fake_dify  # noqa: E402, F401 - fake_stats: for the scripts
 
 
 def setup_django() -> None:
@@ -30,12 +30,6 @@ def setup_django() -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def manage_process(*args: str, env: dict[str, str] | None = None, log: str = "/dev/null") -> subprocess.Popen[bytes]:
@@ -58,20 +52,11 @@ class FakeUrl(str):
 
 @contextmanager
 def fake_dify(*args: str) -> Iterator[FakeUrl]:
-    port = free_port()
-    process = manage_process("fake_dify", "--port", str(port), *args)
-    deadline = time.monotonic() + 20
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("fake_dify did not start")
-        time.sleep(0.1)
-    try:
-        url = FakeUrl(f"http://127.0.0.1:{port}/v1")
-        url.pid = process.pid
+    """The fake Dify in its own process (fakedify/harness.py), its log discarded."""
+    with running_fake_dify(*args, log=Path(os.devnull)) as fake:
+        url = FakeUrl(fake.url)
+        url.pid = fake.pid
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 def stop_cluster(process: subprocess.Popen[bytes]) -> None:
@@ -87,12 +72,6 @@ def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-
-
-def fake_stats(url: str) -> dict[str, object]:
-    import httpx
-
-    return dict(httpx.get(url.removesuffix("/v1") + "/_fake/stats").json())
 
 
 def session_cpu(session_id: int) -> float:

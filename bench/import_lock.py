@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     args = parser.parse_args()
     setup_django()
-    from batches import dify
+    from batches.dify import pages as dify
     from batches.services import lifecycle
 
     dify.fetch_parameters = lambda app: None  # no upstream to ask

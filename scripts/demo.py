@@ -186,6 +186,7 @@ def main() -> int:
     args = parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DJANGO_DEBUG", "1")
+    os.environ["BATCHES_DEV_TOOLS"] = "1"  # its children run `manage.py fake_dify`, a development tool
     load_secrets(args.data_dir)
     demo = Demo(args.data_dir)
     status = 0

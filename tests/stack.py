@@ -14,13 +14,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.fakedify import free_port
+from fakedify.harness import free_port
 from tests.processes import ROOT, child_env, kill_group
 
 PRODUCTION = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "test-production-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "BATCHES_DEV_TOOLS": "0",  # the test process has it on; production processes run without the fake Dify app
 }
 
 

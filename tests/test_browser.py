@@ -27,7 +27,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: 
 
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow  # noqa: E402
 from batches.runner import Runner  # noqa: E402
-from tests.fakedify import running_fake_dify  # noqa: E402
+from fakedify.harness import running_fake_dify  # noqa: E402
 from tests.xlsxfiles import xlsx_bytes  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"

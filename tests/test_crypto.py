@@ -16,7 +16,8 @@ from django.db import connection
 from django.forms import modelform_factory
 
 from batches import crypto
-from batches.dify import AppSettings, DifyClient
+from batches.dify.client import DifyClient
+from batches.dify.types import AppSettings
 from batches.models import Workflow
 from batches.services.lifecycle import app_settings
 

@@ -17,11 +17,11 @@ from django.test import Client
 from django.urls import reverse
 from openpyxl import load_workbook
 
-from batches.dify import InputVariable
+from batches.dify.types import InputVariable
 from batches.exporters import export_chunks
 from batches.importers import ImportFileError, parse_file
 from batches.models import Execution
-from tests.test_hostile_upstream import API_KEY, app_for, call, upstream
+from tests.dify.test_hostile import API_KEY, app_for, call, upstream
 from tests.test_settings import SECURE_ENV, shown_settings
 
 

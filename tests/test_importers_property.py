@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl.utils.exceptions import IllegalCharacterError
 
-from batches.dify import InputVariable
+from batches.dify.types import InputVariable
 from batches.importers import ImportFileError, parse_file
 from tests.xlsxfiles import xlsx_bytes
 

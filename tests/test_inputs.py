@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from batches.dify import InputVariable
+from batches.dify.types import InputVariable
 from batches.inputs import InputError, convert_row
 from batches.models import ExecutionStatus
 from batches.services import lifecycle
-from tests.fakedify import running_fake_dify
+from fakedify.harness import running_fake_dify
 from tests.test_importers import import_error, read_rows, write, write_jsonl, write_xlsx
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")
@@ -120,6 +120,6 @@ def test_a_manual_retry_with_edited_inputs_converts_and_checks_them(make_batch: 
         batch = make_batch(rows=1, workflow=make_workflow(base_url=fake.url))
         execution = batch.executions.get()
         execution.status = ExecutionStatus.FAILED
-        assert lifecycle.typed_inputs(execution, {"code": 5, "age": "6"}) == {"code": "5", "age": 6}
+        assert lifecycle.typed_inputs(execution, edited={"code": 5, "age": "6"}) == {"code": "5", "age": 6}
         with pytest.raises(InputError, match="'age' .* must be a number"):
-            lifecycle.typed_inputs(execution, {"code": "5", "age": "six"})
+            lifecycle.typed_inputs(execution, edited={"code": "5", "age": "six"})

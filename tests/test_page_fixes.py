@@ -12,7 +12,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import dify, views
+from batches import uploads as upload_storage
+from batches.dify import pages
 from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
 from batches.selectors import batch_progress
 
@@ -24,8 +25,8 @@ RETRY, ADD, CONTROL = "batches.retry_execution", "batches.add_batchtask", "batch
 def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "uploads"
     folder.mkdir()
-    monkeypatch.setattr(views, "uploads_dir", lambda: folder)
-    monkeypatch.setattr(dify, "fetch_parameters", lambda app, timeout=5: None)
+    monkeypatch.setattr(upload_storage, "uploads_dir", lambda: folder)
+    monkeypatch.setattr(pages, "fetch_parameters", lambda app, timeout=5: None)
 
 
 def test_rows_are_named_from_one(login: Any, make_batch: Any) -> None:

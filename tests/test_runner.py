@@ -5,8 +5,8 @@ import pytest
 
 from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
 from batches.runner import Runner
-from batches.services import engine
-from tests.fakedify import running_fake_dify
+from batches.services import claims, leases, results
+from fakedify.harness import running_fake_dify
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +114,10 @@ def test_a_runner_shares_its_claims_fairly_between_batches(batch_on_fake):
 
 def test_run_ids_are_stored_while_the_call_is_in_flight(batch_on_fake):
     batch = batch_on_fake(rows=1)
-    (claim,) = engine.claim(batch.pk, "runner-x", limit=1)
+    (claim,) = claims.claim(batch.pk, owner="runner-x", limit=1)
 
     claim.run_id, claim.task_id = "run-1", "task-1"
-    engine.store_run_ids([claim])
+    leases.store_run_ids([claim])
 
     assert Execution.objects.get(pk=claim.execution_id).workflow_run_id == "run-1"
 
@@ -181,7 +181,7 @@ def test_pause_stops_new_claims_while_calls_in_flight_finish_and_concurrency_cha
     runner = threading.Thread(target=lambda: Runner().run(seconds=60))
     runner.start()
     time.sleep(1)
-    lifecycle.set_concurrency(batch.pk, 6)
+    lifecycle.set_concurrency(batch.pk, concurrency=6)
     time.sleep(2.5)
     most_after_raise = fake.stats()["max_in_flight"]
     lifecycle.pause_batch(batch.pk)
@@ -204,14 +204,14 @@ def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(ba
 
     first = batch_on_fake(rows=2, concurrency=2)
     second = batch_on_fake(rows=2, concurrency=2)
-    real_claim = engine.claim
+    real_claim = claims.claim
 
     def claim(batch_id, *args, **kwargs):
         if batch_id == second.pk:
             raise OperationalError("server closed the connection unexpectedly")
         return real_claim(batch_id, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "claim", claim)
+    monkeypatch.setattr(claims, "claim", claim)
     runner, calls = Runner(), CallLoop()
     try:
         runner.guarded(runner.claim_and_start, calls)
@@ -254,19 +254,19 @@ def test_a_result_the_database_refuses_is_recorded_as_a_failed_try_not_retried_f
 ):
     from django.db import IntegrityError
 
-    from batches.dify import CallResult
+    from batches.dify.types import CallResult
 
     batch = batch_on_fake(rows=1)
     runner = Runner()
-    (claim,) = engine.claim(batch.pk, runner.owner, limit=1)
-    real_record = engine.record_results
+    (claim,) = claims.claim(batch.pk, owner=runner.owner, limit=1)
+    real_record = results.record_results
 
-    def refuse_successes(results, now=None):
-        if any(result.ok for _, result in results):
+    def refuse_successes(outcomes, *, now=None):
+        if any(result.ok for _, result in outcomes):
             raise IntegrityError("new row violates check constraint")
-        return real_record(results, now)
+        return real_record(outcomes, now=now)
 
-    monkeypatch.setattr(engine, "record_results", refuse_successes)
+    monkeypatch.setattr(results, "record_results", refuse_successes)
     runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
 
     runner.write_backlog()
@@ -282,16 +282,16 @@ def test_a_result_the_database_refuses_is_recorded_as_a_failed_try_not_retried_f
 def test_a_lost_database_connection_keeps_the_results_for_later(batch_on_fake, monkeypatch):
     from django.db import OperationalError
 
-    from batches.dify import CallResult
+    from batches.dify.types import CallResult
 
     batch = batch_on_fake(rows=1)
     runner = Runner()
-    (claim,) = engine.claim(batch.pk, runner.owner, limit=1)
+    (claim,) = claims.claim(batch.pk, owner=runner.owner, limit=1)
 
-    def away(results, now=None):
+    def away(outcomes, *, now=None):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(engine, "record_results", away)
+    monkeypatch.setattr(results, "record_results", away)
     runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
 
     runner.write_backlog()
@@ -313,7 +313,7 @@ def test_after_a_database_outage_longer_than_a_lease_the_runner_renews_before_it
     fake.configure(latency_ms=1500)
     batch = batch_on_fake(rows=3, concurrency=2)
     steps, outage = [], []
-    real_claim, real_renew = engine.claim, engine.renew_leases
+    real_claim, real_renew = claims.claim, leases.renew_leases
 
     def claim(*args, **kwargs):
         if not outage and Execution.objects.running().exists():
@@ -328,8 +328,8 @@ def test_after_a_database_outage_longer_than_a_lease_the_runner_renews_before_it
         steps.append("renew")
         return real_renew(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "claim", claim)
-    monkeypatch.setattr(engine, "renew_leases", renew)
+    monkeypatch.setattr(claims, "claim", claim)
+    monkeypatch.setattr(leases, "renew_leases", renew)
 
     Runner().run(seconds=30)
 
@@ -360,7 +360,7 @@ def test_stop_markers_of_clusters_that_are_gone_are_cleared_at_start():
     import os
     import subprocess
 
-    from batches.apps import MARKER_PREFIX, clear_stale_stop_markers, stop_marker
+    from batches.cluster import MARKER_PREFIX, clear_stale_stop_markers, stop_marker
 
     sentinel = subprocess.Popen(["sleep", "30"])
     stale = stop_marker(sentinel.pid)

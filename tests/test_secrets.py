@@ -19,7 +19,7 @@ from batches.exporters import export_chunks
 from batches.models import Attempt, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow
 from batches.runner import Runner
 from batches.services import lifecycle
-from tests.fakedify import FakeDify, running_fake_dify
+from fakedify.harness import FakeDifyProcess, running_fake_dify
 
 SECRET = "app-Zq7-NEVER-LEAK-THIS-9f3b1c"
 FRAGMENTS = [SECRET[i : i + 10] for i in range(len(SECRET) - 9)]  # any 10 characters of it
@@ -41,13 +41,15 @@ def assert_secret_absent(where: str, text: str | bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeDify]:
+def fake() -> Iterator[FakeDifyProcess]:
     with running_fake_dify("--latency-ms", "20") as server:
         yield server
 
 
 @pytest.fixture
-def finished_run(db: None, fake: FakeDify, tmp_path: Any, settings: Any, caplog: pytest.LogCaptureFixture) -> BatchTask:
+def finished_run(
+    db: None, fake: FakeDifyProcess, tmp_path: Any, settings: Any, caplog: pytest.LogCaptureFixture
+) -> BatchTask:
     """A batch imported and run in this process: successes, a retried fault, invalid input, then an auth failure."""
     settings.BATCHES_BACKOFF_BASE = 0.05
     caplog.set_level(logging.DEBUG, logger="batches")

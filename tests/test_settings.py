@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakedify import PROJECT_ROOT
+from fakedify.harness import PROJECT_ROOT
 
 SECURE_ENV = {
     "DJANGO_SECURE": "1",

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from batches import views
+from batches import uploads as upload_storage
 from batches.models import BatchTask
 from tests.xlsxfiles import xlsx_bytes
 
@@ -26,7 +26,7 @@ FILES = {
 def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "uploads"
     folder.mkdir()
-    monkeypatch.setattr(views, "uploads_dir", lambda: folder)
+    monkeypatch.setattr(upload_storage, "uploads_dir", lambda: folder)
     return folder
 
 

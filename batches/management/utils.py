@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.models import BatchTask
+from batches.services.transitions import TransitionError
 
 
 def get_batch(batch_id: int) -> BatchTask:
@@ -36,7 +37,8 @@ class BatchControlCommand(BaseCommand):
 
     past = ""
 
-    def transition(self, batch_id: int) -> bool:
+    def transition(self, batch_id: int) -> None:
+        """Call the lifecycle service; it raises TransitionError when the batch's state does not allow it."""
         raise NotImplementedError
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,6 +46,8 @@ class BatchControlCommand(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch = get_batch(options["batch_id"])
-        if not self.transition(batch.pk):
-            raise CommandError(f"batch {batch.pk} is {batch.status}: it cannot be {self.past}")
+        try:
+            self.transition(batch.pk)
+        except TransitionError:
+            raise CommandError(f"batch {batch.pk} is {batch.status}: it cannot be {self.past}") from None
         self.stdout.write(f"batch {batch.pk}: {self.past}")

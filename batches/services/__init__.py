@@ -1,5 +1,14 @@
-"""Every state change of the app lives in this package, each one a guarded write.
+"""Every state change of the app, each one a guarded write (a conditional UPDATE or a short `select_for_update`
+block); follow-up work is enqueued with `transaction.on_commit`. Admin actions, views, commands and tasks only call
+these functions. No function here holds a lock while calling the network.
 
-`lifecycle` changes batches (import, start, pause, resume, cancel, retry); `engine` is what runners call (claim,
-record, leases, sweep). Admin actions, views, commands and tasks only call these functions.
+- `lifecycle`: what people ask for: import, start, pause, resume, cancel, retry, concurrency, settings.
+- `rerun`: run a batch's rows again as a new batch. `workflows`: workflow settings that guard the API key.
+- `claims`: which rows a runner may call for now (claim, take-over of dead workers' rows, runner slots).
+- `results`: recording a call's result: automatic retry, backoff, and pausing a batch the app refuses.
+- `leases`: renewal, hand-back, interruption, and the upstream ids recovery looks up.
+- `recovery`: the sweep and everything that triggers it (start-up, schedule, worker spawn, staff's probe).
+- `throttle`: a workflow's rpm bucket, adaptive limit and upstream circuit, shared by every process.
+- `transitions`: the one helper that changes a batch's status.
+- `clock` (the database's time), `nodes` (which process holds a lease, and whether it is alive).
 """

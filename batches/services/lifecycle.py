@@ -1,4 +1,9 @@
-"""Batch and workflow state changes requested by people (admin, pages, commands)."""
+"""Batch and workflow state changes requested by people (admin, pages, commands).
+
+Conventions: the object acted on (a batch id, a workflow, a queryset) is positional and every option is
+keyword-only; a change the batch's state does not allow raises `TransitionError` (from `transitions`, the one
+guarded write every status change goes through); retries answer a `RetryReport`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import dify, importers, inputs
+from batches import importers, inputs
+from batches.dify.types import AppSettings
 from batches.models import (
     Attempt,
     BatchStatus,
@@ -24,8 +30,10 @@ from batches.models import (
     Trigger,
     Workflow,
 )
-from batches.services.engine import STALE_FIELDS, ended_attempt, wake_runners
-from batches.services.workflows import check_key_for_base_url
+from batches.services.claims import wake_runners
+from batches.services.leases import STALE_FIELDS, ended_attempt
+from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
+from batches.services.workflows import check_key_for_base_url, read_input_variables
 
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 2000
@@ -33,10 +41,6 @@ BULK_CHANGE = 1000  # rows changed at once past which the planner's statistics a
 # What claims and pages filter and sort on; the JSON columns would only make ANALYZE slower.
 INPUTS_FIELD = Execution._meta.get_field("inputs")
 PLANNED_COLUMNS = ("batch", "status", "index", "not_before", "lease_expires_at", "error_type", "finished_at")
-
-
-class TransitionError(Exception):
-    """The object is not in a state that allows the requested change."""
 
 
 def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
@@ -56,9 +60,9 @@ def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
     return workflow, created
 
 
-def app_settings(workflow: Workflow, config: dict[str, Any] | None = None) -> dify.AppSettings:
+def app_settings(workflow: Workflow, *, config: dict[str, Any] | None = None) -> AppSettings:
     config = config or workflow.snapshot()
-    return dify.AppSettings(
+    return AppSettings(
         mode=config["mode"],
         base_url=config["base_url"],
         api_key=workflow.api_key,
@@ -67,15 +71,15 @@ def app_settings(workflow: Workflow, config: dict[str, Any] | None = None) -> di
     )
 
 
-def typed_inputs(execution: Execution, edited: dict[str, Any]) -> dict[str, Any]:
+def typed_inputs(execution: Execution, *, edited: dict[str, Any]) -> dict[str, Any]:
     """Edited inputs converted to the types the app declares, before a manual retry (inputs.InputError if the app
     would refuse them). Asks the app (network): call it outside any lock."""
     batch = execution.batch
-    variables = dify.fetch_parameters(app_settings(batch.workflow, batch.config)) or None
+    variables = read_input_variables(batch.workflow, config=batch.config) or None
     return inputs.convert_row(edited, variables) if variables else edited
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ImportOptions:
     name: str = ""
     concurrency: int | None = None
@@ -96,7 +100,7 @@ def import_batch(
     options = options or ImportOptions()
     filename = filename or Path(path).name
     # Network, so before any transaction. An app that declares no variables is not checked against.
-    variables = dify.fetch_parameters(app_settings(workflow)) or None
+    variables = read_input_variables(workflow) or None
     parsed = importers.parse_file(path, filename=filename, variables=variables, mode=workflow.mode)
     # SQLite has one writer: read, check and encode the whole file before taking the write lock, so runners'
     # writes (lease renewals among them) wait a second, not the tens of seconds a 200k-row file takes to parse.
@@ -214,46 +218,41 @@ def _copy_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Ca
     return count
 
 
-def _transition(batch_id: int, allowed: Iterable[str], **changes: Any) -> bool:
-    """The one guarded write for batch states: applies `changes` only if the batch is in an allowed state."""
-    return bool(BatchTask.objects.filter(pk=batch_id, status__in=list(allowed)).update(**changes))
+def start_batch(batch_id: int) -> None:
+    started = transition(batch_id, allowed=[BatchStatus.PENDING], status=BatchStatus.RUNNING, started_at=timezone.now())
+    require(started, batch_id, "is not pending: it cannot be started")
+    transaction.on_commit(wake_runners)
 
 
-def start_batch(batch_id: int) -> bool:
-    started = _transition(batch_id, [BatchStatus.PENDING], status=BatchStatus.RUNNING, started_at=timezone.now())
-    if started:
-        transaction.on_commit(wake_runners)
-    return started
+def pause_batch(batch_id: int, *, reason: str = "") -> None:
+    paused = transition(batch_id, allowed=[BatchStatus.RUNNING], status=BatchStatus.PAUSED, status_reason=reason[:500])
+    require(paused, batch_id, "is not running: it cannot be paused")
 
 
-def pause_batch(batch_id: int, reason: str = "") -> bool:
-    return _transition(batch_id, [BatchStatus.RUNNING], status=BatchStatus.PAUSED, status_reason=reason[:500])
+def resume_batch(batch_id: int) -> None:
+    resumed = transition(batch_id, allowed=[BatchStatus.PAUSED], status=BatchStatus.RUNNING, status_reason="")
+    require(resumed, batch_id, "is not paused: it cannot be resumed")
+    transaction.on_commit(wake_runners)
 
 
-def resume_batch(batch_id: int) -> bool:
-    resumed = _transition(batch_id, [BatchStatus.PAUSED], status=BatchStatus.RUNNING, status_reason="")
-    if resumed:
-        transaction.on_commit(wake_runners)
-    return resumed
-
-
-def set_concurrency(batch_id: int, concurrency: int) -> bool:
+def set_concurrency(batch_id: int, *, concurrency: int) -> None:
     """Change how many rows of a batch may run at once; runners see it at their next claim."""
     if not 1 <= concurrency <= 10_000:
         raise ValueError("concurrency must be between 1 and 10000")
-    active = [BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED]
-    return _transition(batch_id, active, concurrency=concurrency)
+    changed = transition(batch_id, allowed=ACTIVE, concurrency=concurrency)
+    require(changed, batch_id, "is finished or cancelled: its concurrency cannot be changed")
 
 
 EDITABLE_SETTINGS = {"name", "concurrency", "max_retries", "failure_threshold", "failure_threshold_min_rows"}
 
 
-def update_settings(batch_id: int, **changes: Any) -> bool:
+def update_settings(batch_id: int, **changes: Any) -> None:
     """Change a batch's editable settings (not its state) with one UPDATE of just those columns."""
     unknown = set(changes) - EDITABLE_SETTINGS
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
-    return not changes or bool(BatchTask.objects.filter(pk=batch_id).update(**changes))
+    if changes:
+        BatchTask.objects.filter(pk=batch_id).update(**changes)
 
 
 def _lock_batches(batch_ids: Iterable[int]) -> None:
@@ -264,13 +263,12 @@ def _lock_batches(batch_ids: Iterable[int]) -> None:
 
 
 @transaction.atomic
-def cancel_batch(batch_id: int) -> int | None:
-    """Cancel the batch and its unfinished rows; returns how many rows were cancelled, None if not allowed."""
+def cancel_batch(batch_id: int) -> int:
+    """Cancel the batch and its unfinished rows; returns how many rows were cancelled."""
     now = timezone.now()
-    active = [BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED]
     _lock_batches([batch_id])
-    if not _transition(batch_id, active, status=BatchStatus.CANCELLED, finished_at=now):
-        return None
+    changed = transition(batch_id, allowed=ACTIVE, status=BatchStatus.CANCELLED, finished_at=now)
+    require(changed, batch_id, "is finished or cancelled: it cannot be cancelled")
     # Locked, so a result being written now is either seen (and its row is no longer running) or waits: never a
     # cancelled Attempt with the number of the Attempt that result writes.
     locked = Execution.objects.filter(batch_id=batch_id).running().order_by().select_for_update(of=("self",))
@@ -313,7 +311,7 @@ def retry_executions(
     _lock_batches(batch_ids)
     changes: dict[str, Any] = {}
     if inputs is not None:
-        keep_sent_inputs(rows, inputs)
+        _keep_sent_inputs(rows, inputs)
         changes["inputs"] = inputs
     retried = rows.update(
         status=ExecutionStatus.PENDING,
@@ -328,10 +326,7 @@ def retry_executions(
         next_trigger=Trigger.MANUAL,
         **changes,
     )
-    reopened = [BatchStatus.FINISHED, BatchStatus.CANCELLED]
-    BatchTask.objects.filter(pk__in=batch_ids, status__in=reopened).update(
-        status=BatchStatus.RUNNING, finished_at=None, status_reason=""
-    )
+    transition(batch_ids, allowed=ENDED, status=BatchStatus.RUNNING, finished_at=None, status_reason="")
     if retried >= BULK_CHANGE:
         transaction.on_commit(refresh_statistics)
     if retried:
@@ -339,7 +334,7 @@ def retry_executions(
     return RetryReport(retried=retried, skipped=selected - retried, batches=len(batch_ids))
 
 
-def keep_sent_inputs(rows: Any, inputs: dict[str, Any]) -> None:
+def _keep_sent_inputs(rows: Any, inputs: dict[str, Any]) -> None:
     """The attempts so far were sent the rows' current inputs: write those on them before an edit replaces them,
     so the history shows what each attempt was sent (an attempt without inputs was sent the row's inputs)."""
     for row_id, sent in rows.values_list("pk", "inputs"):
@@ -360,3 +355,11 @@ def retry_failed(
     if error_type:
         executions = executions.filter(Q(error_type=error_type))
     return retry_executions(executions, include_cancelled=include_cancelled)
+
+
+def retry_execution(execution_id: int, *, inputs: dict[str, Any] | None = None) -> None:
+    """Retry one failed or cancelled row, with edited inputs if given (the pages' and the admin's "edit and
+    retry"); TransitionError if the row is in another state. Convert the inputs first (`typed_inputs`)."""
+    report = retry_executions(Execution.objects.filter(pk=execution_id), include_cancelled=True, inputs=inputs)
+    if not report.retried:
+        raise TransitionError(f"execution {execution_id} is not failed or cancelled: it cannot be retried")

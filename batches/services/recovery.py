@@ -1,13 +1,22 @@
-"""The idempotent recovery sweep: expired leases (and the rows of this machine's dead processes) back to pending,
-done batches finished, finished or cancelled batches holding pending rows reopened, runners woken.
+"""Recovery: the sweep, and everything that triggers it or wakes the runners after a failure.
 
-It runs at process start, every minute on a django-q2 Schedule and on demand (`manage.py recover_batches`).
-Several sweeps may run at once: expired rows are locked while they are reset, and every other write is guarded.
+How a dead worker's row is picked up:
+1. At once, by the next claim of any runner (services/claims.py, `take_over`): rows whose lease expired, or whose
+   holder is a dead process on this machine, are interrupted and claimed again (services/leases.py).
+2. The runner that claims an interrupted row first asks Dify how its run ended (batches/reconcile.py), so a call
+   that finished while its worker died is recorded, not paid for twice.
+3. The backstop here, `sweep`: expired leases (and this machine's dead processes' rows) back to pending, done
+   batches finished, closed batches with rows still to run reopened, runners woken. It runs when a qcluster or a
+   web server starts (`start_recovery_sweep`, from apps.py and batchsite/wsgi.py/asgi.py), every minute on the
+   django-q2 Schedule made by migration 0002 (`batches.tasks.sweep`), and on demand (`manage.py
+   recover_batches`); a restarted worker wakes a runner (`wake_on_worker_spawn`). Several sweeps may run at once:
+   expired rows are locked while they are reset, and every other write is guarded.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -16,11 +25,17 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus
-from batches.services import clock, engine, nodes
+from batches.dify import pages
+from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
+from batches.selectors import Upstream
+from batches.services import clock, nodes, throttle
+from batches.services.claims import has_work, wake_runners
+from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
+from batches.services.transitions import finish_done, transition
 
 logger = logging.getLogger(__name__)
 SWEEP_CHUNK = 2000
+STARTUP_DELAY = 2.0
 
 
 @dataclass
@@ -66,10 +81,10 @@ def _count_stale(report: dict[int, BatchRecovery], now: datetime, dead: list[str
 @transaction.atomic
 def _reset_stale_chunk(report: dict[int, BatchRecovery], now: datetime, dead: list[str]) -> int:
     stale = Execution.objects.stale(now, dead).order_by().select_for_update(skip_locked=True, of=("self",))
-    rows = list(stale.values(*engine.STALE_FIELDS, "batch_id")[:SWEEP_CHUNK])
-    gave_up = engine.interrupt(rows, now)
+    rows = list(stale.values(*STALE_FIELDS, "batch_id")[:SWEEP_CHUNK])
+    gave_up = interrupt(rows, now)
     back = [row["pk"] for row in rows if row["pk"] not in gave_up]
-    Execution.objects.filter(pk__in=back).update(status=ExecutionStatus.PENDING, **engine.NO_LEASE)
+    Execution.objects.filter(pk__in=back).update(status=ExecutionStatus.PENDING, **NO_LEASE)
     for row in rows:
         entry = _entry(report, row["batch_id"])
         entry.interrupted += 1
@@ -95,7 +110,7 @@ def _reopen_stranded(batch_id: int) -> bool:
     unfinished = Execution.objects.filter(batch_id=batch_id).unfinished()
     if locked.values_list("pk", flat=True).first() is None or not unfinished.exists():
         return False  # a retry or a claim changed it meanwhile
-    BatchTask.objects.filter(pk=batch_id).update(status=BatchStatus.RUNNING, finished_at=None)
+    transition(batch_id, allowed=closed, status=BatchStatus.RUNNING, finished_at=None)
     logger.warning("batch %s was closed with rows still to run: running it again", batch_id)
     return True
 
@@ -104,7 +119,7 @@ def _finish(report: dict[int, BatchRecovery], dry_run: bool, now: datetime) -> N
     done = BatchTask.objects.running().exclude(pk__in=BatchTask.objects.running().with_work()).values_list("pk")
     done_ids = {pk for (pk,) in done}
     if not dry_run:
-        engine.finish_done(done_ids, now)
+        finish_done(done_ids, now=now)
     for batch_id in done_ids:
         _entry(report, batch_id).finished = True
 
@@ -112,8 +127,54 @@ def _finish(report: dict[int, BatchRecovery], dry_run: bool, now: datetime) -> N
 def _wake(report: dict[int, BatchRecovery], dry_run: bool) -> None:
     waiting = list(BatchTask.objects.running().with_work().values_list("pk", flat=True))
     if waiting and not dry_run:
-        engine.wake_runners()
+        wake_runners()
     for batch_id in waiting:
         _entry(report, batch_id).runner_enqueued = True
     for entry in report.values():
         entry.status = BatchStatus.FINISHED if entry.finished and not dry_run else entry.status
+
+
+# --- what triggers it -------------------------------------------------------------------------------------------
+
+
+def start_recovery_sweep() -> None:
+    """The start-up backstop of guarantee 5: deferred, in the background, never failing or delaying a start."""
+    timer = threading.Timer(STARTUP_DELAY, _sweep_quietly)
+    timer.daemon = True
+    timer.name = "batches-startup-sweep"
+    timer.start()
+
+
+def _sweep_quietly() -> None:
+    from django.db import connection
+
+    try:
+        report = sweep()
+        logger.info("start-up recovery sweep: %s batches looked at", len(report))
+    except Exception as exc:  # an unmigrated or unreachable database must not stop the server
+        logger.warning("start-up recovery sweep skipped: %s", exc)
+    finally:
+        connection.close()
+
+
+def wake_on_worker_spawn(**kwargs: object) -> None:
+    """A worker was (re)started, maybe after one died mid-slice: wake a runner so its rows are taken over within
+    one lease instead of at the next scheduled sweep."""
+    try:
+        if has_work():
+            wake_runners()
+    except Exception as exc:
+        logger.warning("could not wake a runner: %s", exc)
+
+
+def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Upstream:
+    """Staff check a silent upstream now (`probe_upstream`, the batch page): one cheap call that costs no tokens
+    (`GET /parameters`). Any answer but a 5xx closes the circuit and the runners resume at once; a failure keeps
+    it open until the next scheduled probe."""
+    from batches.services.lifecycle import app_settings
+
+    failure = pages.upstream_failure(app_settings(Workflow.objects.get(pk=workflow_id)), timeout)
+    upstream = throttle.record_probe(workflow_id=workflow_id, failure=failure)
+    if not upstream.waiting:
+        wake_runners()
+    return upstream

@@ -9,9 +9,9 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from batches import dify
 from batches.models import BatchTask, Execution, ExecutionStatus, Mode, Workflow
-from batches.services.lifecycle import BULK_CHANGE, app_settings, refresh_statistics, start_batch
+from batches.services.lifecycle import BULK_CHANGE, refresh_statistics, start_batch
+from batches.services.workflows import read_input_variables
 
 logger = logging.getLogger(__name__)
 COPIED = ("id", "batch", "index", "inputs")  # the columns copy_rows writes itself; the others take defaults
@@ -29,7 +29,7 @@ class RerunError(Exception):
     """The rerun cannot be made; the message says why in one line."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RerunOptions:
     workflow: Workflow | None = None  # None: the source batch's workflow
     only: str = Only.ALL
@@ -49,7 +49,7 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
     if len(options.name) > NAME_LENGTH:
         raise RerunError(f"the name is longer than {NAME_LENGTH} characters")
     workflow = options.workflow or source.workflow
-    rows = chosen_rows(source.pk, options)
+    rows = chosen_rows(source.pk, options=options)
     _check_inputs(source, workflow)  # network, so before the transaction
     with transaction.atomic():
         batch = BatchTask.objects.create(
@@ -65,7 +65,7 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
             columns=source.columns,
             created_by_id=options.created_by_id,
         )
-        batch.total = copy_rows(rows, batch)
+        batch.total = copy_rows(rows, batch=batch)
         if not batch.total:
             raise RerunError(_nothing(options.only))
         batch.save(update_fields=["total"])
@@ -77,7 +77,7 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
     return batch
 
 
-def chosen_rows(batch_id: int, options: RerunOptions) -> QuerySet[Execution]:
+def chosen_rows(batch_id: int, *, options: RerunOptions) -> QuerySet[Execution]:
     if options.only not in Only.CHOICES:
         raise RerunError(f"--only must be one of {', '.join(Only.CHOICES[:2])}")
     rows = Execution.objects.filter(batch_id=batch_id)
@@ -86,6 +86,12 @@ def chosen_rows(batch_id: int, options: RerunOptions) -> QuerySet[Execution]:
     if options.only == Only.SELECTED:
         return rows.filter(pk__in=options.execution_ids)
     return rows
+
+
+def row_count(batch_id: int, *, only: str, execution_ids: list[int]) -> int:
+    """How many rows a rerun of these would make (an unknown `only` counts as all rows)."""
+    only = only if only in Only.CHOICES else Only.ALL
+    return chosen_rows(batch_id, options=RerunOptions(only=only, execution_ids=execution_ids)).count()
 
 
 def _nothing(only: str) -> str:
@@ -107,13 +113,13 @@ def _check_inputs(source: BatchTask, workflow: Workflow) -> None:
         return
     if workflow.mode == Mode.CHAT and "query" not in source.columns:
         raise RerunError(f"workflow {workflow.name} is a chat app and the rows have no query column")
-    variables = dify.fetch_parameters(app_settings(workflow)) or []
+    variables = read_input_variables(workflow) or []
     missing = [v.variable for v in variables if v.required and v.variable not in source.columns]
     if missing:
         raise RerunError(f"workflow {workflow.name} requires inputs the rows lack: {', '.join(missing)}")
 
 
-def copy_rows(rows: QuerySet[Execution], batch: BatchTask) -> int:
+def copy_rows(rows: QuerySet[Execution], *, batch: BatchTask) -> int:
     """INSERT … SELECT of the rows' inputs into `batch`, numbered from 0 in their order; the rest take defaults.
 
     One statement whatever the size: 100,000 rows never pass through Python.

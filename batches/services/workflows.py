@@ -15,14 +15,17 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from batches import dify
+from batches.crypto import is_unreadable
+from batches.dify import pages
+from batches.dify.pages import ConnectionReport
+from batches.dify.types import InputVariable
 from batches.models import Workflow
 
 logger = logging.getLogger(__name__)
 KEY_REQUIRED = _("The base URL changed: enter the API key again (a stored key is only sent where it was entered for).")
 
 
-def base_url_changed(workflow: Workflow, base_url: str | None) -> bool:
+def base_url_changed(workflow: Workflow, *, base_url: str | None) -> bool:
     """Whether `base_url` names another place than the stored workflow's (a new workflow has none yet)."""
     if workflow.pk is None or base_url is None:
         return False
@@ -32,7 +35,7 @@ def base_url_changed(workflow: Workflow, base_url: str | None) -> bool:
 
 def key_required(workflow: Workflow, *, base_url: str | None, api_key: str | None) -> bool:
     """The rule: the base URL changes and no API key was entered with it (every editing form applies it)."""
-    return not api_key and base_url_changed(workflow, base_url)
+    return not api_key and base_url_changed(workflow, base_url=base_url)
 
 
 def check_key_for_base_url(workflow: Workflow, *, base_url: str | None, api_key: str | None) -> None:
@@ -41,15 +44,21 @@ def check_key_for_base_url(workflow: Workflow, *, base_url: str | None, api_key:
         raise ValidationError({"api_key": KEY_REQUIRED}, code="key_required")
 
 
-def refresh_input_variables(workflow_id: int) -> list[dify.InputVariable] | None:
+def read_input_variables(workflow: Workflow, *, config: dict[str, Any] | None = None) -> list[InputVariable] | None:
+    """Ask the app for its input variables (GET /parameters) with the workflow's settings, or the settings a batch
+    started with (`config`); None if it did not answer. A network call: never inside a transaction."""
+    from batches.services.lifecycle import app_settings  # lifecycle imports this module
+
+    return pages.fetch_parameters(app_settings(workflow, config=config))
+
+
+def refresh_input_variables(workflow_id: int) -> list[InputVariable] | None:
     """Read the app's input variables (GET /parameters) and keep them on the workflow; None if it did not answer.
 
     Call it outside any transaction (a network call). The write is skipped if the base URL changed meanwhile.
     """
-    from batches.services.lifecycle import app_settings
-
     workflow = Workflow.objects.get(pk=workflow_id)
-    variables = dify.fetch_parameters(app_settings(workflow))
+    variables = read_input_variables(workflow)
     if variables is not None:
         stored = [dataclasses.asdict(variable) for variable in variables]
         Workflow.objects.filter(pk=workflow.pk, base_url=workflow.base_url).update(
@@ -59,15 +68,28 @@ def refresh_input_variables(workflow_id: int) -> list[dify.InputVariable] | None
     return variables
 
 
-def cached_input_variables(workflow: Workflow) -> list[dify.InputVariable] | None:
+def cached_input_variables(workflow: Workflow) -> list[InputVariable] | None:
     """The input variables last read from the app (None: never read)."""
     if workflow.input_variables is None:
         return None
     return [_variable(item) for item in workflow.input_variables if isinstance(item, dict)]
 
 
-def _variable(item: dict[str, Any]) -> dify.InputVariable:
-    fields = {f.name for f in dataclasses.fields(dify.InputVariable)}
+def _variable(item: dict[str, Any]) -> InputVariable:
+    fields = {f.name for f in dataclasses.fields(InputVariable)}
     values = {key: value for key, value in item.items() if key in fields}
     values["options"] = tuple(values.get("options") or ())
-    return dify.InputVariable(**values)
+    return InputVariable(**values)
+
+
+def check_connection(workflow: Workflow) -> ConnectionReport:
+    """ "Test connection": GET /parameters and /info with the stored key, and what went wrong in one line."""
+    from batches.services.lifecycle import app_settings  # lifecycle imports this module
+
+    key = workflow.api_key if isinstance(workflow.api_key, str) else ""
+    if not key or is_unreadable(key):
+        return ConnectionReport(False, "auth: the stored API key cannot be read; enter it again")
+    report = pages.check_connection(app_settings(workflow))
+    if not report.ok:
+        logger.info("test connection of workflow %s failed: %s", workflow.pk, report.error)
+    return report

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.management.utils import get_batch
 from batches.services.lifecycle import cancel_batch
+from batches.services.transitions import TransitionError
 
 
 class Command(BaseCommand):
@@ -14,7 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch = get_batch(options["batch_id"])
-        cancelled = cancel_batch(batch.pk)
-        if cancelled is None:
-            raise CommandError(f"batch {batch.pk} is {batch.status}: it cannot be cancelled")
+        try:
+            cancelled = cancel_batch(batch.pk)
+        except TransitionError:
+            raise CommandError(f"batch {batch.pk} is {batch.status}: it cannot be cancelled") from None
         self.stdout.write(f"batch {batch.pk}: cancelled ({cancelled} executions)")

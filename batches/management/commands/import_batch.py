@@ -30,7 +30,12 @@ class Command(BaseCommand):
             raise CommandError(f"workflow '{options['workflow']}' does not exist (see add_workflow)")
         if (options["concurrency"] or 1) < 1 or options["max_retries"] < 0:
             raise CommandError("--concurrency must be at least 1 and --max-retries at least 0")
-        choice = ImportOptions(options["name"], options["concurrency"], options["max_retries"], not options["no_start"])
+        choice = ImportOptions(
+            name=options["name"],
+            concurrency=options["concurrency"],
+            max_retries=options["max_retries"],
+            start=not options["no_start"],
+        )
         try:
             batch = import_batch(workflow, path, options=choice, on_progress=stderr_progress("importing"))
         except ImportFileError as exc:

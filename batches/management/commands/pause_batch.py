@@ -6,5 +6,5 @@ class Command(BatchControlCommand):
     help = "Pause a batch."
     past = "paused"
 
-    def transition(self, batch_id: int) -> bool:
-        return pause_batch(batch_id)
+    def transition(self, batch_id: int) -> None:
+        pause_batch(batch_id)

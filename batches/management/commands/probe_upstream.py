@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.models import Workflow
-from batches.upstream_probe import probe
+from batches.services.recovery import probe_upstream
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         workflow = Workflow.objects.filter(name=options["workflow"]).first()
         if workflow is None:
             raise CommandError(f"workflow '{options['workflow']}' does not exist")
-        upstream = probe(workflow)
+        upstream = probe_upstream(workflow.pk)
         if upstream.last_error:
             self.stderr.write(f"last error: {upstream.last_error}")
         self.stdout.write(upstream.state)

@@ -6,5 +6,5 @@ class Command(BatchControlCommand):
     help = "Resume a batch."
     past = "resumed"
 
-    def transition(self, batch_id: int) -> bool:
-        return resume_batch(batch_id)
+    def transition(self, batch_id: int) -> None:
+        resume_batch(batch_id)

@@ -6,5 +6,5 @@ class Command(BatchControlCommand):
     help = "Start a batch."
     past = "started"
 
-    def transition(self, batch_id: int) -> bool:
-        return start_batch(batch_id)
+    def transition(self, batch_id: int) -> None:
+        start_batch(batch_id)

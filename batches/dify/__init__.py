@@ -1,0 +1,13 @@
+"""The Dify Service API client, one module per concern.
+
+- `types`: what a call needs and gives back (`AppSettings`, `InputVariable`, `CallResult`) and the client's limits.
+- `client`: `DifyClient`, the one (async) client: run a row, look up a run, stop a run, read an app's documents.
+- `pages`: the calls a person waits for (input variables, "Test connection", a probe), through `DifyClient`.
+- `errors`: which error type an answer or an exception means (the rules of README "Error classification").
+- `answers`: reading blocking bodies, stream events, workflow runs and `user_input_form`.
+- `sse`: Server-Sent Events decoding and the size-capped body readers.
+- `hosts`: where a base URL may point (checked on save and on the resolved address at call time).
+- `redact`: keeping the API key out of messages, logs and stored outputs.
+
+Importing this package loads nothing: the models import `hosts` without loading an HTTP library.
+"""

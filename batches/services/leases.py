@@ -1,0 +1,128 @@
+"""Leases: how a runner holds the rows it calls for, and what happens when it stops holding them.
+
+A claimed row carries its runner's name (`lease_owner`), a fencing token and an expiry; the runner renews it
+while the call is in flight and hands it back when it stops. A row whose lease expired, or whose holder is known
+dead, is interrupted: its try is written as an `interrupted` Attempt and the row is taken over by the next claim
+(services/claims.py) or reset by the sweep (services/recovery.py). Interrupted runs keep their upstream ids, so the
+runner can ask Dify how they ended before calling again (batches/reconcile.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Field
+
+from batches.models import Attempt, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.services import clock
+
+if TYPE_CHECKING:
+    from batches.services.claims import Claim
+
+logger = logging.getLogger(__name__)
+NO_LEASE: dict[str, Any] = {"lease_owner": "", "lease_token": "", "lease_expires_at": None}
+STALE_FIELDS = ("pk", "attempt_count", "next_trigger", "started_at", "workflow_run_id", "interruptions")
+
+
+def lease_expiry(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.BATCHES_LEASE_SECONDS)
+
+
+def renew_leases(owner: str, *, now: datetime | None = None) -> int:
+    now = now or clock.now()
+    return Execution.objects.running().filter(lease_owner=owner).update(lease_expires_at=lease_expiry(now))
+
+
+def lost_claims(owner: str, *, execution_ids: list[int]) -> list[int]:
+    """Of the rows a runner is calling for, those it no longer holds (cancelled, or taken over)."""
+    held = Execution.objects.running().filter(pk__in=execution_ids, lease_owner=owner).values_list("pk", flat=True)
+    return sorted(set(execution_ids) - set(held))
+
+
+def release_claims(owner: str, *, now: datetime | None = None) -> int:
+    """Hand a stopping runner's rows back to pending at once, as interrupted tries that cost no retry."""
+    now = now or clock.now()
+    with transaction.atomic():
+        rows = Execution.objects.running().filter(lease_owner=owner).order_by().select_for_update(of=("self",))
+        mine = list(rows.values(*STALE_FIELDS))
+        Attempt.objects.bulk_create(ended_attempt(row, now, "The worker was stopped") for row in mine)
+        return Execution.objects.filter(pk__in=[row["pk"] for row in mine]).update(
+            status=ExecutionStatus.PENDING, next_trigger=Trigger.RECOVERY, **NO_LEASE
+        )
+
+
+def store_run_ids(started: list[Claim]) -> None:
+    """Remember upstream ids announced by streams, so recovery can ask Dify how an interrupted run ended."""
+    update_fenced(
+        ["workflow_run_id", "task_id"], [(c, {"workflow_run_id": c.run_id, "task_id": c.task_id}) for c in started]
+    )
+
+
+def update_fenced(names: list[str], rows: list[tuple[Claim, dict[str, Any]]]) -> None:
+    """One parameterised UPDATE run for many rows (psycopg pipelines it), each guarded by its lease token.
+
+    The hot path of every runner: Django's bulk_update builds a CASE per field and row, which costs more CPU than
+    the calls themselves. Only column names (from the model) are formatted into the SQL.
+    """
+    if not rows:
+        return
+    fields = [_concrete_field(name) for name in names]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = f"UPDATE {quote(Execution._meta.db_table)} SET {assignments} WHERE id = %s AND lease_token = %s"  # noqa: S608
+    params = [[field.get_db_prep_save(values[field.name], connection) for field in fields] for _, values in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [p + [c.execution_id, c.token] for p, (c, _) in zip(params, rows, strict=True)])
+
+
+def _concrete_field(name: str) -> Field[Any, Any]:
+    field = Execution._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
+
+
+def interrupt(stale: list[dict[str, Any]], now: datetime, *, batch_id: int | None = None) -> set[int]:
+    """Write the `interrupted` Attempt of each expired row; fail those past the cap. Returns the failed ids.
+
+    The caller holds the rows locked, so each interruption is written exactly once.
+    """
+    if not stale:
+        return set()
+    Attempt.objects.bulk_create(ended_attempt(row, now) for row in stale)
+    gave_up = {row["pk"] for row in stale if row["interruptions"] + 1 > settings.BATCHES_MAX_INTERRUPTIONS}
+    Execution.objects.filter(pk__in=[row["pk"] for row in stale]).update(
+        interruptions=F("interruptions") + 1, next_trigger=Trigger.RECOVERY
+    )
+    Execution.objects.filter(pk__in=gave_up).update(
+        status=ExecutionStatus.FAILED,
+        error_type=ErrorType.INTERRUPTED,
+        error=f"The worker running this row died {settings.BATCHES_MAX_INTERRUPTIONS + 1} times",
+        finished_at=now,
+        **NO_LEASE,
+    )
+    logger.warning("batch %s: %s interrupted rows taken over, %s failed", batch_id, len(stale), len(gave_up))
+    return gave_up
+
+
+def ended_attempt(
+    row: dict[str, Any],
+    now: datetime,
+    reason: str = "The worker stopped renewing its lease",
+    outcome: str = Attempt.Outcome.INTERRUPTED,
+) -> Attempt:
+    """The Attempt of a try that ended without a result (interrupted or cancelled); `row` has STALE_FIELDS."""
+    return Attempt(
+        execution_id=row["pk"],
+        number=row["attempt_count"],
+        trigger=row["next_trigger"],
+        started_at=row["started_at"] or now,
+        finished_at=now,
+        outcome=outcome,
+        error_type=ErrorType.INTERRUPTED if outcome == Attempt.Outcome.INTERRUPTED else ErrorType.CANCELLED,
+        error=reason,
+        workflow_run_id=row["workflow_run_id"],
+    )

@@ -1,0 +1,19 @@
+"""The staff pages, one module per page family. Views are thin: reads come from `batches.selectors`, changes
+from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batches.presenters`.
+
+- `access`     permission names, the permission check, the JSON endpoints' 403 (`staff_json`), safe `next` links
+- `controls`   the batch buttons (start, pause, resume, cancel, retry failed, concurrency): who, when, what they say
+- `batches`    the batch list, a batch's page, its export and its buttons
+- `failures`   a batch's failed rows and the retry form
+- `executions` one row's page and its "edit and retry"
+- `results`    every row's inputs and outputs, filtered and searched
+- `api`        the JSON twins: progress, failures, results, retry
+- `new_batch`  upload (kept by `batches.uploads`), preview, import; a workflow's CSV template
+- `rerun`      "Run again" as a new batch
+- `compare`    two batches side by side, and the comparison's export
+- `workflows`  the workflows page: list, add, edit, test the connection
+- `upstream`   the "Check Dify now" button
+- `health`     `GET /healthz` (no login)
+
+URLs are in `batches/urls.py` (and `/healthz` in `batchsite/urls.py`).
+"""

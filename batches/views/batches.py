@@ -1,0 +1,111 @@
+"""The batch list and a batch's page, its export and its buttons (start, pause, …, concurrency)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext
+from django.views.decorators.http import require_GET, require_POST
+
+from batches import exporters, presenters, selectors
+from batches.forms import BatchFilterForm, ConcurrencyForm
+from batches.models import BatchStatus, BatchTask
+from batches.services.transitions import ACTIVE
+from batches.views import controls
+from batches.views.access import CONTROL_PERMISSION, next_url, require
+
+PAGE_SIZE = 50
+RECENT_FAILURES = 20
+
+
+@dataclass
+class BatchRow:
+    batch: BatchTask
+    bar: dict[str, int]
+    rate: int | None
+    controls: list[tuple[str, controls.Control]]
+    waiting: str = ""  # why the batch is not moving: its upstream is down
+
+
+@staff_member_required
+@require_GET
+def batch_list(request: HttpRequest) -> HttpResponse:
+    form = BatchFilterForm(request.GET)
+    status = form.cleaned_data["status"] if form.is_valid() else ""
+    page = Paginator(selectors.batches(status), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "rows": _batch_rows(request, list(page))}
+    return render(request, "batches/batch_list.html", context)
+
+
+def _batch_rows(request: HttpRequest, batches: list[BatchTask]) -> list[BatchRow]:
+    counts = selectors.state_counts([batch.pk for batch in batches])
+    rates = selectors.recent_rates(batches)
+    upstreams = selectors.upstreams(batch.workflow_id for batch in batches if batch.status == BatchStatus.RUNNING)
+    rows = []
+    for batch in batches:
+        offered = [(n, c) for n, c in controls.offered(request, batch, counts[batch.pk]["failed"]) if c.on_list]
+        upstream = upstreams.get(batch.workflow_id)
+        waiting = presenters.waiting_message(upstream) if upstream else ""
+        rows.append(BatchRow(batch, presenters.progress_bar(counts[batch.pk]), rates.get(batch.pk), offered, waiting))
+    return rows
+
+
+@staff_member_required
+@require_GET
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = selectors.batch_or_404(pk, "workflow__throttle")
+    progress = selectors.batch_progress(batch)
+    errors = selectors.error_counts(batch.pk)
+    can_control = request.user.has_perm(CONTROL_PERMISSION) and batch.status in ACTIVE
+    context = {
+        "batch": batch,
+        "progress": progress,
+        "eta": presenters.eta(progress.eta_seconds),
+        "errors": presenters.error_bars(errors),
+        "failures": selectors.recent_failures(batch.pk, RECENT_FAILURES),
+        "formats": exporters.FORMATS,
+        "controls": controls.offered(request, batch, progress.failed),
+        "concurrency_form": ConcurrencyForm(initial={"concurrency": batch.concurrency}) if can_control else None,
+        "live": batch.status not in presenters.FINAL_STATES,
+        "can_probe": can_control,
+        "progress_data": presenters.progress_data(batch, progress, errors),
+    }
+    return render(request, "batches/batch_detail.html", context)
+
+
+@staff_member_required
+@require_GET
+def batch_export(request: HttpRequest, pk: int, fmt: str) -> StreamingHttpResponse:
+    if fmt not in exporters.FORMATS:
+        raise Http404(gettext("Unknown export format."))
+    batch = selectors.batch_or_404(pk)
+    response = StreamingHttpResponse(exporters.export_chunks(batch, fmt), content_type=exporters.content_type(fmt))
+    response["Content-Disposition"] = exporters.attachment(exporters.file_name(batch, fmt))
+    return response
+
+
+@staff_member_required
+@require_POST
+def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    control = controls.CONTROLS.get(action)
+    if control is None:
+        raise Http404(gettext("Unknown action."))
+    require(request, control.permission)
+    batch = selectors.batch_or_404(pk)
+    messages.add_message(request, *control.run(batch))
+    return redirect(next_url(request, reverse("batches:batch_detail", args=[batch.pk])))
+
+
+@staff_member_required
+@require_POST
+def batch_concurrency(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request, CONTROL_PERMISSION)
+    batch = selectors.batch_or_404(pk)
+    messages.add_message(request, *controls.set_concurrency(batch, ConcurrencyForm(request.POST)))
+    return redirect("batches:batch_detail", pk=batch.pk)

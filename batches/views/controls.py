@@ -1,0 +1,121 @@
+"""The batch buttons (start, pause, resume, cancel, retry failed): who may press them, when, and what they say.
+
+Each button calls one `lifecycle` service; a state that no longer allows it (another person was quicker) is a
+warning, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.contrib import messages
+from django.http import HttpRequest
+from django.utils.functional import Promise
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from batches.forms import ConcurrencyForm
+from batches.models import BatchStatus, BatchTask
+from batches.services import lifecycle
+from batches.services.transitions import ACTIVE, TransitionError
+from batches.views.access import CONTROL_PERMISSION, RETRY_PERMISSION, first_error
+
+Outcome = tuple[int, str]  # a messages level and the text to show
+
+
+def _guarded(service: Callable[[int], object], batch: BatchTask, done: str, refused: str) -> Outcome:
+    try:
+        service(batch.pk)
+    except TransitionError:
+        return messages.WARNING, refused
+    return messages.SUCCESS, done
+
+
+def _start(batch: BatchTask) -> Outcome:
+    return _guarded(
+        lifecycle.start_batch, batch, gettext("Batch started."), gettext("Only a pending batch can be started.")
+    )
+
+
+def _pause(batch: BatchTask) -> Outcome:
+    return _guarded(
+        lifecycle.pause_batch, batch, gettext("Batch paused."), gettext("Only a running batch can be paused.")
+    )
+
+
+def _resume(batch: BatchTask) -> Outcome:
+    return _guarded(
+        lifecycle.resume_batch, batch, gettext("Batch resumed."), gettext("Only a paused batch can be resumed.")
+    )
+
+
+def _cancel(batch: BatchTask) -> Outcome:
+    try:
+        cancelled = lifecycle.cancel_batch(batch.pk)
+    except TransitionError:
+        return messages.WARNING, gettext("A finished or cancelled batch cannot be cancelled.")
+    text = ngettext(
+        "Batch cancelled; %(count)d execution cancelled.", "Batch cancelled; %(count)d executions cancelled.", cancelled
+    )
+    return messages.SUCCESS, text % {"count": cancelled}
+
+
+def _retry_failed(batch: BatchTask) -> Outcome:
+    return retried(lifecycle.retry_failed(batch.pk), show_skipped=False)
+
+
+def retried(report: lifecycle.RetryReport, *, show_skipped: bool) -> Outcome:
+    """What a retry says: how many rows run again, and (for chosen rows) how many no longer could."""
+    if not report.retried:
+        return messages.WARNING, gettext("No failed executions to retry.")
+    text = ngettext("Retrying %(count)d failed execution.", "Retrying %(count)d failed executions.", report.retried)
+    text = text % {"count": report.retried}
+    if not (show_skipped and report.skipped):
+        return messages.SUCCESS, text
+    skipped = ngettext(
+        "%(count)d was skipped: it is no longer failed.",
+        "%(count)d were skipped: they are no longer failed.",
+        report.skipped,
+    )
+    return messages.WARNING, text + " " + skipped % {"count": report.skipped}
+
+
+def set_concurrency(batch: BatchTask, form: ConcurrencyForm) -> Outcome:
+    if not form.is_valid():
+        return messages.ERROR, first_error(form)
+    concurrency = form.cleaned_data["concurrency"]
+    try:
+        lifecycle.set_concurrency(batch.pk, concurrency=concurrency)
+    except TransitionError:
+        return messages.WARNING, gettext("The concurrency of a finished or cancelled batch cannot be changed.")
+    return messages.SUCCESS, gettext("Concurrency set to %(count)d.") % {"count": concurrency}
+
+
+@dataclass(frozen=True)
+class Control:
+    label: str | Promise
+    permission: str
+    states: tuple[str, ...]  # batch states in which the button is offered
+    run: Callable[[BatchTask], Outcome]
+    on_list: bool = True  # also offered as a row action on the batch list
+
+
+CONTROLS = {
+    "start": Control(_("Start"), CONTROL_PERMISSION, (BatchStatus.PENDING,), _start),
+    "pause": Control(_("Pause"), CONTROL_PERMISSION, (BatchStatus.RUNNING,), _pause),
+    "resume": Control(_("Resume"), CONTROL_PERMISSION, (BatchStatus.PAUSED,), _resume),
+    "cancel": Control(_("Cancel"), CONTROL_PERMISSION, ACTIVE, _cancel, on_list=False),
+    "retry-failed": Control(_("Retry failed"), RETRY_PERMISSION, tuple(BatchStatus), _retry_failed),
+}
+
+
+def offered(request: HttpRequest, batch: BatchTask, failed: int) -> list[tuple[str, Control]]:
+    """The buttons this user may press for this batch now ("Retry failed" only when something failed)."""
+    return [
+        (name, control)
+        for name, control in CONTROLS.items()
+        if batch.status in control.states
+        and request.user.has_perm(control.permission)
+        and (name != "retry-failed" or failed)
+    ]

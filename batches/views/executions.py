@@ -1,0 +1,62 @@
+"""One row's page: its inputs, outputs and attempts, and "edit and retry" for a failed or cancelled row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext
+from django.views.decorators.http import require_GET, require_POST
+
+from batches import clipping, selectors
+from batches.forms import InputsForm
+from batches.models import Execution, ExecutionStatus
+from batches.services import lifecycle
+from batches.services.transitions import TransitionError
+from batches.views.access import RETRY_PERMISSION, require
+
+RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+
+
+def _context(request: HttpRequest, execution: Execution, form: InputsForm | None) -> dict[str, Any]:
+    editable = execution.status in RETRYABLE_STATES and request.user.has_perm(RETRY_PERMISSION)
+    inputs_json, inputs_cut = clipping.clipped_json(execution.inputs)
+    outputs_json, outputs_cut = (None, False) if execution.outputs is None else clipping.clipped_json(execution.outputs)
+    return {
+        "execution": execution,
+        "batch": execution.batch,
+        "inputs_json": inputs_json,
+        "outputs_json": outputs_json,
+        "clipped": inputs_cut or outputs_cut,  # the page says where the full values are (the JSONL export)
+        "attempts": selectors.attempts(execution),
+        "form": (form or InputsForm.for_execution(execution))
+        if editable and not clipping.too_large_to_edit(execution.inputs)
+        else None,
+    }
+
+
+@staff_member_required
+@require_GET
+def execution_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    execution = selectors.execution_or_404(pk)
+    return render(request, "batches/execution_detail.html", _context(request, execution, None))
+
+
+@staff_member_required
+@require_POST
+def execution_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request, RETRY_PERMISSION)
+    execution = selectors.execution_or_404(pk)
+    form = InputsForm(request.POST)
+    if not form.is_valid_for(execution):
+        return render(request, "batches/execution_detail.html", _context(request, execution, form), status=400)
+    try:
+        lifecycle.retry_execution(execution.pk, inputs=form.cleaned_data["inputs"])
+    except TransitionError:
+        messages.warning(request, gettext("Only a failed or cancelled execution can be retried; nothing changed."))
+    else:
+        messages.success(request, gettext("Execution queued for retry with the inputs shown."))
+    return redirect("batches:execution_detail", pk=execution.pk)

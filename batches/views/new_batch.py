@@ -1,0 +1,164 @@
+"""A new batch in three steps: upload a file (kept by `batches.uploads`), preview it, import it; and the CSV
+template of a workflow's input variables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.utils.translation import gettext, ngettext
+from django.views.decorators.http import require_GET, require_POST
+
+from batches import exporters, importers, presenters, selectors, uploads
+from batches.dify.types import InputVariable
+from batches.forms import ImportOptionsForm, UploadForm
+from batches.models import Mode, Workflow
+from batches.services import lifecycle, workflows
+from batches.uploads import Upload
+from batches.views.access import ADD_PERMISSION, require
+
+PREVIEW_ROWS = 20
+
+
+@staff_member_required
+@require_GET
+def batch_new(request: HttpRequest) -> HttpResponse:
+    require(request, ADD_PERMISSION)
+    return _render_new(request, UploadForm(initial={"workflow": request.GET.get("workflow")}))
+
+
+def _render_new(request: HttpRequest, form: UploadForm, status: int = 200) -> HttpResponse:
+    context = {"form": form, "workflows": selectors.workflows()}
+    return render(request, "batches/batch_new.html", context, status=status)
+
+
+@staff_member_required
+@require_POST
+def batch_upload(request: HttpRequest) -> HttpResponse:
+    require(request, ADD_PERMISSION)
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _render_new(request, form, status=400)
+    uploads.store(request, form.cleaned_data["file"], workflow_id=form.cleaned_data["workflow"].pk)
+    return redirect("batches:batch_preview")
+
+
+def _upload_and_workflow(request: HttpRequest) -> tuple[Upload, Workflow] | None:
+    upload = uploads.current(request)
+    workflow = selectors.workflow(upload.workflow_id) if upload else None
+    if upload is None or workflow is None:
+        uploads.discard(request)
+        messages.warning(request, gettext("Upload a file first."))
+        return None
+    return upload, workflow
+
+
+@staff_member_required
+@require_GET
+def batch_preview(request: HttpRequest) -> HttpResponse:
+    require(request, ADD_PERMISSION)
+    found = _upload_and_workflow(request)
+    if found is None:
+        return redirect("batches:batch_new")
+    upload, workflow = found
+    initial = {"name": Path(upload.filename).stem, "concurrency": workflow.concurrency, "max_retries": 2}
+    return _render_preview(request, upload, workflow, ImportOptionsForm(initial={**initial, "start": True}))
+
+
+def _render_preview(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
+    variables = workflows.read_input_variables(workflow)
+    try:
+        context = _preview(upload, workflow, variables)
+    except importers.ImportFileError as exc:
+        return _refuse_file(request, exc)
+    return render(request, "batches/batch_preview.html", {**context, "form": form})
+
+
+def _preview(upload: Upload, workflow: Workflow, variables: list[InputVariable] | None) -> dict[str, Any]:
+    """What the preview shows of the file: its format, first rows, and how its columns meet the app's variables."""
+    known = variables or None
+    parsed, rows = importers.preview(
+        upload.path, filename=upload.filename, variables=known, mode=workflow.mode, limit=PREVIEW_ROWS
+    )
+    by_name = {variable.variable: variable for variable in variables or []}
+    return {
+        "upload": upload,
+        "workflow": workflow,
+        "parsed": parsed,
+        "total": importers.count_rows(upload.path, filename=upload.filename, variables=known, mode=workflow.mode),
+        "encoding": presenters.ENCODINGS.get(parsed.encoding or "", parsed.encoding),
+        "delimiter": presenters.DELIMITERS.get(parsed.delimiter or "", parsed.delimiter),
+        "rows": [[presenters.cell_text(row.get(column)) for column in parsed.columns] for row in rows],
+        "variables": variables,
+        "mapping": [(column, by_name.get(column)) for column in parsed.columns],
+        "unused": [v for v in variables or [] if v.variable not in parsed.columns],
+    }
+
+
+def _refuse_file(request: HttpRequest, error: Exception) -> HttpResponse:
+    uploads.discard(request)
+    messages.error(request, gettext("The file cannot be imported: %(error)s") % {"error": error})
+    return redirect("batches:batch_new")
+
+
+@staff_member_required
+@require_POST
+def batch_import(request: HttpRequest) -> HttpResponse:
+    require(request, ADD_PERMISSION)
+    found = _upload_and_workflow(request)
+    if found is None:
+        return redirect("batches:batch_new")
+    upload, workflow = found
+    form = ImportOptionsForm(request.POST)
+    if not form.is_valid():
+        return _render_preview(request, upload, workflow, form)
+    options = form.import_options(request.user.pk)
+    try:
+        batch = lifecycle.import_batch(workflow, upload.path, filename=upload.filename, options=options)
+    except importers.ImportFileError as exc:
+        return _refuse_file(request, exc)
+    uploads.discard(request)
+    text = ngettext("Imported %(count)d row.", "Imported %(count)d rows.", batch.total) % {"count": batch.total}
+    messages.success(request, text)
+    return redirect("batches:batch_detail", pk=batch.pk)
+
+
+@staff_member_required
+@require_GET
+def workflow_template(request: HttpRequest, pk: int) -> HttpResponse:
+    # Built from the variables read when the workflow was saved: a GET never sends the key anywhere.
+    workflow = selectors.workflow_or_404(pk)
+    variables = workflows.cached_input_variables(workflow)
+    header = (["query"] if workflow.mode == Mode.CHAT else []) + [variable.label for variable in variables or []]
+    if variables is None or not header:
+        return _no_template(request, workflow, known=variables is not None)
+    response = HttpResponse(exporters.UTF8_BOM + _csv_line(header), content_type="text/csv; charset=utf-8")
+    filename = f"template-{slugify(workflow.name, allow_unicode=True) or workflow.pk}.csv"
+    response["Content-Disposition"] = exporters.attachment(filename)
+    return response
+
+
+def _no_template(request: HttpRequest, workflow: Workflow, *, known: bool) -> HttpResponse:
+    if known:
+        text = gettext("%(workflow)s declares no input variables: name the columns as you like.")
+        messages.warning(request, text % {"workflow": workflow.name})
+    else:
+        text = gettext(
+            "The input variables of %(workflow)s are not known yet: save the workflow while its app answers."
+        )
+        messages.error(request, text % {"workflow": workflow.name})
+    return redirect(reverse("batches:batch_new") + f"?workflow={workflow.pk}")
+
+
+def _csv_line(cells: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([exporters.cell_value(cell) for cell in cells])
+    return buffer.getvalue().encode()

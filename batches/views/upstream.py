@@ -1,0 +1,27 @@
+"""The "Check Dify now" button of the batch page: the same probe as `manage.py probe_upstream`."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils.translation import gettext
+from django.views.decorators.http import require_POST
+
+from batches import selectors
+from batches.services.recovery import probe_upstream
+from batches.views.access import CONTROL_PERMISSION, require
+
+
+@staff_member_required
+@require_POST
+def batch_probe(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request, CONTROL_PERMISSION)
+    batch = selectors.batch_or_404(pk, "workflow")
+    upstream = probe_upstream(batch.workflow_id)
+    if upstream.waiting:
+        messages.warning(request, gettext("Dify still does not answer: %(error)s") % {"error": upstream.last_error})
+    else:
+        messages.success(request, gettext("Dify answers: the batch carries on."))
+    return redirect("batches:batch_detail", pk=batch.pk)

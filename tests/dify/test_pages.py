@@ -1,0 +1,53 @@
+"""The calls a person waits for: an app's input variables."""
+
+from __future__ import annotations
+
+from batches.dify.answers import parse_input_form
+from batches.dify.pages import fetch_parameters
+from batches.dify.types import InputVariable
+from fakedify.harness import free_port, running_fake_dify
+from tests.dify.support import app_for
+
+# ----------------------------------------------------------------------------------------------- parameters
+
+
+def test_fetch_parameters_reads_the_apps_variables() -> None:
+    with running_fake_dify("--variables", "text:Text:required,lang:Language,notes::paragraph") as fake:
+        variables = fetch_parameters(app_for(fake))
+    assert variables == [
+        InputVariable("text", "Text", required=True, max_length=256, default=""),
+        InputVariable("lang", "Language", max_length=256, default=""),
+        InputVariable("notes", "notes", type="paragraph", max_length=256, default=""),
+    ]
+
+
+def test_fetch_parameters_returns_none_when_the_app_is_unreachable() -> None:
+    assert fetch_parameters(app_for(f"http://127.0.0.1:{free_port()}/v1"), timeout=1) is None
+
+
+def test_parse_input_form_reads_every_item_type() -> None:
+    form = [
+        {"text-input": {"variable": "a", "label": "A", "required": True, "max_length": 48}},
+        {"paragraph": {"variable": "b", "label": "B"}},
+        {"select": {"variable": "c", "label": "C", "options": ["x", "y"]}},
+        {"number": {"variable": "d", "label": "D"}},
+        {"file": {"variable": "e", "label": "E"}},
+        {"file-list": {"variable": "f", "label": "F"}},
+        {"checkbox": {"variable": "g", "label": "G"}},
+        {"json_object": {"variable": "h", "label": "H"}},
+        {"external_data_tool": {"type": "api"}},
+        "junk",
+    ]
+    variables = parse_input_form(form)
+    assert [(v.variable, v.type) for v in variables] == [
+        ("a", "text-input"),
+        ("b", "paragraph"),
+        ("c", "select"),
+        ("d", "number"),
+        ("e", "file"),
+        ("f", "file-list"),
+        ("g", "checkbox"),
+        ("h", "json_object"),
+    ]
+    assert variables[0].required and variables[0].max_length == 48
+    assert variables[2].options == ("x", "y")

@@ -1,0 +1,140 @@
+"""Claims: concurrency, order, backoff, take-over of expired and dead rows, runner slots, the clock."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from batches.models import Attempt, BatchStatus, Execution
+from batches.services import claims, results
+from tests.services.support import expire, ok_result
+
+
+def test_claim_takes_rows_in_index_order_up_to_the_batch_concurrency(running_batch):
+    claimed = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    assert [claim.index for claim in claimed] == [0, 1]
+    assert Execution.objects.running().count() == 2
+
+
+def test_second_claimer_gets_nothing_while_concurrency_is_used(running_batch):
+    claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    assert claims.claim(running_batch.pk, owner="runner-b", limit=10) == []
+
+
+def test_rows_whose_calls_ended_free_their_place_before_their_results_are_written(running_batch):
+    first, second = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    successors = claims.claim(running_batch.pk, owner="runner-a", limit=10, ended=[first.execution_id])
+
+    assert [claim.index for claim in successors] == [2]
+    assert claims.claim(running_batch.pk, owner="runner-a", limit=10, ended=[first.execution_id]) == []
+
+
+def test_claim_respects_the_runner_limit(running_batch):
+    assert len(claims.claim(running_batch.pk, owner="runner-a", limit=1)) == 1
+
+
+@pytest.mark.parametrize("status", [BatchStatus.PENDING, BatchStatus.PAUSED, BatchStatus.CANCELLED])
+def test_claim_takes_nothing_from_a_batch_that_is_not_running(make_batch, status):
+    batch = make_batch(rows=3, status=status)
+
+    assert claims.claim(batch.pk, owner="runner-a", limit=10) == []
+
+
+def test_claim_skips_rows_still_in_backoff(running_batch):
+    Execution.objects.filter(index=0).update(not_before=timezone.now() + timedelta(minutes=1))
+
+    claimed = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    assert [claim.index for claim in claimed] == [1, 2]
+
+
+def test_runner_slots_are_limited_and_reusable(db, settings):
+    settings.BATCHES_RUNNERS = 1
+
+    first = claims.acquire_slot("a")
+    refused = claims.acquire_slot("b")
+    claims.release_slot(first, owner="a")
+
+    assert (first, refused, claims.acquire_slot("b")) == (0, None, 0)
+
+
+def test_an_expired_runner_slot_can_be_taken(db, settings):
+    settings.BATCHES_RUNNERS = 1
+    claims.acquire_slot("a", now=timezone.now() - timedelta(minutes=5))
+
+    assert claims.acquire_slot("b") == 0
+
+
+def test_a_slot_held_by_a_dead_local_process_is_taken_over(db, settings):
+    import socket
+    import subprocess
+
+    settings.BATCHES_RUNNERS = 1
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    claims.acquire_slot(f"{socket.gethostname()}:1:{gone.pid}:abc")
+
+    assert claims.acquire_slot("someone-else") == 0
+
+
+def test_a_slot_held_by_a_live_process_is_not_taken_over(db, settings):
+    import os
+    import socket
+
+    settings.BATCHES_RUNNERS = 1
+    claims.acquire_slot(f"{socket.gethostname()}:1:{os.getpid()}:abc")
+
+    assert claims.acquire_slot("someone-else") is None
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+def test_claims_commit_without_waiting_for_the_disk_but_results_do_wait(running_batch):
+    with CaptureQueriesContext(connection) as claiming:
+        claimed = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+    with CaptureQueriesContext(connection) as writing:
+        results.record_results([(claim, ok_result()) for claim in claimed])
+
+    asynchronous = "SET LOCAL synchronous_commit TO OFF"
+    assert any(asynchronous in query["sql"] for query in claiming.captured_queries)
+    assert not any(asynchronous in query["sql"] for query in writing.captured_queries)
+
+
+def test_a_runner_never_takes_over_its_own_rows_even_after_their_leases_expired(running_batch):
+    mine = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+    expire()  # the database was away for longer than a lease; the calls may have succeeded meanwhile
+
+    again = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    assert {c.execution_id for c in again}.isdisjoint(c.execution_id for c in mine)
+    assert not Attempt.objects.exists()
+    assert results.record_results([(claim, ok_result()) for claim in mine]).written == 2
+
+
+def test_another_runner_still_takes_over_expired_rows(running_batch):
+    mine = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+    expire()
+
+    theirs = claims.claim(running_batch.pk, owner="runner-b", limit=10)
+
+    assert {c.execution_id for c in mine} <= {c.execution_id for c in theirs}
+
+
+def test_a_clock_running_a_minute_ahead_takes_over_nothing_alive(running_batch, monkeypatch):
+    from batches.services import clock, recovery
+
+    live = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+    clock.forget()
+    ahead = timezone.now() + timedelta(seconds=60)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+
+    taken = claims.claim(running_batch.pk, owner="runner-b", limit=10)
+    recovery.sweep()
+
+    assert taken == []
+    assert not Attempt.objects.exists()
+    assert results.record_results([(claim, ok_result()) for claim in live]).written == 2

@@ -1,0 +1,184 @@
+"""Run again: all, failed or selected rows as a new batch, on the same or another workflow, linked both ways."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.services.rerun import Only, RerunError, RerunOptions, rerun_batch
+from fakedify.harness import running_fake_dify
+
+E = ExecutionStatus
+ADD = "batches.add_batchtask"
+
+
+@pytest.fixture
+def source(make_batch: Any) -> BatchTask:
+    """Five rows, the 2nd and 4th failed, the 5th cancelled; inputs in a key order that must survive."""
+    batch = make_batch(rows=5, columns=["b", "a"], status=BatchStatus.FINISHED, max_retries=4)
+    for index in range(5):
+        Execution.objects.filter(batch=batch, index=index).update(
+            inputs={"b": f"第{index}行", "a": index}, status=E.SUCCEEDED, outputs={"x": index}
+        )
+    Execution.objects.filter(batch=batch, index__in=[1, 3]).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    Execution.objects.filter(batch=batch, index=4).update(status=E.CANCELLED, error_type=ErrorType.CANCELLED)
+    return batch
+
+
+def inputs_of(batch: BatchTask) -> list[tuple[int, dict[str, Any]]]:
+    return [(row.index, row.inputs) for row in Execution.objects.filter(batch=batch).order_by("index")]
+
+
+def run(*args: Any) -> str:
+    out = StringIO()
+    call_command("rerun_batch", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_all_rows_become_a_new_pending_batch_with_the_same_inputs_in_order(source: BatchTask) -> None:
+    batch = rerun_batch(source.pk, options=RerunOptions(start=False))
+
+    assert inputs_of(batch) == inputs_of(source)
+    assert [list(inputs) for _, inputs in inputs_of(batch)] == [["b", "a"]] * 5  # key order kept
+    assert set(Execution.objects.filter(batch=batch).values_list("status", "outputs", "error_type")) == {
+        (E.PENDING, None, "")
+    }
+    assert (batch.status, batch.total, batch.columns, batch.max_retries) == (BatchStatus.PENDING, 5, ["b", "a"], 4)
+    assert batch.source == source and list(source.reruns.all()) == [batch]
+
+
+def test_failed_rows_only_are_numbered_from_the_first(source: BatchTask) -> None:
+    batch = rerun_batch(source.pk, options=RerunOptions(only=Only.FAILED, start=False))
+
+    assert inputs_of(batch) == [(0, {"b": "第1行", "a": 1}), (1, {"b": "第3行", "a": 3})]
+    assert batch.total == 2
+
+
+def test_selected_rows_ignore_ids_of_other_batches(source: BatchTask, make_batch: Any) -> None:
+    other = make_batch(rows=1)
+    wanted = [Execution.objects.get(batch=source, index=i).pk for i in (4, 0)]
+    stranger = Execution.objects.get(batch=other).pk
+
+    batch = rerun_batch(source.pk, options=RerunOptions(only=Only.SELECTED, execution_ids=[*wanted, stranger]))
+
+    assert [inputs["a"] for _, inputs in inputs_of(batch)] == [0, 4]
+
+
+def test_other_workflow_and_own_settings(source: BatchTask, make_workflow: Any) -> None:
+    other = make_workflow(name="v2", concurrency=7, timeout=12)
+
+    batch = rerun_batch(source.pk, options=RerunOptions(workflow=other, name="try v2", max_retries=0, start=True))
+
+    assert (batch.workflow, batch.name, batch.concurrency, batch.max_retries) == (other, "try v2", 7, 0)
+    assert batch.config["timeout"] == 12
+    assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.RUNNING
+
+
+def test_other_workflow_missing_a_required_variable_is_refused(source: BatchTask, make_workflow: Any) -> None:
+    with running_fake_dify("--variables", "a:A:required,query_text:Query:required") as fake:
+        other = make_workflow(name="strict", base_url=fake.url)
+
+        with pytest.raises(RerunError, match="query_text"):
+            rerun_batch(source.pk, options=RerunOptions(workflow=other))
+
+    assert BatchTask.objects.count() == 1
+
+
+def test_nothing_to_run_again_creates_nothing(make_batch: Any) -> None:
+    batch = make_batch(rows=2)
+
+    with pytest.raises(RerunError, match="no failed rows"):
+        rerun_batch(batch.pk, options=RerunOptions(only=Only.FAILED))
+
+    assert BatchTask.objects.count() == 1
+
+
+def test_command_prints_the_new_id_last(source: BatchTask, make_workflow: Any) -> None:
+    make_workflow(name="v2")
+
+    out = run(str(source.pk), "--workflow", "v2", "--only", "failed", "--name", "again", "--no-start")
+
+    batch = BatchTask.objects.get(pk=int(out.strip().splitlines()[-1]))
+    assert (batch.name, batch.workflow.name, batch.total, batch.status) == ("again", "v2", 2, BatchStatus.PENDING)
+    assert batch.source_id == source.pk
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["999999"], "batch 999999 does not exist"),
+        (["{id}", "--workflow", "nope"], "workflow 'nope' does not exist"),
+        (["{id}", "--name", "x" * 201], "longer than 200"),
+    ],
+)
+def test_command_refuses_bad_input_in_one_line(source: BatchTask, args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run(*(arg.format(id=source.pk) for arg in args))
+
+    assert BatchTask.objects.count() == 1
+
+
+def test_command_refuses_an_unknown_only(source: BatchTask) -> None:
+    with pytest.raises(CommandError):
+        run(str(source.pk), "--only", "selected")
+
+
+def test_page_runs_failed_rows_again_and_links_both_ways(login: Any, source: BatchTask, make_workflow: Any) -> None:
+    other = make_workflow(name="v2")
+    client = login(ADD)
+    form = client.get(reverse("batches:batch_rerun", args=[source.pk]), {"only": "failed"})
+    assert "2 failed rows" in form.content.decode()
+
+    response = client.post(
+        reverse("batches:batch_rerun", args=[source.pk]),
+        {"only": "failed", "workflow": other.pk, "name": "", "max_retries": 1, "start": "on"},
+    )
+
+    batch = BatchTask.objects.exclude(pk=source.pk).get()
+    assert response.status_code == 302 and response["Location"] == reverse("batches:batch_detail", args=[batch.pk])
+    assert (batch.total, batch.workflow, batch.status) == (2, other, BatchStatus.RUNNING)
+    compare = reverse("batches:batch_compare", args=[source.pk, batch.pk])
+    assert compare in client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+    assert compare in client.get(reverse("batches:batch_detail", args=[source.pk])).content.decode()
+
+
+def test_page_runs_selected_rows_from_the_results_page(login: Any, source: BatchTask) -> None:
+    client = login(ADD)
+    ids = [Execution.objects.get(batch=source, index=i).pk for i in (2, 3)]
+    results = client.get(reverse("batches:batch_results", args=[source.pk])).content.decode()
+    assert reverse("batches:batch_rerun", args=[source.pk]) in results
+
+    form = client.get(reverse("batches:batch_rerun", args=[source.pk]), {"only": "selected", "execution": ids})
+    posted = client.post(
+        reverse("batches:batch_rerun", args=[source.pk]),
+        {"only": "selected", "execution": ids, "workflow": source.workflow_id, "max_retries": 2},
+    )
+
+    assert "2 selected rows" in form.content.decode()
+    batch = BatchTask.objects.exclude(pk=source.pk).get()
+    assert posted.status_code == 302 and [inputs["a"] for _, inputs in inputs_of(batch)] == [2, 3]
+    assert batch.status == BatchStatus.PENDING  # "start" left unticked
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"only": "selected", "max_retries": 2},
+        {"only": "selected", "execution": ["1", "x"], "max_retries": 2},
+        {"only": "everything", "max_retries": 2},
+        {"only": "all", "max_retries": -1},
+        {"only": "all", "max_retries": 2, "workflow": "999999"},
+    ],
+)
+def test_page_refuses_bad_input_without_creating_anything(login: Any, source: BatchTask, data: dict) -> None:
+    client = login(ADD)
+
+    response = client.post(reverse("batches:batch_rerun", args=[source.pk]), {"workflow": source.workflow_id, **data})
+
+    assert response.status_code == 400
+    assert BatchTask.objects.count() == 1

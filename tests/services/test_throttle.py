@@ -1,0 +1,379 @@
+"""A workflow's rpm bucket, adaptive limit and upstream circuit."""
+
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from batches.dify.types import CallResult
+from batches.models import Attempt, BatchStatus, CircuitState, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
+from batches.services import claims, results, throttle
+
+
+def running_batch(make_workflow, make_batch, rows=50, concurrency=50, **workflow_fields):
+    workflow = make_workflow(**workflow_fields)
+    return make_batch(rows=rows, workflow=workflow, status=BatchStatus.RUNNING, concurrency=concurrency)
+
+
+def test_rpm_limit_grants_one_seconds_worth_at_most(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rpm_limit=600)
+    now = timezone.now()
+
+    first = claims.claim(batch.pk, owner="a", limit=50, now=now)
+    same_moment = claims.claim(batch.pk, owner="a", limit=50, now=now)
+    half_a_second_later = claims.claim(batch.pk, owner="a", limit=50, now=now + timedelta(seconds=0.5))
+
+    assert (len(first), len(same_moment), len(half_a_second_later)) == (10, 0, 5)
+
+
+def test_unused_tokens_are_given_back(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=2, rpm_limit=600)
+
+    claims.claim(batch.pk, owner="a", limit=50)
+
+    assert WorkflowThrottle.objects.get().tokens == 8
+
+
+def test_two_batches_of_one_workflow_share_its_bucket(make_workflow, make_batch):
+    workflow = make_workflow(rpm_limit=60)
+    first = make_batch(rows=5, workflow=workflow, status=BatchStatus.RUNNING, concurrency=5)
+    second = make_batch(rows=5, workflow=workflow, status=BatchStatus.RUNNING, concurrency=5)
+    now = timezone.now()
+
+    claimed = claims.claim(first.pk, owner="a", limit=5, now=now) + claims.claim(
+        second.pk, owner="a", limit=5, now=now + timedelta(seconds=0.5)
+    )
+
+    assert len(claimed) == 1
+
+
+def test_a_429_halves_what_was_in_flight_and_successes_grow_it_back(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=80, concurrency=40)
+    claimed = claims.claim(batch.pk, owner="a", limit=40)
+    limited = CallResult(ok=False, error_type=ErrorType.RATE_LIMITED, error="429", http_status=429)
+
+    results.record_results([(claimed[0], limited)])
+    after_429 = WorkflowThrottle.objects.get().concurrency_limit
+    results.record_results([(claim, CallResult(ok=True, outputs={})) for claim in claimed[1:]])
+
+    assert after_429 == 20
+    assert len(claims.claim(batch.pk, owner="a", limit=40)) == 20
+    assert WorkflowThrottle.objects.get().concurrency_limit == 20  # claims made before the limit do not feed it
+
+
+def test_claims_stay_under_the_adaptive_limit(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=40, concurrency=40)
+    WorkflowThrottle.objects.create(workflow=batch.workflow, concurrency_limit=7)
+
+    claimed = claims.claim(batch.pk, owner="a", limit=40)
+    results.record_results([(claim, CallResult(ok=True, outputs={})) for claim in claimed])
+
+    assert len(claimed) == 7
+    assert WorkflowThrottle.objects.get().concurrency_limit == 8
+
+
+def test_rows_whose_calls_ended_free_their_place_under_the_adaptive_limit(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=40, concurrency=40)
+    WorkflowThrottle.objects.create(workflow=batch.workflow, concurrency_limit=7)
+    claimed = claims.claim(batch.pk, owner="a", limit=40)
+
+    successors = claims.claim(batch.pk, owner="a", limit=40, ended=[claim.execution_id for claim in claimed[:3]])
+
+    assert len(successors) == 3
+
+
+def test_a_wave_of_429s_halves_once_then_only_stops_refilling(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=10, concurrency=10)
+    now = timezone.now()
+
+    throttle.rate_limited(batch.workflow_id, in_flight=10, still_running=9, now=now)
+    throttle.rate_limited(batch.workflow_id, in_flight=8, still_running=6, now=now + timedelta(milliseconds=300))
+    throttle.rate_limited(batch.workflow_id, in_flight=5, still_running=4, now=now + timedelta(milliseconds=600))
+
+    assert WorkflowThrottle.objects.get().concurrency_limit == 4
+
+
+def grow(workflow_id, successes):
+    """Feed successes in rounds of one limit's worth, as runners report them."""
+    while successes > 0:
+        limit = WorkflowThrottle.objects.get(workflow_id=workflow_id).concurrency_limit
+        if limit is None:
+            return
+        batch = min(successes, max(1, int(limit)))
+        throttle.succeeded(workflow_id, batch)
+        successes -= batch
+
+
+def test_after_one_wave_of_429s_the_limit_grows_back_at_the_usual_pace_past_the_old_level(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=10, concurrency=100)
+    throttle.rate_limited(batch.workflow_id, in_flight=100, still_running=99, now=timezone.now())
+
+    grow(batch.workflow_id, 12_000)  # what a 20k-row batch at concurrency 100 has left after the wave
+
+    assert (throttle.adaptive_room(batch.workflow_id) or 1_000) >= 100
+    limit = WorkflowThrottle.objects.get().concurrency_limit
+    assert limit is None or limit >= 140
+
+
+def test_an_adaptive_limit_far_past_the_level_of_the_last_429s_is_forgotten(make_workflow, make_batch):
+    batch = running_batch(make_workflow, make_batch, rows=10, concurrency=100)
+    throttle.rate_limited(batch.workflow_id, in_flight=20, still_running=19, now=timezone.now())
+
+    grow(batch.workflow_id, 5_000)
+
+    assert throttle.adaptive_room(batch.workflow_id) is None
+    assert len(claims.claim(batch.pk, owner="a", limit=100)) == 10
+
+
+FAILURES = 5  # BATCHES_CIRCUIT_FAILURES' default
+
+
+def ok() -> CallResult:
+    return CallResult(ok=True, outputs={"answer": "x"})
+
+
+def failed(error_type: str = ErrorType.UPSTREAM_ERROR) -> CallResult:
+    return CallResult(ok=False, error_type=error_type, error="Bad Gateway (not a Dify answer)", http_status=502)
+
+
+def run(batch, outcomes, now=None):
+    """Claim one row per result and record the results in that order."""
+    claimed = claims.claim(batch.pk, owner="runner-a", limit=len(outcomes), now=now)
+    results.record_results(list(zip(claimed, outcomes, strict=True)), now=now)
+    return claimed
+
+
+def state(batch) -> str:
+    return WorkflowThrottle.objects.get(workflow_id=batch.workflow_id).circuit
+
+
+@pytest.fixture
+def batch(make_batch):
+    return make_batch(rows=40, status=BatchStatus.RUNNING, concurrency=20)
+
+
+def test_enough_outage_failures_in_a_row_open_the_circuit(batch):
+    run(batch, [failed()] * FAILURES)
+
+    throttle = WorkflowThrottle.objects.get(workflow_id=batch.workflow_id)
+    assert throttle.circuit == CircuitState.OPEN
+    assert "HTTP 502" in throttle.last_error
+    assert throttle.next_probe_at > timezone.now()
+
+
+def test_an_answer_between_failures_resets_the_streak(batch):
+    run(batch, [failed()] * (FAILURES - 1) + [ok()] + [failed()] * (FAILURES - 1))
+
+    assert state(batch) == CircuitState.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("error_type", "opens"),
+    [
+        (ErrorType.CONNECTION, True),
+        (ErrorType.TIMEOUT, True),
+        (ErrorType.UPSTREAM_ERROR, True),
+        (ErrorType.RATE_LIMITED, False),
+        (ErrorType.INVALID_INPUT, False),
+        (ErrorType.WORKFLOW_FAILED, False),
+        (ErrorType.BAD_RESPONSE, False),
+    ],
+)
+def test_only_outage_class_failures_open_the_circuit(make_batch, error_type, opens):
+    batch = make_batch(rows=20, status=BatchStatus.RUNNING, concurrency=20)
+
+    run(batch, [failed(error_type)] * FAILURES)
+
+    opened = WorkflowThrottle.objects.filter(workflow_id=batch.workflow_id, circuit=CircuitState.OPEN).exists()
+    assert opened == opens
+
+
+def test_a_flaky_upstream_with_ten_percent_errors_never_opens_it(make_batch):
+    batch = make_batch(rows=3000, status=BatchStatus.RUNNING, concurrency=100)
+    draw = random.Random(7)
+
+    for _ in range(30):
+        run(batch, [failed() if draw.random() < 0.1 else ok() for _ in range(100)])
+
+    assert not WorkflowThrottle.objects.filter(circuit=CircuitState.OPEN).exists()
+    assert Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() > 2600
+
+
+def test_failures_that_open_or_follow_the_opening_cost_no_retry(batch):
+    claimed = run(batch, [failed()] * 12)
+
+    rows = Execution.objects.filter(pk__in=[c.execution_id for c in claimed]).order_by("index")
+    assert [row.auto_retries for row in rows] == [0] * 12
+    assert all(row.status == ExecutionStatus.PENDING for row in rows)
+    assert Attempt.objects.filter(during_outage=True).count() == 12
+
+
+def test_the_streak_recorded_before_the_opening_gets_its_retries_back(batch):
+    claimed = claims.claim(batch.pk, owner="a", limit=FAILURES)
+    for claim in claimed:  # one failure per flush, as calls end one by one
+        results.record_results([(claim, failed())])
+
+    assert state(batch) == CircuitState.OPEN
+    assert set(Execution.objects.filter(batch=batch).values_list("auto_retries", flat=True)) == {0}
+    assert Attempt.objects.filter(during_outage=False).count() == 0
+
+
+def test_no_rows_are_claimed_while_the_circuit_is_open(batch):
+    run(batch, [failed()] * FAILURES)
+
+    assert claims.claim(batch.pk, owner="runner-b", limit=20) == []
+
+
+def test_batches_of_another_workflow_carry_on(batch, make_batch):
+    other = make_batch(rows=5, status=BatchStatus.RUNNING, concurrency=5)
+    run(batch, [failed()] * FAILURES)
+
+    assert len(claims.claim(other.pk, owner="runner-b", limit=5)) == 5
+
+
+def test_after_the_wait_exactly_one_row_is_sent_as_the_probe(batch, make_batch):
+    second = make_batch(rows=5, workflow=batch.workflow, status=BatchStatus.RUNNING, concurrency=5)
+    run(batch, [failed()] * FAILURES)
+    later = timezone.now() + timedelta(seconds=60)
+
+    claimers = [(batch, "a"), (second, "b"), (batch, "c")]
+    probes = [claims.claim(b.pk, owner=owner, limit=20, now=later) for b, owner in claimers]
+
+    assert [len(claimed) for claimed in probes] == [1, 0, 0]
+    assert state(batch) == CircuitState.HALF_OPEN
+
+
+def test_a_probe_that_succeeds_closes_the_circuit_and_the_batch_resumes(batch):
+    run(batch, [failed()] * FAILURES)
+    later = timezone.now() + timedelta(seconds=60)
+
+    run(batch, [ok()], now=later)
+
+    assert state(batch) == CircuitState.CLOSED
+    assert len(claims.claim(batch.pk, owner="runner-a", limit=20, now=later)) == 20
+
+
+def test_a_probe_that_fails_reopens_the_circuit_with_a_longer_wait(batch):
+    run(batch, [failed()] * FAILURES)
+    first_wait = WorkflowThrottle.objects.get().probe_backoff
+    later = timezone.now() + timedelta(seconds=60)
+    retries_before = Execution.objects.get(batch=batch, index=0).auto_retries
+
+    (probe,) = run(batch, [failed(ErrorType.CONNECTION)], now=later)
+
+    throttle = WorkflowThrottle.objects.get()
+    assert (throttle.circuit, throttle.probe_backoff) == (CircuitState.OPEN, 2 * first_wait)
+    assert Execution.objects.get(pk=probe.execution_id).auto_retries == retries_before
+
+
+def test_a_probe_grant_with_no_row_to_send_is_handed_to_the_next_claim(batch, make_batch):
+    run(batch, [failed()] * FAILURES)
+    Execution.objects.filter(batch=batch, status=ExecutionStatus.PENDING).update(
+        not_before=timezone.now() + timedelta(hours=1)
+    )
+    later = timezone.now() + timedelta(seconds=60)
+    second = make_batch(rows=5, workflow=batch.workflow, status=BatchStatus.RUNNING, concurrency=5)
+
+    assert claims.claim(batch.pk, owner="a", limit=20, now=later) == []
+    assert len(claims.claim(second.pk, owner="b", limit=20, now=later)) == 1
+
+
+def test_a_row_that_keeps_failing_while_others_succeed_uses_up_its_retries(make_batch):
+    batch = make_batch(rows=30, status=BatchStatus.RUNNING, concurrency=30, max_retries=2)
+    bad = Execution.objects.get(batch=batch, index=0)
+
+    for hours in range(3):
+        now = timezone.now() + timedelta(hours=hours)
+        claimed = claims.claim(batch.pk, owner="a", limit=10, now=now)
+        outcomes = [failed() if c.execution_id == bad.pk else ok() for c in claimed]
+        results.record_results(list(zip(claimed, outcomes, strict=True)), now=now)
+
+    bad.refresh_from_db()
+    assert (bad.status, bad.auto_retries) == (ExecutionStatus.FAILED, 2)
+
+
+def test_invalid_input_during_an_outage_still_fails_at_once(batch):
+    run(batch, [failed()] * FAILURES)
+    later = timezone.now() + timedelta(seconds=60)
+
+    (probe,) = run(batch, [failed(ErrorType.INVALID_INPUT)], now=later)
+
+    assert Execution.objects.get(pk=probe.execution_id).status == ExecutionStatus.FAILED
+    assert state(batch) == CircuitState.CLOSED  # Dify answered: it is up
+
+
+def test_a_batch_pauses_after_the_configured_minutes_of_outage(batch, settings):
+    settings.BATCHES_OUTAGE_PAUSE_MINUTES = 5
+    run(batch, [failed()] * FAILURES)
+
+    claims.claim(batch.pk, owner="a", limit=20, now=timezone.now() + timedelta(minutes=6))
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.PAUSED
+    assert "unreachable since" in batch.status_reason
+
+
+def test_a_manual_probe_that_gets_an_answer_closes_the_circuit(batch):
+    run(batch, [failed()] * FAILURES)
+
+    upstream = throttle.record_probe(workflow_id=batch.workflow_id, failure="")
+
+    assert upstream.state == CircuitState.CLOSED
+    assert state(batch) == CircuitState.CLOSED
+
+
+def test_a_manual_probe_that_fails_keeps_it_open(batch):
+    run(batch, [failed()] * FAILURES)
+
+    upstream = throttle.record_probe(workflow_id=batch.workflow_id, failure="connection: refused")
+
+    assert (upstream.state, upstream.last_error) == (CircuitState.OPEN, "connection: refused")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_from_two_connections_take_one_probe_between_them(make_batch):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks across connections are PostgreSQL's")
+    first = make_batch(rows=20, status=BatchStatus.RUNNING, concurrency=20)
+    second = make_batch(rows=20, workflow=first.workflow, status=BatchStatus.RUNNING, concurrency=20)
+    run(first, [failed()] * FAILURES)
+    later = timezone.now() + timedelta(seconds=60)
+    start, taken = threading.Barrier(8), []
+
+    def claim(batch_id: int, owner: str) -> None:
+        start.wait()
+        try:
+            taken.append(len(claims.claim(batch_id, owner=owner, limit=20, now=later)))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claim, args=(b.pk, f"r{i}-{b.pk}")) for i in range(4) for b in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(taken) == [0] * 7 + [1]
+
+
+def test_a_slow_success_sent_before_the_failures_does_not_close_the_circuit(batch):
+    now = timezone.now()
+    (straggler,) = claims.claim(batch.pk, owner="a", limit=1, now=now)
+    run(batch, [failed()] * FAILURES, now=now + timedelta(seconds=1))
+
+    results.record_results([(straggler, ok())], now=now + timedelta(seconds=2))
+
+    assert state(batch) == CircuitState.OPEN
+
+
+def test_a_success_sent_with_the_failures_resets_the_streak(batch):
+    now = timezone.now()
+    claimed = claims.claim(batch.pk, owner="a", limit=FAILURES + 1, now=now)
+    outcomes = [failed()] * (FAILURES - 1) + [ok(), failed()]
+
+    results.record_results(list(zip(claimed, outcomes, strict=True)), now=now + timedelta(seconds=1))
+
+    assert WorkflowThrottle.objects.get().outage_streak == 1

@@ -1,0 +1,175 @@
+"""A stored API key is only sent where it was entered for: a new base URL needs the key again, and no GET sends it.
+
+A local server records the Authorization header of every request it gets: the key must never arrive there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from batches.models import Workflow
+from batches.services.workflows import cached_input_variables, refresh_input_variables
+from fakedify.harness import FakeDifyProcess, running_fake_dify
+
+SECRET = "app-Zq7-the-real-key-4c1d9e"
+FORM = [{"text-input": {"variable": "text", "label": "Source text", "required": True}}]
+
+
+class Recorder:
+    """An HTTP server that answers every request like Dify's /parameters and keeps each Authorization header."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                recorder.authorizations.append(self.headers.get("Authorization", ""))
+                body = json.dumps({"user_input_form": FORM}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeDifyProcess]:
+    with running_fake_dify("--variables", "text:Source text:required,lang:Language") as server:
+        yield server
+
+
+def admin_data(workflow: Workflow, **fields: Any) -> dict[str, Any]:
+    data = {
+        "name": workflow.name,
+        "mode": workflow.mode,
+        "base_url": workflow.base_url,
+        "api_key": "",
+        "response_mode": workflow.response_mode,
+        "timeout": "30",
+        "rpm_limit": "",
+        "concurrency": "10",
+        "retry_workflow_failed": "on",
+    }
+    return {**data, **fields}
+
+
+def test_the_admin_refuses_a_new_base_url_without_the_key(
+    admin_client: Client, make_workflow: Any, recorder: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    workflow = make_workflow(api_key=SECRET, base_url="http://127.0.0.1:9/v1")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:batches_workflow_change", args=[workflow.pk]), admin_data(workflow, base_url=recorder.url)
+        )
+
+    assert response.status_code == 200
+    assert "enter the API key again" in str(response.context["adminform"].form.errors["api_key"])
+    assert Workflow.objects.get(pk=workflow.pk).base_url == "http://127.0.0.1:9/v1"
+    assert recorder.authorizations == []
+
+
+def test_the_admin_takes_a_new_base_url_with_the_key_and_reads_the_variables(
+    admin_client: Client, make_workflow: Any, recorder: Recorder, django_capture_on_commit_callbacks: Any
+) -> None:
+    workflow = make_workflow(api_key=SECRET)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:batches_workflow_change", args=[workflow.pk]),
+            admin_data(workflow, base_url=recorder.url, api_key="app-entered-for-this-url"),
+        )
+
+    assert response.status_code == 302
+    workflow.refresh_from_db()
+    assert (workflow.base_url, workflow.api_key) == (recorder.url, "app-entered-for-this-url")
+    assert recorder.authorizations == ["Bearer app-entered-for-this-url"]
+    assert [v.variable for v in cached_input_variables(workflow) or []] == ["text"]
+
+
+def test_the_admin_keeps_the_key_while_the_base_url_stays(admin_client: Client, make_workflow: Any) -> None:
+    workflow = make_workflow(api_key=SECRET, base_url="http://127.0.0.1:9/v1")
+
+    response = admin_client.post(
+        reverse("admin:batches_workflow_change", args=[workflow.pk]),
+        admin_data(workflow, base_url="http://127.0.0.1:9/v1/", concurrency="7"),
+    )
+
+    assert response.status_code == 302
+    workflow.refresh_from_db()
+    assert (workflow.api_key, workflow.concurrency) == (SECRET, 7)
+
+
+def test_add_workflow_refuses_a_new_base_url_without_the_key(make_workflow: Any, recorder: Recorder) -> None:
+    make_workflow(name="summarise", api_key=SECRET)
+
+    with pytest.raises(CommandError, match="api_key: The base URL changed: enter the API key again"):
+        call_command("add_workflow", "summarise", "--base-url", recorder.url, stdout=io.StringIO())
+
+    assert Workflow.objects.get(name="summarise").api_key == SECRET
+    assert recorder.authorizations == []
+
+
+def test_add_workflow_reads_and_keeps_the_apps_variables(db: None, fake: FakeDifyProcess) -> None:
+    out = io.StringIO()
+
+    call_command("add_workflow", "summarise", "--base-url", fake.url, "--api-key", SECRET, stdout=out)
+
+    workflow = Workflow.objects.get(name="summarise")
+    assert out.getvalue() == "summarise\n"
+    assert [(v.variable, v.label) for v in cached_input_variables(workflow) or []] == [
+        ("text", "Source text"),
+        ("lang", "Language"),
+    ]
+
+
+def test_the_csv_template_calls_no_upstream(admin_client: Client, make_workflow: Any, recorder: Recorder) -> None:
+    workflow = make_workflow(api_key=SECRET, base_url=recorder.url)
+    refresh_input_variables(workflow.pk)
+    recorder.authorizations.clear()
+    Workflow.objects.filter(pk=workflow.pk).update(base_url=recorder.url + "/elsewhere")
+
+    response = admin_client.get(reverse("batches:workflow_template", args=[workflow.pk]))
+
+    assert response.status_code == 200
+    assert response.content == b"\xef\xbb\xbfSource text\r\n"
+    assert recorder.authorizations == []
+
+
+def test_the_csv_template_without_known_variables_says_so(admin_client: Client, make_workflow: Any) -> None:
+    workflow = make_workflow()
+
+    response = admin_client.get(reverse("batches:workflow_template", args=[workflow.pk]), follow=True)
+
+    assert "are not known yet" in response.content.decode()

@@ -1,0 +1,108 @@
+"""One row's page and its edit and retry (views.executions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from batches.models import Attempt, ErrorType, Execution, Trigger
+from tests.views.helpers import E, S, messages_of, url
+
+
+def test_execution_page_shows_inputs_outputs_and_attempts(admin_client, make_batch):
+    batch = make_batch(rows=1, status=S.FINISHED)
+    execution = batch.executions.get()
+    Execution.objects.filter(pk=execution.pk).update(
+        status=E.SUCCEEDED, inputs={"text": "你好", "n": 1}, outputs={"answer": "hi"}, workflow_run_id="run-9"
+    )
+    Attempt.objects.create(
+        execution=execution, number=1, trigger=Trigger.AUTO, outcome=Attempt.Outcome.FAILED,
+        error_type=ErrorType.RATE_LIMITED, http_status=429, error="slow down", latency=0.25,
+    )  # fmt: skip
+    Attempt.objects.create(
+        execution=execution, number=2, trigger=Trigger.MANUAL, outcome=Attempt.Outcome.SUCCEEDED,
+        http_status=200, workflow_run_id="run-9", latency=1.5, total_tokens=33,
+    )  # fmt: skip
+
+    response = admin_client.get(url("execution_detail", execution.pk))
+
+    html = response.content.decode()
+    assert response.context["inputs_json"] == '{\n  "text": "你好",\n  "n": 1\n}'
+    assert response.context["outputs_json"] == '{\n  "answer": "hi"\n}'
+    for text in ("rate_limited", "429", "slow down", "0.25 s", "Manual", "run-9", "1.50 s", "33"):
+        assert text in html
+    assert response.context["form"] is None  # succeeded: nothing to retry
+
+
+@pytest.mark.parametrize(("status", "editable"), [(E.FAILED, True), (E.CANCELLED, True), (E.SUCCEEDED, False)])
+def test_execution_page_offers_edit_and_retry_only_for_failed_or_cancelled_rows(
+    controller, make_batch, status, editable
+):
+    execution = make_batch(rows=1).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=status)
+
+    response = controller.get(url("execution_detail", execution.pk))
+
+    assert (response.context["form"] is not None) is editable
+    assert (url("execution_retry", execution.pk) in response.content.decode()) is editable
+
+
+def test_execution_page_offers_no_retry_without_permission(login, make_batch):
+    execution = make_batch(rows=1).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=E.FAILED)
+
+    response = login().get(url("execution_detail", execution.pk))
+
+    assert response.context["form"] is None
+
+
+@pytest.mark.parametrize("status", [E.FAILED, E.CANCELLED])
+def test_edit_and_retry_saves_the_inputs_and_queues_a_manual_retry(controller, make_batch, status):
+    batch = make_batch(rows=2, status=S.FINISHED)
+    execution = batch.executions.get(index=0)
+    Execution.objects.filter(pk=execution.pk).update(status=status, error="bad input")
+
+    response = controller.post(
+        url("execution_retry", execution.pk), {"inputs": '{"text": "fixed", "lang": "zh"}'}, follow=True
+    )
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs, execution.error) == (E.PENDING, {"text": "fixed", "lang": "zh"}, "")
+    assert (execution.manual_retries, execution.next_trigger) == (1, Trigger.MANUAL)
+    assert response.redirect_chain == [(url("execution_detail", execution.pk), 302)]
+    assert messages_of(response) == [("success", "Execution queued for retry with the inputs shown.")]
+    batch.refresh_from_db()
+    assert batch.status == S.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        ("[1, 2]", "Inputs must be a JSON object"),
+        ('"text"', "Inputs must be a JSON object"),
+        ("{text: 1}", "Not valid JSON"),
+        ("", "This field is required."),
+    ],
+)
+def test_edit_and_retry_refuses_anything_but_a_json_object(controller, make_batch, inputs, error):
+    execution = make_batch(rows=1).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=E.FAILED)
+
+    response = controller.post(url("execution_retry", execution.pk), {"inputs": inputs})
+
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs) == (E.FAILED, {"text": "row 0"})
+
+
+def test_edit_and_retry_of_a_succeeded_row_changes_nothing(controller, make_batch):
+    execution = make_batch(rows=1).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=E.SUCCEEDED)
+
+    response = controller.post(url("execution_retry", execution.pk), {"inputs": '{"text": "x"}'}, follow=True)
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs) == (E.SUCCEEDED, {"text": "row 0"})
+    assert messages_of(response) == [
+        ("warning", "Only a failed or cancelled execution can be retried; nothing changed.")
+    ]

@@ -1,0 +1,245 @@
+"""A new batch: upload, preview, import, and a workflow's CSV template (views.new_batch, uploads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import pytest
+from django.urls import reverse
+
+from batches import uploads as upload_storage
+from batches.dify.types import InputVariable
+from batches.models import BatchTask, Execution
+from tests.views.helpers import BOM, S, csv_upload, messages_of, upload, url
+
+CSV_ROWS = "\n".join(["text;lang"] + [f"line {i};zh" for i in range(25)]) + "\n"
+
+UPLOADS_DIR = upload_storage.uploads_dir  # before the autouse fixture replaces it
+
+
+def test_new_batch_page_lists_workflows_with_template_links(controller, make_workflow):
+    workflow = make_workflow(name="summarise")
+
+    html = controller.get(url("batch_new")).content.decode()
+
+    assert "summarise" in html
+    assert url("workflow_template", workflow.pk) in html
+    assert 'enctype="multipart/form-data"' in html
+
+
+def test_new_batch_page_without_workflows_points_to_the_admin(controller, db):
+    html = controller.get(url("batch_new")).content.decode()
+
+    assert reverse("admin:batches_workflow_add") in html
+
+
+def test_upload_preview_and_import_create_the_batch(controller, make_workflow, uploads):
+    workflow = make_workflow(base_url="http://127.0.0.1:9/v1", concurrency=4)
+
+    preview = upload(controller, workflow, csv_upload(BOM + CSV_ROWS.encode(), "orders.csv"), follow=True)
+
+    assert preview.redirect_chain == [(url("batch_preview"), 302)]
+    context = preview.context
+    assert (context["parsed"].format, context["parsed"].columns) == ("csv", ["text", "lang"])
+    assert (str(context["encoding"]), str(context["delimiter"])) == ("UTF-8 with BOM", "semicolon (;)")
+    assert context["variables"] is None
+    assert len(context["rows"]) == 20
+    assert context["rows"][0] == ["line 0", "zh"]
+    assert context["form"].initial == {"name": "orders", "concurrency": 4, "max_retries": 2, "start": True}
+    assert "could not be read" in preview.content.decode()
+    assert len(list(uploads.iterdir())) == 1
+
+    data = {"name": "Orders May", "concurrency": 3, "max_retries": 1, "start": "on"}
+    response = controller.post(url("batch_import"), data, follow=True)
+
+    batch = BatchTask.objects.get()
+    assert response.redirect_chain == [(url("batch_detail", batch.pk), 302)]
+    assert messages_of(response) == [("success", "Imported 25 rows.")]
+    assert (batch.name, batch.source_filename, batch.total, batch.status) == ("Orders May", "orders.csv", 25, S.RUNNING)
+    assert (batch.concurrency, batch.max_retries, batch.created_by_id) == (3, 1, response.context["user"].pk)
+    assert batch.executions.get(index=24).inputs == {"text": "line 24", "lang": "zh"}
+    assert list(uploads.iterdir()) == []
+    assert upload_storage.SESSION_KEY not in controller.session
+
+
+def test_import_without_start_leaves_the_batch_pending(controller, make_workflow):
+    workflow = make_workflow()
+    upload(controller, workflow, csv_upload("text\nhello\n"))
+
+    controller.post(url("batch_import"), {"name": "", "concurrency": 2, "max_retries": 2})
+
+    batch = BatchTask.objects.get()
+    assert (batch.name, batch.status, batch.total) == ("rows", S.PENDING, 1)
+
+
+def test_preview_maps_labels_to_the_apps_input_variables(controller, make_workflow, variables):
+    variables([InputVariable("text", "Source text", required=True), InputVariable("lang", "Language")])
+    workflow = make_workflow()
+
+    response = upload(controller, workflow, csv_upload("Source text\nhello\n"), follow=True)
+
+    mapping = response.context["mapping"]
+    assert [(column, variable.variable) for column, variable in mapping] == [("text", "text")]
+    assert [variable.variable for variable in response.context["unused"]] == ["lang"]
+    assert "Source text" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error"),
+    [
+        ("rows.csv", "Text,extra\nhello,1\n", "unknown column(s) 'extra'"),
+        ("rows.csv", "lang\nzh\n", "missing required column 'text' (label 'Text')"),
+    ],
+)
+def test_columns_that_do_not_fit_the_app_are_refused(controller, make_workflow, variables, name, content, error):
+    variables([InputVariable("text", "Text", required=True), InputVariable("lang", "lang")])
+    workflow = make_workflow()
+
+    response = upload(controller, workflow, csv_upload(content, name), follow=True)
+
+    assert response.redirect_chain[-1] == (url("batch_new"), 302)
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert error in text
+    assert BatchTask.objects.count() == 0
+
+
+BAD_FILES = [
+    # (file name, content, what the page says)
+    ("rows.pdf", b"%PDF-1.4", "Unsupported file type: use CSV, XLSX or JSONL."),
+    ("rows.csv", b"", "The submitted file is empty."),
+    ("rows.csv", b"a,b\n1,2\n3,4,5\n", "The file cannot be imported: line 3: expected 2 fields, found 3"),
+    ("rows.csv", b"a,b\n", "The file cannot be imported: the file has a header but no data rows"),
+    ("rows.csv", b"PK\x03\x04 zip", "The file cannot be imported: the file looks binary"),
+    ("rows.csv", b"text\n\xff\xfe\xfa\n", "cannot be decoded as UTF-8 or GB18030"),
+    ("rows.jsonl", b'{"a": 1}\n{"a": \n', "The file cannot be imported: line 2: invalid JSON"),
+    ("rows.xlsx", b"not a workbook", "The file cannot be imported: not a valid XLSX file"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "error"), BAD_FILES)
+def test_bad_files_show_a_one_line_error_and_create_nothing(controller, make_workflow, uploads, name, content, error):
+    workflow = make_workflow()
+
+    response = upload(controller, workflow, csv_upload(content, name), follow=True)
+
+    assert response.status_code in (200, 400)
+    html = response.content.decode()
+    assert error in html
+    assert BatchTask.objects.count() == 0
+    assert Execution.objects.count() == 0
+    assert list(uploads.iterdir()) == []
+
+
+def test_an_error_past_the_preview_is_reported_at_import_and_creates_nothing(controller, make_workflow, uploads):
+    workflow = make_workflow()
+    content = "text,lang\n" + "".join(f"row {i},zh\n" for i in range(40)) + "broken\n"
+    upload(controller, workflow, csv_upload(content))
+
+    response = controller.post(url("batch_import"), {"concurrency": 2, "max_retries": 2, "start": "on"}, follow=True)
+
+    assert response.redirect_chain == [(url("batch_new"), 302)]
+    assert messages_of(response) == [("error", "The file cannot be imported: line 42: expected 2 fields, found 1")]
+    assert BatchTask.objects.count() == 0
+    assert Execution.objects.count() == 0
+    assert list(uploads.iterdir()) == []
+
+
+def test_invalid_options_show_the_preview_again(controller, make_workflow, uploads):
+    workflow = make_workflow()
+    upload(controller, workflow, csv_upload("text\nhello\n"))
+
+    response = controller.post(url("batch_import"), {"concurrency": 0, "max_retries": 2})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"concurrency": ["Ensure this value is greater than or equal to 1."]}
+    assert BatchTask.objects.count() == 0
+    assert len(list(uploads.iterdir())) == 1  # still there for a second try
+
+
+@pytest.mark.parametrize("view", ["batch_preview", "batch_import"])
+def test_preview_and_import_without_an_upload_go_back_to_the_upload_form(controller, db, view):
+    request = controller.get if view == "batch_preview" else controller.post
+
+    response = request(url(view), follow=True)
+
+    assert response.redirect_chain == [(url("batch_new"), 302)]
+    assert messages_of(response) == [("warning", "Upload a file first.")]
+
+
+def test_a_new_upload_replaces_the_previous_one(controller, make_workflow, uploads):
+    workflow = make_workflow()
+    upload(controller, workflow, csv_upload("text\nfirst\n"))
+    first = list(uploads.iterdir())
+
+    upload(controller, workflow, csv_upload("text\nsecond\n"))
+
+    second = list(uploads.iterdir())
+    assert len(second) == 1 and second != first
+    assert second[0].read_text() == "text\nsecond\n"
+
+
+def test_uploads_abandoned_for_a_day_are_swept(controller, make_workflow, uploads):
+    stale = uploads / ("0" * 32)
+    stale.write_text("old")
+    day_ago = time.time() - upload_storage.MAX_AGE - 60
+    os.utime(stale, (day_ago, day_ago))
+
+    upload(controller, make_workflow(), csv_upload("text\nnew\n"))
+
+    assert not stale.exists()
+
+
+def test_uploads_wait_in_a_private_folder_of_the_temporary_directory(monkeypatch, tmp_path):
+    monkeypatch.setattr(upload_storage.tempfile, "gettempdir", lambda: str(tmp_path))
+
+    folder = UPLOADS_DIR()
+
+    assert folder == tmp_path / "batches-uploads"
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_preview_shows_jsonl_cells_as_json(controller, make_workflow):
+    workflow = make_workflow()
+    content = '{"text": "a", "meta": {"k": [1, 2]}, "n": 3}\n'
+
+    response = upload(controller, workflow, csv_upload(content, "rows.jsonl"), follow=True)
+
+    assert response.context["parsed"].format == "jsonl"
+    assert response.context["rows"] == [["a", '{"k": [1, 2]}', "3"]]
+    assert response.context["encoding"] is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "found", "expected"),
+    [
+        ("workflow", [InputVariable("text", "Source text"), InputVariable("lang", "Language")], "Source text,Language"),
+        ("chat", [InputVariable("topic", "Topic")], "query,Topic"),
+    ],
+)
+def test_csv_template_has_the_variables_labels_and_a_bom(admin_client, make_workflow, mode, found, expected):
+    workflow = make_workflow(name="My flow", mode=mode, input_variables=[dataclasses.asdict(v) for v in found])
+
+    response = admin_client.get(url("workflow_template", workflow.pk))
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="template-my-flow.csv"'
+    assert response.content == BOM + expected.encode() + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("found", "level", "text"),
+    [
+        (None, "error", "The input variables of wf-1 are not known yet: save the workflow while its app answers."),
+        ([], "warning", "wf-1 declares no input variables: name the columns as you like."),
+    ],
+)
+def test_csv_template_without_variables_explains_why(controller, make_workflow, found, level, text):
+    workflow = make_workflow(input_variables=found)
+
+    response = controller.get(url("workflow_template", workflow.pk), follow=True)
+
+    assert response.redirect_chain == [(f"{url('batch_new')}?workflow={workflow.pk}", 302)]
+    assert messages_of(response) == [(level, text)]

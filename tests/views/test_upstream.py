@@ -1,0 +1,61 @@
+"""The upstream circuit on the staff pages: the waiting notice on the batch page, the list and the progress JSON,
+and the "Check Dify now" button."""
+
+from datetime import timedelta
+
+from django.urls import reverse
+from django.utils import timezone
+
+from batches.models import BatchStatus, WorkflowThrottle
+from fakedify.harness import running_fake_dify
+
+CONTROL = "batches.control_batchtask"
+S = BatchStatus
+
+
+def url(name, *args):
+    return reverse(f"batches:{name}", args=args)
+
+
+def open_circuit(workflow, **fields):
+    now = timezone.now()
+    defaults = {"circuit": "open", "circuit_since": now, "last_error": "HTTP 502 upstream_error: Bad Gateway"}
+    WorkflowThrottle.objects.create(
+        workflow=workflow, next_probe_at=now + timedelta(seconds=8), **{**defaults, **fields}
+    )
+
+
+def test_batch_page_and_list_say_the_batch_waits_for_dify(login, make_batch):
+    client = login(CONTROL)
+    batch = make_batch(rows=2, status=S.RUNNING)
+    open_circuit(batch.workflow)
+
+    detail = client.get(url("batch_detail", batch.pk)).content.decode()
+    listed = client.get(url("batch_list")).content.decode()
+    data = client.get(url("batch_progress_json", batch.pk)).json()
+
+    for page in (detail, listed, data["waiting_for_dify"]):
+        assert "Waiting for Dify since" in page and "HTTP 502 upstream_error: Bad Gateway" in page
+    assert "next check in" in data["waiting_for_dify"]
+    assert data["upstream"]["state"] == "open"
+    assert "Check Dify now" in detail
+
+
+def test_batch_page_says_nothing_of_dify_while_it_answers(login, make_batch):
+    batch = make_batch(rows=2, status=S.RUNNING)
+
+    detail = login(CONTROL).get(url("batch_detail", batch.pk)).content.decode()
+
+    assert "Waiting for Dify since" not in detail
+
+
+def test_check_now_closes_the_circuit_when_dify_answers(login, make_workflow, make_batch):
+    client = login(CONTROL)
+    with running_fake_dify() as fake:
+        batch = make_batch(rows=2, workflow=make_workflow(base_url=fake.url), status=S.RUNNING)
+        open_circuit(batch.workflow)
+
+        response = client.post(url("batch_probe", batch.pk), follow=True)
+
+    assert "Dify answers" in response.content.decode()
+    assert WorkflowThrottle.objects.get().circuit == "closed"
