@@ -7,17 +7,14 @@ through a queue, so no lock or transaction is ever held while a call is on the n
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import queue
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
-from concurrent.futures import Future, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from batches import reconcile
+from batches.call_loop import CallLoop
 from batches.choices import ErrorType
 from batches.cluster import stop_marker
 from batches.dify.client import DifyClient
@@ -45,58 +43,6 @@ def runner_owner() -> str:
     return nodes.owner_name(parent_pid=os.getppid(), pid=os.getpid())
 
 
-class CallLoop:
-    """An event loop in its own thread, with the HTTP client created inside it (workers are forked)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="batches-calls", daemon=True)
-        self.thread.start()
-        self.client: DifyClient = self.submit(self._make_client()).result()
-        self.calls: dict[int, tuple[claims.Claim, AppSettings, Future[Any]]] = {}
-        self.errands: list[Future[Any]] = []
-
-    async def _make_client(self) -> DifyClient:
-        return DifyClient(
-            transport=settings.BATCHES_HTTP_TRANSPORT, max_response_bytes=settings.BATCHES_MAX_RESPONSE_BYTES
-        )
-
-    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def start(self, claim: claims.Claim, app: AppSettings, coro: Coroutine[Any, Any, Any]) -> None:
-        self.calls[claim.execution_id] = (claim, app, self.submit(coro))
-
-    def forget(self, execution_id: int) -> None:
-        self.calls.pop(execution_id, None)
-
-    def abandon(self, execution_ids: list[int]) -> list[tuple[claims.Claim, AppSettings]]:
-        """Cancel these calls locally; their rows are no longer ours, so their results would be discarded."""
-        abandoned = []
-        for execution_id in execution_ids:
-            if execution_id in self.calls:
-                claim, app, call = self.calls[execution_id]
-                call.cancel()
-                abandoned.append((claim, app))
-        return abandoned
-
-    def cancel_all(self) -> set[int]:
-        """Cancel every call; returns the rows whose calls were still running (the others' results are queued)."""
-        return {execution_id for execution_id, (_, _, call) in self.calls.items() if call.cancel()}
-
-    def send(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """A call that is not a row's (stopping a run upstream): waited for, briefly, before closing."""
-        self.errands.append(self.submit(coro))
-
-    def close(self) -> None:
-        self.cancel_all()
-        wait(self.errands, timeout=5)
-        self.submit(self.client.aclose()).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-
-
 @dataclass
 class Runner:
     owner: str = field(default_factory=runner_owner)
@@ -110,27 +56,30 @@ class Runner:
     to_finish: set[int] = field(default_factory=set)
     unsaved_starts: dict[int, claims.Claim] = field(default_factory=dict)  # run ids not yet written
     backlog: list[tuple[claims.Claim, CallResult]] = field(default_factory=list)  # results not yet written
+    marked: set[int] = field(default_factory=set)  # rows of the backlog a claim has marked as ended
     due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
     runners: int = 1  # runners at work, to share each batch's concurrency between them
     mine: Counter[int] = field(default_factory=Counter)  # calls in flight per batch
     dead_owners: list[str] = field(default_factory=list)  # this machine's processes that died holding rows
     renew_first: bool = False  # the database was away: renew the leases before claiming anything
     marker: Path = field(default_factory=lambda: stop_marker(os.getppid()))  # this cluster run's stop marker
+    clock: Callable[[], float] = time.monotonic  # paces the chores and polls; a test scripts it
 
     def run(self, seconds: float, slot: int | None = None) -> int:
         """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
         calls, recorded = CallLoop(), 0
-        deadline = time.monotonic() + seconds
+        deadline = self.clock() + seconds
         try:
             while not self.cluster_stopping():
-                claiming = time.monotonic() < deadline
+                claiming = self.clock() < deadline
                 if self.renew_first:
                     self.guarded(self.renew_after_outage)
-                if any(not result.ok for _, result in self.backlog):  # a pause or a 429 must land before claims
+                if self.failed_results():  # a pause or a 429 must land before claims
                     recorded += self.write_backlog()
                 # Otherwise successors first: the rows that ended are written while the new calls are under way.
-                ready = claiming and not self.renew_first and self.claim_due()
-                got = self.guarded(self.claim_and_start, calls) if ready else 0
+                got = self.claim_successors(calls) if claiming and not self.renew_first else 0
+                if got and self.backlog:
+                    calls.settle()
                 recorded += self.write_backlog()
                 self.guarded(self.chores, slot, calls)
                 if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
@@ -179,7 +128,7 @@ class Runner:
 
     def every(self, chore: str, seconds: float) -> bool:
         """True at most once per `seconds` for each chore."""
-        now = time.monotonic()
+        now = self.clock()
         if now < self.due.get(chore, 0.0):
             return False
         self.due[chore] = now + seconds
@@ -213,10 +162,25 @@ class Runner:
             if claim.task_id and app.response_mode == "streaming":
                 calls.send(calls.client.stop(app, claim.task_id, user=f"batch-{claim.batch_id}"))
 
+    def claim_successors(self, calls: CallLoop) -> int:
+        """Claim for the calls that ended, then again for those that ended meanwhile, before writing any result:
+        a wave's results reach this thread over tens of milliseconds, and a write of them takes as long."""
+        got = 0
+        while self.claim_due() and len(self.backlog) < RECORD_CHUNK and not self.failed_results():
+            started = self.guarded(self.claim_and_start, calls)
+            if started is None:  # the database is away
+                break
+            got += started
+            self.absorb(self.drain(), calls)
+        return got
+
+    def failed_results(self) -> bool:
+        return any(not result.ok for _, result in self.backlog)
+
     def claim_and_start(self, calls: CallLoop) -> int:
-        self.freed = False
         room = self.capacity - self.in_flight
         if room <= 0:
+            self.freed = False
             return 0
         if self.every("batches", 1.0) or not self.batches:
             self.batches = claims.runnable_batches()
@@ -227,19 +191,26 @@ class Runner:
         started = 0
         for offset in range(len(self.batches)):
             batch = self.batches[(self.next_claim + offset) % len(self.batches)]
-            started += self.claim_batch(calls, batch, min(room - started, self.fair_share(batch)))
+            started += self.claim_batch(calls, batch, room - started)
         self.next_claim += 1
+        self.freed = False  # only now: a round the database cut short is claimed again at once, not at the poll
         return started
 
-    def claim_batch(self, calls: CallLoop, batch: BatchTask, wanted: int) -> int:
+    def claim_batch(self, calls: CallLoop, batch: BatchTask, room: int) -> int:
+        ended = [
+            c.execution_id for c, _ in self.backlog if c.batch_id == batch.pk and c.execution_id not in self.marked
+        ]
+        # Every place this runner's calls freed is refilled, even past its share: no other runner would know of
+        # it before its next poll. The share bounds only the places it takes beyond those.
+        wanted = min(room, max(self.fair_share(batch), len(ended)))
         if wanted <= 0:
             return 0
         take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
         app = self.app_for(batch)
-        ended = [claim.execution_id for claim, _ in self.backlog if claim.batch_id == batch.pk]
         claimed = claims.claim(
             batch.pk, owner=self.owner, limit=wanted, take_over=take_over, ended=ended, dead_owners=self.dead_owners
         )
+        self.marked.update(ended)
         for claim in claimed:
             calls.start(claim, app, self.call(calls.client, app, claim))
             self.mine[batch.pk] += 1
@@ -311,6 +282,7 @@ class Runner:
         if recorded is None:  # the database is away: keep the results, try again later
             return 0
         self.backlog = []
+        self.marked.clear()
         self.to_finish |= recorded.batch_ids
         return int(recorded.written)
 

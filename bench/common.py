@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fakedify.harness import fake_stats, running_fake_dify  # noqa: E402, F401 - fake_stats: for the scripts
+from fakedify.harness import fake_calls, fake_stats, running_fake_dify  # noqa: E402, F401 - for the scripts
 
 
 def setup_django() -> None:

@@ -7,8 +7,9 @@ echoes the inputs, and has latency, injected faults, limits and its own stats.
 - options.py   what it can be told (command line, POST /_fake/config); no web framework
 - server.py    the routes, and serving until SIGTERM           state.py   shared state; runs start and finish here
 - calls.py     the run calls (blocking answers)                streaming.py  SSE answers
-- endpoints.py run details, stop, parameters                   control.py    /_fake/stats, reset, config
+- endpoints.py run details, stop, parameters                   control.py    /_fake/stats, calls, reset, config
 - checks.py    what it refuses (keys, bodies, inputs)          faults.py     injected faults; limits.py  rpm, max-active
 - run.py       one run and how it shows itself                 wire.py       Dify's JSON/SSE byte formats
 - stats.py     its statistics                                  harness.py    start/stop it as a process (tests, bench)
+- call_log.py  each run call's start and end (GET /_fake/calls), and the whole-run occupancy they give
 """

@@ -6,6 +6,7 @@ streams."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -32,7 +33,11 @@ async def _run_call(request: web.Request, mode: str) -> web.StreamResponse:
     stats = request.app[FAKE].stats
     stats.calls += 1
     stats.by_mode[mode] += 1
-    response = await _serve_call(request, request.app[FAKE], mode)
+    started = time.monotonic()
+    try:
+        response = await _serve_call(request, request.app[FAKE], mode)
+    finally:
+        request.app[FAKE].call_log.record(started)
     stats.status_counts[str(response.status)] += 1
     return response
 

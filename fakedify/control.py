@@ -1,5 +1,5 @@
-"""The fake's own endpoints, for tests and benchmarks (no key needed): GET /_fake/stats, POST /_fake/reset,
-GET and POST /_fake/config (options changed live, all or nothing)."""
+"""The fake's own endpoints, for tests and benchmarks (no key needed): GET /_fake/stats, GET /_fake/calls (each
+run call's start and end), POST /_fake/reset, GET and POST /_fake/config (options changed live, all or nothing)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from fakedify.state import FAKE
 
 async def get_stats(request: web.Request) -> web.Response:
     return wire.blocking(200, request.app[FAKE].stats_dict())
+
+
+async def get_calls(request: web.Request) -> web.Response:
+    """Every run call's start and end (seconds on this process's monotonic clock)."""
+    return wire.blocking(200, {"calls": request.app[FAKE].call_log.as_list()})
 
 
 async def reset(request: web.Request) -> web.Response:

@@ -70,6 +70,12 @@ def fake_stats(url: str) -> dict[str, Any]:
     return dict(httpx.get(url.removesuffix("/v1") + "/_fake/stats", timeout=5).json())
 
 
+def fake_calls(url: str) -> list[tuple[float, float]]:
+    """GET /_fake/calls: each run call's (start, end), on the fake's monotonic clock."""
+    answer = httpx.get(url.removesuffix("/v1") + "/_fake/calls", timeout=60).json()
+    return [(start, end) for start, end in answer["calls"]]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

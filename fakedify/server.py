@@ -29,6 +29,7 @@ def make_app(fake: FakeDify) -> web.Application:
     app.router.add_post("/v1/chat-messages/{task_id}/stop", endpoints.stop)
     app.router.add_get("/v1/parameters", endpoints.parameters)
     app.router.add_get("/_fake/stats", control.get_stats)
+    app.router.add_get("/_fake/calls", control.get_calls)
     app.router.add_post("/_fake/reset", control.reset)
     app.router.add_get("/_fake/config", control.get_config)
     app.router.add_post("/_fake/config", control.configure)

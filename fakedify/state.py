@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fakedify.call_log import CallLog
 from fakedify.faults import FAULT_STATUS, FaultPicker
 from fakedify.limits import Limiter
 from fakedify.options import FakeOptions
@@ -24,6 +25,7 @@ class FakeDify:
         self.faults = FaultPicker(options)
         self.limiter = Limiter()
         self.stats = Stats()
+        self.call_log = CallLog()  # when each run call came and went: bench/throughput.py's whole-run figure
         self.runs: dict[str, Run] = {}
         self.tasks: dict[str, Run] = {}  # by task id and message id, for the stop endpoints
         self.epoch = 0
@@ -55,6 +57,7 @@ class FakeDify:
     def reset(self) -> None:
         """Forget runs and zero the stats; runs still going on do not count in the new stats."""
         self.stats.reset()
+        self.call_log.clear()
         self.runs.clear()
         self.tasks.clear()
         self.faults.directive_calls.clear()

@@ -200,7 +200,7 @@ def test_pause_stops_new_claims_while_calls_in_flight_finish_and_concurrency_cha
 def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(batch_on_fake, monkeypatch):
     from django.db import OperationalError
 
-    from batches.runner import CallLoop
+    from batches.call_loop import CallLoop
 
     first = batch_on_fake(rows=2, concurrency=2)
     second = batch_on_fake(rows=2, concurrency=2)
@@ -225,7 +225,7 @@ def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(ba
 def test_a_graceful_stop_writes_the_results_it_has_and_stores_every_run_id_it_knows(batch_on_fake):
     import time
 
-    from batches.runner import CallLoop
+    from batches.call_loop import CallLoop
 
     batch = batch_on_fake(rows=2, concurrency=2)
     Execution.objects.filter(batch=batch, index=0).update(inputs={"text": "quick", "_latency_ms": 0})

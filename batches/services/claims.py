@@ -86,16 +86,16 @@ def claim(
     known to be gone, whose rows count as busy no longer); runners ask for that on every poll, not on every claim.
     The caller's own rows are never taken over: their calls may be in flight, or over with results not yet
     written (after a database outage longer than a lease, say).
-    `ended`: the caller's rows whose calls are over but whose results are not written yet. They hold no call, so
-    a runner can start their successors first and write the results while those are on the network.
+    `ended`: the caller's rows whose calls are over, results not written yet. They hold no call: they are marked
+    so (`_mark_ended`), and every runner's claim refills their places while the results are being written.
     """
     now = now or clock.now()
     _commit_without_waiting_for_the_disk()
-    batch = _running_locked(batch_id, now)
+    batch = _running_locked(batch_id, now, ended, owner)
     probe = throttle.admits(batch, now) if batch is not None else 0
     if batch is None or probe == 0:
         return []
-    free = min(limit, _free_places(batch, now, ended, dead_owners), limit if probe is None else probe)
+    free = min(limit, _free_places(batch, now, dead_owners), limit if probe is None else probe)
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:
         bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
@@ -111,21 +111,38 @@ def claim(
     return [_claim_from_row(row, batch, token, now) for row in picked]
 
 
-def _running_locked(batch_id: int, now: datetime) -> BatchTask | None:
+def _running_locked(batch_id: int, now: datetime, ended: Collection[int], owner: str) -> BatchTask | None:
     """The batch, its row locked, if it is running and its upstream has not been down too long (else it pauses)."""
     locked = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow__throttle")
     batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
+    if batch is not None:
+        _mark_ended(ended, owner, now)
     if batch is not None and (reason := throttle.down_too_long(batch, now)):
         pause(batch_id, reason=reason)
         return None
     return batch
 
 
-def _free_places(batch: BatchTask, now: datetime, ended: Collection[int], dead_owners: Collection[str]) -> int:
-    """Calls the batch may start now: its concurrency (or the workflow's adaptive limit) less its live rows."""
+def _free_places(batch: BatchTask, now: datetime, dead_owners: Collection[str]) -> int:
+    """Calls the batch may start now: its concurrency (or the workflow's adaptive limit) less its live rows that
+    hold a call (a row marked as ended holds none)."""
     rows = Execution.objects.filter(batch_id=batch.pk).running().filter(lease_expires_at__gte=now)
-    busy = rows.exclude(lease_owner__in=list(dead_owners)).exclude(pk__in=ended).count()
-    return min(batch.concurrency - busy, _adaptive_room(batch, ended))
+    busy = rows.exclude(lease_owner__in=list(dead_owners)).filter(not_before__isnull=True).count()
+    return min(batch.concurrency - busy, _adaptive_room(batch))
+
+
+def _mark_ended(ended: Collection[int], owner: str, now: datetime) -> None:
+    """Mark the caller's rows whose calls are over: a running row with `not_before` set holds no call.
+
+    Under the batch row's lock, like every claim: a claim that comes after this one, from any runner, sees these
+    places free, even before the results are written. Without the mark, only their own runner knew: another
+    runner's claim that ran between this claim and the writing of these results found the batch full (these rows,
+    and their successors) and left its own freed places empty until its next poll. `not_before` is otherwise
+    unset on a running row (a claim clears it), and where a mark outlives the call's runner (a crash, a hand-back)
+    it is in the past, so the row is due at once once it is pending again.
+    """
+    if ended:
+        Execution.objects.running().filter(pk__in=list(ended), lease_owner=owner).update(not_before=now)
 
 
 def _pick_rows(
@@ -170,10 +187,10 @@ def _commit_without_waiting_for_the_disk() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _adaptive_room(batch: BatchTask, ended: Collection[int]) -> int:
+def _adaptive_room(batch: BatchTask) -> int:
     if not _is_adaptive(batch):
         return batch.concurrency
-    return throttle.adaptive_room(batch.workflow_id, ended) or 0
+    return throttle.adaptive_room(batch.workflow_id) or 0
 
 
 def _is_adaptive(batch: BatchTask) -> bool:

@@ -28,7 +28,6 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -87,16 +86,16 @@ def give_back(throttle: WorkflowThrottle, unused: int) -> None:
     throttle.save(update_fields=["tokens", "refilled_at"])
 
 
-def adaptive_room(workflow_id: int, ended: Collection[int] = ()) -> int | None:
+def adaptive_room(workflow_id: int) -> int | None:
     """Calls the workflow may still start under its adaptive limit, or None when no 429 has set one.
 
-    `ended`: running rows whose calls are over (see claims.claim).
+    Running rows marked as ended (`not_before` set, see claims.claim) hold no call.
     """
     limit = WorkflowThrottle.objects.filter(workflow_id=workflow_id).values_list("concurrency_limit", flat=True)
     current = limit.first()
     if current is None:
         return None
-    busy = Execution.objects.running().filter(batch__workflow_id=workflow_id).exclude(pk__in=ended).count()
+    busy = Execution.objects.running().filter(batch__workflow_id=workflow_id, not_before__isnull=True).count()
     return max(0, math.floor(current) - busy)
 
 

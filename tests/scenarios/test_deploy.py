@@ -14,7 +14,7 @@ from tests.processes import ROOT
 
 DEPLOY = ROOT / "deploy"
 UNITS = {"web": DEPLOY / "batches-web.service", "worker": DEPLOY / "batches-worker@.service"}
-# Closing the HTTP client after the calls were handed back waits at most 5 + 10 + 10 s (runner.CallLoop.close).
+# Closing the HTTP client after the calls were handed back waits at most 5 + 10 + 10 s (call_loop.CallLoop.close).
 RUNNER_HAND_BACK_SECONDS = 25
 GUNICORN_GRACEFUL_TIMEOUT = 30
 

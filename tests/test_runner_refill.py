@@ -1,0 +1,120 @@
+"""The runner's claim loop refills every freed place at once, on every runner (issue 18).
+
+Several runners share one batch, as the processes of a cluster do. Their calls never go on the network (a
+scripted call loop records what was started), and their clock is scripted and stands still: no poll comes to the
+rescue, so whatever a round does not claim stays unclaimed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from batches.dify.types import CallResult
+from batches.models import BatchStatus, Execution
+from batches.runner import Runner
+from batches.services import claims
+
+
+class ScriptedCalls:
+    """Stands in for CallLoop: records the calls the runner starts; none of them runs."""
+
+    client = None
+
+    def __init__(self) -> None:
+        self.calls: dict[int, claims.Claim] = {}
+
+    def start(self, claim: claims.Claim, app: Any, coro: Any) -> None:
+        coro.close()
+        self.calls[claim.execution_id] = claim
+
+    def forget(self, execution_id: int) -> None:
+        self.calls.pop(execution_id, None)
+
+
+class Cluster:
+    """Runners of one cluster, each with its scripted calls, all on one clock that moves only when told."""
+
+    def __init__(self, count: int) -> None:
+        self.now = 1_000.0
+        self.runners = [Runner(owner=f"runner-{n}", clock=lambda: self.now) for n in range(count)]
+        self.calls = [ScriptedCalls() for _ in self.runners]
+        for runner in self.runners:
+            assert claims.acquire_slot(runner.owner) is not None  # so each knows how many share the batch
+
+    def end_calls(self, counts: list[int]) -> None:
+        """A burst: `counts[n]` of runner n's calls end at once (their results are queued, as the call loop does)."""
+        for runner, calls, count in zip(self.runners, self.calls, counts, strict=True):
+            for claim in list(calls.calls.values())[:count]:
+                runner.events.put(("done", claim, CallResult(ok=True, outputs={"answer": "x"})))
+
+    def claim_round(self) -> list[int]:
+        """One round of every runner's loop, in the worst order concurrent runners can take: every runner takes
+        in what ended and claims before any of them has written its results."""
+        for runner, calls in zip(self.runners, self.calls, strict=True):
+            runner.absorb(runner.wait_for_events(0), calls)
+        claimed = [runner.claim_successors(calls) for runner, calls in zip(self.runners, self.calls, strict=True)]
+        for runner in self.runners:
+            runner.write_backlog()
+        return claimed
+
+
+@pytest.fixture
+def cluster(settings: Any) -> Cluster:
+    settings.BATCHES_RUNNERS = 3
+    return Cluster(3)
+
+
+@pytest.mark.parametrize("burst", [[4, 4, 4], [4, 2, 3], [0, 4, 1]])
+def test_calls_ending_in_one_burst_across_runners_get_their_successors_in_the_next_round(
+    make_batch: Any, cluster: Cluster, burst: list[int]
+) -> None:
+    batch = make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=12)
+    assert cluster.claim_round() == [4, 4, 4]  # each runner takes its share of the concurrency
+
+    cluster.end_calls(burst)
+    claimed = cluster.claim_round()
+
+    assert claimed == burst
+    assert Execution.objects.filter(batch=batch).running().count() == 12
+    assert Execution.objects.filter(batch=batch, status="succeeded").count() == sum(burst)
+
+
+def test_calls_that_end_while_a_runner_claims_get_their_successors_before_any_result_is_written(
+    make_batch: Any, cluster: Cluster, monkeypatch: Any
+) -> None:
+    batch = make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=12)
+    cluster.claim_round()
+    runner, calls = cluster.runners[0], cluster.calls[0]
+    first, *rest = list(calls.calls.values())
+    runner.events.put(("done", first, CallResult(ok=True, outputs={})))
+    runner.absorb(runner.wait_for_events(0), calls)
+    real_claim = claims.claim
+
+    def claim_while_another_call_ends(*args: Any, **kwargs: Any) -> list[claims.Claim]:
+        if rest:  # the wave goes on ending while this claim is in the database
+            runner.events.put(("done", rest.pop(), CallResult(ok=True, outputs={})))
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "claim", claim_while_another_call_ends)
+    claimed = runner.claim_successors(calls)
+
+    assert claimed == 4
+    assert len(runner.backlog) == 4  # none written yet: the successors went first
+    in_flight = Execution.objects.filter(batch=batch).running().filter(not_before__isnull=True)
+    assert in_flight.count() == 12
+
+
+def test_a_runner_past_its_share_refills_every_place_its_calls_freed(make_batch: Any, settings: Any) -> None:
+    settings.BATCHES_RUNNERS = 2
+    make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=8)
+    cluster = Cluster(2)
+    first, late = cluster.runners
+    first.due["runners"] = cluster.now + 60  # it claimed before the other runner came: the whole batch was its share
+    assert cluster.claim_round() == [8, 0]
+    first.runners = 2  # now its share is 4
+
+    cluster.end_calls([8, 0])
+
+    assert cluster.claim_round() == [8, 0]  # the other runner would not look before its next poll
