@@ -11,4 +11,5 @@ echoes the inputs, and has latency, injected faults, limits and its own stats.
 - checks.py    what it refuses (keys, bodies, inputs)          faults.py     injected faults; limits.py  rpm, max-active
 - run.py       one run and how it shows itself                 wire.py       Dify's JSON/SSE byte formats
 - stats.py     its statistics                                  harness.py    start/stop it as a process (tests, bench)
+- files.py     POST /v1/files/upload, file variables' checks, its uploads and the /_fake/files controls
 """
