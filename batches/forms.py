@@ -69,15 +69,22 @@ class BatchFilterForm(forms.Form):
 class UploadForm(forms.Form):
     workflow = forms.ModelChoiceField(label=_("Workflow"), queryset=Workflow.objects.all(), empty_label=None)
     file = forms.FileField(
-        label=_("File"), help_text=_("CSV, XLSX or JSONL. The first row (or the keys) name the app's input variables.")
+        label=_("File"),
+        help_text=_(
+            "CSV, XLSX or JSONL. The first row (or the keys) name the app's input variables. "
+            "For file inputs: a ZIP holding the table and the files its cells name by path."
+        ),
     )
 
     def clean_file(self) -> UploadedFile:
         uploaded = self.cleaned_data["file"]
-        if importers.EXTENSIONS.get(Path(uploaded.name or "").suffix.lower()) is None:
-            raise forms.ValidationError(_("Unsupported file type: use CSV, XLSX or JSONL."), code="file_type")
-        if uploaded.size > settings.BATCHES_MAX_UPLOAD_BYTES:
-            limit = settings.BATCHES_MAX_UPLOAD_BYTES // (1024 * 1024)
+        suffix = Path(uploaded.name or "").suffix.lower()
+        if importers.EXTENSIONS.get(suffix) is None and suffix != ".zip":
+            raise forms.ValidationError(_("Unsupported file type: use CSV, XLSX, JSONL or ZIP."), code="file_type")
+        # A ZIP holds the table and the files its cells name (issue 15): its own, larger limit.
+        most = settings.BATCHES_MAX_ZIP_BYTES if suffix == ".zip" else settings.BATCHES_MAX_UPLOAD_BYTES
+        if uploaded.size > most:
+            limit = most // (1024 * 1024)
             raise forms.ValidationError(_("The file is over the %(limit)d MB limit."), params={"limit": limit})
         return uploaded
 

@@ -6,7 +6,8 @@ the client gets one ping, then 300 s of silence (dify-real cases 07 and 09). So 
 import (a bad value is an error naming its line) and before a manual retry with edited inputs, and never sent
 unconverted. XLSX and JSONL numbers (ids, codes) reach a text variable as the text they show.
 
-File and file-list variables are left as they are (a later issue), as are variables of types this does not know.
+File and file-list variables become Dify file mappings (batches/files.py); variables of types this does not know
+are left as they are.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from batches import files
 from batches.dify.types import InputVariable
 
 TEXT_TYPES = frozenset({"text-input", "paragraph", "select"})
@@ -126,6 +128,13 @@ def as_json_object(value: Any, variable: InputVariable) -> dict[str, Any]:
     return value
 
 
+def as_files(value: Any, variable: InputVariable) -> Any:
+    try:
+        return files.convert(value, variable, _name(variable))
+    except files.FileInputError as exc:
+        raise InputError(str(exc)) from None
+
+
 def _shown(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return repr(text if len(text) <= 40 else text[:39] + "…")
@@ -141,4 +150,5 @@ CONVERTERS: dict[str, Converter] = {
     "number": as_number,
     "checkbox": as_checkbox,
     "json_object": as_json_object,
+    **dict.fromkeys(files.FILE_TYPES, as_files),
 }

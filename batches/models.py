@@ -310,3 +310,29 @@ class ClusterHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BatchFile(models.Model):
+    """A file a batch's rows name (imported in a ZIP with the table), uploaded to Dify once and reused.
+
+    The bytes live on disk under BATCHES_FILES_DIR (`stored`, relative to it), never in the database.
+    """
+
+    batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(_("name"), max_length=1000)  # the path inside the ZIP, as the table names it
+    size = models.PositiveBigIntegerField(_("size"))
+    stored = models.CharField(max_length=300, blank=True)  # "" once removed from disk
+    upload_id = models.CharField(_("upload id"), max_length=64, blank=True)
+    uploaded_at = models.DateTimeField(_("uploaded"), null=True, blank=True)
+    uploads = models.PositiveIntegerField(_("uploads"), default=0)
+    # Who is uploading it now, until when: one process uploads while the others' rows wait for its id.
+    upload_owner = models.CharField(max_length=100, blank=True)
+    upload_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "name"]
+        verbose_name = _("batch file")
+        constraints = [models.UniqueConstraint(fields=["batch", "name"], name="batchfile_batch_name_uniq")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -15,7 +15,7 @@ from django.utils.formats import time_format
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from batches import selectors
+from batches import files, selectors
 from batches.models import BatchStatus, BatchTask, ErrorType
 from batches.selectors import Progress, Upstream, iso
 
@@ -111,6 +111,8 @@ class Cell:
 def cell_text(value: Any) -> str:
     if value is None:
         return ""
+    if (names := files.display(value)) is not None:  # a file cell: its name(s), not its mapping
+        return names
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
-from batches import reconcile
+from batches import file_calls, reconcile
 from batches.call_loop import CallLoop
 from batches.choices import ErrorType
 from batches.cluster import stop_marker
@@ -229,8 +229,8 @@ class Runner:
     async def call(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> None:
         result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error="the call did not finish")
         try:
-            result = await self.reconciled(client, app, claim) or await client.run(
-                app, claim.inputs, user=f"batch-{claim.batch_id}", on_started=self.started_callback(claim)
+            result = await self.reconciled(client, app, claim) or await file_calls.run(
+                client, app, claim, owner=self.owner, events=self.events, on_started=self.started_callback(claim)
             )
         except Exception as exc:  # a bug must not strand the row: record it as a failed try
             logger.exception("call for execution %s crashed", claim.execution_id)
@@ -267,6 +267,8 @@ class Runner:
             if kind == "started":
                 claim.run_id, claim.task_id = payload
                 self.unsaved_starts[claim.execution_id] = claim
+            elif kind == "errand":  # a call's question about its files' uploads (batches/file_calls.py)
+                payload()
             else:
                 self.unsaved_starts.pop(claim.execution_id, None)
                 calls.forget(claim.execution_id)

@@ -155,6 +155,14 @@ BATCHES_MAX_CELL_BYTES = env_int("BATCHES_MAX_CELL_BYTES", 1024 * 1024)  # one i
 # An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
 BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 256 * 1024 * 1024)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
+# File inputs (issue 15): the files of ZIP imports, kept on disk between import and upload.
+BATCHES_FILES_DIR = Path(os.environ.get("BATCHES_FILES_DIR") or BASE_DIR / "data" / "files")
+BATCHES_FILES_KEEP_DAYS = env_float("BATCHES_FILES_KEEP_DAYS", 7)
+BATCHES_MAX_ZIP_BYTES = env_int("BATCHES_MAX_ZIP_BYTES", 2 * 1024 * 1024 * 1024)
+BATCHES_MAX_ZIP_ENTRIES = env_int("BATCHES_MAX_ZIP_ENTRIES", 10_000)
+BATCHES_MAX_ZIP_UNPACKED_BYTES = env_int("BATCHES_MAX_ZIP_UNPACKED_BYTES", 4 * 1024 * 1024 * 1024)
+BATCHES_UPLOAD_REUSE_HOURS = env_float("BATCHES_UPLOAD_REUSE_HOURS", 24)
+BATCHES_UPLOAD_RECHECK_MINUTES = env_float("BATCHES_UPLOAD_RECHECK_MINUTES", 60)
 # The upstream circuit (batches/services/circuit.py): outage-class failures in a row that open it, the wait
 # before the first probe and its cap (doubling in between), and minutes of outage after which a batch pauses (0:
 # it waits for Dify as long as it takes).

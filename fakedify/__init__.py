@@ -12,4 +12,5 @@ echoes the inputs, and has latency, injected faults, limits and its own stats.
 - run.py       one run and how it shows itself                 wire.py       Dify's JSON/SSE byte formats
 - stats.py     its statistics                                  harness.py    start/stop it as a process (tests, bench)
 - call_log.py  each run call's start and end (GET /_fake/calls), and the whole-run occupancy they give
+- files.py     POST /v1/files/upload, file variables' checks, its uploads and the /_fake/files controls
 """

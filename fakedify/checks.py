@@ -4,11 +4,12 @@ object, a request Dify would answer with 400 invalid_param. Any other bearer tok
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from typing import Any
 
 from aiohttp import web
 
-from fakedify import wire
+from fakedify import files, wire
 from fakedify.options import FAULT_TYPES
 
 REVOKED_KEY_PREFIX = "app-revoked"  # keys the fake refuses, as Dify refuses a deleted key
@@ -28,10 +29,14 @@ async def read_body(request: web.Request) -> dict[str, Any] | web.Response:
     return body if isinstance(body, dict) else wire.error(400, "invalid_param", "the body must be a JSON object")
 
 
-def invalid(body: dict[str, Any], mode: str, variables: list[dict[str, Any]]) -> web.Response | None:
-    """A 400 for a run call Dify would refuse."""
+def invalid(
+    body: dict[str, Any], mode: str, variables: list[dict[str, Any]], *, uploads: Container[str] = ()
+) -> web.Response | None:
+    """A 400 for a run call Dify would refuse (`uploads`: the upload ids a file mapping may name)."""
     problem = (
-        _call_problem(body, mode) or _directive_problem(body["inputs"]) or _form_problem(body["inputs"], variables)
+        _call_problem(body, mode)
+        or _directive_problem(body["inputs"])
+        or _form_problem(body["inputs"], variables, uploads)
     )
     return wire.error(400, "invalid_param", problem) if problem else None
 
@@ -57,9 +62,12 @@ def _directive_problem(inputs: dict[str, Any]) -> str:
     return ""
 
 
-def _form_problem(inputs: dict[str, Any], variables: list[dict[str, Any]]) -> str:
+def _form_problem(inputs: dict[str, Any], variables: list[dict[str, Any]], uploads: Container[str]) -> str:
     """The first problem with the app's declared variables (--variables), as Dify checks them in order."""
-    problems = (_input_problem(*next(iter(item.items())), inputs) for item in variables)
+    problems = (
+        _input_problem(*next(iter(item.items())), inputs) or files.problem(*next(iter(item.items())), inputs, uploads)
+        for item in variables
+    )
     return next((problem for problem in problems if problem), "")
 
 

@@ -1,5 +1,6 @@
 """The fake's own endpoints, for tests and benchmarks (no key needed): GET /_fake/stats, GET /_fake/calls (each
-run call's start and end), POST /_fake/reset, GET and POST /_fake/config (options changed live, all or nothing)."""
+run call's start and end), POST /_fake/reset, GET and POST /_fake/config (options changed live, all or nothing),
+POST /_fake/files/expire and /_fake/files/fail (files.py)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,11 @@ async def configure(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         return wire.error(400, "invalid_param", str(exc))
     return wire.blocking(200, request.app[FAKE].options.as_dict())
+
+
+async def expire_uploads(request: web.Request) -> web.Response:
+    return await request.app[FAKE].files.expire(request)
+
+
+async def fail_uploads(request: web.Request) -> web.Response:
+    return await request.app[FAKE].files.fail(request)

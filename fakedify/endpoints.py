@@ -1,5 +1,5 @@
 """The other Dify endpoints: a run's details (GET /v1/workflows/run/{id}), stop (POST .../{task_id}/stop for the
-three app kinds) and the app's input form (GET /v1/parameters)."""
+three app kinds), the app's input form (GET /v1/parameters) and a file upload (POST /v1/files/upload)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,9 @@ async def parameters(request: web.Request) -> web.Response:
     return wire.restx(
         200, {"opening_statement": "", "user_input_form": form, "file_upload": {}, "system_parameters": {}}
     )
+
+
+async def upload(request: web.Request) -> web.Response:
+    if not checks.authorized(request):
+        return wire.unauthorized()
+    return await request.app[FAKE].files.upload(request)

@@ -51,6 +51,15 @@ class FakeDifyProcess:
         response.raise_for_status()
         return dict(response.json())
 
+    def expire_uploads(self) -> None:
+        """Forget every upload, as Dify's storage clean-up would: runs naming one are refused."""
+        httpx.post(f"{self.root}/_fake/files/expire", timeout=5).raise_for_status()
+
+    def fail_uploads(self, count: int = 1, status: int = 503) -> None:
+        """The next `count` uploads answer `status`."""
+        response = httpx.post(f"{self.root}/_fake/files/fail", json={"count": count, "status": status}, timeout=5)
+        response.raise_for_status()
+
     def stop(self) -> None:
         """SIGTERM, then kill; keeps the stats line the fake prints on its way out."""
         if self.process.poll() is None:

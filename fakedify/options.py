@@ -11,6 +11,10 @@ FAULT_TYPES = (
     *TRANSIENT_FAULTS,
     *("too_many", "hang", "bad_json", "workflow_failed", "invalid_param", "app_unavailable", "auth", "paused"),
 )
+# File variables (--variables doc:Doc:file): what /parameters declares for them (fakedify/files.py checks them).
+FILE_KINDS = frozenset({"file", "file-list"})
+ALL_TYPES = ["document", "image", "audio", "video", "custom"]
+METHODS = ["local_file", "remote_url"]
 LIVE_OPTIONS = ("latency_ms", "fail_rate", "faults", "rpm", "max_active", "seed", "ping_interval")
 
 
@@ -74,8 +78,19 @@ def parse_variables(text: str) -> list[dict[str, Any]]:
         flags = parts[2:]
         kind = next((flag for flag in flags if flag and flag != "required"), "text-input")
         spec = {"label": label, "variable": variable, "required": "required" in flags, "max_length": 256, "default": ""}
+        if kind in FILE_KINDS:
+            spec.update(file_spec(kind))
         form.append({kind: spec})
     return form
+
+
+def file_spec(kind: str) -> dict[str, Any]:
+    """What Dify's /parameters declares for a file variable (everything allowed; tests narrow it)."""
+    spec: dict[str, Any] = {"allowed_file_types": ALL_TYPES, "allowed_file_extensions": []}
+    spec["allowed_file_upload_methods"] = METHODS
+    if kind == "file-list":
+        spec["max_length"] = 5
+    return spec
 
 
 def _rate(value: Any, name: str) -> float:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from fakedify.call_log import CallLog
 from fakedify.faults import FAULT_STATUS, FaultPicker
+from fakedify.files import FakeFiles
 from fakedify.limits import Limiter
 from fakedify.options import FakeOptions
 from fakedify.run import Run
@@ -28,6 +29,7 @@ class FakeDify:
         self.call_log = CallLog()  # when each run call came and went: bench/throughput.py's whole-run figure
         self.runs: dict[str, Run] = {}
         self.tasks: dict[str, Run] = {}  # by task id and message id, for the stop endpoints
+        self.files = FakeFiles()  # uploads (POST /v1/files/upload)
         self.epoch = 0
 
     def start_run(self, mode: str, body: dict[str, Any], fault: str | None) -> Run:
@@ -62,6 +64,7 @@ class FakeDify:
         self.tasks.clear()
         self.faults.directive_calls.clear()
         self.limiter.window.clear()
+        self.files.reset()
         self.epoch += 1
 
     def configure(self, changes: dict[str, Any]) -> None:
@@ -71,7 +74,7 @@ class FakeDify:
         self.options = options
 
     def stats_dict(self) -> dict[str, Any]:
-        return {**self.stats.as_dict(), "runs_stored": len(self.runs)}
+        return {**self.stats.as_dict(), **self.files.stats(), "runs_stored": len(self.runs)}
 
     def _store(self, run: Run) -> None:
         if len(self.runs) >= MAX_STORED_RUNS:

@@ -47,7 +47,11 @@ TYPED = [CODE, NOTE, LEVEL, AGE, FLAG, META, DOC]
         (FLAG, False, False),
         (META, '{"a": [1, 2]}', {"a": [1, 2]}),
         (META, {"a": 1}, {"a": 1}),
-        (DOC, "https://example.com/a.pdf", "https://example.com/a.pdf"),  # left to issue 15
+        (
+            DOC,
+            "https://example.com/a.pdf",
+            {"type": "document", "transfer_method": "remote_url", "url": "https://example.com/a.pdf"},
+        ),
     ],
 )
 def test_each_declared_type_gets_its_value_converted(variable: InputVariable, value: Any, expected: Any) -> None:

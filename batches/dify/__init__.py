@@ -2,6 +2,7 @@
 
 - `types`: what a call needs and gives back (`AppSettings`, `InputVariable`, `CallResult`) and the client's limits.
 - `client`: `DifyClient`, the one (async) client: run a row, look up a run, stop a run, read an app's documents.
+- `upload`: `POST /files/upload`, one file streamed from disk as multipart (file inputs, issue 15).
 - `pages`: the calls a person waits for (input variables, "Test connection", a probe), through `DifyClient`.
 - `errors`: which error type an answer or an exception means (the rules of README "Error classification").
 - `answers`: reading blocking bodies, stream events, workflow runs and `user_input_form`.

@@ -216,4 +216,11 @@ def _input_variable(kind: str, spec: dict[str, Any]) -> InputVariable:
         options=tuple(str(option) for option in _list(spec.get("options"))),
         max_length=_int_or_none(spec.get("max_length")),
         default=spec.get("default"),
+        allowed_file_types=_strings(spec.get("allowed_file_types")),
+        allowed_file_extensions=_strings(spec.get("allowed_file_extensions")),
+        allowed_file_upload_methods=_strings(spec.get("allowed_file_upload_methods")),
     )
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(item) for item in _list(value))

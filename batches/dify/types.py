@@ -53,8 +53,12 @@ class InputVariable:
     required: bool = False
     type: str = "text-input"
     options: tuple[str, ...] = ()  # select
-    max_length: int | None = None
+    max_length: int | None = None  # characters; for a file-list, how many files
     default: Any = None
+    # file / file-list variables (batches/files.py): what the app accepts
+    allowed_file_types: tuple[str, ...] = ()
+    allowed_file_extensions: tuple[str, ...] = ()
+    allowed_file_upload_methods: tuple[str, ...] = ()
 
 
 @dataclass

@@ -10,5 +10,7 @@ these functions. No function here holds a lock while calling the network.
 - `recovery`: the sweep and everything that triggers it (start-up, schedule, worker spawn, staff's probe).
 - `throttle`: a workflow's rpm bucket, adaptive limit and upstream circuit, shared by every process.
 - `transitions`: the one helper that changes a batch's status.
+- `file_imports`: importing a ZIP (the table and the files it names). `file_uploads`: each file uploaded to Dify
+  once and its id reused (leases, the rpm token, forgetting a lost upload), a rerun's files, the files' sweep.
 - `clock` (the database's time), `nodes` (which process holds a lease, and whether it is alive).
 """

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from batches import importers, inputs
+from batches import files, importers, inputs
 from batches.dify.types import AppSettings
 from batches.models import (
     Attempt,
@@ -30,6 +30,7 @@ from batches.models import (
     Trigger,
     Workflow,
 )
+from batches.services import file_imports, file_uploads
 from batches.services.claims import wake_runners
 from batches.services.leases import STALE_FIELDS, ended_attempt
 from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
@@ -76,7 +77,10 @@ def typed_inputs(execution: Execution, *, edited: dict[str, Any]) -> dict[str, A
     would refuse them). Asks the app (network): call it outside any lock."""
     batch = execution.batch
     variables = read_input_variables(batch.workflow, config=batch.config) or None
-    return inputs.convert_row(edited, variables) if variables else edited
+    if not variables:
+        return edited
+    with files.archive_scope(file_uploads.BatchFiles(batch.pk)):  # a ZIP batch's rows may name its files
+        return inputs.convert_row(edited, variables)
 
 
 @dataclass(kw_only=True)
@@ -99,6 +103,8 @@ def import_batch(
     """Create the whole batch from a file, or nothing (ImportFileError names the line)."""
     options = options or ImportOptions()
     filename = filename or Path(path).name
+    if file_imports.is_zip(filename):  # the table and the files it names (issue 15)
+        return file_imports.import_archive(workflow, path, filename=filename, options=options, on_progress=on_progress)
     # Network, so before any transaction. An app that declares no variables is not checked against.
     variables = read_input_variables(workflow) or None
     parsed = importers.parse_file(path, filename=filename, variables=variables, mode=workflow.mode)
@@ -106,15 +112,7 @@ def import_batch(
     # writes (lease renewals among them) wait a second, not the tens of seconds a 200k-row file takes to parse.
     prepared = _prepared_rows(parsed.rows) if connection.vendor == "sqlite" else None
     with transaction.atomic():
-        batch = BatchTask.objects.create(
-            name=options.name or Path(filename).stem,
-            workflow=workflow,
-            source_filename=filename,
-            concurrency=options.concurrency or workflow.concurrency,
-            max_retries=options.max_retries,
-            config=workflow.snapshot(),
-            created_by_id=options.created_by_id,
-        )
+        batch = _new_batch(workflow, filename, options)
         if prepared is None:
             batch.total = _insert_rows(batch, parsed.rows, on_progress)
         else:
@@ -128,6 +126,18 @@ def import_batch(
             start_batch(batch.pk)
     logger.info("imported batch %s: %s rows from %s", batch.pk, batch.total, filename)
     return batch
+
+
+def _new_batch(workflow: Workflow, filename: str, options: ImportOptions) -> BatchTask:
+    return BatchTask.objects.create(
+        name=options.name or Path(filename).stem,
+        workflow=workflow,
+        source_filename=filename,
+        concurrency=options.concurrency or workflow.concurrency,
+        max_retries=options.max_retries,
+        config=workflow.snapshot(),
+        created_by_id=options.created_by_id,
+    )
 
 
 def refresh_statistics() -> None:

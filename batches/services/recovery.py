@@ -28,7 +28,7 @@ from django.db.models import Exists, OuterRef
 from batches.dify import pages
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.selectors import Upstream
-from batches.services import clock, nodes, throttle
+from batches.services import clock, file_uploads, nodes, throttle
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
 from batches.services.transitions import finish_done, transition
@@ -63,6 +63,8 @@ def sweep(*, dry_run: bool = False, now: datetime | None = None) -> list[dict[st
     _reopen(report, dry_run)
     _finish(report, dry_run, now)
     _wake(report, dry_run)
+    if not dry_run:
+        file_uploads.sweep_files(now=now)  # the files of ZIP imports no row can need again (issue 15)
     return [asdict(item) for item in sorted(report.values(), key=lambda item: item.id)]
 
 

@@ -10,6 +10,7 @@ from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from batches.models import BatchTask, Execution, ExecutionStatus, Mode, Workflow
+from batches.services import file_uploads
 from batches.services.lifecycle import BULK_CHANGE, refresh_statistics, start_batch
 from batches.services.workflows import read_input_variables
 
@@ -66,6 +67,8 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
             created_by_id=options.created_by_id,
         )
         batch.total = copy_rows(rows, batch=batch)
+        # A ZIP batch's files: the same bytes, and the same uploads on the same app.
+        file_uploads.copy_files(source.pk, batch_id=batch.pk, same_app=workflow.pk == source.workflow_id)
         if not batch.total:
             raise RerunError(_nothing(options.only))
         batch.save(update_fields=["total"])

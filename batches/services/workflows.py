@@ -78,7 +78,8 @@ def cached_input_variables(workflow: Workflow) -> list[InputVariable] | None:
 def _variable(item: dict[str, Any]) -> InputVariable:
     fields = {f.name for f in dataclasses.fields(InputVariable)}
     values = {key: value for key, value in item.items() if key in fields}
-    values["options"] = tuple(values.get("options") or ())
+    for name in ("options", "allowed_file_types", "allowed_file_extensions", "allowed_file_upload_methods"):
+        values[name] = tuple(values.get(name) or ())  # stored as JSON lists
     return InputVariable(**values)
 
 

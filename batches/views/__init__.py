@@ -5,10 +5,10 @@ from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batch
 - `controls`   the batch buttons (start, pause, resume, cancel, retry failed, concurrency): who, when, what they say
 - `batches`    the batch list, a batch's page, its export and its buttons
 - `failures`   a batch's failed rows and the retry form
-- `executions` one row's page and its "edit and retry"
+- `executions` one row's page (its files too) and its "edit and retry"
 - `results`    every row's inputs and outputs, filtered and searched
 - `api`        the JSON twins: progress, failures, results, retry
-- `new_batch`  upload (kept by `batches.uploads`), preview, import; a workflow's CSV template
+- `new_batch`  upload (kept by `batches.uploads`), preview (a ZIP: its table and files), import; a CSV template
 - `rerun`      "Run again" as a new batch
 - `compare`    two batches side by side, and the comparison's export
 - `workflows`  the workflows page: list, add, edit, test the connection

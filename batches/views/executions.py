@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import clipping, selectors
+from batches import clipping, selectors, selectors_files
 from batches.forms import InputsForm
 from batches.models import Execution, ExecutionStatus
 from batches.services import lifecycle
@@ -32,6 +32,7 @@ def _context(request: HttpRequest, execution: Execution, form: InputsForm | None
         "outputs_json": outputs_json,
         "clipped": inputs_cut or outputs_cut,  # the page says where the full values are (the JSONL export)
         "attempts": selectors.attempts(execution),
+        "files": selectors_files.row_files(execution),  # a ZIP's files (size, upload id) and URLs
         "form": (form or InputsForm.for_execution(execution))
         if editable and not clipping.too_large_to_edit(execution.inputs)
         else None,

@@ -21,7 +21,7 @@ from batches import exporters, importers, presenters, selectors, uploads
 from batches.dify.types import InputVariable
 from batches.forms import ImportOptionsForm, UploadForm
 from batches.models import Mode, Workflow
-from batches.services import lifecycle, workflows
+from batches.services import file_imports, lifecycle, workflows
 from batches.uploads import Upload
 from batches.views.access import ADD_PERMISSION, require
 
@@ -76,24 +76,29 @@ def batch_preview(request: HttpRequest) -> HttpResponse:
 def _render_preview(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
     variables = workflows.read_input_variables(workflow)
     try:
-        context = _preview(upload, workflow, variables)
+        with file_imports.opened_table(upload.path, upload.filename) as table:  # a ZIP: its table, files checked
+            context = _preview(upload, table, workflow, variables)
     except importers.ImportFileError as exc:
         return _refuse_file(request, exc)
     return render(request, "batches/batch_preview.html", {**context, "form": form})
 
 
-def _preview(upload: Upload, workflow: Workflow, variables: list[InputVariable] | None) -> dict[str, Any]:
-    """What the preview shows of the file: its format, first rows, and how its columns meet the app's variables."""
+def _preview(
+    upload: Upload, table: file_imports.Table, workflow: Workflow, variables: list[InputVariable] | None
+) -> dict[str, Any]:
+    """What the preview shows of the file: its format, first rows, and how its columns meet the app's variables;
+    for a ZIP, its table's and the files the table names (and those the ZIP lacks)."""
     known = variables or None
     parsed, rows = importers.preview(
-        upload.path, filename=upload.filename, variables=known, mode=workflow.mode, limit=PREVIEW_ROWS
+        table.path, filename=table.filename, variables=known, mode=workflow.mode, limit=PREVIEW_ROWS
     )
     by_name = {variable.variable: variable for variable in variables or []}
     return {
+        "archive": table.archive,
         "upload": upload,
         "workflow": workflow,
         "parsed": parsed,
-        "total": importers.count_rows(upload.path, filename=upload.filename, variables=known, mode=workflow.mode),
+        "total": importers.count_rows(table.path, filename=table.filename, variables=known, mode=workflow.mode),
         "encoding": presenters.ENCODINGS.get(parsed.encoding or "", parsed.encoding),
         "delimiter": presenters.DELIMITERS.get(parsed.delimiter or "", parsed.delimiter),
         "rows": [[presenters.cell_text(row.get(column)) for column in parsed.columns] for row in rows],

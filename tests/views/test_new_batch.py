@@ -108,7 +108,7 @@ def test_columns_that_do_not_fit_the_app_are_refused(controller, make_workflow, 
 
 BAD_FILES = [
     # (file name, content, what the page says)
-    ("rows.pdf", b"%PDF-1.4", "Unsupported file type: use CSV, XLSX or JSONL."),
+    ("rows.pdf", b"%PDF-1.4", "Unsupported file type: use CSV, XLSX, JSONL or ZIP."),
     ("rows.csv", b"", "The submitted file is empty."),
     ("rows.csv", b"a,b\n1,2\n3,4,5\n", "The file cannot be imported: line 3: expected 2 fields, found 3"),
     ("rows.csv", b"a,b\n", "The file cannot be imported: the file has a header but no data rows"),

@@ -31,7 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--rpm", type=int, default=None, help="accepted run calls per 60 s window")
         parser.add_argument("--max-active", type=int, default=None, help="run calls in flight at once")
         parser.add_argument("--seed", type=int, default=None)
-        parser.add_argument("--variables", default="", help="variable:label[:required],... for GET /parameters")
+        parser.add_argument(
+            "--variables",
+            default="",
+            help="variable:label[:required][:type],... for GET /parameters (type file or file-list: a file variable)",
+        )
         parser.add_argument("--ping-interval", type=float, default=10.0, help="seconds between stream pings")
 
     def handle(self, *args: Any, **opts: Any) -> None:
