@@ -69,7 +69,7 @@ async def _parameters_and_info(client: DifyClient, app: AppSettings) -> tuple[Ca
 
 def _described(info: CallResult) -> dict[str, str]:
     """The app's name, mode and description; {} where the app has no /info (older Dify answers 404)."""
-    data: dict[str, Any] = info.outputs or {} if info.ok else {}
+    data: dict[str, Any] = (info.outputs or {}) if info.ok else {}
     return {name: str(data[name]) for name in ("name", "mode", "description") if data.get(name)}
 
 
