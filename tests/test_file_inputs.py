@@ -510,3 +510,24 @@ def test_a_recent_upload_is_kept_after_a_silent_stream(workflow, tmp_path):
     assert file_uploads.forget(file_id, upload_id="up-1", older_only=True) is False
     assert file_uploads.forget(file_id, upload_id="up-1") is True
     assert BatchFile.objects.get(pk=file_id).upload_id == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_zip_import_asks_the_app_for_its_variables_outside_any_transaction(workflow, tmp_path, monkeypatch):
+    """A network call inside the import's transaction would hold SQLite's write lock (and a PostgreSQL
+    transaction) for as long as the app takes to answer, as a plain table's import never does."""
+    from django.db import connection
+
+    from batches.dify import pages
+
+    asked_inside = []
+    real_fetch = pages.fetch_parameters
+
+    def fetch(app, timeout=5):
+        asked_inside.append(connection.in_atomic_block)
+        return real_fetch(app, timeout)
+
+    monkeypatch.setattr(pages, "fetch_parameters", fetch)
+    lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=1), options=NO_START)
+
+    assert asked_inside == [False]

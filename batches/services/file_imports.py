@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
 
 from batches import files, zip_import
 from batches.importers import ImportFileError
@@ -69,12 +68,18 @@ def import_archive(
     options = dataclasses.replace(options, name=options.name or Path(filename).stem)
     folder = Path(settings.BATCHES_FILES_DIR) / f"import-{uuid.uuid4().hex}"
     try:
-        with opened_table(path, filename, folder) as table, transaction.atomic():
-            batch = lifecycle.import_batch(
-                workflow, table.path, filename=table.filename, options=options, on_progress=on_progress
+        with opened_table(path, filename, folder) as table:
+            archive = table.archive
+            assert archive is not None
+            # The files are kept in the batch's own transaction: the app's variables are read before it opens.
+            batch = lifecycle.import_table(
+                workflow,
+                table.path,
+                filename=table.filename,
+                options=options,
+                on_progress=on_progress,
+                then=lambda batch: _keep_files(batch, archive, filename),
             )
-            assert table.archive is not None
-            _keep_files(batch, table.archive, filename)
     except BaseException:
         zip_import.remove_folder(folder)
         raise

@@ -105,6 +105,19 @@ def import_batch(
     filename = filename or Path(path).name
     if file_imports.is_zip(filename):  # the table and the files it names (issue 15)
         return file_imports.import_archive(workflow, path, filename=filename, options=options, on_progress=on_progress)
+    return import_table(workflow, path, filename=filename, options=options, on_progress=on_progress)
+
+
+def import_table(
+    workflow: Workflow,
+    path: str | Path,
+    *,
+    filename: str,
+    options: ImportOptions,
+    on_progress: Callable[[int], None] | None = None,
+    then: Callable[[BatchTask], None] | None = None,
+) -> BatchTask:
+    """Create the batch of a table file; `then` runs in the batch's transaction once its rows are in."""
     # Network, so before any transaction. An app that declares no variables is not checked against.
     variables = read_input_variables(workflow) or None
     parsed = importers.parse_file(path, filename=filename, variables=variables, mode=workflow.mode)
@@ -121,6 +134,8 @@ def import_batch(
             raise importers.ImportFileError("the file has no data rows")
         batch.columns = parsed.columns
         batch.save(update_fields=["total", "columns"])
+        if then is not None:
+            then(batch)
         transaction.on_commit(refresh_statistics)  # before the runners' wake-up
         if options.start:
             start_batch(batch.pk)
