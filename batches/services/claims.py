@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, RunnerSlot, Trigger
 from batches.reconcile import resumable
-from batches.services import clock, nodes, throttle
+from batches.services import clock, nodes, refills, throttle
 from batches.services.leases import STALE_FIELDS, interrupt, lease_expiry
 from batches.services.transitions import finish_done, pause
 
@@ -69,7 +69,6 @@ class Claim:
     task_id: str = ""
 
 
-@transaction.atomic
 def claim(
     batch_id: int,
     *,
@@ -90,6 +89,42 @@ def claim(
     so (`_mark_ended`), and every runner's claim refills their places while the results are being written.
     """
     now = now or clock.now()
+    if not _refills_only(limit, ended, take_over):
+        return _claim_exclusive(batch_id, owner, limit, now, take_over, ended, dead_owners)
+    got = _refill(batch_id, owner=owner, limit=limit, now=now, ended=ended)
+    if len(got) == limit:
+        return got
+    # The rest (a throttled batch, a batch no longer running, no due row left) is the exclusive claim's to decide.
+    try:
+        return got + _claim_exclusive(batch_id, owner, limit - len(got), now, take_over, ended, dead_owners)
+    except DatabaseError as exc:
+        if not got:
+            raise
+        # The refilled rows are committed as this runner's: they must reach its calls, or they would idle under
+        # leases it keeps renewing.
+        logger.warning("batch %s: claimed %s rows, the rest of the claim failed (%s)", batch_id, len(got), exc)
+        return got
+
+
+def _refill(batch_id: int, *, owner: str, limit: int, now: datetime, ended: Collection[int]) -> list[Claim]:
+    token = uuid.uuid4().hex
+    rows, batch = refills.refill(
+        batch_id, owner=owner, limit=limit, now=now, ended=ended, token=token, expires=lease_expiry(now)
+    )
+    return [_claim_from_row(row, batch, token, now, adaptive=False) for row in rows] if batch else []
+
+
+@transaction.atomic
+def _claim_exclusive(
+    batch_id: int,
+    owner: str,
+    limit: int,
+    now: datetime,
+    take_over: bool,
+    ended: Collection[int],
+    dead_owners: Collection[str],
+) -> list[Claim]:
+    """The claim that may add calls: under the batch row's exclusive lock, one claim of the batch at a time."""
     _commit_without_waiting_for_the_disk()
     batch = _running_locked(batch_id, now, ended, owner)
     probe = throttle.admits(batch, now) if batch is not None else 0
@@ -104,11 +139,20 @@ def claim(
         throttle.give_back(bucket, max(0, free - len(picked)))
     if probe and not picked:
         throttle.probe_not_taken(batch.workflow_id, now)
-    token = uuid.uuid4().hex
-    _mark_claimed([row["pk"] for row in picked], owner, token, now)
     if gave_up:  # those may have been the batch's last rows
         finish_done({batch_id}, now=now)
-    return [_claim_from_row(row, batch, token, now) for row in picked]
+    return _claimed(picked, batch, owner, now)
+
+
+def _refills_only(limit: int, ended: Collection[int], take_over: bool) -> bool:
+    """A claim that at most replaces the caller's own ended calls adds no call: see services/refills.py."""
+    return connection.vendor == "postgresql" and not take_over and 0 < limit <= len(ended)
+
+
+def _claimed(picked: list[dict[str, Any]], batch: BatchTask, owner: str, now: datetime) -> list[Claim]:
+    token = uuid.uuid4().hex
+    _mark_claimed([row["pk"] for row in picked], owner, token, now)
+    return [_claim_from_row(row, batch, token, now, adaptive=_is_adaptive(batch)) for row in picked]
 
 
 def _running_locked(batch_id: int, now: datetime, ended: Collection[int], owner: str) -> BatchTask | None:
@@ -206,7 +250,7 @@ def _pick(rows: Any, limit: int) -> list[dict[str, Any]]:
     return list(locked.values(*STALE_FIELDS, "index", "inputs", "status", "auto_retries", "error_type")[:limit])
 
 
-def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: datetime) -> Claim:
+def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: datetime, *, adaptive: bool) -> Claim:
     stale = row["status"] == ExecutionStatus.RUNNING
     recovering = stale or row["next_trigger"] == Trigger.RECOVERY
     return Claim(
@@ -222,7 +266,7 @@ def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: date
         max_retries=batch.max_retries,
         retry_workflow_failed=batch.config.get("retry_workflow_failed", True),
         resume_run_id=_resume_run_id(row, recovering),
-        adaptive=_is_adaptive(batch),
+        adaptive=adaptive,
         started_at=now,
     )
 
