@@ -8,9 +8,11 @@ app's small JSON documents (`/parameters`, `/info`) for the pages (`batches.dify
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -42,6 +44,13 @@ from batches.dify.types import (
 logger = logging.getLogger("batches.dify")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The certificate authorities, loaded once per process (30 ms of CPU each time). A qcluster loads them before
+    it forks its workers (apps.py), so a runner's first slice does not wait for them."""
+    return httpx.create_ssl_context()
+
+
 class DifyClient:
     """One HTTP connection pool for many concurrent calls; create it inside the running event loop."""
 
@@ -51,9 +60,9 @@ class DifyClient:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         pool: httpx.AsyncBaseTransport
         if transport == "aiohttp":
-            pool = AiohttpTransport(limits=limits)
+            pool = AiohttpTransport(verify=tls_context(), limits=limits)
         elif transport == "httpx":
-            pool = httpx.AsyncHTTPTransport(limits=limits)
+            pool = httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits)
         else:
             raise ValueError(f"unknown transport {transport!r}")
         self.max_response_bytes = max_response_bytes

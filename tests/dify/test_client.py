@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from batches.dify.client import DifyClient
+from batches.dify.client import DifyClient, tls_context
 from batches.dify.types import CallResult
 from fakedify.harness import FakeDifyProcess, free_port
 from tests.dify.support import API_KEY, MODES, TRANSPORTS, app_for, call, expected_outputs, run
@@ -269,3 +269,18 @@ def test_a_row_run_twice_shows_as_paid_twice(fake: FakeDifyProcess) -> None:
     for _ in range(2):
         assert run(call(app_for(fake), {"text": "same"})).ok
     assert fake.stats()["rows_paid_twice"] == 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_client_of_a_process_shares_the_certificate_authorities_loaded_once(transport: str) -> None:
+    async def contexts() -> list[object]:
+        clients = [DifyClient(transport=transport) for _ in range(2)]
+        pools = [client._http._transport for client in clients]
+        found = [getattr(pool, "ssl_context", None) or pool._pool._ssl_context for pool in pools]
+        for client in clients:
+            await client.aclose()
+        return found
+
+    first, second = asyncio.run(contexts())
+
+    assert first is second is tls_context()
