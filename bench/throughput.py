@@ -8,7 +8,9 @@
 Figures: rows/s, efficiency = rows/s ÷ (concurrency ÷ latency), worker CPU seconds per 1,000 rows.
 "Steady" counts the rows finished between the moments 10 % and 90 % of them were done. "Whole run" is from the fake
 Dify's own log of run calls: from the first call's start to the last call's end, the mean number of calls in
-flight, and efficiency = that mean ÷ concurrency (--calls-json PATH saves the log for a closer look).
+flight, and efficiency = that mean ÷ concurrency (--calls-json PATH saves the log for a closer look). What it
+misses is split three ways (fakedify/call_log.py `losses`): places empty before the first wave was all in flight,
+between each call's end and its successor's start, and in the last wave's tail.
 Use DATABASE_URL=postgres://… for the figures that count; without it a throwaway SQLite file is used.
 """
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     from django.conf import settings
 
     from batches.services import lifecycle
-    from fakedify.call_log import occupancy
+    from fakedify.call_log import losses, occupancy
 
     mode = "blocking" if args.blocking else "streaming"
     # Starting the batch here enqueues one wake-up per runner slot, as a web process sharing the cluster's
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
         calls = fake_calls(url)
     if args.calls_json:
         Path(args.calls_json).write_text(json.dumps(calls), encoding="utf-8")
-    whole = occupancy(calls)
+    whole, lost = occupancy(calls), losses(calls, args.concurrency)
     ideal = args.concurrency / (args.latency_ms / 1000) if args.latency_ms else float("nan")
     return [
         ("rows / concurrency / latency", f"{args.rows} / {args.concurrency} / {args.latency_ms} ms ({mode})"),
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> list[tuple[str, str]]:
         ("calls / span (whole run, fake's log)", f"{whole.calls} / {whole.span:.2f} s"),
         ("mean calls in flight (whole run)", f"{whole.mean_in_flight:.1f} of {args.concurrency}"),
         ("efficiency (whole run)", f"{whole.efficiency(args.concurrency):.3f}"),
+        ("lost: first wave / refills / last wave", f"{lost.ramp:.3f} / {lost.refills:.3f} / {lost.tail:.3f}"),
+        ("a call's end to its successor's start (median)", f"{1000 * lost.median_refill:.0f} ms"),
         ("cluster CPU s / 1,000 rows", f"{1000 * cpu / args.rows:.2f}"),
     ]
 

@@ -50,3 +50,33 @@ def occupancy(calls: Iterable[tuple[float, float]]) -> Occupancy:
     busy = sum(end - start for start, end in spans)
     span = last - first
     return Occupancy(len(spans), span, busy / span if span > 0 else 0.0)
+
+
+@dataclass(frozen=True)
+class Losses:
+    """Where the places not in use over a whole run went, each as a share of concurrency × span (they add up to
+    1 − efficiency): before the first `concurrency` calls were all in flight, between a call's end and the start of
+    its successor, and in the last calls' tail."""
+
+    ramp: float
+    refills: float
+    tail: float
+    median_refill: float  # seconds from a call's end to its successor's start
+
+
+def losses(calls: Iterable[tuple[float, float]], concurrency: int) -> Losses:
+    """The k-th call to end is succeeded by the (k + concurrency)-th to start (both in time order)."""
+    spans = list(calls)
+    starts = sorted(start for start, _ in spans)
+    ends = sorted(end for _, end in spans)
+    if len(starts) <= concurrency:
+        return Losses(0.0, 0.0, 0.0, 0.0)
+    first, last = starts[0], ends[-1]
+    gaps = sorted(start - end for start, end in zip(starts[concurrency:], ends, strict=False))
+    whole = concurrency * (last - first)
+    return Losses(
+        ramp=sum(start - first for start in starts[:concurrency]) / whole,
+        refills=sum(gaps) / whole,
+        tail=sum(last - end for end in ends[-concurrency:]) / whole,
+        median_refill=gaps[len(gaps) // 2],
+    )

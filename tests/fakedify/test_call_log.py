@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fakedify.call_log import occupancy
+from fakedify.call_log import losses, occupancy
 from fakedify.harness import FakeDifyProcess, running_fake_dify
 
 AUTH = {"Authorization": "Bearer app-test"}
@@ -48,3 +48,14 @@ def test_occupancy_is_the_mean_number_of_calls_in_flight_from_the_first_start_to
     assert (whole.calls, whole.span, whole.mean_in_flight) == (3, 2.0, 1.5)
     assert whole.efficiency(2) == 0.75
     assert occupancy([]).mean_in_flight == 0.0
+
+
+def test_the_places_lost_add_up_to_what_efficiency_misses_ramp_refills_and_tail() -> None:
+    # Two places: the second call starts 0.2 s late, successors start 0.1 s and 0 s after their forerunners end.
+    calls = [(0.0, 1.0), (0.2, 1.2), (1.1, 2.1), (1.2, 2.2)]
+
+    lost = losses(calls, 2)
+
+    assert (lost.ramp, lost.refills, lost.tail) == pytest.approx((0.2 / 4.4, 0.1 / 4.4, 0.1 / 4.4))
+    assert lost.ramp + lost.refills + lost.tail == pytest.approx(1 - occupancy(calls).efficiency(2))
+    assert lost.median_refill == pytest.approx(0.1)
