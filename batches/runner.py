@@ -34,6 +34,10 @@ from batches.services.lifecycle import app_settings
 
 logger = logging.getLogger(__name__)
 RECORD_CHUNK = 500
+# Results are written once calls have stopped ending for WRITE_WHEN_QUIET seconds, or when the oldest has waited
+# WRITE_WITHIN: fewer, larger writes, out of the way of the successors' claims while a wave is ending.
+WRITE_WHEN_QUIET = 0.06
+WRITE_WITHIN = 0.5
 DEAD_OWNERS_EVERY = 2.0  # seconds between looks for rows held by this machine's dead processes
 Event = tuple[str, claims.Claim, Any]
 
@@ -64,6 +68,8 @@ class Runner:
     renew_first: bool = False  # the database was away: renew the leases before claiming anything
     marker: Path = field(default_factory=lambda: stop_marker(os.getppid()))  # this cluster run's stop marker
     clock: Callable[[], float] = time.monotonic  # paces the chores and polls; a test scripts it
+    last_end: float = 0.0  # when the latest call's end reached this thread
+    backlog_since: float = 0.0  # when the oldest result not yet written came in
 
     def run(self, seconds: float, slot: int | None = None) -> int:
         """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
@@ -78,9 +84,10 @@ class Runner:
                     recorded += self.write_backlog()
                 # Otherwise successors first: the rows that ended are written while the new calls are under way.
                 got = self.claim_successors(calls) if claiming and not self.renew_first else 0
-                if got and self.backlog:
-                    calls.settle()
-                recorded += self.write_backlog()
+                if self.write_due(claiming):
+                    if got:
+                        calls.settle()
+                    recorded += self.write_backlog()
                 self.guarded(self.chores, slot, calls)
                 if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
                     break
@@ -174,6 +181,17 @@ class Runner:
             self.absorb(self.drain(), calls)
         return got
 
+    def write_due(self, claiming: bool) -> bool:
+        """Results wait while calls are still ending: the two cores go to the successors' claims and requests
+        first, and the results follow in one write. A result that stops the batch (a pause, a 429) is written
+        before any claim instead (run)."""
+        if not self.backlog:
+            return False
+        now = self.clock()
+        quiet = now - self.last_end >= WRITE_WHEN_QUIET
+        overdue = now - self.backlog_since >= WRITE_WITHIN
+        return quiet or overdue or not claiming or not self.in_flight or self.stopping
+
     def failed_results(self) -> bool:
         return any(not result.ok for _, result in self.backlog)
 
@@ -249,6 +267,8 @@ class Runner:
 
     def wait_for_events(self, just_started: int) -> list[Event]:
         timeout = 0.05 if just_started else settings.BATCHES_POLL_INTERVAL
+        if self.backlog:
+            timeout = min(timeout, WRITE_WHEN_QUIET)
         if not self.in_flight:
             time.sleep(0 if self.backlog else timeout)
             return []
@@ -272,6 +292,9 @@ class Runner:
             else:
                 self.unsaved_starts.pop(claim.execution_id, None)
                 calls.forget(claim.execution_id)
+                if not self.backlog:
+                    self.backlog_since = self.clock()
+                self.last_end = self.clock()
                 self.backlog.append((claim, payload))
                 self.in_flight -= 1
                 self.mine[claim.batch_id] -= 1

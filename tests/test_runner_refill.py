@@ -13,7 +13,7 @@ import pytest
 
 from batches.dify.types import CallResult
 from batches.models import BatchStatus, Execution
-from batches.runner import Runner
+from batches.runner import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
 from batches.services import claims
 
 
@@ -118,3 +118,50 @@ def test_a_runner_past_its_share_refills_every_place_its_calls_freed(make_batch:
     cluster.end_calls([8, 0])
 
     assert cluster.claim_round() == [8, 0]  # the other runner would not look before its next poll
+
+
+def ended_call(runner: Runner, calls: ScriptedCalls, execution_id: int) -> None:
+    claim = claims.Claim(execution_id, 1, 1, execution_id, {}, "token", 1, "auto", 0, 2, True)
+    runner.in_flight += 1
+    runner.events.put(("done", claim, CallResult(ok=True, outputs={"answer": "x"})))
+    runner.absorb(runner.drain(), calls)
+
+
+def test_results_wait_while_calls_keep_ending_and_are_written_once_they_stop(db: None) -> None:
+    now = [1_000.0]
+    runner, calls = Runner(owner="runner-0", clock=lambda: now[0]), ScriptedCalls()
+    runner.in_flight = 5  # calls still out
+    ended_call(runner, calls, 1)
+
+    waiting = runner.write_due(claiming=True)
+    now[0] += WRITE_WHEN_QUIET + 0.001
+
+    assert (waiting, runner.write_due(claiming=True)) == (False, True)
+
+
+def test_results_are_written_within_a_bound_while_calls_never_stop_ending(db: None) -> None:
+    now = [1_000.0]
+    runner, calls = Runner(owner="runner-0", clock=lambda: now[0]), ScriptedCalls()
+    runner.in_flight = 100
+    first_end, written_at = now[0], None
+    for n in range(1, 60):
+        ended_call(runner, calls, n)
+        if runner.write_due(claiming=True):
+            written_at = now[0]
+            break
+        now[0] += WRITE_WHEN_QUIET / 2  # never quiet for long enough
+
+    assert written_at is not None
+    assert WRITE_WITHIN <= written_at - first_end < WRITE_WITHIN + WRITE_WHEN_QUIET / 2
+
+
+@pytest.mark.parametrize(("claiming", "in_flight", "stopping"), [(False, 5, False), (True, 0, False), (True, 5, True)])
+def test_results_are_written_at_once_when_nothing_more_is_coming(
+    db: None, claiming: bool, in_flight: int, stopping: bool
+) -> None:
+    runner, calls = Runner(owner="runner-0", clock=lambda: 1_000.0), ScriptedCalls()
+    runner.in_flight = in_flight
+    ended_call(runner, calls, 1)
+    runner.stopping = stopping
+
+    assert runner.write_due(claiming=claiming)
