@@ -5,7 +5,9 @@ When a wave of calls ends, every runner claims successors for its own calls at o
 for the others: it holds the batch row under a shared lock, which a status change or an exclusive claim
 (services/claims.py) still waits for, and they for it. As one statement it is one round trip instead of seven,
 which is what a runner's successors wait for (a claim through the ORM took 15 ms at the median in a wave's
-burst, on this machine).
+burst, on this machine). It runs outside any transaction of the caller's, so it is its own transaction, and
+commits without waiting for the WAL flush like every claim (claims._commit_without_waiting_for_the_disk): the
+`set_config(..., true)` in its first step does for this one statement what `SET LOCAL` does for a transaction.
 
 Only an unthrottled batch is refilled here: with an rpm limit, an adaptive limit or a circuit that is not closed,
 no row comes back and the exclusive claim decides. The ORM's claim is the reference; tests/services hold the two
