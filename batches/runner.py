@@ -292,9 +292,9 @@ class Runner:
             else:
                 self.unsaved_starts.pop(claim.execution_id, None)
                 calls.forget(claim.execution_id)
-                if not self.backlog:
-                    self.backlog_since = self.clock()
                 self.last_end = self.clock()
+                if not self.backlog:
+                    self.backlog_since = self.last_end
                 self.backlog.append((claim, payload))
                 self.in_flight -= 1
                 self.mine[claim.batch_id] -= 1

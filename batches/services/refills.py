@@ -16,6 +16,7 @@ to the same answers.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection
 from datetime import datetime
@@ -109,6 +110,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+@functools.cache  # once per process: the statement is the same on every claim, only its parameters change
 def _statement() -> str:
     tables = {
         "batch": BatchTask._meta.db_table,
