@@ -89,7 +89,8 @@ def claim(
     so (`_mark_ended`), and every runner's claim refills their places while the results are being written.
     """
     now = now or clock.now()
-    if not _refills_only(limit, ended, take_over):
+    # A take-over that finds nothing to take over is a refill too: it need not queue for the exclusive claim.
+    if not _refills_only(limit, ended) or (take_over and _others_stale(batch_id, owner, now, dead_owners)):
         return _claim_exclusive(batch_id, owner, limit, now, take_over, ended, dead_owners)
     got = _refill(batch_id, owner=owner, limit=limit, now=now, ended=ended)
     if len(got) == limit:
@@ -144,9 +145,14 @@ def _claim_exclusive(
     return _claimed(picked, batch, owner, now)
 
 
-def _refills_only(limit: int, ended: Collection[int], take_over: bool) -> bool:
+def _refills_only(limit: int, ended: Collection[int]) -> bool:
     """A claim that at most replaces the caller's own ended calls adds no call: see services/refills.py."""
-    return connection.vendor == "postgresql" and not take_over and 0 < limit <= len(ended)
+    return connection.vendor in refills.VENDORS and 0 < limit <= len(ended)
+
+
+def _others_stale(batch_id: int, owner: str, now: datetime, dead_owners: Collection[str]) -> bool:
+    """Whether a take-over would find anything: rows of others whose lease expired or whose holder is dead."""
+    return Execution.objects.filter(batch_id=batch_id).stale(now, dead_owners).exclude(lease_owner=owner).exists()
 
 
 def _claimed(picked: list[dict[str, Any]], batch: BatchTask, owner: str, now: datetime) -> list[Claim]:

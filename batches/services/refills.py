@@ -68,6 +68,7 @@ FROM picked, batch WHERE e.id = picked.id AND e.id = ANY(ARRAY(SELECT id FROM pi
 RETURNING picked.id, picked.attempt_count, picked.next_trigger, picked.workflow_run_id, picked.index, picked.inputs,
     picked.auto_retries, picked.error_type, batch.workflow_id, batch.max_retries, batch.config
 """
+VENDORS = ("postgresql",)  # elsewhere every claim is the ORM's
 COLUMNS = ("pk", "attempt_count", "next_trigger", "workflow_run_id", "index", "inputs", "auto_retries", "error_type")
 BATCH_COLUMNS = ("workflow_id", "max_retries", "config")
 

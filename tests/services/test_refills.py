@@ -41,6 +41,26 @@ def test_a_refill_replaces_the_ended_calls_with_the_next_due_rows(running_batch)
     assert calls_held(running_batch) == 2
 
 
+def test_a_take_over_that_finds_nothing_stale_is_a_refill(running_batch, django_assert_num_queries):
+    first, _ = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+
+    with django_assert_num_queries(2):  # the look for stale rows, then the statement: no exclusive claim
+        successors = claims.claim(running_batch.pk, owner="runner-a", limit=1, ended=[first.execution_id])
+
+    assert [claim.index for claim in successors] == [2]
+
+
+def test_a_take_over_with_a_stale_row_is_the_exclusive_claim_and_takes_it_over(running_batch):
+    first, second = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+    expired = timezone.now() - timedelta(seconds=1)
+    Execution.objects.filter(pk=second.execution_id).update(lease_owner="runner-b", lease_expires_at=expired)
+
+    successors = claims.claim(running_batch.pk, owner="runner-a", limit=1, ended=[first.execution_id])
+
+    assert [(claim.index, claim.trigger) for claim in successors] == [(1, Trigger.RECOVERY)]
+    assert Execution.objects.get(pk=second.execution_id).lease_owner == "runner-a"
+
+
 def test_a_refill_takes_no_more_rows_than_the_places_it_frees(running_batch):
     first, _ = claims.claim(running_batch.pk, owner="runner-a", limit=2)
 
