@@ -275,7 +275,6 @@ class Runner:
         events = []
         try:
             events.append(self.events.get(timeout=timeout))
-            time.sleep(0.005)  # linger: one transaction for a burst of results costs less than several
             while len(events) < RECORD_CHUNK:
                 events.append(self.events.get_nowait())
         except queue.Empty:
