@@ -10,6 +10,7 @@ runner can ask Dify how they ended before calling again (batches/reconcile.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -62,17 +63,20 @@ def store_run_ids(started: list[Claim]) -> None:
     )
 
 
-def update_fenced(names: list[str], rows: list[tuple[Claim, dict[str, Any]]]) -> None:
+def update_fenced(names: list[str], rows: list[tuple[Claim, dict[str, Any]]], *, added: Sequence[str] = ()) -> None:
     """One parameterised UPDATE run for many rows (psycopg pipelines it), each guarded by its lease token.
 
     The hot path of every runner: Django's bulk_update builds a CASE per field and row, which costs more CPU than
-    the calls themselves. Only column names (from the model) are formatted into the SQL.
+    the calls themselves. Only column names (from the model) are formatted into the SQL. The values of the `added`
+    fields are added to the row's own: counts that another writer may change while the row's call is in flight.
     """
     if not rows:
         return
-    fields = [_concrete_field(name) for name in names]
+    fields = [_concrete_field(name) for name in [*names, *added]]
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    columns = [quote(field.column) for field in fields]
+    assignments = ", ".join(f"{column} = %s" for column in columns[: len(names)])
+    assignments += "".join(f", {column} = {column} + %s" for column in columns[len(names) :])
     sql = f"UPDATE {quote(Execution._meta.db_table)} SET {assignments} WHERE id = %s AND lease_token = %s"  # noqa: S608
     params = [[field.get_db_prep_save(values[field.name], connection) for field in fields] for _, values in rows]
     with connection.cursor() as cursor:

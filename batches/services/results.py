@@ -44,7 +44,6 @@ RESULT_FIELDS = [
     "error_type",
     "error",
     "http_status",
-    "auto_retries",
     "next_trigger",
     "not_before",
     "workflow_run_id",
@@ -106,7 +105,7 @@ def backoff_seconds(retries_used: int, retry_after: float | None) -> float:
 
 
 def _write_results(rows: list[tuple[Claim, dict[str, Any]]]) -> None:
-    update_fenced(RESULT_FIELDS, rows)
+    update_fenced(RESULT_FIELDS, rows, added=["auto_retries"])
 
 
 def _still_ours(claims: list[Claim]) -> set[tuple[int, str]]:
@@ -127,7 +126,7 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_o
         "error_type": result.error_type,
         "error": result.error[:2000],
         "http_status": result.http_status,
-        "auto_retries": claim_.auto_retries,
+        "auto_retries": 0,  # retries this try spends, added to the row's: an outage may have refunded some meanwhile
         "next_trigger": Trigger.AUTO,
         "not_before": None,
         "workflow_run_id": (result.workflow_run_id or claim_.run_id)[:64],
@@ -139,7 +138,7 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_o
     }
     if state == ExecutionStatus.PENDING and not during_outage:
         delay = backoff_seconds(claim_.auto_retries, result.retry_after)
-        values.update(not_before=now + timedelta(seconds=delay), auto_retries=claim_.auto_retries + 1)
+        values.update(not_before=now + timedelta(seconds=delay), auto_retries=1)
     return values
 
 

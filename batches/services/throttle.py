@@ -208,11 +208,14 @@ def _observe_workflow(workflow_id: int, outcomes: list[tuple[Claim, CallResult]]
 
 def _refund_the_streak(throttle: WorkflowThrottle, outcomes: list[tuple[Claim, CallResult]]) -> set[int]:
     """The circuit just opened: the failures that led to it were the outage too, so their rows get their
-    automatic retries back (those recorded earlier now; those of this flush through the returned ids)."""
+    automatic retries back (those recorded earlier now; those of this flush through the returned ids).
+
+    A row claimed again since (its backoff drawn close to 0) is running: it gets them back too, as its result adds
+    only what its own try spends (services/results.py adds it to the row's count)."""
     since = throttle.streak_since
     earlier = Attempt.objects.filter(
         execution__batch__workflow_id=throttle.workflow_id,
-        execution__status=ExecutionStatus.PENDING,
+        execution__status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING],
         trigger=Trigger.AUTO,
         outcome=Attempt.Outcome.FAILED,
         error_type__in=OUTAGE_ERRORS,

@@ -221,6 +221,20 @@ def test_the_streak_recorded_before_the_opening_gets_its_retries_back(batch):
     assert Attempt.objects.filter(during_outage=False).count() == 0
 
 
+def test_a_row_of_the_streak_claimed_again_before_the_opening_gets_its_retry_back(batch):
+    first, *others = claims.claim(batch.pk, owner="a", limit=FAILURES)
+    results.record_results([(first, failed())])
+    Execution.objects.filter(pk=first.execution_id).update(not_before=None)  # a backoff drawn close to 0 s
+    (again,) = claims.claim(batch.pk, owner="a", limit=1)
+    for claim in others:
+        results.record_results([(claim, failed())])
+    assert state(batch) == CircuitState.OPEN  # while the row's second try was in flight
+
+    results.record_results([(again, failed())])
+
+    assert Execution.objects.get(pk=first.execution_id).auto_retries == 0
+
+
 def test_no_rows_are_claimed_while_the_circuit_is_open(batch):
     run(batch, [failed()] * FAILURES)
 
