@@ -46,6 +46,24 @@ def test_a_call_succeeds_with_outputs_echoing_its_inputs(
         assert started == []
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("response_mode", ["streaming", "blocking"])
+def test_each_answer_gives_its_connection_back_to_the_pool(
+    fake: FakeDifyProcess, transport: str, response_mode: str
+) -> None:
+    app = app_for(fake, "workflow", response_mode, timeout=1.5)
+    rows = [{"text": "a"}, {"text": "b", "_fault": "server_error"}, {"text": "c", "_fault": "hang"}, {"text": "d"}]
+
+    async def one_connection() -> list[CallResult]:
+        async with DifyClient(transport, max_connections=1) as client:  # a kept connection would stall the next
+            return [await client.run(app, row, user="u") for row in rows]
+
+    answers = run(one_connection())
+    assert [(result.ok, result.error_type) for result in answers] == [
+        (True, ""), (False, "upstream_error"), (False, "timeout"), (True, "")
+    ]  # fmt: skip
+
+
 def test_chat_outputs_carry_the_conversation_id(fake: FakeDifyProcess) -> None:
     result = run(call(app_for(fake, "chat"), {"query": "hi"}))
     assert result.ok
