@@ -220,15 +220,29 @@ class Runner:
         ]
         # Every place this runner's calls freed is refilled, even past its share: no other runner would know of
         # it before its next poll. The share bounds only the places it takes beyond those.
-        wanted = min(room, max(self.fair_share(batch), len(ended)))
-        if wanted <= 0:
+        refills = min(room, len(ended))
+        beyond = min(room, max(self.fair_share(batch), len(ended))) - refills
+        if refills + beyond <= 0:
             return 0
+        if refills and beyond and not self.every(f"beyond {batch.pk}", settings.BATCHES_POLL_INTERVAL):
+            # Alongside refills, once a poll interval: the others refill their own places, so a free one is rare (a
+            # runner gone, the concurrency raised), and looking for it takes the batch row's exclusive lock.
+            beyond = 0
         take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
         app = self.app_for(batch)
-        claimed = claims.claim(
-            batch.pk, owner=self.owner, limit=wanted, take_over=take_over, ended=ended, dead_owners=self.dead_owners
-        )
-        self.marked.update(ended)
+        started = 0
+        for limit, marks in ((refills, ended), (beyond, [])):
+            if limit > 0:
+                claimed = claims.claim(
+                    batch.pk, owner=self.owner, limit=limit, take_over=take_over, ended=marks,
+                    dead_owners=self.dead_owners,
+                )  # fmt: skip
+                self.marked.update(marks)
+                started += self.start_calls(calls, batch, app, claimed)
+                take_over = False
+        return started
+
+    def start_calls(self, calls: CallLoop, batch: BatchTask, app: AppSettings, claimed: list[claims.Claim]) -> int:
         for claim in claimed:
             calls.start(claim, app, self.call(calls.client, app, claim))
             self.mine[batch.pk] += 1

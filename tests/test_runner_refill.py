@@ -120,6 +120,39 @@ def test_a_runner_past_its_share_refills_every_place_its_calls_freed(make_batch:
     assert cluster.claim_round() == [8, 0]  # the other runner would not look before its next poll
 
 
+def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll(
+    make_batch: Any, settings: Any, monkeypatch: Any
+) -> None:
+    settings.BATCHES_RUNNERS = 2
+    make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=8)
+    cluster = Cluster(2)
+    greedy, below = cluster.runners
+    greedy.due["runners"] = cluster.now + 60  # it claimed before the other came: it holds 6, the other 2
+    greedy.capacity = 6
+    assert cluster.claim_round() == [6, 2]
+    asked: list[tuple[int, int]] = []  # (limit, ended) of each claim of the runner below its share
+    real_claim = claims.claim
+
+    def claim(*args: Any, **kwargs: Any) -> list[claims.Claim]:
+        if kwargs["owner"] == below.owner:
+            asked.append((kwargs["limit"], len(kwargs["ended"])))
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "claim", claim)
+    rounds = []
+    for _ in range(2):
+        cluster.end_calls([0, 1])
+        rounds.append(cluster.claim_round())
+    cluster.now += settings.BATCHES_POLL_INTERVAL
+    cluster.end_calls([0, 1])
+    rounds.append(cluster.claim_round())
+
+    assert rounds == [[0, 1]] * 3  # every freed place refilled; the batch is full beyond them
+    # Beyond its own places (2 more, to its share of 4) it looks alongside its refills once a poll interval (and at
+    # its poll, which claims without refills): the others refill theirs, and a look takes the exclusive lock.
+    assert asked == [(1, 1), (2, 0), (1, 1), (1, 1), (2, 0), (2, 0)]
+
+
 def ended_call(runner: Runner, calls: ScriptedCalls, execution_id: int) -> None:
     claim = claims.Claim(execution_id, 1, 1, execution_id, {}, "token", 1, "auto", 0, 2, True)
     runner.in_flight += 1
