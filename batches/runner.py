@@ -233,10 +233,10 @@ class Runner:
         started = 0
         for limit, marks in ((refills, ended), (beyond, [])):
             if limit > 0:
+                owner, dead_owners = self.owner, self.dead_owners
                 claimed = claims.claim(
-                    batch.pk, owner=self.owner, limit=limit, take_over=take_over, ended=marks,
-                    dead_owners=self.dead_owners,
-                )  # fmt: skip
+                    batch.pk, owner=owner, limit=limit, take_over=take_over, ended=marks, dead_owners=dead_owners
+                )
                 self.marked.update(marks)
                 started += self.start_calls(calls, batch, app, claimed)
                 take_over = False

@@ -21,7 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, RunnerSlot, Trigger
+from batches.models import BatchStatus, BatchTask, Execution, ExecutionQuerySet, ExecutionStatus, RunnerSlot, Trigger
 from batches.reconcile import resumable
 from batches.services import clock, nodes, refills, throttle
 from batches.services.leases import STALE_FIELDS, interrupt, lease_expiry
@@ -90,7 +90,7 @@ def claim(
     """
     now = now or clock.now()
     # A take-over that finds nothing to take over is a refill too: it need not queue for the exclusive claim.
-    if not _refills_only(limit, ended) or (take_over and _others_stale(batch_id, owner, now, dead_owners)):
+    if not _refills_only(limit, ended) or (take_over and _stale_of_others(batch_id, owner, now, dead_owners).exists()):
         return _claim_exclusive(batch_id, owner, limit, now, take_over, ended, dead_owners)
     got = _refill(batch_id, owner=owner, limit=limit, now=now, ended=ended)
     if len(got) == limit:
@@ -150,9 +150,9 @@ def _refills_only(limit: int, ended: Collection[int]) -> bool:
     return connection.vendor in refills.VENDORS and 0 < limit <= len(ended)
 
 
-def _others_stale(batch_id: int, owner: str, now: datetime, dead_owners: Collection[str]) -> bool:
-    """Whether a take-over would find anything: rows of others whose lease expired or whose holder is dead."""
-    return Execution.objects.filter(batch_id=batch_id).stale(now, dead_owners).exclude(lease_owner=owner).exists()
+def _stale_of_others(batch_id: int, owner: str, now: datetime, dead_owners: Collection[str]) -> ExecutionQuerySet:
+    """What a take-over takes: others' rows whose lease expired or whose holder is dead (never the caller's own)."""
+    return Execution.objects.filter(batch_id=batch_id).stale(now, dead_owners).exclude(lease_owner=owner)
 
 
 def _claimed(picked: list[dict[str, Any]], batch: BatchTask, owner: str, now: datetime) -> list[Claim]:
@@ -200,11 +200,10 @@ def _pick_rows(
 ) -> tuple[list[dict[str, Any]], set[int]]:
     """Rows to claim, locked: interrupted ones first when taking over (`dead_owners` not None), then due ones.
     Returns them and the interrupted rows that failed instead (past the interruption cap)."""
-    rows = Execution.objects.filter(batch_id=batch_id)
-    stale = [] if dead_owners is None else _pick(rows.stale(now, dead_owners).exclude(lease_owner=owner), free)
+    stale = [] if dead_owners is None else _pick(_stale_of_others(batch_id, owner, now, dead_owners), free)
     gave_up = interrupt(stale, now, batch_id=batch_id)
     picked = [row for row in stale if row["pk"] not in gave_up]
-    return picked + _pick(rows.due(now), free - len(picked)), gave_up
+    return picked + _pick(Execution.objects.filter(batch_id=batch_id).due(now), free - len(picked)), gave_up
 
 
 def _mark_claimed(pks: list[int], owner: str, token: str, now: datetime) -> None:
