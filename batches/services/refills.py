@@ -10,8 +10,8 @@ commits without waiting for the WAL flush like every claim (claims._commit_witho
 `set_config(..., true)` in its first step does for this one statement what `SET LOCAL` does for a transaction.
 
 SQLite has one writer at a time, so the same steps simply run one after another in one transaction (IMMEDIATE:
-it holds the write lock from its start). Written as SQL they cost a runner 1-2 ms of CPU instead of the ORM
-claim's 7, which its successors waited for.
+it holds the write lock from its start). The ORM's claim cost a runner 7 ms of CPU per round, which its successors
+waited for; with these statements a call's end to its successor's start fell from 23 to 5 ms at the median.
 
 Only an unthrottled batch is refilled here: with an rpm limit, an adaptive limit or a circuit that is not closed,
 no row comes back and the exclusive claim decides. The ORM's claim is the reference; tests/services hold the two
