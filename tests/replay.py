@@ -1,4 +1,4 @@
-"""A tiny HTTP server that replays recorded Dify answers (../shared/dify-real/) over a real socket.
+"""A tiny HTTP server that replays recorded Dify answers (tests/dify/recordings/) over a real socket.
 
 Each request gets the recording's status, headers and body chunks, byte for byte, each chunk written when the
 recording read it (times multiplied by `scale`, so that a 300 s silence can be replayed in seconds), then the
@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# ../shared/dify-real beside the project folder (where CI and every checkout of main have it).
-RECORDINGS = Path(os.environ.get("DIFY_REAL_DIR", Path(__file__).resolve().parents[2] / "shared" / "dify-real"))
+# The project's own copy of ../shared/dify-real (run answers) and ../shared/dify-real-files (uploads and file
+# inputs): a clone anywhere has them. tests/dify/test_recordings.py fails when a copy drifts from the shared set.
+RECORDED = Path(__file__).resolve().parent / "dify" / "recordings"
+RECORDINGS = Path(os.environ.get("DIFY_REAL_DIR", RECORDED / "runs"))
+FILE_RECORDINGS = RECORDED / "files"
 
 
 def recordings() -> list[Path]:

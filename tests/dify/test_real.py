@@ -1,4 +1,4 @@
-"""Every recorded real Dify answer (../shared/dify-real/), replayed over a socket through the client and the
+"""Every recorded real Dify answer (tests/dify/recordings/runs, a copy of ../shared/dify-real/), replayed over a socket through the client and the
 engine's result recording: what the batch records must be what the recording says a correct client records.
 
 Pauses are replayed at DIFY_REPLAY_SCALE of their length (default 1/20) and the call's limits shrink by the same
