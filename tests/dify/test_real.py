@@ -1,5 +1,6 @@
-"""Every recorded real Dify answer (tests/dify/recordings/runs, a copy of ../shared/dify-real/), replayed over a socket through the client and the
-engine's result recording: what the batch records must be what the recording says a correct client records.
+"""Every recorded real Dify answer (tests/dify/recordings/runs, a copy of ../shared/dify-real/), replayed over a
+socket through the client and the engine's result recording: what the batch records must be what the recording
+says a correct client records.
 
 Pauses are replayed at DIFY_REPLAY_SCALE of their length (default 1/20) and the call's limits shrink by the same
 factor, so a 65 s blocking answer against a 300 s limit and a 300 s held-open silence keep their meaning; with
