@@ -1,11 +1,13 @@
-"""`manage.py check --deploy` warnings about this app's own security settings."""
+"""`manage.py check --deploy` messages about this app's own production settings."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core.checks import CheckMessage, Tags, register
+from django.core.checks import Error as CheckError
 from django.core.checks import Warning as CheckWarning
 
 NO_ENCRYPTION_KEY = CheckWarning(
@@ -30,3 +32,24 @@ def check_security_settings(app_configs: Any = None, **kwargs: Any) -> list[Chec
     if not settings.BATCHES_ALLOWED_UPSTREAM_HOSTS:
         warnings.append(ANY_UPSTREAM_HOST)
     return warnings
+
+
+def missing_static_manifest() -> CheckError | None:
+    """With DEBUG off every page links hashed static names, read from collectstatic's manifest: without it every
+    page (the admin's login included) would be a 500, so a web process refuses to start instead."""
+    storage: Any = staticfiles_storage  # a lazy object: isinstance sees the configured storage's class
+    if settings.DEBUG or not isinstance(storage, ManifestFilesMixin):
+        return None
+    if storage.manifest_storage.exists(storage.manifest_name):
+        return None
+    return CheckError(
+        f"No static files manifest in {settings.STATIC_ROOT}: run `python manage.py collectstatic` before starting "
+        "the web server with DEBUG off.",
+        id="batches.E001",
+    )
+
+
+@register(Tags.staticfiles, deploy=True)
+def check_static_manifest(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    missing = missing_static_manifest()
+    return [missing] if missing else []

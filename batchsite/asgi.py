@@ -2,10 +2,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-from batchsite.startup import require_secret_key
+from batchsite.startup import require_secret_key, require_static_manifest
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
 require_secret_key()
+require_static_manifest()
 application = get_asgi_application()
 
 from batches.services.recovery import start_recovery_sweep  # noqa: E402

@@ -20,3 +20,15 @@ def require_secret_key() -> None:
             "DJANGO_SECRET_KEY is not set (or is the public development default): set it to a long random value, "
             "or set DJANGO_DEBUG=1 for development"
         )
+
+
+def require_static_manifest() -> None:
+    """Exit with a one-line error while DEBUG is off and collectstatic has not run (every page would be a 500)."""
+    import django
+
+    django.setup(set_prefix=False)
+    from batches.checks import missing_static_manifest
+
+    missing = missing_static_manifest()
+    if missing:
+        sys.exit(missing.msg)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +13,19 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from batches.models import BatchTask, Execution, Workflow
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static_files_for_servers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A web server with DEBUG off refuses to start without collectstatic's manifest (batches.E001): the servers
+    that tests start (runserver, gunicorn) inherit a collected STATIC_ROOT."""
+    if os.environ.get("DJANGO_STATIC_ROOT"):
+        return
+    root = tmp_path_factory.mktemp("static")
+    env = {**os.environ, "DJANGO_STATIC_ROOT": str(root)}
+    command = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"]
+    subprocess.run(command, cwd=Path(__file__).resolve().parents[1], env=env, check=True, timeout=120)
+    os.environ["DJANGO_STATIC_ROOT"] = str(root)
 
 
 @pytest.fixture(autouse=True)

@@ -51,8 +51,11 @@ def shown_settings(**overrides: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def test_check_deploy_is_clean_with_django_secure() -> None:
-    done = run([sys.executable, "manage.py", "check", "--deploy"], environment(**SECURE_ENV))
+def test_check_deploy_is_clean_with_django_secure(static_root: Path) -> None:
+    done = run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        environment(**SECURE_ENV, DJANGO_STATIC_ROOT=str(static_root)),
+    )
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "System check identified no issues (0 silenced)."
@@ -83,8 +86,9 @@ def test_with_debug_on_the_development_secret_is_accepted() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_check_deploy_warns_while_the_encryption_key_and_upstream_hosts_are_unset() -> None:
+def test_check_deploy_warns_while_the_encryption_key_and_upstream_hosts_are_unset(static_root: Path) -> None:
     env = {k: v for k, v in SECURE_ENV.items() if k not in ("BATCHES_ENCRYPTION_KEY", "BATCHES_ALLOWED_UPSTREAM_HOSTS")}
+    env["DJANGO_STATIC_ROOT"] = str(static_root)
 
     done = run([sys.executable, "manage.py", "check", "--deploy"], environment(**env))
 
@@ -133,3 +137,31 @@ def test_list_settings_default_to_empty() -> None:
     shown = shown_settings()
 
     assert shown["BATCHES_ENCRYPTION_KEY"] == shown["BATCHES_ALLOWED_UPSTREAM_HOSTS"] == []
+
+
+def test_check_deploy_names_collectstatic_when_the_manifest_is_missing(tmp_path: Path) -> None:
+    done = run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        environment(**SECURE_ENV, DJANGO_STATIC_ROOT=str(tmp_path / "never-collected")),
+    )
+
+    assert done.returncode == 1
+    assert "batches.E001" in done.stderr and "collectstatic" in done.stderr
+
+
+@pytest.mark.parametrize("entry", [["-c", "import batchsite.wsgi"], ["-c", "import batchsite.asgi"]])
+def test_with_debug_off_a_web_process_refuses_to_start_without_collectstatic(entry: list[str], tmp_path: Path) -> None:
+    done = run([sys.executable, *entry], environment(**SECURE_ENV, DJANGO_STATIC_ROOT=str(tmp_path / "empty")))
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "collectstatic" in done.stderr
+
+
+def test_with_debug_off_a_web_process_starts_after_collectstatic(static_root: Path) -> None:
+    done = run(
+        [sys.executable, "-c", "import batchsite.wsgi"], environment(**SECURE_ENV, DJANGO_STATIC_ROOT=str(static_root))
+    )
+
+    assert done.returncode == 0, done.stderr
