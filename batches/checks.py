@@ -40,7 +40,7 @@ def missing_static_manifest() -> CheckError | None:
     storage: Any = staticfiles_storage  # a lazy object: isinstance sees the configured storage's class
     if settings.DEBUG or not isinstance(storage, ManifestFilesMixin):
         return None
-    if storage.manifest_storage.exists(storage.manifest_name):
+    if (storage.manifest_storage or storage).exists(storage.manifest_name):
         return None
     return CheckError(
         f"No static files manifest in {settings.STATIC_ROOT}: run `python manage.py collectstatic` before starting "
