@@ -38,7 +38,7 @@ def missing_static_manifest() -> CheckError | None:
     """With DEBUG off every page links hashed static names, read from collectstatic's manifest: without it every
     page (the admin's login included) would be a 500, so a web process refuses to start instead."""
     storage: Any = staticfiles_storage  # a lazy object: isinstance sees the configured storage's class
-    if settings.DEBUG or not isinstance(storage, ManifestFilesMixin):
+    if settings.DEBUG or not isinstance(staticfiles_storage, ManifestFilesMixin):
         return None
     if (storage.manifest_storage or storage).exists(storage.manifest_name):
         return None
