@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo shell bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "Installing the Python packages into $(VENV) (about a minute, once)..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
@@ -27,6 +28,12 @@ lint: venv
 
 demo: venv
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+# A shell whose manage.py commands work against the running demo (its database, secrets and cluster).
+shell: venv
+	@test -f .demo/env || { echo "no .demo/env: run make demo first" >&2; exit 1; }
+	@echo "manage.py commands now work against the demo; exit to leave"
+	@set -a; . ./.demo/env; set +a; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $${SHELL:-/bin/sh}
 
 # Quick versions of every benchmark (each under a minute); use DATABASE_URL=postgres://… for real figures.
 bench: venv

@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -135,11 +136,21 @@ def load_secrets(data_dir: Path) -> None:
         os.environ.setdefault(name, value)
 
 
+def write_env(data_dir: Path) -> None:
+    """.demo/env: what a shell needs for `manage.py` commands to work against the demo's database and cluster
+    (`set -a; . .demo/env; set +a`, or `make shell`)."""
+    names = ("DJANGO_DEBUG", "BATCHES_DEV_TOOLS", "DJANGO_SECRET_KEY", "BATCHES_ENCRYPTION_KEY", "DATABASE_URL")
+    lines = [f"{name}={shlex.quote(os.environ[name])}" for name in names if os.environ.get(name)]
+    path = data_dir / "env"
+    path.touch(mode=0o600)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def create_staff_user() -> None:
+    # Made once: a second `make demo` must not reset the password, which would sign out open sessions.
     code = (
         "from django.contrib.auth import get_user_model; U = get_user_model(); "
-        f"u = U.objects.filter(username='{USER}').first() or U(username='{USER}'); "
-        f"u.is_staff = u.is_superuser = True; u.set_password('{PASSWORD}'); u.save()"
+        f"U.objects.filter(username='{USER}').exists() or U.objects.create_superuser('{USER}', password='{PASSWORD}')"
     )
     manage("shell", "-c", code)
 
@@ -167,6 +178,7 @@ def run(demo: Demo, web_port: int, dify_port: int) -> None:
     say(f"Batches is running at http://127.0.0.1:{web_port}/  (admin: /admin/)")
     say(f"Log in as {USER} / {PASSWORD}. Sample batch #{batch_id} {'is running' if new else 'was imported before'}.")
     say(f"Fake Dify on port {dify_port}; logs in {demo.data_dir}. Press Ctrl-C to stop.")
+    say(f"Commands against this demo: set -a; . {demo.data_dir / 'env'}; set +a   (or: make shell)")
     while (name := demo.stopped_child()) is None:
         time.sleep(0.5)
     say(f"{name} stopped on its own; see {demo.data_dir / (name + '.log')}", error=True)
@@ -188,6 +200,7 @@ def main() -> int:
     os.environ.setdefault("DJANGO_DEBUG", "1")
     os.environ["BATCHES_DEV_TOOLS"] = "1"  # its children run `manage.py fake_dify`, a development tool
     load_secrets(args.data_dir)
+    write_env(args.data_dir)
     demo = Demo(args.data_dir)
     status = 0
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -98,11 +99,36 @@ def test_ctrl_c_stops_quietly_and_a_second_demo_reuses_the_sample_batch_until_si
     assert "stopped on its own" not in first.output() and "a process stopped" not in first.output()
     assert "Traceback" not in first.output()
 
+    password = demo_shell(tmp_path, "print(U.objects.get(username='demo').password)")
     second = start_demo(2)
     second.signal_group(signal.SIGTERM)
+
+    assert demo_shell(tmp_path, "print(U.objects.get(username='demo').password)") == password  # sessions stay
 
     assert still_running(second.tree) == []
     assert "was imported before" in second.out.read_text()
     assert [batch["name"] for batch in sample_batches(tmp_path)] == ["Sample batch"]
     secrets = json.loads((tmp_path / "data" / "secrets.json").read_text())
     assert set(secrets) == {"DJANGO_SECRET_KEY", "BATCHES_ENCRYPTION_KEY"}
+
+
+def demo_shell(tmp_path: Path, code: str) -> str:
+    """A command as README shows it against the demo: only what `set -a; . .demo/env; set +a` exports."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "BATCHES_"))}
+    for line in (tmp_path / "data" / "env").read_text().splitlines():
+        name, _, value = line.partition("=")
+        env[name] = shlex.split(value)[0]
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    prelude = "from django.contrib.auth import get_user_model; U = get_user_model(); "
+    command = [sys.executable, "manage.py", "shell", "-c", prelude + code]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]  # after the shell's own "N objects imported" line
+
+
+def test_the_demo_env_file_lets_commands_read_the_stored_key(tmp_path, start_demo):
+    demo = start_demo()
+    demo.signal_group(signal.SIGTERM)
+
+    key = demo_shell(tmp_path, "from batches.models import Workflow; print(Workflow.objects.get(name='demo').api_key)")
+
+    assert key == "app-demo-key"
