@@ -64,3 +64,20 @@ def test_a_server_error_with_debug_off_logs_its_traceback(settings, db: None, lo
     assert response.status_code == 500
     logged = "".join(stream.getvalue() for stream in log_streams)
     assert "Traceback" in logged and "ZeroDivisionError: deliberately broken view" in logged
+
+
+def test_the_favicon_is_served_and_linked_from_every_page(admin_client: Client) -> None:
+    icon = admin_client.get("/favicon.ico")
+
+    assert icon.status_code == 302 and icon["Location"].endswith("batches/favicon.svg")
+    assert b'rel="icon"' in admin_client.get("/").content
+    assert b'rel="icon"' in admin_client.get("/admin/").content
+
+
+def test_a_refused_page_is_the_sites_own_403_with_a_way_back(client: Client, django_user_model) -> None:
+    client.force_login(django_user_model.objects.create_user("viewer", is_staff=True))
+
+    response = client.get("/batches/new/")
+
+    assert response.status_code == 403
+    assert b"Not allowed" in response.content and b'href="/"' in response.content

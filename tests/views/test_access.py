@@ -44,6 +44,7 @@ EXPECTED = {
     "workflow_edit": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_test": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, OK)),
     "healthz": ((OK, OK, OK, OK), (NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED)),
+    "favicon": ((AWAY, AWAY, AWAY, AWAY), (NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED)),
 }
 # The one permission (on top of being staff) that turns the "staff" column into the "permitted" one.
 NEEDS = {
@@ -63,8 +64,7 @@ NEEDS = {
     "workflow_edit": "change_workflow",
     "workflow_test": "change_workflow",
 }
-# Project URLs outside the batches namespace (public by design).
-PROJECT_URLS = {"healthz"}
+PROJECT_URLS = {"healthz", "favicon"}
 # Django's own URL set: the admin checks staff status itself (its login page is the site's login page).
 DELEGATED = {"admin"}
 PERMISSIONS = set(NEEDS.values())
