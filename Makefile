@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo shell bench clean
+.PHONY: venv test lint demo shell messages bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@echo "Installing the Python packages into $(VENV) (about a minute, once)..."
@@ -34,6 +34,10 @@ shell: venv
 	@test -f .demo/env || { echo "no .demo/env: run make demo first" >&2; exit 1; }
 	@echo "manage.py commands now work against the demo; exit to leave"
 	@set -a; . ./.demo/env; set +a; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $${SHELL:-/bin/sh}
+
+# Update the Simplified Chinese catalog from the code and templates and compile it (needs GNU gettext).
+messages: venv
+	$(PY) scripts/messages.py
 
 # Quick versions of every benchmark (each under a minute); use DATABASE_URL=postgres://… for real figures.
 bench: venv
