@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -135,6 +135,14 @@ class BatchTask(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # Time spent running, kept by every status change (services/transitions.py): rates count only that time, not
+    # the time a batch waited paused, or ended before staff retried some of its rows.
+    run_time = models.DurationField(_("running time"), default=timedelta(0))
+    running_since = models.DateTimeField(_("running since"), null=True, blank=True)
+    # How the batch had ended before a retry reopened it ("finished" or "cancelled"), and how many rows that retry
+    # sent back: "cancelled, then 27 rows retried" stays visible once the batch finishes again.
+    reopened_from = models.CharField(_("reopened from"), max_length=20, choices=BatchStatus, blank=True)
+    reopened_rows = models.PositiveIntegerField(_("rows retried after it ended"), default=0)
     # The batch whose rows this one runs again (`rerun_batch`, "Run again"); its reruns are `source.reruns`.
     source = models.ForeignKey(
         "self",

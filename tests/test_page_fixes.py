@@ -13,9 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batches import uploads as upload_storage
+from batches.choices import CircuitState
 from batches.dify import pages
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
 from batches.selectors import batch_progress
+from batches.services import lifecycle, transitions
 
 E = ExecutionStatus
 RETRY, ADD, CONTROL = "batches.retry_execution", "batches.add_batchtask", "batches.control_batchtask"
@@ -141,3 +143,46 @@ def test_admin_names_rows_from_one(admin_client: Any, make_batch: Any) -> None:
 
     assert str(row) == f"#{batch.pk} row 1"
     assert "row" in response.context["cl"].list_display and "index" not in response.context["cl"].list_display
+
+
+def test_a_cancelled_batch_whose_rows_are_retried_still_says_it_was_cancelled(login: Any, make_batch: Any) -> None:
+    batch = ended(make_batch, BatchStatus.CANCELLED, minutes=30, ran=3, cancelled=27)
+
+    lifecycle.retry_executions(Execution.objects.filter(batch=batch), include_cancelled=True)
+    Execution.objects.filter(batch=batch).update(status=E.SUCCEEDED, finished_at=timezone.now())
+    transitions.finish_done([batch.pk])
+    html = login().get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.reopened_from, batch.reopened_rows) == (BatchStatus.FINISHED, "cancelled", 27)
+    assert "Cancelled, then 27 rows were retried." in html
+
+
+def test_an_ended_batch_rate_counts_only_its_running_time(make_batch: Any) -> None:
+    batch = ended(make_batch, BatchStatus.FINISHED, minutes=60, ran=2000, cancelled=0)
+    batch.run_time = timedelta(seconds=20)
+
+    assert batch_progress(batch, now=batch.finished_at).rate_per_minute == 6000  # not 33: an idle hour is no work
+
+
+def test_in_its_first_minute_a_batch_is_measured_over_its_own_running_time(make_batch: Any) -> None:
+    now = timezone.now()
+    batch = make_batch(rows=20, status=BatchStatus.RUNNING, running_since=now - timedelta(seconds=20))
+    Execution.objects.filter(batch=batch, index__lt=10).update(status=E.SUCCEEDED, finished_at=now)
+
+    progress = batch_progress(batch, now=now)
+
+    assert (progress.rate_per_minute, progress.eta_seconds) == (30, 20.0)  # 10 rows in 20 s: 10 left take 20 s
+
+
+@pytest.mark.parametrize("waiting", ["paused", "circuit open"])
+def test_no_countdown_while_paused_or_waiting_for_dify(make_batch: Any, waiting: str) -> None:
+    now = timezone.now()
+    status = BatchStatus.PAUSED if waiting == "paused" else BatchStatus.RUNNING
+    batch = make_batch(rows=20, status=status, running_since=now - timedelta(minutes=5))
+    Execution.objects.filter(batch=batch, index__lt=10).update(status=E.SUCCEEDED, finished_at=now)
+    if waiting == "circuit open":
+        WorkflowThrottle.objects.create(workflow=batch.workflow, circuit=CircuitState.OPEN, circuit_since=now)
+        batch = BatchTask.objects.select_related("workflow__throttle").get(pk=batch.pk)
+
+    assert batch_progress(batch, now=now).eta_seconds is None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from batches import files, importers, inputs
@@ -280,6 +280,12 @@ def update_settings(batch_id: int, **changes: Any) -> None:
         BatchTask.objects.filter(pk=batch_id).update(**changes)
 
 
+def _reopen(batch_id: int, rows: int) -> None:
+    """A retry of an ended batch's rows runs it again, keeping how it had ended and how many rows came back."""
+    reopened = {"reopened_from": F("status"), "reopened_rows": rows}
+    transition(batch_id, allowed=ENDED, status=BatchStatus.RUNNING, finished_at=None, status_reason="", **reopened)
+
+
 def _lock_batches(batch_ids: Iterable[int]) -> None:
     """Retry, cancel, claims and finishing serialise on the batch row (always taken in id order), so none of them
     acts on rows another is changing: no finished or cancelled batch is left with pending rows."""
@@ -334,6 +340,7 @@ def retry_executions(
     rows = Execution.objects.filter(pk__in=executions.values("pk"), status__in=retryable)
     batch_ids = set(rows.order_by().values_list("batch_id", flat=True).distinct())
     _lock_batches(batch_ids)
+    per_batch = dict(rows.order_by().values_list("batch_id").annotate(n=Count("pk")))
     changes: dict[str, Any] = {}
     if inputs is not None:
         _keep_sent_inputs(rows, inputs)
@@ -351,7 +358,8 @@ def retry_executions(
         next_trigger=Trigger.MANUAL,
         **changes,
     )
-    transition(batch_ids, allowed=ENDED, status=BatchStatus.RUNNING, finished_at=None, status_reason="")
+    for batch_id, count in per_batch.items():
+        _reopen(batch_id, count)
     if retried >= BULK_CHANGE:
         transaction.on_commit(refresh_statistics)
     if retried:

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, QuerySet, Value
+from django.db.models.functions import Coalesce
 
 from batches.models import BatchStatus, BatchTask, Execution
 from batches.services import clock
@@ -28,12 +29,30 @@ class TransitionError(Exception):
 
 
 def transition(batches: int | Collection[int] | QuerySet[BatchTask], *, allowed: Iterable[str], **changes: Any) -> int:
-    """Apply `changes` to the batches that are in an `allowed` state; returns how many were changed."""
+    """Apply `changes` to the batches that are in an `allowed` state; returns how many were changed.
+
+    A status change also keeps the batch's running time, in the same UPDATE.
+    """
     if isinstance(batches, QuerySet):
         rows = batches
     else:
         rows = BatchTask.objects.filter(pk__in=[batches] if isinstance(batches, int) else list(batches))
-    return rows.filter(status__in=list(allowed)).update(**changes)
+    allowed = list(allowed)
+    if "status" in changes:
+        changes = {**running_time(changes["status"], allowed), **changes}
+    return rows.filter(status__in=allowed).update(**changes)
+
+
+def running_time(status: str, allowed: list[str]) -> dict[str, Any]:
+    """Entering `running` starts the clock; leaving it adds the stretch to `run_time` (a batch in another allowed
+    state has no `running_since`, so it adds nothing)."""
+    now = clock.now()
+    if status == BatchStatus.RUNNING:
+        return {"running_since": now}
+    if BatchStatus.RUNNING not in allowed:
+        return {}
+    stretch = ExpressionWrapper(Value(now) - Coalesce("running_since", Value(now)), output_field=DurationField())
+    return {"run_time": F("run_time") + stretch, "running_since": None}
 
 
 def require(changed: int, batch_id: int, refusal: str) -> None:

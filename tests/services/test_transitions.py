@@ -1,5 +1,7 @@
 """The one helper that changes a batch's status, and finishing batches with nothing left."""
 
+from datetime import timedelta
+
 import pytest
 
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus
@@ -45,3 +47,42 @@ def test_require_raises_when_nothing_changed():
 
 def test_active_and_ended_states_cover_every_state_once():
     assert sorted(ACTIVE + ENDED) == sorted(BatchStatus.values)
+
+
+class ScriptedClock:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.at = transitions.clock.now()
+        monkeypatch.setattr(transitions.clock, "now", lambda: self.at)
+
+    def wait(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+def test_a_batch_keeps_only_its_running_time_across_pauses_and_a_cancel(make_batch, monkeypatch):
+    clock = ScriptedClock(monkeypatch)
+    batch = make_batch(status=S.PENDING)
+    steps = [(0, S.PENDING, S.RUNNING), (10, S.RUNNING, S.PAUSED), (90, S.PAUSED, S.RUNNING), (30, S.RUNNING, S.PAUSED)]
+    for seconds, current, status in steps:
+        clock.wait(seconds)
+        assert transition(batch.pk, allowed=[current], status=status) == 1
+    clock.wait(500)
+    transition(batch.pk, allowed=ACTIVE, status=S.CANCELLED)
+
+    batch.refresh_from_db()
+    assert (batch.run_time, batch.running_since) == (timedelta(seconds=40), None)
+
+
+def test_finishing_adds_the_last_stretch_and_a_reopened_batch_counts_on(make_batch, monkeypatch):
+    clock = ScriptedClock(monkeypatch)
+    batch = make_batch(rows=1, status=S.PENDING)
+    transition(batch.pk, allowed=[S.PENDING], status=S.RUNNING)
+    clock.wait(20)
+    Execution.objects.filter(batch=batch).update(status=ExecutionStatus.SUCCEEDED)
+    transitions.finish_done([batch.pk], now=clock.at)
+    clock.wait(3600)  # ended: an hour before staff retry a row
+    transition(batch.pk, allowed=ENDED, status=S.RUNNING)
+    clock.wait(5)
+    transitions.finish_done([batch.pk], now=clock.at)
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.run_time) == (S.FINISHED, timedelta(seconds=25))
