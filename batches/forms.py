@@ -53,6 +53,12 @@ class WorkflowAdminForm(forms.ModelForm):
         # The stored key never reaches the form's initial data, so it cannot be rendered or diffed.
         self.initial["api_key"] = ""
         self.fields["api_key"].required = self.instance.pk is None
+        if self.instance.pk is None:
+            self.fields["api_key"].help_text = _("Write-only: it is never shown again.")
+        # A whole number of seconds reads better than "600.0".
+        self.fields["timeout"].widget.attrs["step"] = "any"
+        if isinstance(self.initial.get("timeout"), float) and self.initial["timeout"].is_integer():
+            self.initial["timeout"] = int(self.initial["timeout"])
 
     def clean_api_key(self) -> str:
         entered = self.cleaned_data["api_key"]

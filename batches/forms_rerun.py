@@ -30,8 +30,8 @@ class RerunForm(forms.Form):
     workflow = forms.ModelChoiceField(label=_("Workflow"), queryset=Workflow.objects.all(), empty_label=None)
     name = forms.CharField(label=_("Name"), max_length=200, required=False)
     concurrency = forms.IntegerField(label=_("Concurrency"), min_value=1, max_value=10_000, required=False)
-    max_retries = forms.IntegerField(label=_("Max auto retries"), min_value=0, max_value=100)
-    start = forms.BooleanField(label=_("Start at once"), required=False)
+    max_retries = forms.IntegerField(label=_("Max auto retries"), min_value=0, max_value=20)
+    start = forms.BooleanField(label=_("Start now"), required=False)
 
     def __init__(self, *args: Any, source: BatchTask, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

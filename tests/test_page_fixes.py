@@ -79,9 +79,9 @@ def test_cancelled_rows_are_retried_from_the_batch_page(login: Any, make_batch: 
     page = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
     assert 'name="scope" value="cancelled"' in page
 
-    response = client.post(reverse("batches:batch_retry", args=[batch.pk]), {"scope": "cancelled"})
+    response = client.post(reverse("batches:batch_retry", args=[batch.pk]), {"scope": "cancelled"}, follow=True)
 
-    assert response.status_code == 302
+    assert [str(message) for message in response.context["messages"]] == ["Running 2 cancelled rows."]
     statuses = dict(Execution.objects.filter(batch=batch).values_list("index", "status"))
     assert statuses == {0: E.FAILED, 1: E.PENDING, 2: E.PENDING}
     assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.RUNNING
@@ -186,3 +186,24 @@ def test_no_countdown_while_paused_or_waiting_for_dify(make_batch: Any, waiting:
         batch = BatchTask.objects.select_related("workflow__throttle").get(pk=batch.pk)
 
     assert batch_progress(batch, now=now).eta_seconds is None
+
+
+@pytest.mark.parametrize(("perms", "offered"), [((ADD, "batches.add_workflow"), "Add a workflow."), ((ADD,), "Ask a")])
+def test_new_batch_without_workflows_points_to_the_sites_own_workflows_page(
+    login: Any, db: None, perms, offered
+) -> None:
+    html = login(*perms).get(reverse("batches:batch_new")).content.decode()
+
+    assert offered in html and "/admin/" not in html.split("There is no workflow yet.")[1].split("</p>")[0]
+
+
+def test_the_workflow_form_shows_a_whole_timeout_and_the_add_forms_own_key_help(
+    admin_client: Any, make_workflow
+) -> None:
+    workflow = make_workflow(timeout=600.0)
+
+    edit = admin_client.get(reverse("batches:workflow_edit", args=[workflow.pk])).content.decode()
+    add = admin_client.get(reverse("batches:workflow_add")).content.decode()
+
+    assert 'value="600"' in edit and 'value="600.0"' not in edit
+    assert "Leave blank to keep the stored key" in edit and "Leave blank to keep the stored key" not in add

@@ -65,11 +65,14 @@ def _retry_failed(batch: BatchTask) -> Outcome:
     return retried(lifecycle.retry_failed(batch.pk), show_skipped=False)
 
 
-def retried(report: lifecycle.RetryReport, *, show_skipped: bool) -> Outcome:
+def retried(report: lifecycle.RetryReport, *, show_skipped: bool, cancelled: bool = False) -> Outcome:
     """What a retry says: how many rows run again, and (for chosen rows) how many no longer could."""
     if not report.retried:
         return messages.WARNING, gettext("No failed executions to retry.")
-    text = ngettext("Retrying %(count)d failed execution.", "Retrying %(count)d failed executions.", report.retried)
+    if cancelled:
+        text = ngettext("Running %(count)d cancelled row.", "Running %(count)d cancelled rows.", report.retried)
+    else:
+        text = ngettext("Retrying %(count)d failed execution.", "Retrying %(count)d failed executions.", report.retried)
     text = text % {"count": report.retried}
     if not (show_skipped and report.skipped):
         return messages.SUCCESS, text

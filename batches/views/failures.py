@@ -49,7 +49,8 @@ def batch_failures(request: HttpRequest, pk: int) -> HttpResponse:
 def retry_chosen(batch: BatchTask, form: RetryForm) -> tuple[lifecycle.RetryReport, Outcome]:
     """Retry the rows a valid retry form chose; chosen rows report those no longer failed."""
     report = lifecycle.retry_failed(batch.pk, **form.retry_arguments())
-    return report, retried(report, show_skipped=form.cleaned_data["scope"] in ("one", "selected"))
+    scope = form.cleaned_data["scope"]
+    return report, retried(report, show_skipped=scope in ("one", "selected"), cancelled=scope == "cancelled")
 
 
 @staff_member_required

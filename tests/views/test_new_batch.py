@@ -7,7 +7,6 @@ import os
 import time
 
 import pytest
-from django.urls import reverse
 
 from batches import uploads as upload_storage
 from batches.dify.types import InputVariable
@@ -27,12 +26,6 @@ def test_new_batch_page_lists_workflows_with_template_links(controller, make_wor
     assert "summarise" in html
     assert url("workflow_template", workflow.pk) in html
     assert 'enctype="multipart/form-data"' in html
-
-
-def test_new_batch_page_without_workflows_points_to_the_admin(controller, db):
-    html = controller.get(url("batch_new")).content.decode()
-
-    assert reverse("admin:batches_workflow_add") in html
 
 
 def test_upload_preview_and_import_create_the_batch(controller, make_workflow, uploads):
