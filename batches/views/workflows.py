@@ -51,8 +51,8 @@ def workflow_add(request: HttpRequest) -> HttpResponse:
     form = WorkflowForm(_posted(request))
     if request.method == "POST" and form.is_valid():
         workflow = form.save()
-        workflows.refresh_input_variables(workflow.pk)  # for its CSV template, which never calls the upstream
         messages.success(request, gettext("Workflow %(name)s added.") % {"name": workflow.name})
+        _read_variables(request, workflow)
         return redirect("batches:workflow_edit", pk=workflow.pk)
     return _render_form(request, form, None, status=400 if form.is_bound else 200)
 
@@ -65,10 +65,20 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = WorkflowForm(_posted(request), instance=workflow)
     if request.method == "POST" and form.is_valid():
         form.save()
-        workflows.refresh_input_variables(workflow.pk)
         messages.success(request, gettext("Workflow %(name)s saved.") % {"name": workflow.name})
+        _read_variables(request, workflow)
         return redirect("batches:workflow_edit", pk=workflow.pk)
     return _render_form(request, form, workflow, status=400 if form.is_bound else 200)
+
+
+def _read_variables(request: HttpRequest, workflow: Workflow) -> None:
+    """Read the app's input variables for its CSV template (which never calls the upstream); say when it fails."""
+    if workflows.refresh_input_variables(workflow.pk) is None:
+        text = gettext(
+            "The app did not answer GET /parameters (a wrong base URL or API key, or Dify is down): "
+            "use Test connection to see why."
+        )
+        messages.warning(request, text)
 
 
 @staff_member_required

@@ -154,3 +154,21 @@ def test_the_list_shows_a_workflow_whose_upstream_is_down(login, make_workflow):
     page = login("batches.view_workflow").get("/workflows/").content.decode()
 
     assert "Waiting for Dify since" in page and "HTTP 502 upstream_error: down" in page
+
+
+def test_saving_a_workflow_whose_app_does_not_answer_warns_on_the_page(login: Any) -> None:
+    client = login(ADD, CHANGE, VIEW)
+
+    response = client.post(reverse("batches:workflow_add"), form_data(api_key=SECRET), follow=True)
+
+    levels = [message.level_tag for message in response.context["messages"]]
+    assert levels == ["success", "warning"]
+    assert "did not answer GET /parameters" in response.content.decode()
+
+
+def test_saving_a_workflow_whose_app_answers_does_not_warn(login: Any, fake: FakeDifyProcess) -> None:
+    client = login(ADD, CHANGE, VIEW)
+
+    response = client.post(reverse("batches:workflow_add"), form_data(api_key=SECRET, base_url=fake.url), follow=True)
+
+    assert [message.level_tag for message in response.context["messages"]] == ["success"]
