@@ -1,4 +1,6 @@
-"""Workflow, BatchTask, Execution and Attempt (see shared/design.md for the vocabulary)."""
+"""The eight models: Workflow, BatchTask, Execution and Attempt (design.md's vocabulary); WorkflowThrottle (a
+workflow's rate limit and upstream circuit), RunnerSlot (a runner's place in the cluster-wide runner limit),
+ClusterHeartbeat (a live qcluster, for take-overs and health) and BatchFile (a file of a ZIP import, uploaded once)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ LAYERS = [
     ("httpx (client layers over the transport)", ("httpx", "")),
     ("psycopg (driver)", ("psycopg/", "")),
     ("Django ORM (building queries, rows)", ("django/db/", "")),
-    ("Dify client (requests, stream parsing)", ("batches/dify.py", "")),
+    ("Dify client (requests, stream parsing)", ("batches/dify/", "")),
     ("runner and engine", ("batches/", "")),
     ("django-q2 (broker polling, pusher, monitor)", ("django_q/", "")),
     ("asyncio event loop", ("asyncio/", "")),

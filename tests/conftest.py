@@ -30,7 +30,7 @@ def _collected_static_files_for_servers(tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(autouse=True)
 def _static_files_without_collectstatic(settings: Any) -> None:
-    """Pages render without a collectstatic run; tests/test_production.py serves the hashed files for real."""
+    """Pages render without a collectstatic run; tests/scenarios/test_production.py serves the hashed files for real."""
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

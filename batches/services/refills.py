@@ -102,7 +102,6 @@ _TAKE = """
 """
 VENDORS = ("postgresql", "sqlite")  # elsewhere every claim is the ORM's
 COLUMNS = ("pk", "attempt_count", "next_trigger", "workflow_run_id", "index", "inputs", "auto_retries", "error_type")
-BATCH_COLUMNS = ("workflow_id", "max_retries", "config")
 
 
 def refill(
