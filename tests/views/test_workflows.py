@@ -172,3 +172,13 @@ def test_saving_a_workflow_whose_app_answers_does_not_warn(login: Any, fake: Fak
     response = client.post(reverse("batches:workflow_add"), form_data(api_key=SECRET, base_url=fake.url), follow=True)
 
     assert [message.level_tag for message in response.context["messages"]] == ["success"]
+
+
+def test_the_list_offers_new_batch_only_to_those_who_may_add_batches(login: Any, make_workflow) -> None:
+    workflow = make_workflow()
+    link = f"{reverse('batches:batch_new')}?workflow={workflow.pk}"
+
+    viewer = login(VIEW).get(reverse("batches:workflow_list")).content.decode()
+    adder = login(VIEW, "batches.add_batchtask").get(reverse("batches:workflow_list")).content.decode()
+
+    assert link not in viewer and link in adder
