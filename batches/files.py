@@ -4,7 +4,7 @@ Dify refuses a plain text for a file variable ("doc in input form must be a file
 an http(s) URL, sent as `{"type", "transfer_method": "remote_url", "url"}`, or, when the table came in a ZIP, the
 path of a file in that ZIP, stored as `{"type", "transfer_method": "local_file", "file": path}` and sent with the
 `upload_file_id` of its one upload (batches/file_calls.py). A file-list cell holds several (one per line, or a JSON
-array). The type comes from the variable's allowed types and the name's extension, as Dify's own lists sort them.
+array). The type is the one Dify itself detects (batches/file_types.py); a file Dify would refuse is refused here.
 """
 
 from __future__ import annotations
@@ -17,21 +17,11 @@ from pathlib import PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from batches import file_types
 from batches.dify.types import InputVariable
 
 FILE_TYPES = frozenset({"file", "file-list"})
-KINDS = ("document", "image", "audio", "video")
 REMOTE, LOCAL = "remote_url", "local_file"
-# Dify's api/constants (the default ETL's document list, plus what the Unstructured ETL adds).
-EXTENSIONS = {
-    "image": frozenset({"jpg", "jpeg", "png", "webp", "gif", "svg"}),
-    "video": frozenset({"mp4", "mov", "mpeg", "webm"}),
-    "audio": frozenset({"mp3", "m4a", "wav", "amr", "mpga"}),
-    "document": frozenset(
-        {"txt", "markdown", "md", "mdx", "pdf", "html", "htm", "xlsx", "xls", "vtt", "properties", "doc", "docx"}
-        | {"csv", "eml", "msg", "pptx", "ppt", "xml", "epub"}
-    ),
-}
 MAX_FILES_IN_CELL = 1000
 METHOD_NAMES = {REMOTE: "files by URL", LOCAL: "uploaded files"}
 
@@ -43,8 +33,8 @@ class FileInputError(ValueError):
 class Archive(Protocol):
     """The ZIP a table came in (batches/zip_import.py)."""
 
-    def take(self, name: str) -> None:
-        """Check that the ZIP holds `name` (FileInputError if not) and keep it for upload."""
+    def take(self, name: str) -> int | None:
+        """Check that the ZIP holds `name` (FileInputError if not) and keep it for upload; its size if known."""
 
 
 _archive: ContextVar[Archive | None] = ContextVar("batches_files_archive", default=None)
@@ -96,26 +86,39 @@ def _mapping(item: Any, variable: InputVariable, label: str) -> dict[str, Any]:
         raise FileInputError(f"{label} must name a file (a URL or a path), not a JSON {type(item).__name__}")
     text = item.strip()
     if is_url(text):
-        _check_method(REMOTE, variable, label)
-        return {"type": file_type(urlsplit(text).path, variable, label), "transfer_method": REMOTE, "url": text}
+        detected = file_types.of_url(text)
+        if not detected.type:
+            raise FileInputError(
+                f"{label} is {_cut(text)}, a URL without a file extension: Dify would type it by what its server "
+                "answers; give the URL its extension, or put the file in a ZIP"
+            )
+        check_accepted(detected, REMOTE, variable, f"{label} {_cut(text)}")
+        return {"type": detected.type, "transfer_method": REMOTE, "url": text}
     return _local(text, variable, label)
 
 
 def _local(text: str, variable: InputVariable, label: str) -> dict[str, Any]:
     archive = _archive.get()
     if archive is None:
-        shown = text if len(text) <= 60 else text[:59] + "…"
         raise FileInputError(
-            f"{label} is {shown!r}, not an http(s) URL (to send files, import a ZIP holding the table and the files)"
+            f"{label} is {_cut(text)!r}, not an http(s) URL "
+            "(to send files, import a ZIP holding the table and the files)"
         )
-    _check_method(LOCAL, variable, label)
     name = normal_name(text)
-    kind = file_type(name, variable, label)
+    detected = file_types.of_upload(name)
+    check_accepted(detected, LOCAL, variable, f"{label} {name!r}")
     try:
-        archive.take(name)
+        size = archive.take(name)
     except FileInputError as exc:
         raise FileInputError(f"{label} {exc}") from None
-    return {"type": kind, "transfer_method": LOCAL, "file": name}
+    refusal = file_types.upload_refusal(name, size) if size is not None else ""
+    if refusal:
+        raise FileInputError(f"{label} {name!r} {refusal}")
+    return {"type": detected.type, "transfer_method": LOCAL, "file": name}
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _stored_mapping(item: dict[str, Any], variable: InputVariable, label: str) -> dict[str, Any]:
@@ -144,38 +147,33 @@ def normal_name(text: str) -> str:
     return name
 
 
-def file_type(path: str, variable: InputVariable, label: str) -> str:
-    """Dify's file type for a name: its extension's kind if the variable allows it, else `custom` if allowed."""
-    extension = PurePosixPath(unquote(path)).suffix.lower().lstrip(".")
-    kind = next((kind for kind, names in EXTENSIONS.items() if extension in names), None)
-    allowed = variable.allowed_file_types or (*KINDS, "custom")
-    if kind in allowed:
-        return kind
-    if "custom" in allowed and _extension_allowed(extension, variable):
-        return "custom"
-    standard = [name for name in allowed if name != "custom"]
-    if not extension and len(standard) == 1:  # a URL without an extension: Dify looks at what it serves
-        return standard[0]
-    what = f"a {kind}" if kind else (f"a .{extension} file" if extension else "a file without an extension")
-    raise FileInputError(f"{label} is {what}; the app accepts {_accepted(variable, allowed)}")
+def check_accepted(detected: file_types.Detected, method: str, variable: InputVariable, shown: str) -> None:
+    """Dify's file_factory._is_file_valid_with_config, with the type it detects (its strict Service API check):
+    a type the variable does not allow is refused unless it is `custom`; `custom` needs its extension listed
+    (exactly, with the dot); the upload method is not checked for images (Dify checks it against an image config
+    a Start variable does not have)."""
+    kind, allowed = detected.type, variable.allowed_file_types
+    if allowed and kind not in allowed and kind != file_types.CUSTOM:
+        raise FileInputError(f"{shown} is {_a(kind)} to Dify; the app accepts {_accepted(variable)}")
+    if kind == file_types.CUSTOM and detected.extension not in variable.allowed_file_extensions:
+        what = f"a {detected.extension} file" if detected.extension else "a file without an extension"
+        raise FileInputError(f"{shown} is {what}, which Dify types `custom`; the app accepts {_accepted(variable)}")
+    methods = variable.allowed_file_upload_methods
+    if kind != "image" and methods and method not in methods:
+        allows = ", ".join(methods)
+        raise FileInputError(f"{shown}: the app does not accept {METHOD_NAMES[method]} (it allows {allows})")
 
 
-def _extension_allowed(extension: str, variable: InputVariable) -> bool:
-    allowed = {item.lower().lstrip(".") for item in variable.allowed_file_extensions}
-    return not allowed or extension in allowed
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
 
 
-def _accepted(variable: InputVariable, allowed: tuple[str, ...] | list[str]) -> str:
-    kinds = [name for name in allowed if name != "custom"]
-    if "custom" in allowed and variable.allowed_file_extensions:
-        kinds.append("custom (" + ", ".join(variable.allowed_file_extensions) + ")")
-    return ", ".join(kinds) or "no file type"
-
-
-def _check_method(method: str, variable: InputVariable, label: str) -> None:
-    allowed = variable.allowed_file_upload_methods
-    if allowed and method not in allowed:
-        raise FileInputError(f"{label} does not accept {METHOD_NAMES[method]} (the app allows {', '.join(allowed)})")
+def _accepted(variable: InputVariable) -> str:
+    allowed = variable.allowed_file_types
+    kinds = [name for name in allowed if name != file_types.CUSTOM] or ([] if allowed else ["any type"])
+    if variable.allowed_file_extensions:
+        kinds.append("custom files " + ", ".join(variable.allowed_file_extensions))
+    return ", ".join(kinds) or "no file Dify can take"
 
 
 # ----------------------------------------------------------------------------------------------- stored inputs

@@ -54,16 +54,20 @@ class Archive:
     taken: dict[str, TakenFile] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # check only: names the ZIP lacks, listed by the preview
 
-    def take(self, name: str) -> None:
-        if name in self.taken or name in self.missing:
-            return
+    def take(self, name: str) -> int | None:
+        """The entry's size (None for a name the preview lists as missing)."""
+        if name in self.taken:
+            return self.taken[name].size
+        if name in self.missing:
+            return None
         info = self.entries.get(name)
         if (info is None or info is self.table) and self.folder is None and len(self.missing) < MAX_MISSING_LISTED:
             self.missing.append(name)
-            return
+            return None
         if info is None or info is self.table:
             raise FileInputError(f"names {name!r}, which the ZIP does not hold")
         self.taken[name] = TakenFile(self._unpack(info) if self.folder is not None else "", info.file_size)
+        return info.file_size
 
     def _unpack(self, info: zipfile.ZipInfo) -> str:
         assert self.folder is not None

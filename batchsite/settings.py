@@ -163,6 +163,21 @@ BATCHES_MAX_ZIP_ENTRIES = env_int("BATCHES_MAX_ZIP_ENTRIES", 10_000)
 BATCHES_MAX_ZIP_UNPACKED_BYTES = env_int("BATCHES_MAX_ZIP_UNPACKED_BYTES", 4 * 1024 * 1024 * 1024)
 BATCHES_UPLOAD_REUSE_HOURS = env_float("BATCHES_UPLOAD_REUSE_HOURS", 24)
 BATCHES_UPLOAD_RECHECK_MINUTES = env_float("BATCHES_UPLOAD_RECHECK_MINUTES", 60)
+# What the target Dify checks of a file (batches/file_types.py, issue 29), mirroring its own settings: the
+# extensions its ETL takes as documents (Dify's default ETL; with ETL_TYPE=Unstructured add
+# doc,eml,msg,pptx,xml,epub and ppt), its upload size limits per kind (MB) and its UPLOAD_FILE_EXTENSION_BLACKLIST.
+BATCHES_DIFY_DOCUMENT_EXTENSIONS = env_list("BATCHES_DIFY_DOCUMENT_EXTENSIONS") or [
+    *"txt markdown md mdx pdf html htm xlsx xls docx csv vtt properties".split()
+]
+BATCHES_DIFY_FILE_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_FILE_SIZE_LIMIT_MB", 15)
+BATCHES_DIFY_IMAGE_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_IMAGE_SIZE_LIMIT_MB", 10)
+BATCHES_DIFY_AUDIO_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_AUDIO_SIZE_LIMIT_MB", 50)
+BATCHES_DIFY_VIDEO_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_VIDEO_SIZE_LIMIT_MB", 100)
+BATCHES_DIFY_UPLOAD_EXTENSION_BLACKLIST = env_list("BATCHES_DIFY_UPLOAD_EXTENSION_BLACKLIST")
+# On: every batch of a workflow calls Dify as one `user` (workflow-<id>), so its uploads are reused across batches
+# (a rerun on the same app uploads nothing again). Off: each batch is its own user and uploads its files again,
+# as newer Dify requires (it looks an upload up by its uploader).
+BATCHES_UPLOAD_SHARED_USER = env_bool("BATCHES_UPLOAD_SHARED_USER")
 # The upstream circuit (batches/services/circuit.py): outage-class failures in a row that open it, the wait
 # before the first probe and its cap (doubling in between), and minutes of outage after which a batch pauses (0:
 # it waits for Dify as long as it takes).

@@ -96,7 +96,7 @@ def test_a_file_list_cell_holds_urls_one_per_line_or_as_a_json_array(cell):
         (
             InputVariable("doc", "doc", type="file", allowed_file_types=("image",)),
             "https://x.test/a.pdf",
-            "is a document; the app accepts image",
+            "is a document to Dify; the app accepts image",
         ),
         (
             InputVariable("doc", "doc", type="file", allowed_file_upload_methods=("local_file",)),
@@ -116,14 +116,14 @@ def test_a_value_the_app_would_refuse_is_an_input_error(variable, cell, message)
         inputs.convert_row({variable.variable: cell}, [variable])
 
 
-def test_a_custom_type_takes_the_extensions_the_variable_lists():
+def test_a_custom_type_takes_the_extensions_the_variable_lists_exactly():
     variable = InputVariable(
-        "doc", "doc", type="file", allowed_file_types=("custom",), allowed_file_extensions=(".DWG",)
+        "doc", "doc", type="file", allowed_file_types=("custom",), allowed_file_extensions=(".json", ".ZIP")
     )
 
-    assert inputs.convert_row({"doc": "https://x.test/plan.dwg"}, [variable])["doc"]["type"] == "custom"
-    with pytest.raises(inputs.InputError, match="is a .step file"):
-        inputs.convert_row({"doc": "https://x.test/plan.step"}, [variable])
+    assert inputs.convert_row({"doc": "https://x.test/data.json"}, [variable])["doc"]["type"] == "custom"
+    with pytest.raises(inputs.InputError, match="is a .zip file, which Dify types `custom`; the app accepts custom"):
+        inputs.convert_row({"doc": "https://x.test/plan.zip"}, [variable])
 
 
 def test_pages_show_a_file_cells_names():

@@ -7,13 +7,12 @@ types, the key masked); kept apart so that the client module does not grow. Dify
 
 from __future__ import annotations
 
-import mimetypes
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batches import strictjson
+from batches import file_types, strictjson
 from batches.choices import ErrorType
 from batches.crypto import is_unreadable
 from batches.dify import sse
@@ -33,7 +32,7 @@ class MultipartFile:
         self.path, self.size = path, path.stat().st_size
         self.boundary = uuid.uuid4().hex
         quoted = "".join(ESCAPES.get(char, char) for char in filename)
-        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        mime = file_types.upload_mime(filename)  # Dify types the file by it when its extension says nothing
         self.head = (
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="user"\r\n\r\n{user}\r\n'
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; filename="{quoted}"\r\n'

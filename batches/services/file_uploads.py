@@ -149,8 +149,9 @@ class BatchFiles:
     """A batch's kept files as a files.Archive: edited inputs of a manual retry may name them, and nothing else."""
 
     def __init__(self, batch_id: int) -> None:
-        self.names = set(BatchFile.objects.filter(batch_id=batch_id).values_list("name", flat=True))
+        self.sizes = dict(BatchFile.objects.filter(batch_id=batch_id).values_list("name", "size"))
 
-    def take(self, name: str) -> None:
-        if name not in self.names:
+    def take(self, name: str) -> int | None:
+        if name not in self.sizes:
             raise FileInputError(f"names {name!r}, which is not one of the batch's files")
+        return int(self.sizes[name])
