@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 import weakref
 from collections.abc import Callable
 from functools import partial
-from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
-from batches import files
+from django.conf import settings
+
+from batches import file_types, files
 from batches.choices import ErrorType
 from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
@@ -30,7 +32,9 @@ logger = logging.getLogger(__name__)
 WAIT_SECONDS = 0.5  # between looks while another process uploads a file
 TOKEN_WAIT_SECONDS = 1.0  # between tries for an rpm token
 LEASE_MARGIN = 30.0  # an upload lease outlives the upload's own deadline by this much
-GONE_MARKERS = ("invalid upload file", "upload file not found", "file not found")
+# file_factory's answer for an upload id its workspace (newer Dify: its end user) does not have. Only this one
+# means "upload it again": "Invalid upload file id format" and "Invalid upload file id" are the row's own.
+GONE = re.compile(r"(^|: )Invalid upload file\.?$")
 T = TypeVar("T")
 Known = tuple[int, str] | CallResult  # (file id, upload id), or why there is none
 
@@ -48,7 +52,7 @@ async def run(
     events: queue.Queue[Any],
     on_started: OnStarted | None = None,
 ) -> CallResult:
-    user = f"batch-{claim.batch_id}"
+    user = user_for(claim)
     names = files.local_names(claim.inputs)
     if not names:
         return await client.run(app, claim.inputs, user=user, on_started=on_started)
@@ -67,6 +71,12 @@ async def run(
     raise AssertionError("unreachable")
 
 
+def user_for(claim: claims.Claim) -> str:
+    """The `user` a row's calls and uploads are made as: its batch's, or with BATCHES_UPLOAD_SHARED_USER its
+    workflow's (then every batch of the workflow reuses the others' uploads)."""
+    return f"workflow-{claim.workflow_id}" if settings.BATCHES_UPLOAD_SHARED_USER else f"batch-{claim.batch_id}"
+
+
 def silent_stream(app: AppSettings, result: CallResult) -> bool:
     """Dify answers invalid inputs in streaming mode with silence (dify-real case 07), a lost upload among them."""
     return app.response_mode == "streaming" and result.error_type == ErrorType.TIMEOUT
@@ -74,9 +84,7 @@ def silent_stream(app: AppSettings, result: CallResult) -> bool:
 
 def upload_gone(result: CallResult) -> bool:
     """Dify's answer when an `upload_file_id` no longer exists (file_factory: "Invalid upload file")."""
-    return result.error_type == ErrorType.INVALID_INPUT and any(
-        marker in result.error.lower() for marker in GONE_MARKERS
-    )
+    return result.error_type == ErrorType.INVALID_INPUT and bool(GONE.search(result.error.strip()))
 
 
 class Session:
@@ -86,7 +94,7 @@ class Session:
         self, client: DifyClient, app: AppSettings, claim: claims.Claim, owner: str, events: queue.Queue[Any]
     ) -> None:
         self.client, self.app, self.claim, self.owner, self.events = client, app, claim, owner, events
-        self.user = f"batch-{claim.batch_id}"
+        self.user = user_for(claim)
         self.known = _shared.setdefault(client, {})  # this process's uploads: (batch, name) → (file id, upload id)
 
     async def upload_ids(self, names: list[str]) -> dict[str, str] | CallResult:
@@ -132,16 +140,13 @@ class Session:
                     del self.known[key]
 
     async def obtain(self, name: str) -> Known:
-        try:
-            async with asyncio.timeout(self.app.timeout):
-                return await self.obtain_now(name)
-        except TimeoutError:
-            return CallResult(ok=False).fail(ErrorType.TIMEOUT, f"waiting for the upload of {name!r} took too long")
-
-    async def obtain_now(self, name: str) -> Known:
+        """Wait while another process uploads the file (no failure, no retry spent: its lease bounds the wait, and
+        an expired lease, or one held by a dead local process, is taken over); then use its id or upload it."""
         lease = self.app.timeout + LEASE_MARGIN
         while True:
-            taken = await self.ask(file_uploads.take, self.claim.batch_id, name, owner=self.owner, lease_seconds=lease)
+            taken = await self.ask(
+                file_uploads.take, self.claim.batch_id, name, owner=self.owner, lease_seconds=lease, user=self.user
+            )
             if taken.file_id is None:
                 return CallResult(ok=False).fail(ErrorType.INVALID_INPUT, f"{name!r} is not one of this batch's files")
             if taken.upload_id:
@@ -161,7 +166,7 @@ class Session:
             await asyncio.sleep(TOKEN_WAIT_SECONDS)  # the workflow's rpm limit counts uploads too
         try:
             result = await dify_upload.upload(
-                self.client, self.app, taken.path, filename=PurePosixPath(name).name, user=self.user
+                self.client, self.app, taken.path, filename=file_types.safe_name(name), user=self.user
             )
         except asyncio.CancelledError:  # the row was cancelled: free the file for the others at once
             self.events.put(("errand", self.claim, partial(file_uploads.release, taken.file_id, owner=self.owner)))
@@ -170,7 +175,7 @@ class Session:
             await self.ask(file_uploads.release, taken.file_id, owner=self.owner)
             result.error = f"upload of {name!r}: {result.error}"
             return result
-        await self.ask(file_uploads.store, taken.file_id, upload_id=str(result.outputs["id"]))
+        await self.ask(file_uploads.store, taken.file_id, upload_id=str(result.outputs["id"]), user=self.user)
         return taken.file_id, str(result.outputs["id"])
 
     async def ask(self, function: Callable[..., T], *args: Any, **options: Any) -> T:

@@ -335,6 +335,8 @@ class BatchFile(models.Model):
     upload_id = models.CharField(_("upload id"), max_length=64, blank=True)
     uploaded_at = models.DateTimeField(_("uploaded"), null=True, blank=True)
     uploads = models.PositiveIntegerField(_("uploads"), default=0)
+    # The `user` it was uploaded under: newer Dify lets only that end user's runs name the upload.
+    upload_user = models.CharField(max_length=100, blank=True)
     # Who is uploading it now, until when: one process uploads while the others' rows wait for its id.
     upload_owner = models.CharField(max_length=100, blank=True)
     upload_until = models.DateTimeField(null=True, blank=True)

@@ -167,7 +167,7 @@ class Runner:
         """Calls whose row is no longer ours (cancelled by staff) are stopped, upstream too, to save the spend."""
         for claim, app in calls.abandon(leases.lost_claims(self.owner, execution_ids=list(calls.calls))):
             if claim.task_id and app.response_mode == "streaming":
-                calls.send(calls.client.stop(app, claim.task_id, user=f"batch-{claim.batch_id}"))
+                calls.send(calls.client.stop(app, claim.task_id, user=file_calls.user_for(claim)))
 
     def claim_successors(self, calls: CallLoop) -> int:
         """Claim for the calls that ended, then again for those that ended meanwhile, before writing any result:

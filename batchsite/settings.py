@@ -167,7 +167,7 @@ BATCHES_UPLOAD_RECHECK_MINUTES = env_float("BATCHES_UPLOAD_RECHECK_MINUTES", 60)
 # extensions its ETL takes as documents (Dify's default ETL; with ETL_TYPE=Unstructured add
 # doc,eml,msg,pptx,xml,epub and ppt), its upload size limits per kind (MB) and its UPLOAD_FILE_EXTENSION_BLACKLIST.
 BATCHES_DIFY_DOCUMENT_EXTENSIONS = env_list("BATCHES_DIFY_DOCUMENT_EXTENSIONS") or [
-    *"txt markdown md mdx pdf html htm xlsx xls docx csv vtt properties".split()
+    *("txt", "markdown", "md", "mdx", "pdf", "html", "htm", "xlsx", "xls", "docx", "csv", "vtt", "properties")
 ]
 BATCHES_DIFY_FILE_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_FILE_SIZE_LIMIT_MB", 15)
 BATCHES_DIFY_IMAGE_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_IMAGE_SIZE_LIMIT_MB", 10)

@@ -2,7 +2,8 @@
 
 A process that needs a file without an upload id takes the file's upload lease (a guarded write); the others'
 rows wait for the id it stores. A lease whose holder died expires and is taken over. Dify keeps uploads for a
-limited time: an id older than BATCHES_UPLOAD_REUSE_HOURS, or one Dify said is gone (`forget`), is uploaded again.
+limited time: an id older than BATCHES_UPLOAD_REUSE_HOURS, or one Dify said is gone (`forget`), is uploaded again,
+and an id is reused only by runs under the `user` it was uploaded as (newer Dify looks uploads up by uploader).
 These run on the runner's own thread (batches/file_calls.py asks it), like every other database write of a call.
 """
 
@@ -17,11 +18,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 
 from batches.files import FileInputError
-from batches.models import BatchFile, BatchStatus, Execution, ExecutionStatus, Workflow
-from batches.services import clock, throttle
+from batches.models import BatchFile, BatchStatus, Workflow
+from batches.services import clock, nodes, throttle
 
 logger = logging.getLogger(__name__)
 SWEEP_CHUNK = 1000
@@ -38,14 +39,20 @@ class Taken:
     size: int = 0
 
 
-def take(batch_id: int, name: str, *, owner: str, lease_seconds: float) -> Taken:
+def take(batch_id: int, name: str, *, owner: str, lease_seconds: float, user: str) -> Taken:
+    """The file's upload id for runs as `user`, or its upload lease (held by this `owner` now, or another's).
+
+    A lease whose holder is a dead process of this machine is taken over at once, as its rows are; another
+    machine's holder keeps it until it expires."""
     row = BatchFile.objects.filter(batch_id=batch_id, name=name).first()
     if row is None:
         return Taken(None)
     now = clock.now()
-    if row.upload_id and row.uploaded_at and row.uploaded_at > now - reuse_period():
+    if row.upload_id and row.upload_user == user and row.uploaded_at and row.uploaded_at > now - reuse_period():
         return Taken(row.pk, upload_id=row.upload_id)
     free = Q(upload_owner="") | Q(upload_owner=owner) | Q(upload_until__lt=now)
+    if row.upload_owner and nodes.is_dead_local(row.upload_owner):
+        free |= Q(upload_owner=row.upload_owner)
     won = BatchFile.objects.filter(free, pk=row.pk, upload_id=row.upload_id).update(
         upload_owner=owner, upload_until=now + timedelta(seconds=lease_seconds)
     )
@@ -63,10 +70,15 @@ def upload_token(workflow_id: int) -> bool:
     return got > 0
 
 
-def store(file_id: int, *, upload_id: str) -> None:
-    """Keep the id Dify gave (whoever holds the lease now: both ids are good)."""
+def store(file_id: int, *, upload_id: str, user: str) -> None:
+    """Keep the id Dify gave for runs as `user` (whoever holds the lease now: both ids are good)."""
     BatchFile.objects.filter(pk=file_id).update(
-        upload_id=upload_id, uploaded_at=clock.now(), uploads=F("uploads") + 1, upload_owner="", upload_until=None
+        upload_id=upload_id,
+        upload_user=user,
+        uploaded_at=clock.now(),
+        uploads=F("uploads") + 1,
+        upload_owner="",
+        upload_until=None,
     )
     logger.info("file %s uploaded as %s", file_id, upload_id)
 
@@ -99,40 +111,48 @@ def stored_path(stored: str) -> Path | None:
 
 def copy_files(source_id: int, *, batch_id: int, same_app: bool) -> None:
     """A batch run again names its source's files: the same bytes on disk, and the same uploads on the same app
-    (another app, perhaps another Dify, uploads them again)."""
+    (another app, perhaps another Dify, uploads them again). Called inside the rerun's transaction: the source's
+    rows are locked first, so a sweep removing them waits for this reference to be committed, and then sees it."""
+    sources = list(BatchFile.objects.filter(batch_id=source_id).order_by("pk").select_for_update())
     copies = [
         BatchFile(batch_id=batch_id, name=row.name, size=row.size, stored=row.stored, **_upload(row, same_app))
-        for row in BatchFile.objects.filter(batch_id=source_id)
+        for row in sources
     ]
     BatchFile.objects.bulk_create(copies)
 
 
 def _upload(row: BatchFile, same_app: bool) -> dict[str, Any]:
-    return {"upload_id": row.upload_id, "uploaded_at": row.uploaded_at} if same_app else {}
+    """The source's upload, reused only by runs under its `user` (BATCHES_UPLOAD_SHARED_USER: the same app's)."""
+    if not same_app:
+        return {}
+    return {"upload_id": row.upload_id, "uploaded_at": row.uploaded_at, "upload_user": row.upload_user}
 
 
 def sweep_files(*, now: datetime | None = None) -> int:
-    """Remove the bytes of files no row can need again: the batch finished with every row succeeded (nothing to
-    retry), or finished or was cancelled BATCHES_FILES_KEEP_DAYS ago. Upload ids are kept: a row retried later
-    still sends a file whose upload Dify keeps. Returns how many rows lost their file."""
+    """Remove the bytes of files no batch can need again: those of batches that ended (finished or cancelled)
+    over BATCHES_FILES_KEEP_DAYS ago, unless a batch still within that window names the same bytes (a rerun).
+    Until then any ended batch may be run again, on any app, and its failed rows retried by hand. Upload ids are
+    kept. Returns how many rows lost their file.
+
+    The rows are locked, and the batches naming the same bytes read, in one transaction: a rerun that copies a
+    reference locks the same rows (copy_files), so either it commits first and is seen here, or it copies the
+    emptied reference (the file was past its window). The bytes go once that transaction committed (the sweep
+    runs in no outer transaction)."""
     now = now or clock.now()
-    unretryable = Execution.objects.filter(
-        batch=OuterRef("batch"), status__in=[ExecutionStatus.FAILED, ExecutionStatus.CANCELLED]
-    )
-    all_done = Q(batch__status=BatchStatus.FINISHED) & ~Exists(unretryable)
     ended = [BatchStatus.FINISHED, BatchStatus.CANCELLED]
-    expired = Q(batch__status__in=ended, batch__finished_at__lt=now - timedelta(days=settings.BATCHES_FILES_KEEP_DAYS))
-    done = all_done | expired
-    rows = list(BatchFile.objects.exclude(stored="").filter(done).values_list("pk", "stored")[:SWEEP_CHUNK])
-    # A batch run again shares its source's files: a file stays while any batch naming it may need it.
-    needed = BatchFile.objects.filter(stored__in=[stored for _, stored in rows]).exclude(done)
-    kept = set(needed.values_list("stored", flat=True))
-    rows = [(pk, stored) for pk, stored in rows if stored not in kept]
-    for _, stored in rows:
+    keep = timedelta(days=settings.BATCHES_FILES_KEEP_DAYS)
+    done = Q(batch__status__in=ended, batch__finished_at__lt=now - keep)
+    with transaction.atomic():
+        expired = BatchFile.objects.exclude(stored="").filter(done).order_by("pk").select_for_update(of=("self",))
+        rows = list(expired.values_list("pk", "stored")[:SWEEP_CHUNK])
+        needed = BatchFile.objects.filter(stored__in=[stored for _, stored in rows]).exclude(done)
+        kept = set(needed.values_list("stored", flat=True))
+        rows = [(pk, stored) for pk, stored in rows if stored not in kept]
+        BatchFile.objects.filter(pk__in=[pk for pk, _ in rows]).update(stored="")
+    for stored in sorted({stored for _, stored in rows}):  # only once the emptied references are committed
         _remove(stored)
-    BatchFile.objects.filter(pk__in=[pk for pk, _ in rows]).update(stored="")
     if rows:
-        logger.info("removed %s files of finished batches", len(rows))
+        logger.info("removed %s files of batches ended over %s days ago", len(rows), settings.BATCHES_FILES_KEEP_DAYS)
     return len(rows)
 
 
