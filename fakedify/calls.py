@@ -48,7 +48,9 @@ async def _serve_call(request: web.Request, fake: FakeDify, mode: str) -> web.St
     body = await checks.read_body(request)
     if isinstance(body, web.Response):
         return body
-    refusal = checks.invalid(body, mode, fake.options.variables, uploads=fake.files.uploads)
+    refusal = checks.invalid(body, mode, fake.options, uploads=fake.files.uploads)
+    if isinstance(refusal, checks.SilentRefusal):
+        return await streaming.silence(request, fake.options.refusal_silence)
     if refusal is None:  # not `or`: an aiohttp response is a mapping, and an empty one is falsy
         refusal = fake.limiter.refusal(fake.options, fake.stats)
     if refusal is not None:

@@ -4,13 +4,12 @@ object, a request Dify would answer with 400 invalid_param. Any other bearer tok
 from __future__ import annotations
 
 import json
-from collections.abc import Container
 from typing import Any
 
 from aiohttp import web
 
 from fakedify import files, wire
-from fakedify.options import FAULT_TYPES
+from fakedify.options import FAULT_TYPES, FakeOptions
 
 REVOKED_KEY_PREFIX = "app-revoked"  # keys the fake refuses, as Dify refuses a deleted key
 
@@ -30,15 +29,27 @@ async def read_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def invalid(
-    body: dict[str, Any], mode: str, variables: list[dict[str, Any]], *, uploads: Container[str] = ()
+    body: dict[str, Any], mode: str, options: FakeOptions, *, uploads: dict[str, Any] | None = None
 ) -> web.Response | None:
-    """A 400 for a run call Dify would refuse (`uploads`: the upload ids a file mapping may name)."""
-    problem = (
-        _call_problem(body, mode)
-        or _directive_problem(body["inputs"])
-        or _form_problem(body["inputs"], variables, uploads)
-    )
-    return wire.error(400, "invalid_param", problem) if problem else None
+    """A 400 for a run call Dify would refuse (`uploads`: the uploads a file mapping may name, by id). In
+    streaming mode a refused file is one ping and then silence, as Dify answers it (dify-real-files)."""
+    problem = _call_problem(body, mode) or _directive_problem(body["inputs"])
+    if problem:
+        return wire.error(400, "invalid_param", problem)
+    problem, about_files = _form_problem(body, options, uploads or {})
+    if not problem:
+        return None
+    if about_files and body.get("response_mode") == "streaming":
+        return SilentRefusal(problem)
+    return wire.error(400, "invalid_param", problem)
+
+
+class SilentRefusal(web.Response):
+    """What a streamed call whose files Dify refuses gets: fakedify/calls.py answers it with a ping and silence."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(status=200)
+        self.problem = problem
 
 
 def _call_problem(body: dict[str, Any], mode: str) -> str:
@@ -62,13 +73,19 @@ def _directive_problem(inputs: dict[str, Any]) -> str:
     return ""
 
 
-def _form_problem(inputs: dict[str, Any], variables: list[dict[str, Any]], uploads: Container[str]) -> str:
-    """The first problem with the app's declared variables (--variables), as Dify checks them in order."""
-    problems = (
-        _input_problem(*next(iter(item.items())), inputs) or files.problem(*next(iter(item.items())), inputs, uploads)
-        for item in variables
-    )
-    return next((problem for problem in problems if problem), "")
+def _form_problem(body: dict[str, Any], options: FakeOptions, uploads: dict[str, Any]) -> tuple[str, bool]:
+    """The first problem with the app's declared variables (--variables), as Dify checks them in order, and
+    whether it is about a file."""
+    inputs, user = body["inputs"], str(body.get("user") or "")
+    for item in options.variables:
+        kind, spec = next(iter(item.items()))
+        problem = _input_problem(kind, spec, inputs)
+        if problem:
+            return problem, False
+        problem = files.problem(kind, spec, inputs, uploads, user, options.etl)
+        if problem:
+            return problem, True
+    return "", False
 
 
 def _input_problem(kind: str, spec: dict[str, Any], inputs: dict[str, Any]) -> str:

@@ -43,4 +43,5 @@ async def parameters(request: web.Request) -> web.Response:
 async def upload(request: web.Request) -> web.Response:
     if not checks.authorized(request):
         return wire.unauthorized()
-    return await request.app[FAKE].files.upload(request)
+    fake = request.app[FAKE]
+    return await fake.files.upload(request, fake.options)

@@ -4,6 +4,10 @@ Counts uploads per file name so tests can assert "uploaded once"; `/_fake/files/
 Dify's storage clean-up would: a run naming one then answers 400 "Invalid upload file"), `/_fake/files/fail` makes
 the next uploads fail (a transient 503, or any status), so retries can be tested. The routes are in server.py (the
 upload in endpoints.py, expire and fail in control.py); checks.py calls `problem` for each declared variable.
+
+An upload is checked as Dify 1.13.2 checks it (dify-real-files): one file field, a name without / \\ : * ? " < > |,
+an extension not in --upload-blacklist, a size within Dify's default limit for its kind; `user` is optional. With
+`newer_dify` an upload id names a file only for runs of the user who uploaded it (Dify after 1.13).
 """
 
 from __future__ import annotations
@@ -13,21 +17,29 @@ import json
 import mimetypes
 import time
 import uuid
-from collections.abc import Container
 from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from fakedify import wire
-from fakedify.options import FILE_KINDS, METHODS
+from fakedify import file_checks, wire
+from fakedify.options import FILE_KINDS, FakeOptions
 
 READ_CHUNK = 256 * 1024
-DIFY_UPLOAD_ERRORS = {  # controllers/common/errors.py
-    413: ("file_too_large", "File size exceeded. 15.00 MB > 15 MB"),
+DIFY_UPLOAD_ERRORS = {  # controllers/common/errors.py; 413's text really is the unformatted template
+    413: ("file_too_large", "File size exceeded. {message}"),
     415: ("unsupported_file_type", "File type not allowed."),
     400: ("no_file_uploaded", "Please upload your file."),
 }
+DEFAULT_USER = "DEFAULT-USER"  # the end user an upload without a `user` field belongs to
+FORBIDDEN = set('/\\:*?"<>|')
+MB = 1024 * 1024
+LIMITS_MB = (  # UPLOAD_IMAGE/VIDEO/AUDIO_FILE_SIZE_LIMIT, else UPLOAD_FILE_SIZE_LIMIT
+    (file_checks.IMAGE, 10),
+    (file_checks.VIDEO, 100),
+    (file_checks.AUDIO, 50),
+)
+TENANT_ID = "5a1f0c3e-8d2b-4c47-9f3a-2e6b7d8c9a10"
 
 
 class FakeFiles:
@@ -47,20 +59,20 @@ class FakeFiles:
         uploads = {"total": sum(self.counts.values()), "by_name": dict(self.counts), "failed": self.failed}
         return {"uploads": {**uploads, "stored": len(self.uploads), "largest": self.largest}}
 
-    async def upload(self, request: web.Request) -> web.Response:
+    async def upload(self, request: web.Request, options: FakeOptions) -> web.Response:
+        """services/file_service.py upload_file behind controllers/service_api/app/file.py, in their order."""
         if self.failures:
             self.failed += 1
             return _failure(self.failures.pop(0))
-        try:
-            user, name, size = await _read_parts(request)
-        except ValueError as exc:
-            return wire.error(400, "invalid_param", str(exc))
-        if name is None:
+        if not request.content_type.startswith("multipart/"):
             return wire.error(400, "no_file_uploaded", "Please upload your file.")
-        if not user:
-            return wire.error(400, "invalid_param", "user is required")
-        info = _answer(name, size, user)
-        self.uploads[info["id"]] = info
+        user, files = await _read_parts(request)
+        refusal = _refusal(files, options)
+        if refusal is not None:
+            return refusal
+        name, size = files[0][1], files[0][2]
+        info = _answer(name, size, user or DEFAULT_USER, files[0][3])
+        self.uploads[info["id"]] = {**info, "_user": user or DEFAULT_USER, "_scoped": options.newer_dify}
         self.counts[name] += 1
         self.largest = max(self.largest, size)
         return wire.restx(201, info)
@@ -76,67 +88,77 @@ class FakeFiles:
         return wire.restx(200, {"failing": len(self.failures)})
 
 
-def problem(kind: str, spec: dict[str, Any], inputs: dict[str, Any], uploads: Container[str]) -> str:
+def _refusal(files: list[tuple[str, str, int, str]], options: FakeOptions) -> web.Response | None:
+    if not files:
+        return wire.error(400, "no_file_uploaded", "Please upload your file.")
+    if len({field for field, *_ in files}) > 1:
+        return wire.error(400, "too_many_files", "Only one file is allowed.")
+    name, size = files[0][1], files[0][2]
+    if not name:
+        return wire.error(400, "filename_not_exists_error", "The specified filename does not exist.")
+    extension = PurePosixPath(name).suffix.lstrip(".").lower()
+    if FORBIDDEN & set(name):
+        return wire.error(400, "invalid_param", "Filename contains invalid characters")
+    if extension and extension in options.upload_blacklist:
+        message = f"File extension '.{extension}' is not allowed for security reasons"
+        return wire.error(400, "invalid_param", message)
+    limit = next((mb for names, mb in LIMITS_MB if extension in names), 15) * MB
+    if size > limit:
+        return wire.error(413, "file_too_large", "File size exceeded. {message}")
+    return None
+
+
+def problem(
+    kind: str, spec: dict[str, Any], inputs: dict[str, Any], uploads: dict[str, Any], user: str, etl: str
+) -> str:
     """Dify's refusal of a file variable's value (base_app_generator, file_factory); "" when it is fine."""
     if kind not in FILE_KINDS:
         return ""
-    name, value = spec["variable"], inputs.get(spec["variable"])
-    if value in (None, ""):
-        return ""
-    if kind == "file":
-        return (
-            _mapping_problem(value, spec, uploads)
-            if isinstance(value, dict)
-            else f"{name} in input form must be a file"
-        )
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        return f"{name} in input form must be a list of files"
-    if spec.get("max_length") and len(value) > spec["max_length"]:
-        return f"Number of files exceeds the maximum limit {spec['max_length']}"
-    return next((p for p in (_mapping_problem(item, spec, uploads) for item in value) if p), "")
+    return file_checks.problem(spec, inputs.get(spec["variable"]), kind, uploads=uploads, user=user, etl=etl)
 
 
-def _mapping_problem(mapping: dict[str, Any], spec: dict[str, Any], uploads: Container[str]) -> str:
-    method = mapping.get("transfer_method")
-    if method not in METHODS:
-        return f"Invalid file transfer method: {method}"
-    allowed_methods = spec.get("allowed_file_upload_methods") or METHODS
-    kind = mapping.get("type", "custom")
-    if method not in allowed_methods or (spec.get("allowed_file_types") and kind not in spec["allowed_file_types"]):
-        return f"File validation failed for file: {mapping.get('url') or mapping.get('upload_file_id')}"
-    if method == "remote_url":
-        return "" if mapping.get("url") else "Invalid file url"
-    return "" if mapping.get("upload_file_id") in uploads else "Invalid upload file"
-
-
-async def _read_parts(request: web.Request) -> tuple[str, str | None, int]:
-    """The `user` field and the file's name and size, read in chunks (a large upload is never held whole)."""
-    if not request.content_type.startswith("multipart/"):
-        raise ValueError("the body must be multipart/form-data")
+async def _read_parts(request: web.Request) -> tuple[str, list[tuple[str, str, int, str]]]:
+    """The `user` field and each file part's (field, name, size, content type), read in chunks (never held whole).
+    Two parts named `file` are one field to Dify (werkzeug keeps the first): the second is read and dropped."""
     reader = await request.multipart()
-    user, name, size = "", None, 0
+    user, files, seen = "", [], set()
     async for part in reader:
         if not isinstance(part, BodyPartReader):
             continue
-        if part.name == "user":
-            user = (await part.text()).strip()
-        elif part.name == "file":
-            name = part.filename or "unnamed"
-            while chunk := await part.read_chunk(READ_CHUNK):
-                size += len(chunk)
-    return user, name, size
+        if part.filename is None:
+            if part.name == "user":
+                user = (await part.text()).strip()
+            continue
+        size = 0
+        while chunk := await part.read_chunk(READ_CHUNK):
+            size += len(chunk)
+        if part.name not in seen:
+            seen.add(part.name or "")
+            files.append((part.name or "", part.filename, size, part.headers.get("Content-Type", "")))
+    return user, files
 
 
-def _answer(name: str, size: int, user: str) -> dict[str, Any]:
-    extension = PurePosixPath(name).suffix.lstrip(".").lower()
+def _answer(name: str, size: int, user: str, content_type: str) -> dict[str, Any]:
+    """Dify 1.13.2's FileResponse: 14 keys, nulls included; the preview link is signed (here: a fixed signature)."""
+    upload_id = str(uuid.uuid4())
+    now = int(time.time())
+    mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    source_url = f"http://127.0.0.1:5001/files/{upload_id}/file-preview?timestamp={now}&nonce=0&sign=fake"
     return {
-        "id": str(uuid.uuid4()),
+        "id": upload_id,
         "name": name,
         "size": size,
-        "extension": extension,
-        "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+        "extension": PurePosixPath(name).suffix.lstrip(".").lower(),
+        "mime_type": mime,
         "created_by": str(uuid.uuid5(uuid.NAMESPACE_URL, user)),
-        "created_at": int(time.time()),
+        "created_at": now,
+        "preview_url": None,
+        "source_url": source_url,
+        "original_url": None,
+        "user_id": None,
+        "tenant_id": TENANT_ID,
+        "conversation_id": None,
+        "file_key": None,
     }
 
 

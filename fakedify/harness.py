@@ -37,7 +37,9 @@ class FakeDifyProcess:
 
     def restore(self, **options: Any) -> None:
         """No faults, no limits, the given options and fresh stats, so one test does not leak into the next."""
-        self.configure(**{"latency_ms": 0, "fail_rate": 0, "faults": {}, "rpm": None, "max_active": None, **options})
+        defaults = {"latency_ms": 0, "fail_rate": 0, "faults": {}, "rpm": None, "max_active": None}
+        defaults |= {"newer_dify": False, "etl": "default", "upload_blacklist": [], "refusal_silence": 300}
+        self.configure(**{**defaults, **options})
         self.reset()
 
     def stats(self) -> dict[str, Any]:

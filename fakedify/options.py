@@ -15,7 +15,11 @@ FAULT_TYPES = (
 FILE_KINDS = frozenset({"file", "file-list"})
 ALL_TYPES = ["document", "image", "audio", "video", "custom"]
 METHODS = ["local_file", "remote_url"]
-LIVE_OPTIONS = ("latency_ms", "fail_rate", "faults", "rpm", "max_active", "seed", "ping_interval")
+LIVE_OPTIONS = (
+    *("latency_ms", "fail_rate", "faults", "rpm", "max_active", "seed", "ping_interval"),
+    *("newer_dify", "etl", "upload_blacklist", "refusal_silence"),
+)
+ETLS = ("default", "unstructured")
 
 
 @dataclass
@@ -28,6 +32,13 @@ class FakeOptions:
     seed: int | None = None
     variables: list[dict[str, Any]] = field(default_factory=list)
     ping_interval: float = 10.0
+    # Files (fakedify/files.py, file_checks.py): upload ids per end user as in Dify after 1.13; the server's ETL
+    # (which extensions are documents); its UPLOAD_FILE_EXTENSION_BLACKLIST; how long a stream stays silent after
+    # its one ping when Dify refuses its files (Dify: 300 s, until its queue gives up).
+    newer_dify: bool = False
+    etl: str = "default"
+    upload_blacklist: list[str] = field(default_factory=list)
+    refusal_silence: float = 300.0
 
     def fault_table(self) -> list[tuple[str, float]]:
         """(fault, cumulative probability) for one draw per call; fail_rate is spread over the transient faults."""
@@ -93,6 +104,12 @@ def file_spec(kind: str) -> dict[str, Any]:
     return spec
 
 
+def parse_blacklist(value: Any) -> list[str]:
+    """`exe, .BAT` (or a list) → ["exe", "bat"]: extensions as Dify compares them."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(item).strip().lower().lstrip(".") for item in items if str(item).strip()]
+
+
 def _rate(value: Any, name: str) -> float:
     rate = float(value)
     if not 0.0 <= rate <= 1.0:
@@ -101,6 +118,14 @@ def _rate(value: Any, name: str) -> float:
 
 
 def _option_value(name: str, value: Any) -> Any:
+    if name == "newer_dify":
+        return bool(value)
+    if name == "etl":
+        if value not in ETLS:
+            raise ValueError(f"etl must be one of {', '.join(ETLS)}")
+        return value
+    if name == "upload_blacklist":
+        return parse_blacklist(value)
     if name == "faults":
         faults = parse_faults(value) if isinstance(value, str) else dict(value or {})
         for fault, rate in faults.items():

@@ -33,6 +33,17 @@ async def stream(request: web.Request, run: Run, ping_interval: float) -> web.St
     return response
 
 
+async def silence(request: web.Request, seconds: float) -> web.StreamResponse:
+    """Dify's answer to a streamed call whose inputs it refuses in its worker: one ping, then nothing until its
+    queue gives up (dify-real case 07), and the stream ends without an event."""
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    await response.write(PING)
+    await asyncio.sleep(seconds)  # cancelled when the client goes away
+    await response.write_eof()
+    return response
+
+
 def _opening(run: Run) -> bytes:
     if run.mode != "workflow":
         return frame(run.message_body("message", run.text[: len(run.text) // 2])) + PING

@@ -390,7 +390,8 @@ def test_the_fake_declares_file_variables_and_refuses_what_dify_refuses(fake):
     as_text = httpx.post(
         f"{fake.url}/workflows/run", headers=headers, json={**run, "inputs": {"doc": "https://x.test/a.pdf"}}
     )
-    unknown = {"type": "document", "transfer_method": "local_file", "upload_file_id": "nope"}
+    unknown_id = "7c1e9a52-3f4d-4b8e-a6c0-91d2e3f4a5b6"  # well formed, never uploaded
+    unknown = {"type": "document", "transfer_method": "local_file", "upload_file_id": unknown_id}
     lost = httpx.post(f"{fake.url}/workflows/run", headers=headers, json={**run, "inputs": {"doc": unknown}})
 
     assert form[0]["file"]["allowed_file_upload_methods"] == ["local_file", "remote_url"]
@@ -476,7 +477,7 @@ def test_a_file_dify_refuses_fails_its_row_at_once_naming_the_file(workflow, fak
 
     row = Execution.objects.get(batch=batch)
     assert (row.status, row.error_type, row.http_status, row.attempt_count) == ("failed", "invalid_input", 413, 1)
-    assert row.error == "upload of 'invoices/00.pdf': HTTP 413 file_too_large: File size exceeded. 15.00 MB > 15 MB"
+    assert row.error == "upload of 'invoices/00.pdf': HTTP 413 file_too_large: File size exceeded. {message}"
 
 
 @pytest.mark.parametrize(("recheck_minutes", "uploads_made"), [(0, 3), (60, 1)])

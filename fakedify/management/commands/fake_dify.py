@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fakedify.options import FakeOptions, parse_faults, parse_variables
+from fakedify.options import ETLS, FakeOptions, parse_blacklist, parse_faults, parse_variables
 from fakedify.server import serve
 
 
@@ -37,6 +37,9 @@ class Command(BaseCommand):
             help="variable:label[:required][:type],... for GET /parameters (type file or file-list: a file variable)",
         )
         parser.add_argument("--ping-interval", type=float, default=10.0, help="seconds between stream pings")
+        parser.add_argument("--newer-dify", action="store_true", help="upload ids only for their uploader's runs")
+        parser.add_argument("--etl", choices=ETLS, default="default", help="which extensions are documents")
+        parser.add_argument("--upload-blacklist", default="", help="extensions uploads refuse, e.g. exe,bat")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -66,6 +69,9 @@ def _options(opts: dict[str, Any]) -> FakeOptions:
         seed=opts["seed"],
         variables=parse_variables(opts["variables"]),
         ping_interval=max(0.01, opts["ping_interval"]),
+        newer_dify=opts["newer_dify"],
+        etl=opts["etl"],
+        upload_blacklist=parse_blacklist(opts["upload_blacklist"]),
     )
     options.fault_table()  # rates adding up to more than 1 are refused here, not at the first call
     return options
