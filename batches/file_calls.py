@@ -11,6 +11,7 @@ one process, rows naming the same file share one upload.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import re
@@ -53,6 +54,8 @@ async def run(
     on_started: OnStarted | None = None,
 ) -> CallResult:
     user = user_for(claim)
+    if await went_silent(app, claim, events):
+        app = dataclasses.replace(app, response_mode="blocking")
     names = files.local_names(claim.inputs)
     if not names:
         return await client.run(app, claim.inputs, user=user, on_started=on_started)
@@ -69,6 +72,16 @@ async def run(
         logger.info("execution %s: Dify lost an upload (%s); uploading again", claim.execution_id, result.error)
         await session.forget(ids)
     raise AssertionError("unreachable")
+
+
+async def went_silent(app: AppSettings, claim: claims.Claim, events: queue.Queue[Any]) -> bool:
+    """Whether this try of a file row should be sent in blocking mode: its stream's last try went silent without
+    announcing a run. Dify answers a file it refuses in streaming mode with one ping and silence (its worker
+    checks the inputs, dify-real-files); only blocking mode says why, at once, so the row fails for its own
+    reason instead of timing out try after try."""
+    if app.response_mode != "streaming" or claim.number < 2 or not files.has_files(claim.inputs):
+        return False
+    return bool(await ask(events, claim, file_uploads.went_silent, claim.execution_id))
 
 
 def user_for(claim: claims.Claim) -> str:
@@ -179,20 +192,26 @@ class Session:
         return taken.file_id, str(result.outputs["id"])
 
     async def ask(self, function: Callable[..., T], *args: Any, **options: Any) -> T:
-        """Run a database function on the runner's thread (it owns the database) and wait for its answer."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[T] = loop.create_future()
+        return await ask(self.events, self.claim, function, *args, **options)
 
-        def errand() -> None:
-            try:
-                value = function(*args, **options)
-            except Exception as exc:  # handed to the call, which records it as a failed try
-                loop.call_soon_threadsafe(_settle, answer, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, answer, value, None)
 
-        self.events.put(("errand", self.claim, errand))
-        return await answer
+async def ask(
+    events: queue.Queue[Any], claim: claims.Claim, function: Callable[..., T], *args: Any, **options: Any
+) -> T:
+    """Run a database function on the runner's thread (it owns the database) and wait for its answer."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[T] = loop.create_future()
+
+    def errand() -> None:
+        try:
+            value = function(*args, **options)
+        except Exception as exc:  # handed to the call, which records it as a failed try
+            loop.call_soon_threadsafe(_settle, answer, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, answer, value, None)
+
+    events.put(("errand", claim, errand))
+    return await answer
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -10,10 +10,12 @@ are settings mirroring the server's (BATCHES_DIFY_*).
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -82,6 +84,21 @@ def of_url(url: str) -> Detected:
         return Detected(by_mime(mime) if mime else "", ".bin")
     extension = (mimetypes.guess_extension(mime) if mime else None) or "." + filename.split(".")[-1]
     return Detected(by_extension(extension) or (by_mime(mime) if mime else ""), extension)
+
+
+def private_host(url: str) -> bool:
+    """A URL Dify's SSRF proxy (squid, as Docker deploys it) refuses to fetch: localhost or a private, loopback or
+    link-local address; False when BATCHES_DIFY_FETCHES_PRIVATE_URLS says the server fetches them."""
+    if settings.BATCHES_DIFY_FETCHES_PRIVATE_URLS:
+        return False
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: what it resolves to is the proxy's to judge
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
 
 
 def size_limit(name: str) -> int:

@@ -93,6 +93,11 @@ def _mapping(item: Any, variable: InputVariable, label: str) -> dict[str, Any]:
                 "answers; give the URL its extension, or put the file in a ZIP"
             )
         check_accepted(detected, REMOTE, variable, f"{label} {_cut(text)}")
+        if file_types.private_host(text):
+            raise FileInputError(
+                f"{label} {_cut(text)} names a private address, which Dify's SSRF proxy does not fetch "
+                "(BATCHES_DIFY_FETCHES_PRIVATE_URLS)"
+            )
         return {"type": detected.type, "transfer_method": REMOTE, "url": text}
     return _local(text, variable, label)
 
@@ -182,6 +187,10 @@ def _accepted(variable: InputVariable) -> str:
 def _mappings(value: Any) -> list[dict[str, Any]]:
     items = value if isinstance(value, list) else [value]
     return [item for item in items if isinstance(item, dict) and item.get("transfer_method") in (REMOTE, LOCAL)]
+
+
+def has_files(inputs: dict[str, Any]) -> bool:
+    return any(_mappings(value) for value in inputs.values())
 
 
 def local_names(inputs: dict[str, Any]) -> list[str]:

@@ -174,6 +174,9 @@ BATCHES_DIFY_IMAGE_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_IMAGE_SIZE_LIMIT_MB",
 BATCHES_DIFY_AUDIO_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_AUDIO_SIZE_LIMIT_MB", 50)
 BATCHES_DIFY_VIDEO_SIZE_LIMIT_MB = env_float("BATCHES_DIFY_VIDEO_SIZE_LIMIT_MB", 100)
 BATCHES_DIFY_UPLOAD_EXTENSION_BLACKLIST = env_list("BATCHES_DIFY_UPLOAD_EXTENSION_BLACKLIST")
+# On: the server fetches file URLs on private addresses (no SSRF proxy in front of it); off, such URLs are refused
+# at import, as Dify's SSRF proxy would refuse them row by row.
+BATCHES_DIFY_FETCHES_PRIVATE_URLS = env_bool("BATCHES_DIFY_FETCHES_PRIVATE_URLS")
 # On: every batch of a workflow calls Dify as one `user` (workflow-<id>), so its uploads are reused across batches
 # (a rerun on the same app uploads nothing again). Off: each batch is its own user and uploads its files again,
 # as newer Dify requires (it looks an upload up by its uploader).

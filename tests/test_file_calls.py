@@ -135,3 +135,23 @@ def test_an_upload_id_is_reused_only_under_the_user_it_was_uploaded_by(workflow,
     other = file_uploads.take(batch.pk, "scans/a.pdf", owner="a", lease_seconds=60, user="batch-2")
 
     assert (mine.upload_id, other.upload_id, other.mine) == ("up-1", "", True)
+
+
+def test_a_file_row_whose_stream_went_silent_is_tried_again_in_blocking_mode_and_fails_for_its_own_reason(
+    make_workflow, fake, tmp_path, settings
+):
+    # The server's ETL takes no .pptx as a document, the import's setting says it does: Dify refuses the type,
+    # which in streaming mode is one ping and silence (the fake holds it for 300 s; the call gives up after 1 s).
+    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
+    fake.restore()
+    workflow = make_workflow(base_url=fake.url, response_mode="streaming", timeout=1)
+    table = tmp_path / "rows.csv"
+    table.write_text("doc,text\nhttps://x.test/deck.pptx,one\n")
+
+    batch = lifecycle.import_batch(workflow, table)
+    Runner().run(seconds=10)
+
+    assert tries(batch.pk) == [("failed", "timeout"), ("failed", "invalid_input")]
+    row = Execution.objects.get(batch=batch)
+    assert (row.status, row.http_status) == (ExecutionStatus.FAILED, 400)
+    assert "Detected file type does not match" in row.error

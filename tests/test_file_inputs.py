@@ -480,7 +480,7 @@ def test_a_file_dify_refuses_fails_its_row_at_once_naming_the_file(workflow, fak
     assert row.error == "upload of 'invoices/00.pdf': HTTP 413 file_too_large: File size exceeded. {message}"
 
 
-@pytest.mark.parametrize(("recheck_minutes", "uploads_made"), [(0, 3), (60, 1)])
+@pytest.mark.parametrize(("recheck_minutes", "uploads_made"), [(0, 2), (60, 1)])
 def test_a_silent_stream_makes_the_retry_upload_an_old_file_again(
     make_workflow, fake, tmp_path, settings, recheck_minutes, uploads_made
 ):

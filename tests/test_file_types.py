@@ -96,11 +96,19 @@ def test_the_name_sent_to_dify_has_no_character_it_refuses():
         (DOC, "https://x.test/deck.pptx", "is a .pptx file, which Dify types `custom`; the app accepts document"),
         (DOC, "https://x.test/download?id=7", "a URL without a file extension"),
         (DOC, "data:application/pdf;base64,JVBERi0x", "not an http(s) URL"),
+        (DOC, "http://10.0.0.7/a.pdf", "names a private address, which Dify's SSRF proxy does not fetch"),
+        (DOC, "http://localhost:8080/a.pdf", "names a private address"),
     ],
 )
 def test_a_url_dify_would_refuse_is_an_input_error(variable, cell, message):
     with pytest.raises(inputs.InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         inputs.convert_row({"doc": cell}, [variable])
+
+
+def test_private_urls_are_taken_where_the_server_fetches_them(settings):
+    settings.BATCHES_DIFY_FETCHES_PRIVATE_URLS = True
+
+    assert inputs.convert_row({"doc": "http://10.0.0.7/a.pdf"}, [DOC])["doc"]["url"] == "http://10.0.0.7/a.pdf"
 
 
 def test_an_image_url_passes_a_variable_that_takes_only_uploads_as_dify_lets_it():

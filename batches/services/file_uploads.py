@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from batches.files import FileInputError
-from batches.models import BatchFile, BatchStatus, Workflow
+from batches.models import Attempt, BatchFile, BatchStatus, ErrorType, Workflow
 from batches.services import clock, nodes, throttle
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,12 @@ def forget(file_id: int, *, upload_id: str, older_only: bool = False) -> bool:
         rows = rows.filter(uploaded_at__lt=clock.now() - recheck)
     forgotten = rows.update(upload_id="", uploaded_at=None)
     return bool(forgotten) or not BatchFile.objects.filter(pk=file_id, upload_id=upload_id).exists()
+
+
+def went_silent(execution_id: int) -> bool:
+    """The row's last try timed out without announcing a run (how Dify answers refused files when streaming)."""
+    last = Attempt.objects.filter(execution_id=execution_id).order_by("-number").first()
+    return last is not None and last.error_type == ErrorType.TIMEOUT and not last.workflow_run_id
 
 
 def reuse_period() -> timedelta:
