@@ -72,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--megabytes", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="upload-memory-") as folder, running_fake_dify() as fake:
+    with tempfile.TemporaryDirectory(prefix="upload-memory-") as folder, running_fake_dify("--no-size-limits") as fake:
         path = Path(folder) / "big.pdf"
         with path.open("wb") as f:
             block = os.urandom(1024 * 1024)

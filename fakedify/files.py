@@ -103,7 +103,7 @@ def _refusal(files: list[tuple[str, str, int, str]], options: FakeOptions) -> we
         message = f"File extension '.{extension}' is not allowed for security reasons"
         return wire.error(400, "invalid_param", message)
     limit = next((mb for names, mb in LIMITS_MB if extension in names), 15) * MB
-    if size > limit:
+    if options.size_limits and size > limit:
         return wire.error(413, "file_too_large", "File size exceeded. {message}")
     return None
 

@@ -17,7 +17,7 @@ ALL_TYPES = ["document", "image", "audio", "video", "custom"]
 METHODS = ["local_file", "remote_url"]
 LIVE_OPTIONS = (
     *("latency_ms", "fail_rate", "faults", "rpm", "max_active", "seed", "ping_interval"),
-    *("newer_dify", "etl", "upload_blacklist", "refusal_silence"),
+    *("newer_dify", "etl", "upload_blacklist", "refusal_silence", "size_limits"),
 )
 ETLS = ("default", "unstructured")
 
@@ -39,6 +39,7 @@ class FakeOptions:
     etl: str = "default"
     upload_blacklist: list[str] = field(default_factory=list)
     refusal_silence: float = 300.0
+    size_limits: bool = True  # Dify's default upload limits per kind (off: bench/upload_memory.py's 200 MB file)
 
     def fault_table(self) -> list[tuple[str, float]]:
         """(fault, cumulative probability) for one draw per call; fail_rate is spread over the transient faults."""
@@ -118,7 +119,7 @@ def _rate(value: Any, name: str) -> float:
 
 
 def _option_value(name: str, value: Any) -> Any:
-    if name == "newer_dify":
+    if name in ("newer_dify", "size_limits"):
         return bool(value)
     if name == "etl":
         if value not in ETLS:

@@ -175,3 +175,9 @@ def test_the_servers_etl_decides_what_a_document_is(extension, etl, kind):
 )
 def test_a_variables_config_is_checked_as_dify_checks_it(kind, extension, method, spec, valid):
     assert file_checks.valid(kind, extension, method, spec) is valid
+
+
+def test_size_limits_can_be_lifted_for_benchmarks(fake):
+    fake.configure(size_limits=False)
+
+    assert upload(fake, "big.png", bytes(10 * 2**20 + 1)).status_code == 201

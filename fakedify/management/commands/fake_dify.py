@@ -40,6 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--newer-dify", action="store_true", help="upload ids only for their uploader's runs")
         parser.add_argument("--etl", choices=ETLS, default="default", help="which extensions are documents")
         parser.add_argument("--upload-blacklist", default="", help="extensions uploads refuse, e.g. exe,bat")
+        parser.add_argument("--no-size-limits", action="store_true", help="no upload size limits (benchmarks)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -72,6 +73,7 @@ def _options(opts: dict[str, Any]) -> FakeOptions:
         newer_dify=opts["newer_dify"],
         etl=opts["etl"],
         upload_blacklist=parse_blacklist(opts["upload_blacklist"]),
+        size_limits=not opts["no_size_limits"],
     )
     options.fault_table()  # rates adding up to more than 1 are refused here, not at the first call
     return options
