@@ -155,3 +155,20 @@ def test_a_file_row_whose_stream_went_silent_is_tried_again_in_blocking_mode_and
     row = Execution.objects.get(batch=batch)
     assert (row.status, row.http_status) == (ExecutionStatus.FAILED, 400)
     assert "Detected file type does not match" in row.error
+
+
+def test_every_kind_of_file_reaches_the_app_with_the_type_dify_detects(workflow, fake, tmp_path):
+    names = [f"in/{name}" for name in ("a.pdf", "b.PNG", "c.mp3", "d.mp4", "e.docx", "f.md", "g.csv", "h.xlsx")]
+    names += ["in/i.webp", "in/j.svg", "in/k.txt"]
+    path = tmp_path / "kinds.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("rows.csv", "doc,text\n" + "".join(f"{name},{name}\n" for name in names))
+        for name in names:
+            archive.writestr(name, b"bytes of " + name.encode())
+
+    batch = lifecycle.import_batch(workflow, path, options=lifecycle.ImportOptions(concurrency=11))
+    Runner().run(seconds=10)
+
+    rows = Execution.objects.filter(batch=batch)
+    assert {row.status for row in rows} == {ExecutionStatus.SUCCEEDED}, [row.error for row in rows]
+    assert {row.outputs["echo"]["doc"]["type"] for row in rows} == {"document", "image", "audio", "video"}
