@@ -348,3 +348,14 @@ class BatchFile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ExportSlot(models.Model):
+    """A download being streamed (an export or a comparison): each user may hold BATCHES_MAX_EXPORTS_PER_USER at once,
+    so that one person cannot occupy every web thread. A slot whose process died is forgotten after a while."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"export of user {self.user_id} since {self.started_at}"

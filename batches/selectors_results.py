@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from django.db.models import QuerySet, Subquery, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Concat
+from django.utils.translation import gettext_lazy as _
 
+from batches.clipping import clip
 from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
 
 RESULT_FIELDS = (
@@ -25,6 +29,11 @@ RESULT_FIELDS = (
     "finished_at",
 )
 OUTPUT_COLUMN = "output"  # the column of an output that is not a JSON object
+# An upstream may answer thousands of distinct keys: a page shows the keys most of its rows have, and the rest of
+# each row's answer in one "other outputs" cell, so that a page costs what its rows cost, whatever Dify answered.
+MAX_OUTPUT_COLUMNS = 50
+OTHER_OUTPUTS = _("Other outputs")
+OTHER_KEYS_SHOWN = 20  # keys of the "other outputs" cell, before it is clipped anyway
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class ResultPage:
     count: int | None
     input_columns: list[str] = field(default_factory=list)
     output_columns: list[str] = field(default_factory=list)
+    more_outputs: bool = False  # some rows have keys beyond output_columns
 
     @property
     def has_previous(self) -> bool:
@@ -113,7 +123,7 @@ def result_page(batch: BatchTask, wanted: ResultFilter, *, number: int, size: in
     found = list(_from(rows, wanted, start)[: size + 1])
     page = ResultPage(found[:size], number, size, len(found) > size, count)
     page.input_columns = input_columns(batch.columns, page.rows)
-    page.output_columns = output_columns(page.rows)
+    page.output_columns, page.more_outputs = output_columns(page.rows)
     return page
 
 
@@ -134,15 +144,18 @@ def input_columns(columns: list[str], rows: Iterable[Execution]) -> list[str]:
     return _ordered_keys([columns, *(row.inputs for row in rows if isinstance(row.inputs, dict))])
 
 
-def output_columns(rows: Iterable[Execution]) -> list[str]:
-    """Output keys in order of first appearance on the page; a non-object output has its own column."""
-    keys: list[Iterable[str]] = []
+def output_columns(rows: Iterable[Execution], limit: int = MAX_OUTPUT_COLUMNS) -> tuple[list[str], bool]:
+    """The `limit` output keys most rows have (ties: first seen first), in order of first appearance on the page;
+    a non-object output has its own column. Also whether any row has a key beyond them."""
+    counts: Counter[str] = Counter()
     for row in rows:
         if isinstance(row.outputs, dict):
-            keys.append(row.outputs)
+            counts.update(row.outputs.keys())
         elif row.outputs is not None:
-            keys.append([OUTPUT_COLUMN])
-    return _ordered_keys(keys)
+            counts[OUTPUT_COLUMN] += 1
+    order = {key: n for n, key in enumerate(counts)}  # a Counter keeps the order keys were first counted in
+    kept = sorted(counts, key=lambda key: (-counts[key], order[key]))[:limit]
+    return sorted(kept, key=order.__getitem__), len(counts) > len(kept)
 
 
 def _ordered_keys(groups: Iterable[Iterable[str]]) -> list[str]:
@@ -153,3 +166,15 @@ def output_value(row: Execution, key: str) -> Any:
     if isinstance(row.outputs, dict):
         return row.outputs.get(key)
     return row.outputs if key == OUTPUT_COLUMN else None
+
+
+def other_outputs(row: Execution, shown: Iterable[str]) -> dict[str, Any] | None:
+    """A few of the row's output keys not in `shown`, for the "other outputs" cell (None when it has none)."""
+    if not isinstance(row.outputs, dict):
+        return None
+    taken = set(shown)
+    rest = dict(islice(((k, v) for k, v in row.outputs.items() if k not in taken), OTHER_KEYS_SHOWN + 1))
+    if len(rest) > OTHER_KEYS_SHOWN:
+        rest.popitem()
+        rest["…"] = "…"
+    return clip(rest)[0] if rest else None  # a value may be megabytes

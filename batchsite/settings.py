@@ -155,6 +155,9 @@ BATCHES_MAX_CELL_BYTES = env_int("BATCHES_MAX_CELL_BYTES", 1024 * 1024)  # one i
 # An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
 BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 256 * 1024 * 1024)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
+# Downloads (exports, comparisons) one user may stream at once, and when a slot whose process died is forgotten.
+BATCHES_MAX_EXPORTS_PER_USER = env_int("BATCHES_MAX_EXPORTS_PER_USER", 2)
+BATCHES_EXPORT_SLOT_SECONDS = env_float("BATCHES_EXPORT_SLOT_SECONDS", 3600)
 # File inputs (issue 15): the files of ZIP imports, kept on disk between import and upload.
 BATCHES_FILES_DIR = Path(os.environ.get("BATCHES_FILES_DIR") or BASE_DIR / "data" / "files")
 BATCHES_FILES_KEEP_DAYS = env_float("BATCHES_FILES_KEEP_DAYS", 7)

@@ -95,6 +95,7 @@ def batch_results_json(request: HttpRequest, pk: int) -> JsonResponse:
         **{"q": wanted.q, "status": wanted.status, "error_type": wanted.error_type},
         **{"page": page.number, "pages": page.pages, "count": page.count, "has_next": page.has_next},
         **{"input_columns": page.input_columns, "output_columns": page.output_columns},
+        "more_output_columns": page.more_outputs,
         "results": [_row_data(row) for row in page.rows],
     }
     return JsonResponse(data, json_dumps_params={"ensure_ascii": False})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext
@@ -19,6 +21,7 @@ from batches.models import BatchStatus, BatchTask
 from batches.services.transitions import ACTIVE
 from batches.views import controls
 from batches.views.access import CONTROL_PERMISSION, next_url, require
+from batches.views.downloads import streamed
 
 PAGE_SIZE = 50
 RECENT_FAILURES = 20
@@ -81,13 +84,12 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_member_required
 @require_GET
-def batch_export(request: HttpRequest, pk: int, fmt: str) -> StreamingHttpResponse:
+def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponseBase:
     if fmt not in exporters.FORMATS:
         raise Http404(gettext("Unknown export format."))
     batch = selectors.batch_or_404(pk)
-    response = StreamingHttpResponse(exporters.export_chunks(batch, fmt), content_type=exporters.content_type(fmt))
-    response["Content-Disposition"] = exporters.attachment(exporters.file_name(batch, fmt))
-    return response
+    chunks = partial(exporters.export_chunks, batch, fmt)
+    return streamed(request, chunks, exporters.content_type(fmt), exporters.file_name(batch, fmt))
 
 
 @staff_member_required

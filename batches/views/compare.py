@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from batches import compare_export, exporters
+from batches import compare_export
 from batches.models import Execution, ExecutionStatus
 from batches.presenters import Cell, cell
 from batches.selectors_compare import Comparison, Pair, batch_pair_or_404, compare, differing_keys, page_rows
-from batches.selectors_results import input_columns, output_columns, output_value, page_number
+from batches.selectors_results import (
+    OTHER_OUTPUTS,
+    input_columns,
+    other_outputs,
+    output_columns,
+    output_value,
+    page_number,
+)
+from batches.views.downloads import streamed
 
 COMPARE_PAGE_SIZE = 50
 
@@ -42,7 +52,7 @@ class PairRow:
 def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], list[str], list[str]]:
     rows = page_rows(pairs)
     present = list(rows.values())
-    in_cols, out_cols = input_columns(columns, present), output_columns(present)
+    in_cols, (out_cols, more) = input_columns(columns, present), output_columns(present)
     result = []
     for pair in pairs:
         a, b = rows.get(pair.a or 0), rows.get(pair.b or 0)
@@ -53,17 +63,20 @@ def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], li
             PairRow(
                 pair,
                 [cell(inputs.get(key) if isinstance(inputs, dict) else None) for key in in_cols],
-                _side(a, out_cols, changed),
-                _side(b, out_cols, changed),
+                _side(a, out_cols, changed, more),
+                _side(b, out_cols, changed, more),
             )
         )
-    return result, in_cols, out_cols
+    return result, in_cols, [*out_cols, str(OTHER_OUTPUTS)] if more else out_cols
 
 
-def _side(row: Execution | None, columns: list[str], changed: set[str]) -> Side:
+def _side(row: Execution | None, columns: list[str], changed: set[str], more: bool) -> Side:
     cells = [cell(output_value(row, key)) if row else Cell("", False) for key in columns]
     for key, value in zip(columns, cells, strict=True):
         value.differs = key in changed
+    if more:
+        cells.append(cell(other_outputs(row, columns)) if row else Cell("", False))
+        cells[-1].differs = bool(changed.difference(columns))
     if row is None:
         return Side(None, cells)
     url = reverse("batches:execution_detail", args=[row.pk])
@@ -111,12 +124,10 @@ def batch_compare(request: HttpRequest, a: int, b: int) -> HttpResponse:
 
 @staff_member_required
 @require_GET
-def batch_compare_export(request: HttpRequest, a: int, b: int, fmt: str) -> StreamingHttpResponse:
+def batch_compare_export(request: HttpRequest, a: int, b: int, fmt: str) -> HttpResponseBase:
     if fmt not in compare_export.FORMATS:
         raise Http404(gettext("Unknown export format."))
     batch_a, batch_b = batch_pair_or_404(a, b)
     differences = request.GET.get("only") == "differences"
-    chunks = compare_export.export_chunks(batch_a, batch_b, fmt, differences=differences)
-    response = StreamingHttpResponse(chunks, content_type=compare_export.content_type(fmt))
-    response["Content-Disposition"] = exporters.attachment(compare_export.file_name(batch_a, batch_b, fmt))
-    return response
+    chunks = partial(compare_export.export_chunks, batch_a, batch_b, fmt, differences=differences)
+    return streamed(request, chunks, compare_export.content_type(fmt), compare_export.file_name(batch_a, batch_b, fmt))

@@ -15,7 +15,15 @@ from django.views.decorators.http import require_GET
 from batches import selectors
 from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
 from batches.presenters import Cell, cell
-from batches.selectors_results import ResultFilter, ResultPage, output_value, page_number, result_page
+from batches.selectors_results import (
+    OTHER_OUTPUTS,
+    ResultFilter,
+    ResultPage,
+    other_outputs,
+    output_value,
+    page_number,
+    result_page,
+)
 from batches.views.access import ADD_PERMISSION
 
 RESULTS_PAGE_SIZE = 50
@@ -43,13 +51,22 @@ def _rows(page: ResultPage) -> list[ResultRow]:
         ResultRow(
             row,
             [cell(row.inputs.get(key) if isinstance(row.inputs, dict) else None) for key in page.input_columns],
-            [cell(output_value(row, key)) for key in page.output_columns],
+            _outputs(row, page),
             f"{prefix}{row.pk}/",
             row.index + 1,
             str(labels.get(row.status, row.status)),
         )
         for row in page.rows
     ]
+
+
+def _outputs(row: Execution, page: ResultPage) -> list[Cell]:
+    cells = [cell(output_value(row, key)) for key in page.output_columns]
+    return [*cells, cell(other_outputs(row, page.output_columns))] if page.more_outputs else cells
+
+
+def output_headers(page: ResultPage) -> list[str]:
+    return [*page.output_columns, str(OTHER_OUTPUTS)] if page.more_outputs else page.output_columns
 
 
 def _page_link(wanted: ResultFilter, number: int) -> str:
@@ -68,6 +85,7 @@ def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
         "wanted": wanted,
         "page": page,
         "rows": _rows(page),
+        "output_headers": output_headers(page),
         "statuses": ExecutionStatus.choices,
         "error_types": selectors.error_counts(batch.pk),
         "error_labels": dict(ErrorType.choices),

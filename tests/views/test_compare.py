@@ -172,3 +172,33 @@ def test_an_ended_batch_compared_again_after_a_retry_sees_the_new_results(make_b
     b.refresh_from_db()
 
     assert compare(a, b).counts[SAME] == 1
+
+
+def test_a_second_concurrent_export_of_one_user_is_refused_with_429(login: Any, pair: Any, settings: Any) -> None:
+    """Each export holds a slot until its stream ends or is closed: a user cannot occupy every web thread."""
+    settings.BATCHES_MAX_EXPORTS_PER_USER = 1
+    a, b, _, _ = pair
+    client = login()
+    export = reverse("batches:batch_compare_export", args=[a.pk, b.pk, "csv"])
+    first = client.get(export)
+
+    second = client.get(export)
+    other_batch_export = client.get(reverse("batches:batch_export", args=[a.pk, "csv"]))
+    b"".join(first.streaming_content)  # the first ends: its slot is free again
+    third = client.get(export)
+
+    assert first.status_code == 200
+    assert second.status_code == 429 and other_batch_export.status_code == 429
+    assert "export" in second.content.decode() and second["Retry-After"]
+    assert third.status_code == 200 and b"".join(third.streaming_content)
+
+
+def test_another_user_exports_while_one_user_holds_the_limit(login: Any, pair: Any, settings: Any) -> None:
+    settings.BATCHES_MAX_EXPORTS_PER_USER = 1
+    a, b, _, _ = pair
+    export = reverse("batches:batch_compare_export", args=[a.pk, b.pk, "csv"])
+    held = login().get(export)
+
+    other = login().get(export)
+
+    assert held.status_code == 200 and other.status_code == 200

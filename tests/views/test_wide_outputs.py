@@ -1,0 +1,91 @@
+"""Rows answered with thousands of distinct output keys: pages and compare show a bounded number of columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any
+
+from django.urls import reverse
+
+from batches import compare_export
+from batches.models import BatchTask, Execution, ExecutionStatus
+from batches.selectors_results import MAX_OUTPUT_COLUMNS, OTHER_OUTPUTS
+
+ROWS = 10
+KEYS_PER_ROW = 300  # 3,000 distinct keys on a page
+
+
+def answer_wide(batch: BatchTask) -> None:
+    """Each row answers `answer`, `score` and KEYS_PER_ROW keys no other row has."""
+    for row in Execution.objects.filter(batch=batch):
+        outputs = {"answer": f"a{row.index}", **{f"k{row.index}_{n}": n for n in range(KEYS_PER_ROW)}}
+        if row.index % 2:
+            outputs["score"] = row.index
+        row.outputs, row.status = outputs, ExecutionStatus.SUCCEEDED
+        row.save(update_fields=["outputs", "status"])
+
+
+def header_cells(html: str, css: str) -> list[str]:
+    return re.findall(rf'<th class="{css}">([^<]*)</th>', html)
+
+
+def test_results_page_shows_the_most_common_keys_and_one_cell_for_the_others(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=ROWS)
+    answer_wide(batch)
+    client = login()
+
+    response = client.get(reverse("batches:batch_results", args=[batch.pk]))
+    html = response.content.decode()
+
+    columns = header_cells(html, "col-output")
+    assert len(columns) == MAX_OUTPUT_COLUMNS + 1
+    assert columns[0] == "answer" and "score" in columns and columns[-1] == str(OTHER_OUTPUTS)
+    assert len(html) < 200_000  # was 1.2 MB: 3,000 columns on every row
+
+
+def test_results_json_names_the_same_bounded_columns(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=ROWS)
+    answer_wide(batch)
+    client = login()
+
+    data = client.get(reverse("batches:batch_results_json", args=[batch.pk])).json()
+
+    assert len(data["output_columns"]) == MAX_OUTPUT_COLUMNS
+    assert data["more_output_columns"] is True
+    assert len(data["results"][0]["outputs"]) == KEYS_PER_ROW + 1  # the JSON keeps each row's whole answer
+
+
+def test_compare_page_shows_a_bounded_number_of_columns(login: Any, make_batch: Any) -> None:
+    a, b = make_batch(rows=ROWS), make_batch(rows=ROWS)
+    answer_wide(a)
+    answer_wide(b)
+    Execution.objects.filter(batch=b, index=3).update(outputs={"answer": "changed"})
+    client = login()
+
+    html = client.get(reverse("batches:batch_compare", args=[a.pk, b.pk])).content.decode()
+
+    columns = header_cells(html, "col-output")
+    assert len(columns) == 2 * (MAX_OUTPUT_COLUMNS + 1)
+    assert len(html) < 300_000  # was 2.6 MB
+
+
+def test_compare_export_gives_the_most_common_keys_columns_and_keeps_the_rest_whole(
+    login: Any, make_batch: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(compare_export, "MAX_OUTPUT_COLUMNS", 5)
+    a, b = make_batch(rows=ROWS), make_batch(rows=ROWS)
+    answer_wide(a)
+    answer_wide(b)
+    client = login()
+
+    response = client.get(reverse("batches:batch_compare_export", args=[a.pk, b.pk, "csv"]))
+    lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+
+    header = lines[0]
+    assert len(header) == 3 + 1 + 2 + 2 * (5 + 1) + 1  # pair, input, statuses, 5 keys and the others, both sides
+    assert header[6:8] == [f"answer #{a.pk}", f"answer #{b.pk}"] and header[-3] == f"other outputs #{a.pk}"
+    others = json.loads(lines[1][-3])
+    assert len(others) == KEYS_PER_ROW + 1 - 5 + 1  # row 0 has no score: all its keys but the 4 shown ones
