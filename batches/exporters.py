@@ -29,8 +29,9 @@ from batches.models import Attempt, BatchTask
 FORMATS = ("csv", "xlsx", "jsonl")
 CHUNK_BYTES = 64 * 1024
 DB_CHUNK = 2000
-JSONL_KEYS = ("id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts")
-FIXED_COLUMNS = ("index", "status", "error_type", "error", "attempts")
+# `index` counts from 0 as stored, `row` from 1 as the pages show it; CSV and XLSX have only `row`.
+JSONL_KEYS = ("id", "index", "row", "inputs", "status", "outputs", "error_type", "error", "attempts")
+FIXED_COLUMNS = ("row", "status", "error_type", "error", "attempts")
 INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 NUMBER_LIKE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # -3.5, +8613800000000, 1e-3
 XLSX_MAX_COLUMNS = 16_384  # Excel's limit: output keys past it go in one JSON column
@@ -94,6 +95,7 @@ def executions(batch: BatchTask) -> Iterator[dict[str, Any]]:
     )
     for row in rows:
         row["attempts"] = row.pop("attempt_total")
+        row["row"] = row["index"] + 1
         yield {key: row[key] for key in JSONL_KEYS}
 
 
@@ -143,7 +145,7 @@ def _layout(batch: BatchTask, max_columns: int | None = None) -> _Layout:
     room = None if max_columns is None else max_columns - len(in_cols) - len(FIXED_COLUMNS) - 1
     if room is not None and len(out_cols) > room:
         outputs, more, out_cols = outputs[:room], outputs[room:], [*out_cols[:room], "output.more"]
-    header = ["index", *in_cols, "status", *out_cols, "error_type", "error", "attempts"]
+    header = ["row", *in_cols, "status", *out_cols, "error_type", "error", "attempts"]
     return _Layout(list(input_keys), outputs, header, more)
 
 
@@ -157,7 +159,7 @@ def _table_rows(batch: BatchTask, layout: _Layout) -> Iterator[list[Any]]:
     for row in executions(batch):
         inputs, outputs = _as_dict(row["inputs"], "input"), _as_dict(row["outputs"], "output")
         yield [
-            row["index"],
+            row["row"],
             *(inputs.get(k) for k in layout.inputs),
             row["status"],
             *(outputs.get(k) for k in layout.outputs),

@@ -219,7 +219,7 @@ def read_jsonl(path: Path, max_bytes: int) -> Table:
 
 
 def _is_export(obj: dict[str, Any]) -> bool:
-    return set(obj) == EXPORT_KEYS and isinstance(obj["inputs"], dict)
+    return set(obj) - {"row"} == EXPORT_KEYS and isinstance(obj["inputs"], dict)  # older exports have no "row"
 
 
 def _jsonl_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str], nested: bool) -> Numbered:

@@ -56,9 +56,10 @@ def test_jsonl_has_one_object_per_execution_in_index_order_with_exactly_the_cont
     lines = export_bytes(batch, "jsonl").decode().splitlines()
     objects = [json.loads(line) for line in lines]
     assert [list(o) for o in objects] == [
-        ["id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"]
+        ["id", "index", "row", "inputs", "status", "outputs", "error_type", "error", "attempts"]
     ] * 3
     assert [o["index"] for o in objects] == [0, 1, 2]
+    assert [o["row"] for o in objects] == [1, 2, 3]
     assert objects[0]["inputs"] == {"text": "row 0"}
     assert objects[0]["status"] == "pending"
 
@@ -98,6 +99,7 @@ def test_jsonl_reports_outputs_errors_and_counts_every_attempt(make_batch: Any) 
     assert objects[0] | {"id": 0} == {
         "id": 0,
         "index": 0,
+        "row": 1,
         "inputs": {"text": "row 0"},
         "status": "succeeded",
         "outputs": {"summary": "短", "score": 0.5},
@@ -135,9 +137,9 @@ def test_csv_starts_with_a_bom_and_has_the_documented_columns(make_batch: Any) -
     data = export_bytes(batch, "csv")
     assert data.startswith(b"\xef\xbb\xbf")
     assert read_csv(data) == [
-        ["index", "text", "status", "summary", "error_type", "error", "attempts"],
-        ["0", "row 0", "succeeded", "s", "", "", "0"],
-        ["1", "row 1", "failed", "", "", "boom", "0"],
+        ["row", "text", "status", "summary", "error_type", "error", "attempts"],
+        ["1", "row 0", "succeeded", "s", "", "", "0"],
+        ["2", "row 1", "failed", "", "", "boom", "0"],
     ]
 
 
@@ -186,7 +188,7 @@ def test_output_columns_are_the_union_over_all_rows(make_batch: Any) -> None:
     )
     header, *rows = read_csv(export_bytes(batch, "csv"))
     assert header == [
-        "index", "text", "status", "a", "b", "output.text", "output.status", "error_type", "error", "attempts",
+        "row", "text", "status", "a", "b", "output.text", "output.status", "error_type", "error", "attempts",
     ]  # fmt: skip
     assert [r[3:7] for r in rows] == [["1", "", "", ""], ["", "", "", ""], ["3", "2", "out", "x"]]
 
@@ -195,7 +197,7 @@ def test_input_columns_follow_the_first_row_and_missing_values_are_empty(make_ba
     batch = make_batch(rows=2)
     set_rows(batch, [{"inputs": {"b": "1", "a": "2"}}, {"inputs": {"a": "3", "c": "4"}}])
     header, *rows = read_csv(export_bytes(batch, "csv"))
-    assert header[:4] == ["index", "b", "a", "c"]
+    assert header[:4] == ["row", "b", "a", "c"]
     assert [r[1:4] for r in rows] == [["1", "2", ""], ["", "3", "4"]]
 
 
@@ -220,9 +222,9 @@ def test_xlsx_keeps_numbers_numeric_and_writes_text_as_text_cells(make_batch: An
     )
     rows = read_xlsx(export_bytes(batch, "xlsx"), tmp_path)
     assert rows == [
-        ("index", "text", "status", "score", "n", "error_type", "error", "attempts"),
-        (0, '=HYPERLINK("http://x")', "pending", -3.5, 7, None, None, 0),
-        (1, "你好", "pending", "-1", '{"k": 1}', None, None, 0),
+        ("row", "text", "status", "score", "n", "error_type", "error", "attempts"),
+        (1, '=HYPERLINK("http://x")', "pending", -3.5, 7, None, None, 0),
+        (2, "你好", "pending", "-1", '{"k": 1}', None, None, 0),
     ]
     path = tmp_path / "out.xlsx"
     sheet = load_workbook(path).worksheets[0]

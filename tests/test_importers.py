@@ -370,3 +370,15 @@ def test_the_demo_sample_imports(settings: Any) -> None:
     rows = list(parsed.rows)
     assert (parsed.columns, parsed.encoding, len(rows)) == (["text"], "utf-8", 200)
     assert any("\n" in r["text"] for r in rows) and any('"' in r["text"] for r in rows)
+
+
+@pytest.mark.parametrize("row_key", [{}, {"row": 1}], ids=["older export", "export with row"])
+def test_an_export_line_imports_its_inputs_with_or_without_the_row_key(tmp_path: Path, row_key: dict) -> None:
+    line = {"id": 7, "index": 0, **row_key, "inputs": {"q": "你好"}, "status": "succeeded", "outputs": {"a": 1}}
+    line |= {"error_type": "", "error": "", "attempts": 1}
+    path = tmp_path / "export.jsonl"
+    path.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    parsed = parse_file(path)
+
+    assert parsed.columns == ["q"] and list(parsed.rows) == [{"q": "你好"}]

@@ -34,6 +34,7 @@ def _failure_data(execution: Execution) -> dict[str, Any]:
     return {
         "id": execution.pk,
         "index": execution.index,
+        "row": execution.index + 1,
         "error_type": execution.error_type,
         "error": execution.error,
         "attempts": execution.attempt_count,

@@ -74,6 +74,7 @@ def test_failures_json_has_the_documented_shape(login, make_batch):
             {
                 "id": row.pk,
                 "index": 2,
+                "row": 3,
                 "error_type": "timeout",
                 "error": "slow",
                 "attempts": 1,

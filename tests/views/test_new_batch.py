@@ -42,6 +42,7 @@ def test_upload_preview_and_import_create_the_batch(controller, make_workflow, u
     assert context["rows"][0] == ["line 0", "zh"]
     assert context["form"].initial == {"name": "orders", "concurrency": 4, "max_retries": 2, "start": True}
     assert "could not be read" in preview.content.decode()
+    assert '<td class="num muted">1</td><td>line 0</td>' in preview.content.decode()  # rows count from 1
     assert len(list(uploads.iterdir())) == 1
 
     data = {"name": "Orders May", "concurrency": 3, "max_retries": 1, "start": "on"}
