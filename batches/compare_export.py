@@ -13,7 +13,7 @@ from openpyxl import Workbook
 
 from batches import exporters
 from batches.models import BatchTask, Execution
-from batches.selectors_compare import Pair, RawPair, compare, differing_keys, page_rows
+from batches.selectors_compare import Match, Pair, RawPair, compare, differing_keys, page_rows
 from batches.selectors_results import OUTPUT_COLUMN, input_columns, output_value
 
 FORMATS = ("csv", "xlsx")
@@ -34,8 +34,15 @@ def file_name(batch_a: BatchTask, batch_b: BatchTask, fmt: str) -> str:
     return f"compare-{batch_a.pk}-{batch_b.pk}.{fmt}"
 
 
-def export_chunks(batch_a: BatchTask, batch_b: BatchTask, fmt: str, *, differences: bool = False) -> Iterator[bytes]:
-    pairs = compare(batch_a, batch_b).only(differences)
+def export_chunks(
+    batch_a: BatchTask,
+    batch_b: BatchTask,
+    fmt: str,
+    *,
+    differences: bool = False,
+    match: Match = Match(),  # noqa: B008 - frozen
+) -> Iterator[bytes]:
+    pairs = compare(batch_a, batch_b, match).only(differences)
     if fmt == "xlsx":
         return _xlsx_chunks(batch_a, batch_b, pairs)
     return exporters._buffered(chain([exporters.UTF8_BOM], exporters._csv_lines(table(batch_a, batch_b, pairs))))

@@ -106,6 +106,7 @@ class Cell:
     text: str
     clipped: bool
     differs: bool = False  # on the compare page: this output key differs between the two rows
+    html: str = ""  # on the compare page: the text with its changed words marked (escaped HTML, see worddiff)
 
 
 def cell_text(value: Any) -> str:

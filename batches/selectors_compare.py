@@ -1,8 +1,10 @@
-"""Reads for comparing two batches: rows paired by their inputs, outputs side by side.
+"""Reads for comparing two batches: rows paired by their inputs (or row number, or one input column), outputs side
+by side.
 
 Two rows pair when their inputs are equal as JSON values (key order aside); among rows with equal inputs the
-first of one batch pairs with the first of the other, and so on. A pair is "same" when both rows ended in the same
-status with equal outputs (key order aside).
+first of one batch pairs with the first of the other, and so on. Staff may pair rows by row number instead (two
+files of the same rows with other prompts), or by the value of one input column (a product's SKU), the same way.
+A pair is "same" when both rows ended in the same status with equal outputs (key order aside).
 
 At 100,000 rows the pairing must take well under a second, so it works on 64-bit hashes of the JSON as stored
 (PostgreSQL hashes it in the query; parsing every row's JSON would cost seconds). The stored text of equal values
@@ -14,11 +16,14 @@ whose stored outputs differ are compared on their parsed outputs.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import BigIntegerField, F, Func, TextField, Value
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Concat, Length
 from django.http import Http404
 from django.utils.translation import gettext
@@ -48,6 +53,31 @@ MAYBE = "maybe"  # outputs stored as texts of equal length that differ: equal va
 RawPair = tuple[int | None, int | None, str]
 
 
+@dataclass(frozen=True)
+class Match:
+    """How rows pair: by equal inputs (the default), by row number, or by the value of one input column."""
+
+    by: str = "inputs"  # "inputs" | "row" | "key"
+    key: str = ""
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, Any], columns: list[str]) -> Match:
+        """From `?match=row` or `?match=key:COLUMN`; anything else (a column the batches lack too) means inputs."""
+        value = str(params.get("match", ""))
+        if value == "row":
+            return cls("row")
+        if value.startswith("key:") and value[4:] in columns:
+            return cls("key", value[4:])
+        return cls()
+
+    @property
+    def value(self) -> str:
+        return f"key:{self.key}" if self.by == "key" else self.by
+
+    def as_query(self) -> dict[str, str]:
+        return {} if self.by == "inputs" else {"match": self.value}
+
+
 class Comparison(NamedTuple):
     pairs: list[RawPair]
     counts: dict[str, int]
@@ -56,10 +86,10 @@ class Comparison(NamedTuple):
         return [pair for pair in self.pairs if pair[2] != SAME] if differences else self.pairs
 
 
-def compare(batch_a: BatchTask, batch_b: BatchTask) -> Comparison:
+def compare(batch_a: BatchTask, batch_b: BatchTask, match: Match = Match()) -> Comparison:  # noqa: B008 - frozen
     """Every pair, in the order of batch A's rows, then batch B's rows that have no partner, in their order."""
-    pairs, left_a, left_b = _pair(kept_fingerprints(batch_a), kept_fingerprints(batch_b))
-    if left_a and left_b:
+    pairs, left_a, left_b = _pair(kept_fingerprints(batch_a, match), kept_fingerprints(batch_b, match))
+    if left_a and left_b and match.by == "inputs":
         pairs, left_b = _pair_again(pairs, left_a, left_b)
     pairs = _confirm_differences(pairs)
     pairs.extend((None, row[1], ONLY_B) for row in left_b)
@@ -164,31 +194,33 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def kept_fingerprints(batch: BatchTask) -> list[Fingerprint]:
+def kept_fingerprints(batch: BatchTask, match: Match = Match()) -> list[Fingerprint]:  # noqa: B008 - frozen
     """An ended batch's fingerprints, kept in the cache for an hour: its rows change only through a retry, which
     reopens the batch (and a later end has another finished_at, so another key). PostgreSQL only: elsewhere the
     hashes are Python's, which differ between processes sharing a cache."""
     ended = batch.status in (BatchStatus.FINISHED, BatchStatus.CANCELLED) and batch.finished_at is not None
     if not ended or connection.vendor != "postgresql":
-        return fingerprints(batch.pk)
-    key = f"batches:fingerprints:{batch.pk}:{batch.status}:{batch.finished_at.isoformat()}"  # type: ignore[union-attr]
+        return fingerprints(batch.pk, match)
+    ended_at = batch.finished_at.isoformat()  # type: ignore[union-attr]
+    key = f"batches:fingerprints:{batch.pk}:{batch.status}:{ended_at}:{match.value}"
     found = cache.get(key)
     if found is None:
-        found = fingerprints(batch.pk)
+        found = fingerprints(batch.pk, match)
         cache.set(key, found, FINGERPRINTS_KEPT)
     return found
 
 
-def fingerprints(batch_id: int) -> list[Fingerprint]:
-    """(index, id, inputs hash, status-and-outputs hash, outputs length) of every row, in index order.
+def fingerprints(batch_id: int, match: Match = Match()) -> list[Fingerprint]:  # noqa: B008 - frozen
+    """(index, id, key hash, status-and-outputs hash, outputs length) of every row, in index order; the key is the
+    inputs, the row number or one input column's value (as text), as `match` says.
 
     Read with a plain cursor: Django's per-value converters would cost more than the query itself.
     """
-    key: Any = Cast("inputs", TextField())
+    key: Any = _match_key(match)
     result: Any = _result_text()
     size = Coalesce(Length(Cast("outputs", TextField())), Value(0))  # cheaper than the length of `result`
     if connection.vendor == "postgresql":
-        key, result = _pg_hash(key), _pg_hash(result)
+        key, result = (key if match.by == "row" else _pg_hash(key)), _pg_hash(result)
     rows = Execution.objects.filter(batch_id=batch_id).order_by().annotate(key=key, result=result, size=size)
     sql, params = rows.values_list("index", "id", "key", "result", "size").query.sql_with_params()
     with connection.cursor() as cursor:
@@ -198,6 +230,14 @@ def fingerprints(batch_id: int) -> list[Fingerprint]:
         found = [(index, row_id, hash(key), hash(result), size) for index, row_id, key, result, size in found]
     found.sort()  # in Python: cheaper than the database's sort of 100,000 rows, which spills to disk
     return found
+
+
+def _match_key(match: Match) -> Any:
+    if match.by == "row":
+        return F("index")
+    if match.by == "key":
+        return Cast(KeyTextTransform(match.key, "inputs"), TextField())  # "7" and 7 match, as people read them
+    return Cast("inputs", TextField())
 
 
 def _result_text() -> Concat:
@@ -238,3 +278,8 @@ def batch_pair_or_404(a: int, b: int) -> tuple[BatchTask, BatchTask]:
     if a not in found or b not in found:
         raise Http404(gettext("No such batch."))
     return found[a], found[b]
+
+
+def compare_candidates(batch: BatchTask, limit: int = 100) -> list[tuple[int, str]]:
+    """(id, name) of the newest other batches, for the batch page's "Compare with" choice."""
+    return list(BatchTask.objects.exclude(pk=batch.pk).order_by("-pk").values_list("pk", "name")[:limit])

@@ -21,6 +21,7 @@ urlpatterns = [
     path("batches/<int:pk>/results/", results.batch_results, name="batch_results"),
     path("batches/<int:pk>/results.json", api.batch_results_json, name="batch_results_json"),
     path("batches/<int:pk>/rerun/", rerun.batch_rerun, name="batch_rerun"),
+    path("batches/compare/", compare.batch_compare_chosen, name="batch_compare_chosen"),
     path("batches/<int:a>/compare/<int:b>/", compare.batch_compare, name="batch_compare"),
     path(
         "batches/<int:a>/compare/<int:b>/export/<slug:fmt>/",

@@ -53,7 +53,32 @@ def test_search_results_then_filter_a_comparison_to_differences(
     expect(page.locator("[data-count=different]")).to_have_text("2")
     page.check("input[name=only]")  # applies the filter at once (static batches.js)
     expect(page.locator("table.compare tbody tr")).to_have_count(2)
-    expect(page).to_have_url(f"{site}/batches/{a.pk}/compare/{b.pk}/?only=differences")
+    expect(page).to_have_url(f"{site}/batches/{a.pk}/compare/{b.pk}/?match=inputs&only=differences")
     expect(page.locator("td.differs")).to_have_count(4)
     expect(page.locator("td.differs").first).to_have_text("会，有小雨")
     shot(page, "compare")
+
+
+def test_pick_two_batches_on_the_list_then_match_their_rows_by_row_number(
+    site: str,  # noqa: F811 - the fixture imported above
+    browser: Browser,  # noqa: F811 - the fixture imported above
+    make_batch: Any,
+) -> None:
+    a = make_run(make_batch, "Weather v1", {})
+    b = make_run(make_batch, "Weather v2", {1: {"answer": "会，有大雨"}})
+    Execution.objects.filter(batch=b, index=2).update(inputs={"city": "Paris", "question": "Météo demain ?"})
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    log_in(page, site)
+
+    page.check(f"input[name=batch][value='{a.pk}']")
+    page.check(f"input[name=batch][value='{b.pk}']")
+    page.click("#compare-form button[type=submit]")
+    expect(page).to_have_url(f"{site}/batches/{b.pk}/compare/{a.pk}/")  # the list shows the newest first
+    expect(page.locator("[data-count=only_a]")).to_have_text("1")  # Paris asked in French: other inputs
+    page.select_option("select[name=match]", "row")  # applies at once
+    expect(page).to_have_url(f"{site}/batches/{b.pk}/compare/{a.pk}/?match=row")
+    expect(page.locator("[data-count=only_a]")).to_have_text("0")
+    expect(page.locator("[data-count=different]")).to_have_text("1")
+    expect(page.locator("td.differs del")).to_have_text("大")  # A is the newer batch here
+    expect(page.locator("td.differs ins")).to_have_text("小")
+    shot(page, "compare-any")

@@ -105,7 +105,7 @@ def test_every_page_fits_the_window_without_horizontal_scroll(
 ) -> None:
     context = browser.new_context(viewport={"width": width, "height": 800}, **LANGUAGES[language])
     page = context.new_page()
-    log_in(page, site) if language == "en" else log_in_any(page, site)
+    log_in_any(page, site)
     too_wide = {}
 
     for path in pages:

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from batches import exporters, presenters, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm
 from batches.models import BatchStatus, BatchTask
+from batches.selectors_compare import compare_candidates
 from batches.services.transitions import ACTIVE
 from batches.views import controls
 from batches.views.access import CONTROL_PERMISSION, next_url, require
@@ -78,6 +79,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "live": batch.status not in presenters.FINAL_STATES,
         "can_probe": can_control,
         "progress_data": presenters.progress_data(batch, progress, errors),
+        "compare_candidates": compare_candidates(batch),
     }
     return render(request, "batches/batch_detail.html", context)
 

@@ -89,7 +89,9 @@ def test_page_shows_counts_and_highlights_the_differing_key(login: Any, pair: An
     for kind, count in {"same": 2, "different": 1, "only_a": 1, "only_b": 2}.items():
         assert f'data-count="{kind}">{count}<' in html
     assert html.count('class="cell differs"') == 2  # "text" of A and of B in the one different pair
-    assert '<td class="cell differs">乙</td>' in html and '<td class="cell differs">丙</td>' in html
+    assert (
+        '<td class="cell differs"><del>乙</del></td>' in html and '<td class="cell differs"><ins>丙</ins></td>' in html
+    )
 
 
 def test_filter_shows_only_differences(login: Any, pair: Any) -> None:

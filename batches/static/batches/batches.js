@@ -167,14 +167,14 @@
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
-    // a checkbox that applies its filter at once (the form also has a submit button without JavaScript)
+    // a checkbox or select that applies its filter at once (the form also has a submit button without JavaScript)
     // a button that asks first (a whole form asks with form[data-confirm], above)
     document.querySelectorAll("button[data-confirm]").forEach(function (button) {
       button.addEventListener("click", function (event) {
         if (!window.confirm(button.dataset.confirm)) event.preventDefault();
       });
     });
-    document.querySelectorAll("input[data-autosubmit]").forEach(function (box) {
+    document.querySelectorAll("input[data-autosubmit], select[data-autosubmit]").forEach(function (box) {
       box.addEventListener("change", function () {
         box.form.submit();
       });
