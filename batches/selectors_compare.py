@@ -29,6 +29,7 @@ from django.http import Http404
 from django.utils.translation import gettext
 
 from batches.models import BatchStatus, BatchTask, Execution
+from batches.selectors_results import bounded_outputs, shown_outputs
 
 SAME = "same"
 DIFFERENT = "different"
@@ -251,10 +252,14 @@ def _pg_hash(expression: Any) -> Func:
     return Func(expression, Value(0), function="hashtextextended", output_field=BigIntegerField())
 
 
-def page_rows(pairs: list[Pair]) -> dict[int, Execution]:
-    """The rows of a page of pairs, by id, in one query."""
+def page_rows(pairs: list[Pair], *, bounded: bool = False) -> dict[int, Execution]:
+    """The rows of a page of pairs, by id, in one query; `bounded`: answers too large for a table are not read
+    (see selectors_results.bounded_outputs), as on the page; an export reads them whole."""
     ids = [row_id for pair in pairs for row_id in (pair[0], pair[1]) if row_id is not None]
-    return {row.pk: row for row in Execution.objects.filter(pk__in=ids).only(*PAGE_FIELDS)}
+    rows = Execution.objects.filter(pk__in=ids).only(*PAGE_FIELDS)
+    if bounded:
+        return {row.pk: row for row in shown_outputs(list(bounded_outputs(rows)))}
+    return {row.pk: row for row in rows}
 
 
 def differing_keys(a: Any, b: Any) -> set[str]:

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from django.db.models import QuerySet, Subquery, TextField, Value
-from django.db.models.functions import Cast, Coalesce, Concat
+from django.db.models import Case, F, QuerySet, Subquery, TextField, Value, When
+from django.db.models.functions import Cast, Coalesce, Concat, Length
 from django.utils.translation import gettext_lazy as _
 
 from batches.clipping import clip
+from batches.fields import OrderedJSONField
 from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
 
 RESULT_FIELDS = (
@@ -21,7 +22,6 @@ RESULT_FIELDS = (
     "index",
     "inputs",
     "status",
-    "outputs",
     "error_type",
     "error",
     "attempt_count",
@@ -34,6 +34,10 @@ OUTPUT_COLUMN = "output"  # the column of an output that is not a JSON object
 MAX_OUTPUT_COLUMNS = 50
 OTHER_OUTPUTS = _("Other outputs")
 OTHER_KEYS_SHOWN = 20  # keys of the "other outputs" cell, before it is clipped anyway
+# A stored answer longer than this is not even parsed for a table page (50 answers just under the response limit
+# would be half a gigabyte): the database says its size, and the row's own page shows it.
+TABLE_OUTPUT_CHARS = 64 * 1024
+TOO_LARGE = "…"  # the one output key of an answer too large for a table
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,29 @@ def result_rows(batch_id: int, wanted: ResultFilter) -> QuerySet[Execution]:
         rows = rows.filter(error_type=wanted.error_type)
     if wanted.q:
         rows = rows.annotate(haystack=search_text()).filter(haystack__icontains=wanted.q)
-    return rows.only(*RESULT_FIELDS).order_by("index")
+    return bounded_outputs(rows.only(*RESULT_FIELDS)).order_by("index")
+
+
+def bounded_outputs(rows: QuerySet[Execution]) -> QuerySet[Execution]:
+    """The rows without their stored outputs, with `outputs_chars` (the stored text's length) and `table_outputs`
+    (the outputs when at most TABLE_OUTPUT_CHARS long, else None): see `shown_outputs`."""
+    text: Any = TextField()
+    small = When(outputs_chars__lte=TABLE_OUTPUT_CHARS, then=F("outputs"))
+    return rows.defer("outputs").annotate(
+        outputs_chars=Coalesce(Length(Cast("outputs", text)), Value(0)),
+        table_outputs=Case(small, default=Value(None), output_field=OrderedJSONField()),
+    )
+
+
+def shown_outputs(rows: list[Execution]) -> list[Execution]:
+    """Rows read by `bounded_outputs`, each with `outputs` set to what a table shows: the outputs, or for an answer
+    too large, one TOO_LARGE key saying so."""
+    note = _("Answer of %(size)s KB: open the row to see it.")
+    for row in rows:
+        chars: int = getattr(row, "outputs_chars", 0)
+        large = chars > TABLE_OUTPUT_CHARS
+        row.outputs = {TOO_LARGE: str(note) % {"size": chars // 1024}} if large else getattr(row, "table_outputs", None)
+    return rows
 
 
 @dataclass
@@ -120,7 +146,7 @@ def result_page(batch: BatchTask, wanted: ResultFilter, *, number: int, size: in
     if count is not None:
         number = min(number, max(1, -(-count // size)))
     start = (number - 1) * size
-    found = list(_from(rows, wanted, start)[: size + 1])
+    found = shown_outputs(list(_from(rows, wanted, start)[: size + 1]))
     page = ResultPage(found[:size], number, size, len(found) > size, count)
     page.input_columns = input_columns(batch.columns, page.rows)
     page.output_columns, page.more_outputs = output_columns(page.rows)

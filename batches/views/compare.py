@@ -62,7 +62,7 @@ class PairRow:
 
 
 def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], list[str], list[str]]:
-    rows = page_rows(pairs)
+    rows = page_rows(pairs, bounded=True)
     present = list(rows.values())
     in_cols, (out_cols, more) = input_columns(columns, present), output_columns(present)
     result = []

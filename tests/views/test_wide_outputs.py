@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import tracemalloc
 from typing import Any
 
 from django.urls import reverse
@@ -89,3 +90,24 @@ def test_compare_export_gives_the_most_common_keys_columns_and_keeps_the_rest_wh
     assert header[6:8] == [f"answer #{a.pk}", f"answer #{b.pk}"] and header[-3] == f"other outputs #{a.pk}"
     others = json.loads(lines[1][-3])
     assert len(others) == KEYS_PER_ROW + 1 - 5 + 1  # row 0 has no score: all its keys but the 4 shown ones
+
+
+def test_pages_do_not_parse_answers_too_large_for_a_table(login: Any, make_batch: Any) -> None:
+    """Rows answered just under the response limit: a page reads each answer's size, not the answer."""
+    a, b = make_batch(rows=4), make_batch(rows=4)
+    huge = {f"k{n}": n for n in range(60_000)}  # 0.7 MB of JSON, 60,000 objects once parsed
+    for batch in (a, b):
+        Execution.objects.filter(batch=batch).update(status=ExecutionStatus.SUCCEEDED, outputs=huge)
+        Execution.objects.filter(batch=batch, index=0).update(outputs={"answer": "small"})
+    client = login()
+    client.get(reverse("batches:batch_results", args=[a.pk]))  # templates and translations load once
+
+    tracemalloc.start()
+    results = client.get(reverse("batches:batch_results", args=[a.pk])).content.decode()
+    compared = client.get(reverse("batches:batch_compare", args=[a.pk, b.pk])).content.decode()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    assert peak < 8 * 2**20  # was 60 MB: four answers parsed on each page
+    assert "small" in results and results.count("open the row") == 3
+    assert compared.count("open the row") == 6
