@@ -32,6 +32,7 @@ OUTPUT_COLUMN = "output"  # the column of an output that is not a JSON object
 # An upstream may answer thousands of distinct keys: a page shows the keys most of its rows have, and the rest of
 # each row's answer in one "other outputs" cell, so that a page costs what its rows cost, whatever Dify answered.
 MAX_OUTPUT_COLUMNS = 50
+MAX_INPUT_COLUMNS = 100  # a file may have 16,000 columns: the rest are on each row's page and in the exports
 OTHER_OUTPUTS = _("Other outputs")
 OTHER_KEYS_SHOWN = 20  # keys of the "other outputs" cell, before it is clipped anyway
 # A stored answer longer than this is not even parsed for a table page (50 answers just under the response limit
@@ -122,6 +123,7 @@ class ResultPage:
     input_columns: list[str] = field(default_factory=list)
     output_columns: list[str] = field(default_factory=list)
     more_outputs: bool = False  # some rows have keys beyond output_columns
+    hidden_inputs: int = 0  # input columns past MAX_INPUT_COLUMNS, not shown
 
     @property
     def has_previous(self) -> bool:
@@ -148,7 +150,7 @@ def result_page(batch: BatchTask, wanted: ResultFilter, *, number: int, size: in
     start = (number - 1) * size
     found = shown_outputs(list(_from(rows, wanted, start)[: size + 1]))
     page = ResultPage(found[:size], number, size, len(found) > size, count)
-    page.input_columns = input_columns(batch.columns, page.rows)
+    page.input_columns, page.hidden_inputs = shown_columns(input_columns(batch.columns, page.rows))
     page.output_columns, page.more_outputs = output_columns(page.rows)
     return page
 
@@ -168,6 +170,11 @@ def _from(rows: QuerySet[Execution], wanted: ResultFilter, start: int) -> QueryS
 def input_columns(columns: list[str], rows: Iterable[Execution]) -> list[str]:
     """The batch's input columns, then any key a row has beyond them (a staff edit may add one)."""
     return _ordered_keys([columns, *(row.inputs for row in rows if isinstance(row.inputs, dict))])
+
+
+def shown_columns(columns: list[str]) -> tuple[list[str], int]:
+    """The input columns a table shows, and how many more it leaves out."""
+    return columns[:MAX_INPUT_COLUMNS], max(0, len(columns) - MAX_INPUT_COLUMNS)
 
 
 def output_columns(rows: Iterable[Execution], limit: int = MAX_OUTPUT_COLUMNS) -> tuple[list[str], bool]:

@@ -36,6 +36,7 @@ from batches.selectors_results import (
     output_columns,
     output_value,
     page_number,
+    shown_columns,
 )
 from batches.views.downloads import streamed
 from batches.worddiff import word_diff
@@ -61,10 +62,10 @@ class PairRow:
     b: Side
 
 
-def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], list[str], list[str]]:
+def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], tuple[list[str], int], list[str]]:
     rows = page_rows(pairs, bounded=True)
     present = list(rows.values())
-    in_cols, (out_cols, more) = input_columns(columns, present), output_columns(present)
+    (in_cols, hidden), (out_cols, more) = shown_columns(input_columns(columns, present)), output_columns(present)
     result = []
     budget = [DIFFS_PER_PAGE]
     for pair in pairs:
@@ -78,7 +79,7 @@ def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], li
         if a and b and changed:
             _mark_words(row, (a, b), out_cols, budget)
         result.append(row)
-    return result, in_cols, [*out_cols, str(OTHER_OUTPUTS)] if more else out_cols
+    return result, (in_cols, hidden), [*out_cols, str(OTHER_OUTPUTS)] if more else out_cols
 
 
 def _inputs(inputs: Any, columns: list[str], a: Execution | None, b: Execution | None) -> list[Cell]:
@@ -129,12 +130,15 @@ def _page(comparison: Comparison, wanted: dict[str, Any], columns: list[str]) ->
     pages = max(1, -(-len(shown) // COMPARE_PAGE_SIZE))
     number = min(page_number(wanted["page"]), pages)
     start = (number - 1) * COMPARE_PAGE_SIZE
-    rows, in_cols, out_cols = _pair_rows([Pair(*raw) for raw in shown[start : start + COMPARE_PAGE_SIZE]], columns)
+    rows, (in_cols, hidden), out_cols = _pair_rows(
+        [Pair(*raw) for raw in shown[start : start + COMPARE_PAGE_SIZE]], columns
+    )
     keep: dict[str, str | int] = {"only": "differences"} if wanted["differences"] else {}
     keep |= wanted["match"].as_query()
     return {
         "rows": rows,
         "input_columns": in_cols,
+        "hidden_inputs": hidden,
         "output_columns": out_cols,
         "number": number,
         "pages": pages,

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from batches import compare_export
 from batches.models import BatchTask, Execution, ExecutionStatus
-from batches.selectors_results import MAX_OUTPUT_COLUMNS, OTHER_OUTPUTS
+from batches.selectors_results import MAX_INPUT_COLUMNS, MAX_OUTPUT_COLUMNS, OTHER_OUTPUTS
 
 ROWS = 10
 KEYS_PER_ROW = 300  # 3,000 distinct keys on a page
@@ -111,3 +111,18 @@ def test_pages_do_not_parse_answers_too_large_for_a_table(login: Any, make_batch
     assert peak < 8 * 2**20  # was 60 MB: four answers parsed on each page
     assert "small" in results and results.count("open the row") == 3
     assert compared.count("open the row") == 6
+
+
+def test_a_file_of_very_many_columns_shows_the_first_hundred_and_says_how_many_more(
+    login: Any, make_batch: Any
+) -> None:
+    columns = [f"c{n}" for n in range(MAX_INPUT_COLUMNS + 50)]
+    a, b = make_batch(rows=2, columns=columns), make_batch(rows=2, columns=columns)
+    Execution.objects.filter(batch__in=[a, b]).update(inputs={column: "v" for column in columns})
+    client = login()
+
+    results = client.get(reverse("batches:batch_results", args=[a.pk])).content.decode()
+    compared = client.get(reverse("batches:batch_compare", args=[a.pk, b.pk])).content.decode()
+
+    assert len(header_cells(results, "col-input")) == MAX_INPUT_COLUMNS and "50 more input columns" in results
+    assert len(header_cells(compared, "col-input")) == MAX_INPUT_COLUMNS and "50 more input columns" in compared
