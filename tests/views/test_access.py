@@ -39,6 +39,7 @@ EXPECTED = {
     "batch_rerun": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "batch_compare": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
     "batch_compare_export": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
+    "batch_compare_chosen": ((LOGIN, LOGIN, AWAY, AWAY), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),  # to the list
     "workflow_list": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
     "workflow_add": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_edit": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
