@@ -30,7 +30,7 @@ from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 from batches.models import BatchTask
 from batches.services import claims, leases, nodes, results, transitions
-from batches.services.lifecycle import app_settings
+from batches.services.workflows import DifyMoved, app_settings
 
 logger = logging.getLogger(__name__)
 RECORD_CHUNK = 500
@@ -228,8 +228,10 @@ class Runner:
             # Alongside refills, once a poll interval: the others refill their own places, so a free one is rare (a
             # runner gone, the concurrency raised), and looking for it takes the batch row's exclusive lock.
             beyond = 0
-        take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
         app = self.app_for(batch)
+        if app is None:
+            return 0
+        take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
         started = 0
         for limit, marks in ((refills, ended), (beyond, [])):
             if limit > 0:
@@ -254,9 +256,14 @@ class Runner:
         """Spread a batch over the runners at work, so a wave of results is recorded by several processes."""
         return -(-batch.concurrency // self.runners) - self.mine[batch.pk]
 
-    def app_for(self, batch: BatchTask) -> AppSettings:
-        # Read the key on every claim round: a corrected key takes effect without restarting anything.
-        return app_settings(batch.workflow, config=batch.config)
+    def app_for(self, batch: BatchTask) -> AppSettings | None:
+        """The batch's settings and key, read on every claim round (a corrected key takes effect at once); None,
+        and the batch paused, when its workflow's Dify moved: the key was entered for another place."""
+        try:
+            return app_settings(batch.workflow, config=batch.config)
+        except DifyMoved as moved:
+            transitions.pause(batch.pk, reason=str(moved))
+            return None
 
     async def call(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> None:
         result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error="the call did not finish")

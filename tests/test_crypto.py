@@ -19,7 +19,7 @@ from batches import crypto
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
 from batches.models import Workflow
-from batches.services.lifecycle import app_settings
+from batches.services.workflows import app_settings
 
 SECRET = "app-Encrypted-At-Rest-4711"
 OLD_KEY, NEW_KEY = Fernet.generate_key().decode(), Fernet.generate_key().decode()

@@ -19,7 +19,6 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from batches import files, importers, inputs
-from batches.dify.types import AppSettings
 from batches.models import (
     Attempt,
     BatchStatus,
@@ -34,7 +33,7 @@ from batches.services import file_imports, file_uploads
 from batches.services.claims import wake_runners
 from batches.services.leases import STALE_FIELDS, ended_attempt
 from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
-from batches.services.workflows import check_key_for_base_url, read_input_variables
+from batches.services.workflows import DifyMoved, check_key_for_base_url, read_input_variables
 
 logger = logging.getLogger(__name__)
 IMPORT_CHUNK = 2000
@@ -61,22 +60,14 @@ def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
     return workflow, created
 
 
-def app_settings(workflow: Workflow, *, config: dict[str, Any] | None = None) -> AppSettings:
-    config = config or workflow.snapshot()
-    return AppSettings(
-        mode=config["mode"],
-        base_url=config["base_url"],
-        api_key=workflow.api_key,
-        response_mode=config["response_mode"],
-        timeout=config["timeout"],
-    )
-
-
 def typed_inputs(execution: Execution, *, edited: dict[str, Any]) -> dict[str, Any]:
     """Edited inputs converted to the types the app declares, before a manual retry (inputs.InputError if the app
     would refuse them). Asks the app (network): call it outside any lock."""
     batch = execution.batch
-    variables = read_input_variables(batch.workflow, config=batch.config) or None
+    try:
+        variables = read_input_variables(batch.workflow, config=batch.config) or None
+    except DifyMoved as moved:
+        raise inputs.InputError(str(moved)) from None
     if not variables:
         return edited
     with files.archive_scope(file_uploads.BatchFiles(batch.pk)):  # a ZIP batch's rows may name its files

@@ -32,6 +32,7 @@ from batches.services import clock, file_uploads, nodes, throttle
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
 from batches.services.transitions import finish_done, transition
+from batches.services.workflows import app_settings
 
 logger = logging.getLogger(__name__)
 SWEEP_CHUNK = 2000
@@ -173,8 +174,6 @@ def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Upstream:
     """Staff check a silent upstream now (`probe_upstream`, the batch page): one cheap call that costs no tokens
     (`GET /parameters`). Any answer but a 5xx closes the circuit and the runners resume at once; a failure keeps
     it open until the next scheduled probe."""
-    from batches.services.lifecycle import app_settings
-
     failure = pages.upstream_failure(app_settings(Workflow.objects.get(pk=workflow_id)), timeout)
     upstream = throttle.record_probe(workflow_id=workflow_id, failure=failure)
     if not upstream.waiting:

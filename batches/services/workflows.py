@@ -1,8 +1,12 @@
 """Workflow settings that guard the API key: where it may be sent, and the app's input variables read with it.
 
-One rule for every place that edits a workflow (the admin, `add_workflow`, the workflows page): a stored key is
-only ever sent to the base URL it was entered for. Changing the base URL without entering the key again would
-let whoever may edit a workflow send the real key to a server of their own.
+The rule: a stored key is only ever sent to the base URL it was entered for. Two halves hold it:
+- every place that edits a workflow (the admin, `add_workflow`, the workflows page) needs the key again with a new
+  base URL, so the workflow row always pairs a URL with the key entered for it;
+- a batch calls the base URL of its snapshot, and `app_settings` hands out the workflow's key only while that URL
+  is still the workflow's (else `DifyMoved`). Every call of every path (start, resume, a runner's claim, retries,
+  edit-and-retry's /parameters, uploads, stop, the run look-up) gets its key there, so none can pair them wrongly.
+  A moved batch pauses until staff point it at the workflow's current Dify (`repoint_batch`) or run it again.
 """
 
 from __future__ import annotations
@@ -12,17 +16,63 @@ import logging
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from batches.crypto import is_unreadable
 from batches.dify import pages
 from batches.dify.pages import ConnectionReport
-from batches.dify.types import InputVariable
-from batches.models import Workflow
+from batches.dify.types import AppSettings, InputVariable
+from batches.models import BatchTask, Workflow
 
 logger = logging.getLogger(__name__)
+MOVED = "the workflow's Dify moved: point this batch at it, or run it again on it"
 KEY_REQUIRED = _("The base URL changed: enter the API key again (a stored key is only sent where it was entered for).")
+
+
+class DifyMoved(Exception):
+    """A batch's base URL is no longer its workflow's: the stored key was entered for another place."""
+
+
+def same_place(url: str, other: str) -> bool:
+    return url.rstrip("/") == other.rstrip("/")
+
+
+def app_settings(workflow: Workflow, *, config: dict[str, Any] | None = None) -> AppSettings:
+    """What a call needs: a batch's snapshot (`config`, else the workflow's own settings) and the workflow's key.
+
+    The key is read on every call, so a corrected key takes effect; it goes only to the URL it was entered for,
+    which is the workflow's current one (DifyMoved when the snapshot's differs).
+    """
+    config = config or workflow.snapshot()
+    if not same_place(config["base_url"], workflow.base_url):
+        raise DifyMoved(MOVED)
+    return AppSettings(
+        mode=config["mode"],
+        base_url=config["base_url"],
+        api_key=workflow.api_key,
+        response_mode=config["response_mode"],
+        timeout=config["timeout"],
+    )
+
+
+@transaction.atomic
+def repoint_batch(batch_id: int) -> bool:
+    """Point a batch made for another Dify at its workflow's current one (staff chose it: its remaining rows then
+    run there). The old URL is kept in the snapshot's `moved_from`; False when the batch had not moved."""
+    batch = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=batch_id)
+    old, new = batch.config["base_url"], batch.workflow.base_url
+    if same_place(old, new):
+        return False
+    moved_from = [*batch.config.get("moved_from", []), old]
+    BatchTask.objects.filter(pk=batch_id).update(config={**batch.config, "base_url": new, "moved_from": moved_from})
+    logger.info("batch %s pointed at its workflow's current Dify", batch_id)
+    return True
+
+
+def moved(batch: BatchTask) -> bool:
+    return not same_place(batch.config.get("base_url", ""), batch.workflow.base_url)
 
 
 def base_url_changed(workflow: Workflow, *, base_url: str | None) -> bool:
@@ -30,7 +80,7 @@ def base_url_changed(workflow: Workflow, *, base_url: str | None) -> bool:
     if workflow.pk is None or base_url is None:
         return False
     stored = Workflow.objects.filter(pk=workflow.pk).values_list("base_url", flat=True).first()
-    return stored is not None and stored.rstrip("/") != base_url.rstrip("/")
+    return stored is not None and not same_place(stored, base_url)
 
 
 def key_required(workflow: Workflow, *, base_url: str | None, api_key: str | None) -> bool:
@@ -46,9 +96,8 @@ def check_key_for_base_url(workflow: Workflow, *, base_url: str | None, api_key:
 
 def read_input_variables(workflow: Workflow, *, config: dict[str, Any] | None = None) -> list[InputVariable] | None:
     """Ask the app for its input variables (GET /parameters) with the workflow's settings, or the settings a batch
-    started with (`config`); None if it did not answer. A network call: never inside a transaction."""
-    from batches.services.lifecycle import app_settings  # lifecycle imports this module
-
+    started with (`config`); None if it did not answer (DifyMoved: see `app_settings`). A network call: never
+    inside a transaction."""
     return pages.fetch_parameters(app_settings(workflow, config=config))
 
 
@@ -85,8 +134,6 @@ def _variable(item: dict[str, Any]) -> InputVariable:
 
 def check_connection(workflow: Workflow) -> ConnectionReport:
     """ "Test connection": GET /parameters and /info with the stored key, and what went wrong in one line."""
-    from batches.services.lifecycle import app_settings  # lifecycle imports this module
-
     key = workflow.api_key if isinstance(workflow.api_key, str) else ""
     if not key or is_unreadable(key):
         return ConnectionReport(False, "auth: the stored API key cannot be read; enter it again")

@@ -19,6 +19,7 @@ from batches import exporters, presenters, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm
 from batches.models import BatchStatus, BatchTask
 from batches.selectors_compare import compare_candidates
+from batches.services import workflows
 from batches.services.transitions import ACTIVE
 from batches.views import controls
 from batches.views.access import CONTROL_PERMISSION, next_url, require
@@ -78,6 +79,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "concurrency_form": ConcurrencyForm(initial={"concurrency": batch.concurrency}) if can_control else None,
         "live": batch.status not in presenters.FINAL_STATES,
         "can_probe": can_control,
+        "moved": workflows.moved(batch),
         "progress_data": presenters.progress_data(batch, progress, errors),
         "compare_candidates": compare_candidates(batch),
     }

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from batches.forms import ConcurrencyForm
 from batches.models import BatchStatus, BatchTask
-from batches.services import lifecycle
+from batches.services import lifecycle, workflows
 from batches.services.transitions import ACTIVE, TransitionError
 from batches.views.access import CONTROL_PERMISSION, RETRY_PERMISSION, first_error
 
@@ -59,6 +59,12 @@ def _cancel(batch: BatchTask) -> Outcome:
         "Batch cancelled; %(count)d execution cancelled.", "Batch cancelled; %(count)d executions cancelled.", cancelled
     )
     return messages.SUCCESS, text % {"count": cancelled}
+
+
+def _repoint(batch: BatchTask) -> Outcome:
+    if not workflows.repoint_batch(batch.pk):
+        return messages.WARNING, gettext("This batch already runs on its workflow's Dify.")
+    return messages.SUCCESS, gettext("This batch now runs on its workflow's current Dify; resume it to go on.")
 
 
 def _retry_failed(batch: BatchTask) -> Outcome:
@@ -110,15 +116,19 @@ CONTROLS = {
     "resume": Control(_("Resume"), CONTROL_PERMISSION, (BatchStatus.PAUSED,), _resume),
     "cancel": Control(_("Cancel"), CONTROL_PERMISSION, ACTIVE, _cancel, on_list=False),
     "retry-failed": Control(_("Retry failed"), RETRY_PERMISSION, tuple(BatchStatus), _retry_failed),
+    # Its workflow's Dify moved: the key was entered for the new one, so the batch stops until staff choose this.
+    "repoint": Control(_("Run on the workflow's new Dify"), CONTROL_PERMISSION, tuple(BatchStatus), _repoint, False),
 }
 
 
 def offered(request: HttpRequest, batch: BatchTask, failed: int) -> list[tuple[str, Control]]:
-    """The buttons this user may press for this batch now ("Retry failed" only when something failed)."""
+    """The buttons this user may press for this batch now ("Retry failed" only when something failed, "Run on the
+    workflow's new Dify" only when it moved)."""
     return [
         (name, control)
         for name, control in CONTROLS.items()
         if batch.status in control.states
         and request.user.has_perm(control.permission)
         and (name != "retry-failed" or failed)
+        and (name != "repoint" or workflows.moved(batch))
     ]

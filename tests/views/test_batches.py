@@ -332,3 +332,33 @@ def test_export_streams_each_format_as_an_attachment(admin_client, make_batch, f
     assert response["Content-Type"] == content_type
     assert response["Content-Disposition"] == f'attachment; filename="batch-{batch.pk}-report.{fmt}"'
     assert b"".join(response.streaming_content).startswith(starts_with)
+
+
+def test_a_moved_batch_says_so_and_offers_to_run_on_the_new_dify(controller, make_batch):
+    batch = make_batch(status=S.PAUSED)
+    batch.workflow.base_url = "http://127.0.0.1:9/new/v1"
+    batch.workflow.save()
+
+    html = controller.get(url("batch_detail", batch.pk)).content.decode()
+    response = controller.post(action_url(batch, "repoint"), follow=True)
+
+    assert "its workflow now points at http://127.0.0.1:9/new/v1" in html
+    assert f'action="{action_url(batch, "repoint")}"' in html
+    batch.refresh_from_db()
+    assert batch.config["base_url"] == "http://127.0.0.1:9/new/v1"
+    assert batch.config["moved_from"] == ["http://127.0.0.1:9/v1"]
+    assert messages_of(response) == [
+        ("success", "This batch now runs on its workflow's current Dify; resume it to go on.")
+    ]
+    assert f'action="{action_url(batch, "repoint")}"' not in response.content.decode()
+    assert "Earlier Dify: http://127.0.0.1:9/v1" in response.content.decode()
+
+
+def test_pointing_a_batch_at_the_new_dify_needs_the_control_permission(login, make_batch):
+    batch = make_batch(status=S.PAUSED)
+    batch.workflow.base_url = "http://127.0.0.1:9/new/v1"
+    batch.workflow.save()
+
+    response = login(RETRY, ADD).post(action_url(batch, "repoint"))
+
+    assert response.status_code == 403
