@@ -101,13 +101,18 @@ class ImportOptionsForm(forms.Form):
     max_retries = forms.IntegerField(label=_("Max auto retries"), min_value=0, max_value=20, initial=2)
     start = forms.BooleanField(label=_("Start now"), required=False, initial=True)
 
+    def __init__(self, *args: Any, may_start: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not may_start:  # starting sends paid calls: it needs the control permission, not just "add"
+            del self.fields["start"]
+
     def import_options(self, created_by_id: int | None) -> ImportOptions:
         data = self.cleaned_data
         return ImportOptions(
             name=data["name"],
             concurrency=data["concurrency"],
             max_retries=data["max_retries"],
-            start=data["start"],
+            start=data.get("start", False),
             created_by_id=created_by_id,
         )
 

@@ -33,8 +33,10 @@ class RerunForm(forms.Form):
     max_retries = forms.IntegerField(label=_("Max auto retries"), min_value=0, max_value=20)
     start = forms.BooleanField(label=_("Start now"), required=False)
 
-    def __init__(self, *args: Any, source: BatchTask, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, source: BatchTask, may_start: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not may_start:  # starting sends paid calls: it needs the control permission, not just "add"
+            del self.fields["start"]
         self.initial = {
             "workflow": source.workflow_id,
             "max_retries": source.max_retries,
@@ -57,6 +59,6 @@ class RerunForm(forms.Form):
             name=data["name"],
             concurrency=data["concurrency"],
             max_retries=data["max_retries"],
-            start=data["start"],
+            start=data.get("start", False),
             created_by_id=user_id,
         )

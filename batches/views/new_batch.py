@@ -23,7 +23,7 @@ from batches.forms import ImportOptionsForm, UploadForm
 from batches.models import Mode, Workflow
 from batches.services import file_imports, lifecycle, workflows
 from batches.uploads import Upload
-from batches.views.access import ADD_PERMISSION, require
+from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
 
 PREVIEW_ROWS = 20
 
@@ -70,7 +70,13 @@ def batch_preview(request: HttpRequest) -> HttpResponse:
         return redirect("batches:batch_new")
     upload, workflow = found
     initial = {"name": Path(upload.filename).stem, "concurrency": workflow.concurrency, "max_retries": 2}
-    return _render_preview(request, upload, workflow, ImportOptionsForm(initial={**initial, "start": True}))
+    return _render_preview(
+        request, upload, workflow, ImportOptionsForm(initial={**initial, "start": True}, may_start=_may_start(request))
+    )
+
+
+def _may_start(request: HttpRequest) -> bool:
+    return request.user.has_perm(CONTROL_PERMISSION)  # starting sends paid calls
 
 
 def _render_preview(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
@@ -122,7 +128,7 @@ def batch_import(request: HttpRequest) -> HttpResponse:
     if found is None:
         return redirect("batches:batch_new")
     upload, workflow = found
-    form = ImportOptionsForm(request.POST)
+    form = ImportOptionsForm(request.POST, may_start=_may_start(request))
     if not form.is_valid():
         return _render_preview(request, upload, workflow, form)
     options = form.import_options(request.user.pk)

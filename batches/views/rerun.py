@@ -13,7 +13,7 @@ from batches import selectors
 from batches.forms_rerun import RerunForm
 from batches.models import BatchTask
 from batches.services.rerun import Only, RerunError, rerun_batch, row_count
-from batches.views.access import ADD_PERMISSION, require
+from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
 
 
 @staff_member_required
@@ -21,13 +21,14 @@ from batches.views.access import ADD_PERMISSION, require
 def batch_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     require(request, ADD_PERMISSION)
     source = selectors.batch_or_404(pk, "workflow")
+    may_start = request.user.has_perm(CONTROL_PERMISSION)
     if request.method == "GET":
         initial = {
             "only": _only(request.GET),
             "execution": [v for v in request.GET.getlist("execution") if v.isdigit()],
         }
-        return _render(request, source, RerunForm(initial=initial, source=source))
-    form = RerunForm(request.POST, source=source)
+        return _render(request, source, RerunForm(initial=initial, source=source, may_start=may_start))
+    form = RerunForm(request.POST, source=source, may_start=may_start)
     try:
         batch = rerun_batch(source.pk, options=form.options(request.user.pk)) if form.is_valid() else None
     except RerunError as exc:

@@ -11,7 +11,7 @@ import pytest
 from batches import uploads as upload_storage
 from batches.dify.types import InputVariable
 from batches.models import BatchTask, Execution
-from tests.views.helpers import BOM, S, csv_upload, messages_of, upload, url
+from tests.views.helpers import ADD, BOM, S, csv_upload, messages_of, upload, url
 
 CSV_ROWS = "\n".join(["text;lang"] + [f"line {i};zh" for i in range(25)]) + "\n"
 
@@ -237,3 +237,15 @@ def test_csv_template_without_variables_explains_why(controller, make_workflow, 
 
     assert response.redirect_chain == [(f"{url('batch_new')}?workflow={workflow.pk}", 302)]
     assert messages_of(response) == [(level, text)]
+
+
+def test_adding_a_batch_without_the_control_permission_never_starts_it(login, make_workflow):
+    """Starting sends paid calls: "Can add batch" alone imports, an operator with the control permission starts."""
+    adder = login(ADD)
+    workflow = make_workflow()
+    preview = upload(adder, workflow, csv_upload("text\nhello\n"), follow=True)
+
+    adder.post(url("batch_import"), {"name": "", "concurrency": 2, "max_retries": 2, "start": "on"})
+
+    assert 'name="start"' not in preview.content.decode()
+    assert BatchTask.objects.get().status == S.PENDING
