@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
-from batches import importers
+from batches import importers, strictjson
 from batches.inputs import InputError
 from batches.models import BatchStatus, ErrorType, Execution, Workflow
 from batches.services.lifecycle import ImportOptions, typed_inputs
@@ -173,9 +173,31 @@ class RetryForm(forms.Form):
         return {}
 
 
+MAX_INPUTS_DEPTH = 64  # Dify's inputs nest three deep at most (a file list); deeper would only break later
+NESTED = _("JSON nested too deeply")  # the importer's words for the same thing
+
+
 def validate_json_object(value: Any) -> None:
     if not isinstance(value, dict):
         raise forms.ValidationError(_('Inputs must be a JSON object, e.g. {"text": "hello"}.'), code="not_object")
+    if strictjson.depth(value) > MAX_INPUTS_DEPTH:
+        raise forms.ValidationError(NESTED, code="nested")
+
+
+class InputsJSONField(forms.JSONField):
+    """The admin's JSON field, refusing (not crashing on) JSON nested deeper than Python's recursion limit."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError(NESTED, code="nested") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
 
 
 class InputsForm(forms.Form):
@@ -190,6 +212,8 @@ class InputsForm(forms.Form):
     def clean_inputs(self) -> dict[str, Any]:
         try:
             value = json.loads(self.cleaned_data["inputs"])
+        except RecursionError:
+            raise forms.ValidationError(NESTED, code="nested") from None
         except ValueError as exc:
             raise forms.ValidationError(_("Not valid JSON: %(error)s"), params={"error": exc}, code="json") from None
         validate_json_object(value)
@@ -213,6 +237,7 @@ class ExecutionRetryAdminForm(forms.ModelForm):
     class Meta:
         model = Execution
         fields = ["inputs"]
+        field_classes = {"inputs": InputsJSONField}
         help_texts = {
             "inputs": _("Edit the inputs of this row, then “Save and retry”: it runs again as a manual retry.")
         }

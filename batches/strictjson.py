@@ -34,6 +34,17 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (a scalar: 0), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def encodable(value: Any) -> bool:
     """Whether the value's text is valid Unicode: what the database, the upstream and the exports need."""
     try:

@@ -384,6 +384,19 @@ def test_save_and_retry_refuses_inputs_that_are_not_a_json_object(login, make_ba
     assert (execution.status, execution.inputs) == (E.FAILED, {"text": "row 0"})
 
 
+@pytest.mark.parametrize("depth", [500, 100_000])
+def test_save_and_retry_refuses_deeply_nested_inputs_as_the_importer_does(login, make_batch, depth):
+    client = login(*RETRY_USER)
+    execution = execution_in(make_batch, E.FAILED)
+
+    response = client.post(change_page(execution), change_form_data('{"text": ' + "[" * depth + "]" * depth + "}"))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["inputs"] == ["JSON nested too deeply"]
+    execution.refresh_from_db()
+    assert (execution.status, execution.inputs) == (E.FAILED, {"text": "row 0"})
+
+
 def test_editing_a_batch_in_the_admin_writes_only_its_settings(admin_client, make_batch):
     batch = make_batch(status=BatchStatus.RUNNING, concurrency=3)
     form = admin_client.get(f"/admin/batches/batchtask/{batch.pk}/change/").context["adminform"].form

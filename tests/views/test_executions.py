@@ -81,6 +81,8 @@ def test_edit_and_retry_saves_the_inputs_and_queues_a_manual_retry(controller, m
         ('"text"', "Inputs must be a JSON object"),
         ("{text: 1}", "Not valid JSON"),
         ("", "This field is required."),
+        ('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply"),  # was a 500 (RecursionError)
+        ('{"text": ' + "[" * 500 + "]" * 500 + "}", "JSON nested too deeply"),
     ],
 )
 def test_edit_and_retry_refuses_anything_but_a_json_object(controller, make_batch, inputs, error):
