@@ -28,7 +28,7 @@ from batches.choices import ErrorType
 from batches.crypto import is_unreadable
 from batches.dify import errors, hosts, sse
 from batches.dify.answers import StreamState, mapping, parse_blocking, seconds, workflow_data
-from batches.dify.hosts import CONNECT_FAILED, UpstreamRefused
+from batches.dify.hosts import UpstreamRefused
 from batches.dify.redact import hidden_in, masked, one_line
 from batches.dify.types import (
     MAX_PARAMETERS_BYTES,
@@ -118,13 +118,11 @@ class DifyClient:
         return await self._guarded(app, result, self._get_run(app, run_id, result))
 
     async def get_object(self, app: AppSettings, path: str) -> CallResult:
-        """A small JSON document of the app (`/parameters`, `/info`) as the result's `outputs`; never raises.
-
-        A failure to connect keeps its exact cause: staff setting up an app need it, and only they see it."""
+        """A small JSON document of the app (`/parameters`, `/info`) as the result's `outputs`; never raises."""
         result = CallResult(ok=False)
         if is_unreadable(app.api_key):
             return result.fail(ErrorType.AUTH, UNREADABLE_KEY_ERROR)
-        return await self._guarded(app, result, self._get_object(app, path, result), exact=True)
+        return await self._guarded(app, result, self._get_object(app, path, result))
 
     async def stop(self, app: AppSettings, task_id: str, *, user: str) -> bool:
         """Ask Dify to stop a streaming run; True when it said so."""
@@ -148,9 +146,7 @@ class DifyClient:
             logger.info("stop %s failed: %s", task_id, one_line(repr(exc), app.api_key))
             return False
 
-    async def _guarded(
-        self, app: AppSettings, result: CallResult, call: Awaitable[None], *, exact: bool = False
-    ) -> CallResult:
+    async def _guarded(self, app: AppSettings, result: CallResult, call: Awaitable[None]) -> CallResult:
         """Await `call` within the app's total deadline, turning every failure into the result."""
         started = time.monotonic()
         try:
@@ -164,15 +160,13 @@ class DifyClient:
         except BadResponse as exc:
             result.fail(ErrorType.BAD_RESPONSE, one_line(exc.describe(app.api_key), app.api_key))
         except Exception as exc:
-            kind = errors.classify_exception(exc)
-            message = one_line(errors.describe(exc), app.api_key)
-            if (
-                errors.connect_failed(exc) and not exact
-            ):  # one text: a refused port must not look different from a silent one
-                kind, message = ErrorType.CONNECTION, CONNECT_FAILED
+            kind, message = errors.public_failure(exc)  # one text for every way a port can fail to be Dify
+            cause = one_line(errors.describe(exc), app.api_key)
             if kind == ErrorType.BAD_RESPONSE:  # no traceback: its messages may quote the answer, and so the key
-                logger.warning("unexpected error calling %s: %s (%s)", app.base_url, message, errors.where(exc))
-            result.fail(kind, message)
+                logger.warning("unexpected error calling %s: %s (%s)", app.base_url, cause, errors.where(exc))
+            else:  # the exact cause, for operators only
+                logger.info("call to %s failed: %s", app.base_url, cause)
+            result.fail(kind, one_line(message, app.api_key))
         finally:
             if inspect.iscoroutine(call):
                 call.close()  # not awaited when the address was refused

@@ -16,6 +16,7 @@ import httpx
 
 from batches import strictjson
 from batches.choices import ErrorType
+from batches.dify.hosts import CONNECT_FAILED
 from batches.dify.redact import one_line
 from batches.dify.types import BadResponse
 
@@ -107,19 +108,32 @@ def _provider_failure(message: str) -> str:
     return ""
 
 
-def _error_body(body: bytes | str, content_type: str) -> tuple[str, str]:
-    """(code, message) from a Dify JSON error body; ("", "not a Dify answer") for anything else, never its text."""
+DIFY_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # Dify's error codes: invalid_param, app_unavailable, ...
+
+
+def _error_body(body: bytes | str, content_type: str, status: int) -> tuple[str, str, bool]:
+    """(code, message, shown) of a JSON error body. Only Dify's own shape ({"code", "message", "status"}, the
+    status the answer's) has its message shown; a code that is not an identifier is dropped. Another answer's
+    text is never quoted: it could map an internal service."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     data = strictjson.object_of(text) if "json" in content_type or text.lstrip().startswith("{") else None
-    if data is not None and ("code" in data or "message" in data):
-        return str(data.get("code") or ""), str(data.get("message") or data.get("error") or "")
-    return "", "not a Dify answer" if text.strip() else ""
+    if data is None:
+        return "", "", False
+    code = data.get("code")
+    code = code if isinstance(code, str) and DIFY_CODE.fullmatch(code) else ""
+    message = data.get("message")
+    message = message if isinstance(message, str) else ""
+    return code, message, bool(code and message) and data.get("status") == status
 
 
 def classify_http_error(status: int, body: bytes | str, content_type: str) -> tuple[str, str]:
     """Map a non-2xx answer to (error_type, one-line message)."""
-    code, message = _error_body(body, content_type)
-    text = one_line(f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message.strip() else ""))
+    code, message, shown = _error_body(body, content_type, status)
+    if shown:
+        detail = f": {message}" if message.strip() else ""
+    else:  # classified by what it says, never quoted
+        detail = ": not a Dify answer" if (body.strip() if isinstance(body, str | bytes) else body) else ""
+    text = one_line(f"HTTP {status}" + (f" {code}" if code else "") + detail)
     kind = classify(status, code, message)
     return kind, text + " (redirect)" if 300 <= status < 400 else text
 
@@ -146,9 +160,40 @@ def connect_failed(exc: BaseException) -> bool:
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientError):  # httpx-aiohttp wraps every aiohttp error in ConnectTimeout
         return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | ConnectionError) and not isinstance(
-        exc, ConnectionResetError | BrokenPipeError
-    )
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | ConnectionError)
+
+
+MALFORMED = "not a Dify answer (malformed HTTP)"
+NO_ANSWER = "the upstream did not answer in time"
+NOT_HTTP = re.compile(r"status line", re.I)  # aiohttp's "Bad status line", h11's "illegal status line"
+
+
+def public_failure(exc: BaseException) -> tuple[str, str]:
+    """(error type, one line) of an exception raised while talking to the upstream, for pages and exports.
+
+    Whatever failed on the way (refused, reset, closed, a port that does not speak HTTP, no answer to connect)
+    reads the same, so no error maps which ports are open; a malformed HTTP answer is never quoted.
+    """
+    kind = classify_exception(exc)
+    if kind == ErrorType.CONNECTION or connect_failed(exc) or _chain_says(exc, NOT_HTTP):
+        return ErrorType.CONNECTION, CONNECT_FAILED
+    if kind == ErrorType.TIMEOUT:
+        return kind, NO_ANSWER
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    if kind == ErrorType.BAD_RESPONSE and isinstance(cause, aiohttp.ClientResponseError | httpx.ProtocolError):
+        return kind, MALFORMED
+    return kind, describe(exc)
+
+
+def _chain_says(exc: BaseException, pattern: re.Pattern[str]) -> bool:
+    current: BaseException | None = exc
+    for _ in range(6):
+        if current is None:
+            return False
+        if pattern.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def describe(exc: BaseException) -> str:

@@ -51,9 +51,8 @@ def test_classify_http_error_maps_statuses_and_codes(
 
 
 def test_classify_http_error_message_names_the_code_and_never_quotes_another_answer() -> None:
-    assert classify_http_error(400, '{"code": "invalid_param", "message": "bad\\nthing"}', "application/json")[1] == (
-        "HTTP 400 invalid_param: bad thing"
-    )
+    body = '{"code": "invalid_param", "message": "bad\\nthing", "status": 400}'
+    assert classify_http_error(400, body, "application/json")[1] == ("HTTP 400 invalid_param: bad thing")
     assert classify_http_error(502, "<html><title>502 Bad Gateway</title></html>", "text/html")[1] == (
         "HTTP 502: not a Dify answer"
     )
@@ -71,3 +70,30 @@ def test_parse_retry_after_reads_an_http_date() -> None:
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 28 <= (parse_retry_after(later) or 0) <= 31
     assert parse_retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"code": "not_found", "message": "no route /v1/parameters on internal-admin:8443"}',
+        '{"code": "error", "message": "internal-admin:8443 says no", "status": 500}',  # status not the answer's
+        '{"message": "internal-admin:8443 says no"}',
+        '{"code": "internal-admin:8443 says no", "status": 404}',
+        '{"error": "internal-admin:8443 says no", "code": "x"}',
+    ],
+)
+def test_a_json_body_not_shaped_as_difys_errors_is_never_quoted(body: str) -> None:
+    kind, message = classify_http_error(404, body, "application/json")
+
+    assert "internal-admin" not in message
+    assert message.startswith("HTTP 404")
+    assert kind == "app_error"
+
+
+def test_difys_own_error_shape_is_quoted() -> None:
+    body = '{"code": "invalid_param", "message": "text is required in input form", "status": 400}'
+
+    assert classify_http_error(400, body, "application/json") == (
+        "invalid_input",
+        "HTTP 400 invalid_param: text is required in input form",
+    )

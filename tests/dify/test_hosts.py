@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,11 +15,11 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from batches.dify import hosts as upstream_hosts
-from batches.dify.pages import fetch_parameters
+from batches.dify.pages import check_connection, fetch_parameters
 from batches.models import Workflow
 from batches.services import lifecycle
 from fakedify.harness import free_port
-from tests.dify.test_hostile import answer, app_for, assert_failed, call, upstream
+from tests.dify.test_hostile import answer, app_for, assert_failed, call, serving, upstream
 
 TRANSPORTS = ["aiohttp", "httpx"]
 INTERNAL = b"internal-only: db_password=hunter2 instance-id=i-0abc"
@@ -160,3 +162,48 @@ def test_a_refused_port_and_a_silent_port_read_the_same(transport: str, silent_p
 def test_the_async_check_resolves_without_blocking_the_loop(metadata_name: str) -> None:
     with pytest.raises(upstream_hosts.UpstreamRefused):
         asyncio.run(upstream_hosts.check_url_async(f"http://{metadata_name}:8080/v1"))
+
+
+@contextmanager
+def raw_port(reply: bytes | None) -> Iterator[int]:
+    """A TCP port that is not HTTP: it answers each connection with `reply` and closes (None: a reset)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if reply is None:
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            await reader.read(100)
+            writer.write(reply)
+        writer.close()
+
+    async def start() -> tuple[int, Any]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+
+        async def stop() -> None:
+            server.close()
+
+        return server.sockets[0].getsockname()[1], stop
+
+    with serving(start) as url:
+        yield int(url.split(":")[2].split("/")[0])
+
+
+NOT_HTTP = {
+    "closes": b"",
+    "banner": b"SSH-2.0-OpenSSH_9.2p1 build-host-42\r\n",
+    "garbage status line": b"HTTP/1.1 OK internal-admin\r\n\r\n",
+    "reset": None,
+}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("kind", list(NOT_HTTP))
+def test_every_connection_failure_reads_the_same_in_runs_and_test_connection(transport: str, kind: str) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    with raw_port(NOT_HTTP[kind]) as port:
+        other = f"http://127.0.0.1:{port}/v1"
+        runs = [call(app_for(url, timeout=3), transport)[0] for url in (refused, other)]
+        tests = [check_connection(app_for(url, timeout=3)) for url in (refused, other)]
+
+    assert {(r.error_type, r.error) for r in runs} == {("connection", upstream_hosts.CONNECT_FAILED)}
+    assert {report.error for report in tests} == {f"connection: {upstream_hosts.CONNECT_FAILED}"}
