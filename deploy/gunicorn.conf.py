@@ -21,3 +21,8 @@ accesslog = "-"
 errorlog = "-"
 # Trust X-Forwarded-* only from the reverse proxy on this machine (see README "HTTPS behind a proxy").
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# gunicorn's own default trusts X-Forwarded-Proto, X-Forwarded-Ssl and X-Forwarded-Protocol from those addresses
+# and then tells Django the request was HTTPS, whatever DJANGO_TRUST_X_FORWARDED_PROTO says. Trust the one header
+# Django is told to trust, and only when it is.
+_trusted = os.environ.get("DJANGO_TRUST_X_FORWARDED_PROTO", "").strip().lower() in {"1", "true", "yes", "on"}
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"} if _trusted else {}

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import re
+import runpy
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,23 @@ def test_every_page_has_a_csp_without_unsafe_inline_and_nothing_inline(admin_cli
         assert not re.search(r"<style", html), page
         inline = [tag for tag in re.findall(r"<script[^>]*>", html) if "src=" not in tag]
         assert all('type="application/json"' in tag for tag in inline), (page, inline)
+
+
+def gunicorn_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    """The settings deploy/gunicorn.conf.py gives under `env` (gunicorn reads the module's globals)."""
+    monkeypatch.delenv("DJANGO_TRUST_X_FORWARDED_PROTO", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
+    return runpy.run_path(str(path))
+
+
+@pytest.mark.parametrize(("trust", "headers"), [(None, {}), ("0", {}), ("1", {"X-FORWARDED-PROTO": "https"})])
+def test_gunicorn_trusts_a_forwarded_scheme_only_when_asked(monkeypatch: pytest.MonkeyPatch, trust, headers) -> None:
+    """gunicorn's default trusts X-Forwarded-Proto, -Ssl and -Protocol from 127.0.0.1 whatever Django is told."""
+    env = {"DJANGO_TRUST_X_FORWARDED_PROTO": trust} if trust is not None else {}
+
+    assert gunicorn_config(monkeypatch, **env)["secure_scheme_headers"] == headers
 
 
 def test_x_forwarded_proto_is_trusted_only_when_asked() -> None:

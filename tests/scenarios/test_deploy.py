@@ -41,6 +41,12 @@ def test_units_stop_the_main_process_only_and_always_restart(unit):
     assert section["EnvironmentFile"] == "/etc/batches/batches.env"
 
 
+@pytest.mark.parametrize("unit", ["web", "worker"])
+def test_units_keep_the_files_they_write_from_other_users(unit):
+    """Uploads, a ZIP import's files and exports hold the batches' data: not readable by every local user."""
+    assert service(unit)["UMask"] == "0027"
+
+
 def test_worker_unit_is_a_template_running_one_cluster_with_time_to_hand_rows_back():
     section = service("worker")
 
