@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from batches import file_types
+from batches.dify import hosts
 from batches.dify.types import InputVariable
 
 FILE_TYPES = frozenset({"file", "file-list"})
@@ -93,6 +94,9 @@ def _mapping(item: Any, variable: InputVariable, label: str) -> dict[str, Any]:
                 "answers; give the URL its extension, or put the file in a ZIP"
             )
         check_accepted(detected, REMOTE, variable, f"{label} {_cut(text)}")
+        problem = hosts.file_url_problem(text)  # Dify fetches it: never a metadata service, whatever it fetches
+        if problem is not None:
+            raise FileInputError(f"{label} {_cut(text)} {problem}")
         if file_types.private_host(text):
             raise FileInputError(
                 f"{label} {_cut(text)} names a private address, which Dify's SSRF proxy does not fetch "

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
-from batches import importers, strictjson
+from batches import bidi, importers, strictjson
 from batches.inputs import InputError
 from batches.models import BatchStatus, ErrorType, Execution, Workflow
 from batches.services.lifecycle import ImportOptions, typed_inputs
@@ -184,8 +184,19 @@ def validate_json_object(value: Any) -> None:
         raise forms.ValidationError(NESTED, code="nested")
 
 
+def json_escaped(text: str) -> str:
+    """JSON text with its bidirectional controls as \\u escapes (they can only be inside strings): a page would
+    show them escaped (batches.bidi), and a retry must send them unchanged."""
+    return bidi.CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 class InputsJSONField(forms.JSONField):
-    """The admin's JSON field, refusing (not crashing on) JSON nested deeper than Python's recursion limit."""
+    """The admin's JSON field, refusing (not crashing on) JSON nested deeper than Python's recursion limit, and
+    writing bidirectional controls as JSON escapes."""
+
+    def prepare_value(self, value: Any) -> Any:
+        text = super().prepare_value(value)
+        return json_escaped(text) if isinstance(text, str) else text
 
     def to_python(self, value: Any) -> Any:
         try:
@@ -207,7 +218,7 @@ class InputsForm(forms.Form):
 
     @classmethod
     def for_execution(cls, execution: Execution) -> InputsForm:
-        return cls(initial={"inputs": json.dumps(execution.inputs, indent=2, ensure_ascii=False)})
+        return cls(initial={"inputs": json_escaped(json.dumps(execution.inputs, indent=2, ensure_ascii=False))})
 
     def clean_inputs(self) -> dict[str, Any]:
         try:

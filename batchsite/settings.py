@@ -52,6 +52,7 @@ MIDDLEWARE = [
     # Right after SecurityMiddleware: static files are answered before sessions or the database are touched.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "batches.csp.ContentSecurityPolicyMiddleware",
+    "batches.bidi.BidiEscapeMiddleware",  # U+202E and the like show escaped in every page
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -136,6 +136,43 @@ def test_pages_show_a_file_cells_names():
     assert files.display("plain text") is None
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam.pdf",
+        "http://[fe80::1]/a.pdf",
+        "http://[::ffff:169.254.169.254]/a.pdf",
+        "http://2852039166/a.pdf",  # 169.254.169.254 written as one number: resolvers read it so
+        "http://0xa9.0xfe.0xa9.0xfe/a.pdf",
+        "http://metadata.google.internal/computeMetadata/v1/a.pdf",
+        "http://100.100.100.200/latest/meta-data/a.pdf",
+        "http://[fd00:ec2::254]/a.pdf",
+    ],
+)
+@pytest.mark.parametrize("fetches_private", [False, True])
+def test_a_file_url_on_a_link_local_or_metadata_address_is_refused(url, fetches_private, settings):
+    """Whatever Dify's server may fetch (BATCHES_DIFY_FETCHES_PRIVATE_URLS), never a metadata service."""
+    settings.BATCHES_ALLOWED_UPSTREAM_HOSTS = []
+    settings.BATCHES_DIFY_FETCHES_PRIVATE_URLS = fetches_private
+
+    with pytest.raises(inputs.InputError, match="cloud metadata"):
+        inputs.convert_row({"doc": url}, [DOC])
+
+
+def test_a_file_url_on_a_listed_link_local_range_is_allowed_where_dify_fetches_private_urls(settings):
+    settings.BATCHES_ALLOWED_UPSTREAM_HOSTS = ["169.254.0.0/16"]
+    settings.BATCHES_DIFY_FETCHES_PRIVATE_URLS = True
+
+    assert inputs.convert_row({"doc": "http://169.254.1.1/a.pdf"}, [DOC])["doc"]["url"] == "http://169.254.1.1/a.pdf"
+
+
+@pytest.mark.parametrize("url", ["https://example.com/a.pdf", "http://10.0.0.5/a.pdf", "http://files.intranet/a.pdf"])
+def test_file_urls_on_public_and_private_hosts_stay_allowed_where_dify_fetches_private_urls(url, settings):
+    settings.BATCHES_DIFY_FETCHES_PRIVATE_URLS = True
+
+    assert inputs.convert_row({"doc": url}, [DOC])["doc"]["url"] == url
+
+
 # ----------------------------------------------------------------------------------------------- import
 
 
@@ -159,6 +196,15 @@ def test_a_cell_that_is_not_a_url_is_an_import_error_naming_its_line(workflow, t
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nscan.pdf,two\n")
 
     with pytest.raises(ImportFileError, match=r"^line 3: 'doc' \(Document\) is 'scan.pdf', not an http\(s\) URL"):
+        lifecycle.import_batch(workflow, table)
+    assert not BatchTask.objects.exists()
+
+
+def test_a_metadata_url_in_a_cell_is_an_import_error_naming_its_line(workflow, tmp_path):
+    table = tmp_path / "rows.csv"
+    table.write_text("doc,text\nhttps://example.com/a.pdf,one\nhttp://169.254.169.254/a.pdf,two\n")
+
+    with pytest.raises(ImportFileError, match=r"^line 3: 'doc' \(Document\) .*link-local"):
         lifecycle.import_batch(workflow, table)
     assert not BatchTask.objects.exists()
 

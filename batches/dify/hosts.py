@@ -1,9 +1,11 @@
-"""Where a workflow's base URL may point: checked when it is saved, and on the resolved address at call time.
+"""Where a workflow's base URL may point: checked when it is saved, and on the resolved address at call time;
+and where a file URL in a cell may point (`file_url_problem`, checked at import and on edited inputs).
 
 Self-hosted Dify usually lives on a private address (the same host, a container network, an intranet name), so
 private addresses are allowed by default. What is always refused, unless an operator lists it in
 BATCHES_ALLOWED_UPSTREAM_HOSTS: link-local addresses (169.254.0.0/16, fe80::/10), where cloud metadata services
-answer. BATCHES_ALLOWED_UPSTREAM_HOSTS narrows the hosts further: names, `*.domain`, and CIDR ranges.
+answer, and the other clouds' metadata addresses. BATCHES_ALLOWED_UPSTREAM_HOSTS narrows the base URL's hosts
+further: names, `*.domain`, and CIDR ranges.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from django.conf import settings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+# Metadata services outside the link-local ranges (Alibaba Cloud, AWS over IPv6), and their well-known names.
+METADATA_ADDRESSES = frozenset(map(ipaddress.ip_address, ["100.100.100.200", "fd00:ec2::254"]))
+METADATA_HOSTS = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal",
+    "metadata.tencentyun.com", "metadata.azure.internal",
+})  # fmt: skip
 RESOLVE_CACHE_SECONDS = 5.0  # a runner makes many calls a second to one host; the check need not resolve each time
 CONNECT_FAILED = "cannot connect to the upstream (refused, unreachable, unknown host or no answer)"
 
@@ -74,10 +82,15 @@ def _host_matches(host: str, address: IPAddress | None, pattern: str) -> bool:
 
 
 def _address(host: str) -> IPAddress | None:
+    """The address a host written as one stands for, in any form a resolver accepts (`2852039166`, `0xa9.0xfe.0xa9.0xfe`
+    and `169.254.43518` are 169.254.169.254 too); None for a name."""
     try:
-        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+        address: IPAddress = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
-        return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped or address
 
@@ -94,14 +107,32 @@ def listed_networks() -> list[IPNetwork]:
     return [net for net in map(_network, settings.BATCHES_ALLOWED_UPSTREAM_HOSTS) if net is not None]
 
 
+def _refused(address: IPAddress | None) -> bool:
+    """Link-local or a metadata address, and not listed by an operator."""
+    if address is None or not (address in METADATA_ADDRESSES or any(address in net for net in LINK_LOCAL)):
+        return False
+    return not any(address in net for net in listed_networks())
+
+
 def address_problem(address: str) -> str | None:
-    """Why a call may not go to this address: link-local, unless an operator listed it."""
+    """Why a call may not go to this address: link-local or a cloud metadata address, unless an operator listed
+    it."""
     parsed = _address(address)
-    if parsed is None or not any(parsed in net for net in LINK_LOCAL):
-        return None
-    if any(parsed in net for net in listed_networks()):
+    if not _refused(parsed):
         return None
     return f"the upstream resolves to a link-local address ({parsed}), refused unless listed in " + (
+        "BATCHES_ALLOWED_UPSTREAM_HOSTS"
+    )
+
+
+def file_url_problem(url: str) -> str | None:
+    """Why Dify must not be asked to fetch this file URL (None: it may): the base URL's address rules, on the host
+    as written. A name is not resolved here (Dify resolves it, on its own network), but the metadata services'
+    well-known names are refused."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host not in METADATA_HOSTS and not _refused(_address(host)):
+        return None
+    return f"points at a link-local or cloud metadata address ({host}), refused unless listed in " + (
         "BATCHES_ALLOWED_UPSTREAM_HOSTS"
     )
 
