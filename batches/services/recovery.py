@@ -170,7 +170,13 @@ def wake_on_worker_spawn(**kwargs: object) -> None:
         logger.warning("could not wake a runner: %s", exc)
 
 
-def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Upstream:
+@dataclass(frozen=True)
+class Probe:
+    upstream: Upstream  # the circuit after the probe
+    failure: str  # "" when Dify answered; else why not (whatever the circuit says: a closed one stays closed)
+
+
+def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Probe:
     """Staff check a silent upstream now (`probe_upstream`, the batch page): one cheap call that costs no tokens
     (`GET /parameters`). Any answer but a 5xx closes the circuit and the runners resume at once; a failure keeps
     it open until the next scheduled probe."""
@@ -178,4 +184,4 @@ def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Upstream:
     upstream = throttle.record_probe(workflow_id=workflow_id, failure=failure)
     if not upstream.waiting:
         wake_runners()
-    return upstream
+    return Probe(upstream, failure)

@@ -19,9 +19,12 @@ from batches.views.access import CONTROL_PERMISSION, require
 def batch_probe(request: HttpRequest, pk: int) -> HttpResponse:
     require(request, CONTROL_PERMISSION)
     batch = selectors.batch_or_404(pk, "workflow")
-    upstream = probe_upstream(batch.workflow_id)
-    if upstream.waiting:
-        messages.warning(request, gettext("Dify still does not answer: %(error)s") % {"error": upstream.last_error})
+    probe = probe_upstream(batch.workflow_id)
+    if probe.upstream.waiting:
+        error = probe.upstream.last_error
+        messages.warning(request, gettext("Dify still does not answer: %(error)s") % {"error": error})
+    elif probe.failure:  # the circuit is closed (no streak yet), but this probe got no answer
+        messages.warning(request, gettext("Dify does not answer: %(error)s") % {"error": probe.failure})
     else:
         messages.success(request, gettext("Dify answers: the batch carries on."))
     return redirect("batches:batch_detail", pk=batch.pk)

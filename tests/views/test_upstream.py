@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batches.models import BatchStatus, WorkflowThrottle
-from fakedify.harness import running_fake_dify
+from fakedify.harness import free_port, running_fake_dify
 
 CONTROL = "batches.control_batchtask"
 S = BatchStatus
@@ -59,3 +59,16 @@ def test_check_now_closes_the_circuit_when_dify_answers(login, make_workflow, ma
 
     assert "Dify answers" in response.content.decode()
     assert WorkflowThrottle.objects.get().circuit == "closed"
+
+
+def test_check_now_says_dify_does_not_answer_for_a_closed_port_while_the_circuit_is_closed(
+    login, make_workflow, make_batch
+):
+    client = login(CONTROL)
+    batch = make_batch(rows=2, workflow=make_workflow(base_url=f"http://127.0.0.1:{free_port()}/v1"), status=S.RUNNING)
+
+    response = client.post(url("batch_probe", batch.pk), follow=True)
+
+    html = response.content.decode()
+    assert "Dify answers" not in html
+    assert "Dify does not answer: connection: the upstream could not be reached" in html

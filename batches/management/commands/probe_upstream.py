@@ -16,7 +16,7 @@ class Command(BaseCommand):
         workflow = Workflow.objects.filter(name=options["workflow"]).first()
         if workflow is None:
             raise CommandError(f"workflow '{options['workflow']}' does not exist")
-        upstream = probe_upstream(workflow.pk)
-        if upstream.last_error:
-            self.stderr.write(f"last error: {upstream.last_error}")
-        self.stdout.write(upstream.state)
+        probe = probe_upstream(workflow.pk)
+        if probe.failure or probe.upstream.last_error:
+            self.stderr.write(f"last error: {probe.failure or probe.upstream.last_error}")
+        self.stdout.write(probe.upstream.state)
