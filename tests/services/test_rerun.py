@@ -15,6 +15,7 @@ from fakedify.harness import running_fake_dify
 
 E = ExecutionStatus
 ADD = "batches.add_batchtask"
+CONTROL = "batches.control_batchtask"
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def test_command_refuses_an_unknown_only(source: BatchTask) -> None:
 
 def test_page_runs_failed_rows_again_and_links_both_ways(login: Any, source: BatchTask, make_workflow: Any) -> None:
     other = make_workflow(name="v2")
-    client = login(ADD)
+    client = login(ADD, CONTROL)  # starting at once needs the control permission (issue 27, L5)
     form = client.get(reverse("batches:batch_rerun", args=[source.pk]), {"only": "failed"})
     assert "2 failed rows" in form.content.decode()
 
