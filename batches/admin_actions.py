@@ -18,7 +18,7 @@ from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from batches.models import BatchTask
-from batches.services import lifecycle
+from batches.services import lifecycle, workflows
 from batches.services.transitions import TransitionError
 
 CONTROL_PERMISSION = "batches.control_batchtask"
@@ -72,6 +72,12 @@ def _no_rows(service: Callable[[int], object]) -> Callable[[int], int]:
     return run
 
 
+def _repointed(batch_id: int) -> int:
+    if not workflows.repoint_batch(batch_id):
+        raise TransitionError(f"batch {batch_id} already runs on its workflow's Dify")
+    return 0
+
+
 def _retried_rows(batch_id: int) -> int:
     return lifecycle.retry_failed(batch_id).retried
 
@@ -107,6 +113,14 @@ BATCH_ACTIONS = {
             "%(count)d was already finished or cancelled", "%(count)d were already finished or cancelled", "count"
         ),
         rows_too=True,
+    ),
+    # Its workflow's Dify moved: staff choose to send its remaining rows there (services.workflows).
+    "repoint": BatchAction(
+        _("Run on the workflow's new Dify"),
+        "control",
+        _repointed,
+        ngettext_lazy("Pointed %(count)d batch at its workflow's Dify", "Pointed %(count)d batches at it", "count"),
+        ngettext_lazy("%(count)d had not moved", "%(count)d had not moved", "count"),
     ),
     "retry_failed": BatchAction(
         _("Retry failed executions"),

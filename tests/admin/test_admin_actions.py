@@ -52,6 +52,18 @@ def test_batch_actions_change_state_through_the_services_and_report_counts(
     assert messages_of(response) == [(level, text)]
 
 
+def test_repoint_action_points_moved_batches_at_their_workflows_dify(admin_client, make_batch, make_workflow):
+    workflow = make_workflow()
+    moved, same = make_batch(workflow=workflow, status=S.PAUSED), make_batch(workflow=workflow, status=S.PAUSED)
+    BatchTask.objects.filter(pk=moved.pk).update(config={**moved.config, "base_url": "http://127.0.0.1:9/old/v1"})
+
+    response = run_action(admin_client, BATCH_CHANGELIST, "repoint", [moved, same])
+
+    moved.refresh_from_db()
+    assert (moved.config["base_url"], moved.config["moved_from"]) == (workflow.base_url, ["http://127.0.0.1:9/old/v1"])
+    assert messages_of(response) == [("warning", "Pointed 1 batch at its workflow's Dify; 1 had not moved")]
+
+
 def test_cancel_action_cancels_the_unfinished_rows(admin_client, make_batch):
     batch = make_batch(rows=3, status=S.RUNNING)
     Execution.objects.filter(index=0).update(status=E.SUCCEEDED)
@@ -81,11 +93,11 @@ def test_retry_failed_action_retries_failed_rows_and_counts_batches_without_any(
     ("perms", "offered"),
     [
         ([], set()),
-        (["batches.control_batchtask"], {"start", "pause", "resume", "cancel"}),
+        (["batches.control_batchtask"], {"start", "pause", "resume", "cancel", "repoint"}),
         (["batches.retry_execution"], {"retry_failed"}),
         (
             ["batches.control_batchtask", "batches.retry_execution"],
-            {"start", "pause", "resume", "cancel", "retry_failed"},
+            {"start", "pause", "resume", "cancel", "repoint", "retry_failed"},
         ),
     ],
 )
