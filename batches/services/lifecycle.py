@@ -331,7 +331,8 @@ def retry_executions(
     rows = Execution.objects.filter(pk__in=executions.values("pk"), status__in=retryable)
     batch_ids = set(rows.order_by().values_list("batch_id", flat=True).distinct())
     _lock_batches(batch_ids)
-    per_batch = dict(rows.order_by().values_list("batch_id").annotate(n=Count("pk")))
+    # Rows per batch for "cancelled, then N rows retried": counted only when the retry spans batches.
+    per_batch = dict(rows.order_by().values_list("batch_id").annotate(n=Count("pk"))) if len(batch_ids) > 1 else {}
     changes: dict[str, Any] = {}
     if inputs is not None:
         _keep_sent_inputs(rows, inputs)
@@ -349,8 +350,8 @@ def retry_executions(
         next_trigger=Trigger.MANUAL,
         **changes,
     )
-    for batch_id, count in per_batch.items():
-        _reopen(batch_id, count)
+    for batch_id in batch_ids:
+        _reopen(batch_id, per_batch.get(batch_id, retried))
     if retried >= BULK_CHANGE:
         transaction.on_commit(refresh_statistics)
     if retried:
