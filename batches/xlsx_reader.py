@@ -23,7 +23,11 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
 from openpyxl.xml.functions import iterparse  # what openpyxl itself parses with (defusedxml's when installed)
 
+from batches import zip_directory
+
 MAX_COLUMNS = 16_384  # Excel's own limit (XFD)
+MAX_ENTRIES = 10_000  # parts of the workbook's ZIP (a real one has tens; images and sheets add a few each)
+NOT_XLSX = "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
 MAX_HELD_ELEMENTS = 200_000  # XML elements held at once (one row's cells and their parts)
 
 Numbered = Iterator[tuple[int, list[Any]]]
@@ -36,12 +40,17 @@ class XlsxError(ValueError):
 def check_archive(path: Path, limit: int) -> None:
     """Refuse what is not a zip archive, and archives that declare more than `limit` bytes unpacked."""
     try:
+        with path.open("rb") as f:
+            zip_directory.check(f, max_entries=MAX_ENTRIES, what="XLSX")
+    except zip_directory.DamagedZip:
+        raise XlsxError(NOT_XLSX) from None
+    except zip_directory.ZipDirectoryError as exc:
+        raise XlsxError(str(exc)) from None
+    try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except Exception:  # zipfile raises many kinds on a damaged archive (BadZipFile, NotImplementedError, EOFError...)
-        raise XlsxError(
-            "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
-        ) from None
+        raise XlsxError(NOT_XLSX) from None
     if unpacked > limit:
         raise XlsxError(f"the XLSX file unpacks to {_mb(unpacked)}, over the {_mb(limit)} limit")
 

@@ -1,7 +1,8 @@
 """A ZIP upload: the table and the files its cells name, checked like every import before anything is written.
 
 Refused with one line: over BATCHES_MAX_ZIP_BYTES; more than BATCHES_MAX_ZIP_ENTRIES entries (counted from the end
-record, before the central directory is read into memory); more than BATCHES_MAX_ZIP_UNPACKED_BYTES unpacked, or a
+records and a walk of the central directory, bounded by its declared size, before zipfile parses it:
+batches/zip_directory.py); more than BATCHES_MAX_ZIP_UNPACKED_BYTES unpacked, or a
 large entry compressed over MAX_RATIO times (a bomb; sizes are counted again while unpacking, never trusted); a path
 that could leave a folder (`..`, absolute, a drive letter, a backslash); a link or a device; an encrypted entry; a
 name twice; no table, or several, at the top level. A file is written under its number in a folder of our own,
@@ -14,7 +15,6 @@ import contextlib
 import re
 import shutil
 import stat
-import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,12 +22,10 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
+from batches import zip_directory
 from batches.files import FileInputError
 from batches.importers import EXTENSIONS, ImportFileError
 
-EOCD = b"PK\x05\x06"
-EOCD_SIZE = 22
-MAX_COMMENT = 65535
 MAX_RATIO = 200  # text compresses 5–20 times, a sparse sheet up to ~100; a bomb thousands of times
 RATIO_FROM = 1024 * 1024  # small entries may compress as they like: the total limit bounds them
 CHUNK = 1024 * 1024
@@ -102,7 +100,7 @@ class Archive:
 def open_archive(path: Path, folder: Path | None) -> Iterator[Archive]:
     """The checked archive (ImportFileError with one line if it is refused); closed on exit."""
     check_size(path)
-    check_entry_count(path, settings.BATCHES_MAX_ZIP_ENTRIES)
+    check_directory(path, settings.BATCHES_MAX_ZIP_ENTRIES)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -118,20 +116,13 @@ def check_size(path: Path) -> None:
         raise ImportFileError(f"the ZIP is {size(length)}, over the {size(limit)} limit")
 
 
-def check_entry_count(path: Path, limit: int) -> None:
-    """Read the entry count from the end record, so a ZIP of a million names is refused before it is parsed."""
+def check_directory(path: Path, limit: int) -> None:
+    """Bound the central directory from its end records, so a million forged records are refused unparsed."""
     with path.open("rb") as f:
-        f.seek(0, 2)
-        length = f.tell()
-        f.seek(max(0, length - EOCD_SIZE - MAX_COMMENT))
-        tail = f.read()
-    at = tail.rfind(EOCD)
-    if at < 0 or len(tail) < at + EOCD_SIZE:
-        raise ImportFileError("the file is not a readable ZIP archive (no end record)")
-    (count,) = struct.unpack("<H", tail[at + 10 : at + 12])
-    if count > limit or count == 0xFFFF:  # 0xFFFF: a ZIP64 count of 65,535 entries or more
-        shown = f"{count:,}" if count != 0xFFFF else "65,535 or more"
-        raise ImportFileError(f"the ZIP holds {shown} entries, more than {limit:,}")
+        try:
+            zip_directory.check(f, max_entries=limit)
+        except zip_directory.ZipDirectoryError as exc:
+            raise ImportFileError(str(exc)) from None
 
 
 def checked_entries(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
