@@ -12,9 +12,9 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, count
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from openpyxl.utils import get_column_letter
@@ -23,7 +23,8 @@ from batches import strictjson, xlsx_reader
 
 SNIFF_CHARS = 64 * 1024
 DELIMITERS = ",;\t|"
-CSV_FIELD_LIMIT = 64 * 1024 * 1024
+LINE_CELLS = 8  # a line may hold this many cells at the limit
+LINE_SLACK = 1024 * 1024  # besides them: the row's other, short cells and their delimiters
 XLSX_EXPANSION = 20  # an XLSX may also unpack to at most this many times max_bytes
 MAX_COLUMNS = 16_000  # an XLSX export holds 16,384 columns, a few of them fixed ones
 MAX_BLANK_XLSX_ROWS = 1000  # blank rows in a row (each one read costs time; a sheet may hold a million)
@@ -176,16 +177,38 @@ def _delimiter_score(sample: str, delimiter: str) -> tuple[float, int]:
 
 
 def _csv_records(path: Path, encoding: str, delimiter: str) -> Numbered:
-    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    # A field stops at the cell limit while it is read (a character is at least a byte): csv's own limit.
+    cell = settings.BATCHES_MAX_CELL_BYTES
+    csv.field_size_limit(cell)
     with path.open(encoding=encoding, newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, strict=True)
+        reader = csv.reader(_bounded_lines(f), delimiter=delimiter, strict=True)
         start = 1
         try:
             for cells in reader:
                 yield start, cells
                 start = reader.line_num + 1
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise ImportFileError(f"line {start}: a value is longer than the {_mb(cell)} limit per cell") from None
             raise ImportFileError(f"line {start}: malformed CSV ({exc})") from None
+
+
+def max_line() -> int:
+    """The longest line read: LINE_CELLS cells at the limit, so a huge value is never read whole (issue 27, L7)."""
+    return LINE_CELLS * settings.BATCHES_MAX_CELL_BYTES + LINE_SLACK
+
+
+def _bounded_lines(f: IO[Any]) -> Iterator[Any]:
+    """The file's lines (text or bytes), each read at most max_line() long: a longer one is refused."""
+    limit = max_line()
+    for number in count(1):
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            cell = _mb(settings.BATCHES_MAX_CELL_BYTES)
+            raise ImportFileError(f"line {number}: longer than {_mb(limit)} (a value over the {cell} limit per cell?)")
+        yield line
 
 
 def read_xlsx(path: Path, max_bytes: int) -> Table:
@@ -247,7 +270,7 @@ def _check_keys(number: int, obj: dict[str, Any], keys: list[str], what: str) ->
 def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     blank_at: int | None = None
     with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
+        for number, raw in enumerate(_bounded_lines(f), start=1):
             line = _jsonl_text(number, raw)
             if not line.strip():
                 blank_at = blank_at or number
@@ -288,3 +311,7 @@ def _json_kind(value: Any) -> str:
 
 def names(items: Iterable[str]) -> str:
     return ", ".join(repr(item) for item in items)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size} bytes"

@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import IO, Any
 from xml.etree.ElementTree import Element
 
+from django.conf import settings
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
 from openpyxl.xml.functions import iterparse  # what openpyxl itself parses with (defusedxml's when installed)
 
-from batches import zip_directory
+from batches import xlsx_strings, zip_directory
 
 MAX_COLUMNS = 16_384  # Excel's own limit (XFD)
 MAX_ENTRIES = 10_000  # parts of the workbook's ZIP (a real one has tens; images and sheets add a few each)
 NOT_XLSX = "not a valid XLSX file (corrupt, password-protected or an old .xls): save it again as .xlsx"
+ROW_CELLS = 8  # a row may take the XML of this many cells at their limit, plus its formatting
+FORMATTING = 1024 * 1024
 MAX_HELD_ELEMENTS = 200_000  # XML elements held at once (one row's cells and their parts)
 
 Numbered = Iterator[tuple[int, list[Any]]]
@@ -59,12 +62,19 @@ def _mb(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size} bytes"
 
 
-def records(path: Path, *, max_unpacked: int, max_blank_rows: int) -> Numbered:
-    """(row number, values) of the first sheet; a gap in the row numbers is one blank row at its first number."""
+def records(
+    path: Path, *, max_unpacked: int, max_blank_rows: int, bounds: xlsx_strings.Bounds | None = None
+) -> Numbered:
+    """(row number, values) of the first sheet; a gap in the row numbers is one blank row at its first number.
+
+    `bounds`: the shared strings' and a cell's (default: the settings); a row may take ROW_CELLS cells' worth of XML.
+    """
+    bounds = bounds or default_bounds()
     with path.open("rb") as f:  # a file object: openpyxl would otherwise insist on an .xlsx file name
         try:
-            reader, target = _open(f)
-            source = _Counted(reader.archive.open(target), max_unpacked)
+            reader, target = _open(f, bounds, max_unpacked)
+            per_row = ROW_CELLS * bounds.cell_bytes + FORMATTING
+            source = _Counted(reader.archive.open(target), max_unpacked, per_row, "row 1")
         except XlsxError:
             raise
         except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
@@ -76,7 +86,15 @@ def records(path: Path, *, max_unpacked: int, max_blank_rows: int) -> Numbered:
             reader.archive.close()
 
 
-def _open(f: IO[bytes]) -> tuple[ExcelReader, str]:
+def default_bounds() -> xlsx_strings.Bounds:
+    return xlsx_strings.Bounds(
+        strings=settings.BATCHES_MAX_XLSX_SHARED_STRINGS,
+        chars=settings.BATCHES_MAX_XLSX_SHARED_CHARS,
+        cell_bytes=settings.BATCHES_MAX_CELL_BYTES,
+    )
+
+
+def _open(f: IO[bytes], bounds: xlsx_strings.Bounds, max_unpacked: int) -> tuple[ExcelReader, str]:
     """The workbook's strings and styles, and the path of its first worksheet inside the archive.
 
     Like openpyxl's read-only load_workbook, without its read-only worksheets: each of those scans its whole sheet
@@ -84,7 +102,11 @@ def _open(f: IO[bytes]) -> tuple[ExcelReader, str]:
     """
     reader = ExcelReader(f, read_only=True, data_only=True)
     reader.read_manifest()
-    reader.read_strings()
+    try:
+        opened = lambda name: _Counted(reader.archive.open(name), max_unpacked)  # noqa: E731
+        reader.shared_strings = xlsx_strings.read(reader, bounds, opened)
+    except xlsx_strings.StringsError as exc:
+        raise XlsxError(str(exc)) from None
     reader.read_workbook()
     apply_stylesheet(reader.archive, reader.wb)
     for _, rel in reader.parser.find_sheets():
@@ -112,6 +134,7 @@ def _numbered(parser: WorkSheetParser, source: _Counted) -> Numbered:
         for element in _row_elements(source):
             number, cells = parser.parse_row(element)
             parser.row_dimensions.clear()  # a styled row's attributes, kept by openpyxl for every row
+            source.mark(f"row {number + 1}")
             if number > expected:
                 yield expected, []
             yield number, _values(number, cells)
@@ -186,16 +209,26 @@ def _value(number: int, cell: dict[str, Any]) -> Any:
 
 
 class _Counted:
-    """A sheet stream that refuses to yield more than `limit` bytes (a guard besides the declared sizes)."""
+    """A part's stream that refuses to yield more than `limit` bytes (a guard besides the declared sizes), nor
+    more than `per_item` bytes since its last mark (one row, or one shared string, is never read whole past it)."""
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
+    def __init__(self, stream: IO[bytes], limit: int, per_item: int | None = None, item: str = "") -> None:
         self.stream, self.limit, self.seen = stream, limit, 0
+        self.per_item, self.item, self.marked = per_item, item, 0
+
+    def mark(self, item: str | None = None) -> None:
+        self.marked, self.item = self.seen, item or self.item
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
         self.seen += len(data)
         if self.seen > self.limit:
             raise XlsxError(f"the sheet unpacks to more than {_mb(self.limit)}")
+        if self.per_item is not None and self.seen - self.marked > self.per_item:
+            raise XlsxError(
+                f"{self.item} takes more than {_mb(self.per_item)} of XML: "
+                f"a value over the {_mb(settings.BATCHES_MAX_CELL_BYTES)} limit per cell"
+            )
         return data
 
     def close(self) -> None:

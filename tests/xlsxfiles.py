@@ -17,6 +17,10 @@ HEAD = (
     b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
 )
 TAIL = b"</sheetData></worksheet>"
+STRINGS_TYPE = (
+    b'<Override PartName="/xl/sharedStrings.xml" '
+    b'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml" />'
+)
 
 
 def xlsx_bytes(rows: list[list[object]]) -> bytes:
@@ -70,3 +74,27 @@ def styled_empty_rows(first: int, count: int) -> Iterable[bytes]:
     """Rows holding nothing but a style: what a sheet formatted far below its data holds."""
     for number in range(first, first + count):
         yield f'<row r="{number}" s="1" customFormat="1"><c r="A{number}" s="1"/></row>'.encode()
+
+
+def with_shared_strings(path: Path, strings: Iterable[bytes], rows: Iterable[bytes] = ()) -> Path:
+    """An XLSX whose shared strings table holds these <si> elements (streamed), and whose sheet holds `rows`."""
+    strings_part = "xl/sharedStrings.xml"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in skeleton().items():
+            if name == "[Content_Types].xml":
+                content = content.replace(b"</Types>", STRINGS_TYPE + b"</Types>")
+            if name not in (SHEET, strings_part):
+                archive.writestr(name, content)
+        archive.writestr(SHEET, HEAD + b"".join(rows) + TAIL)
+        with archive.open(strings_part, "w", force_zip64=True) as table:
+            table.write(b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+            for item in strings:
+                table.write(item)
+            table.write(b"</sst>")
+    return path
+
+
+def shared_row(number: int, *indexes: int) -> bytes:
+    columns = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    inner = "".join(f'<c r="{columns[i]}{number}" t="s"><v>{index}</v></c>' for i, index in enumerate(indexes))
+    return f'<row r="{number}">{inner}</row>'.encode()
