@@ -2,8 +2,8 @@
 
 Refused with one line: over BATCHES_MAX_ZIP_BYTES; more than BATCHES_MAX_ZIP_ENTRIES entries (counted from the end
 records and a walk of the central directory, bounded by its declared size, before zipfile parses it:
-batches/zip_directory.py); more than BATCHES_MAX_ZIP_UNPACKED_BYTES unpacked, or a
-large entry compressed over MAX_RATIO times (a bomb; sizes are counted again while unpacking, never trusted); a path
+batches/zip_directory.py); more than BATCHES_MAX_ZIP_UNPACKED_BYTES unpacked, or a large entry, or the whole
+archive, compressed over MAX_RATIO times (a bomb; sizes are counted again while unpacking, never trusted); a path
 that could leave a folder (`..`, absolute, a drive letter, a backslash); a link or a device; an encrypted entry; a
 name twice; no table, or several, at the top level. A file is written under its number in a folder of our own,
 never under its name from the ZIP, so nothing can land outside BATCHES_FILES_DIR whatever the names say.
@@ -27,7 +27,7 @@ from batches.files import FileInputError
 from batches.importers import EXTENSIONS, ImportFileError
 
 MAX_RATIO = 200  # text compresses 5–20 times, a sparse sheet up to ~100; a bomb thousands of times
-RATIO_FROM = 1024 * 1024  # small entries may compress as they like: the total limit bounds them
+RATIO_FROM = 1024 * 1024  # a small entry, or a small archive, may compress as it likes
 CHUNK = 1024 * 1024
 MAX_MISSING_LISTED = 100
 MAX_NAME = 1000  # BatchFile.name
@@ -129,7 +129,7 @@ def checked_entries(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     if len(infos) > settings.BATCHES_MAX_ZIP_ENTRIES:
         raise ImportFileError(f"the ZIP holds {len(infos):,} entries, more than {settings.BATCHES_MAX_ZIP_ENTRIES:,}")
     entries: dict[str, zipfile.ZipInfo] = {}
-    total = 0
+    total = compressed = 0
     for info in infos:
         check_entry(info)
         if info.is_dir() or info.filename.startswith(JUNK) or PurePosixPath(info.filename).name == ".DS_Store":
@@ -138,10 +138,22 @@ def checked_entries(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
             raise ImportFileError(f"the ZIP holds {info.filename!r} twice")
         entries[info.filename] = info
         total += info.file_size
+        compressed += info.compress_size
     limit = settings.BATCHES_MAX_ZIP_UNPACKED_BYTES
     if total > limit:
         raise ImportFileError(f"the ZIP unpacks to {size(total)}, over the {size(limit)} limit")
+    check_ratio(total, compressed)
     return entries
+
+
+def check_ratio(total: int, compressed: int) -> None:
+    """The whole archive's ratio, small entries included: 300 entries of 1 MiB of zeros each (a 339 KB ZIP) would
+    otherwise write 301 MB to disk, each entry under the per-entry threshold."""
+    if total > RATIO_FROM and total > MAX_RATIO * max(compressed, 1):
+        raise ImportFileError(
+            f"the ZIP unpacks to {size(total)} from {size(compressed)}: compressed "
+            f"{total // max(compressed, 1):,} times (a ZIP bomb?)"
+        )
 
 
 def check_entry(info: zipfile.ZipInfo) -> None:

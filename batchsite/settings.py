@@ -165,6 +165,7 @@ BATCHES_EXPORT_SLOT_SECONDS = env_float("BATCHES_EXPORT_SLOT_SECONDS", 3600)
 # File inputs (issue 15): the files of ZIP imports, kept on disk between import and upload.
 BATCHES_FILES_DIR = Path(os.environ.get("BATCHES_FILES_DIR") or BASE_DIR / "data" / "files")
 BATCHES_FILES_KEEP_DAYS = env_float("BATCHES_FILES_KEEP_DAYS", 7)
+BATCHES_FILES_UNSTARTED_DAYS = env_float("BATCHES_FILES_UNSTARTED_DAYS", 7)  # a batch imported and never started
 BATCHES_MAX_ZIP_BYTES = env_int("BATCHES_MAX_ZIP_BYTES", 2 * 1024 * 1024 * 1024)
 BATCHES_MAX_ZIP_ENTRIES = env_int("BATCHES_MAX_ZIP_ENTRIES", 10_000)
 BATCHES_MAX_ZIP_UNPACKED_BYTES = env_int("BATCHES_MAX_ZIP_UNPACKED_BYTES", 4 * 1024 * 1024 * 1024)

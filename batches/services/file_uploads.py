@@ -136,7 +136,8 @@ def _upload(row: BatchFile, same_app: bool) -> dict[str, Any]:
 
 def sweep_files(*, now: datetime | None = None) -> int:
     """Remove the bytes of files no batch can need again: those of batches that ended (finished or cancelled)
-    over BATCHES_FILES_KEEP_DAYS ago, unless a batch still within that window names the same bytes (a rerun).
+    over BATCHES_FILES_KEEP_DAYS ago, and of batches imported and never started for BATCHES_FILES_UNSTARTED_DAYS
+    (their rows then fail naming the file), unless a batch still within its window names the same bytes (a rerun).
     Until then any ended batch may be run again, on any app, and its failed rows retried by hand. Upload ids are
     kept. Returns how many rows lost their file.
 
@@ -147,7 +148,12 @@ def sweep_files(*, now: datetime | None = None) -> int:
     now = now or clock.now()
     ended = [BatchStatus.FINISHED, BatchStatus.CANCELLED]
     keep = timedelta(days=settings.BATCHES_FILES_KEEP_DAYS)
-    done = Q(batch__status__in=ended, batch__finished_at__lt=now - keep)
+    unstarted = Q(
+        batch__status=BatchStatus.PENDING,
+        batch__started_at__isnull=True,
+        batch__created_at__lt=now - timedelta(days=settings.BATCHES_FILES_UNSTARTED_DAYS),
+    )
+    done = Q(batch__status__in=ended, batch__finished_at__lt=now - keep) | unstarted
     with transaction.atomic():
         expired = BatchFile.objects.exclude(stored="").filter(done).order_by("pk").select_for_update(of=("self",))
         rows = list(expired.values_list("pk", "stored")[:SWEEP_CHUNK])
