@@ -79,7 +79,9 @@ def _check_format(fmt: str) -> str:
 
 
 def executions(batch: BatchTask) -> Iterator[dict[str, Any]]:
-    """The batch's executions in index order, as dicts with exactly JSONL_KEYS."""
+    """The batch's executions in index order, as dicts with exactly JSONL_KEYS, and "extra" (the ignored columns'
+    values) when the batch's file had ignored columns."""
+    keys = (*JSONL_KEYS, "extra") if batch.extra_columns else JSONL_KEYS
     attempts = (
         Attempt.objects.filter(execution=OuterRef("pk"))
         .order_by()
@@ -90,13 +92,13 @@ def executions(batch: BatchTask) -> Iterator[dict[str, Any]]:
     rows = (
         batch.executions.order_by("index")
         .annotate(attempt_total=Coalesce(Subquery(attempts, output_field=IntegerField()), Value(0)))
-        .values("id", "index", "inputs", "status", "outputs", "error_type", "error", "attempt_total")
+        .values("id", "index", "inputs", "extra", "status", "outputs", "error_type", "error", "attempt_total")
         .iterator(chunk_size=DB_CHUNK)
     )
     for row in rows:
         row["attempts"] = row.pop("attempt_total")
         row["row"] = row["index"] + 1
-        yield {key: row[key] for key in JSONL_KEYS}
+        yield {key: row[key] for key in keys}
 
 
 def _buffered(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -125,6 +127,7 @@ def _jsonl_chunks(batch: BatchTask) -> Iterator[bytes]:
 @dataclass
 class _Layout:
     inputs: list[str]  # input keys, first row's order first
+    extra: list[str]  # the file's ignored columns, as "extra.<header>" columns after the inputs
     outputs: list[str]  # output keys, union over all rows
     header: list[str]
     more: list[str] = field(default_factory=list)  # output keys past the column limit: one JSON column
@@ -142,11 +145,14 @@ def _layout(batch: BatchTask, max_columns: int | None = None) -> _Layout:
     taken = set(FIXED_COLUMNS) | set(in_cols)
     out_cols = [f"output.{k}" if k in taken else k for k in output_keys]
     outputs, more = list(output_keys), []
-    room = None if max_columns is None else max_columns - len(in_cols) - len(FIXED_COLUMNS) - 1
+    room = (
+        None if max_columns is None else max_columns - len(in_cols) - len(batch.extra_columns) - len(FIXED_COLUMNS) - 1
+    )
     if room is not None and len(out_cols) > room:
         outputs, more, out_cols = outputs[:room], outputs[room:], [*out_cols[:room], "output.more"]
-    header = ["row", *in_cols, "status", *out_cols, "error_type", "error", "attempts"]
-    return _Layout(list(input_keys), outputs, header, more)
+    extra = list(batch.extra_columns or [])
+    header = ["row", *in_cols, *(f"extra.{k}" for k in extra), "status", *out_cols, "error_type", "error", "attempts"]
+    return _Layout(list(input_keys), extra, outputs, header, more)
 
 
 def _as_dict(value: Any, name: str) -> dict[str, Any]:
@@ -161,6 +167,7 @@ def _table_rows(batch: BatchTask, layout: _Layout) -> Iterator[list[Any]]:
         yield [
             row["row"],
             *(inputs.get(k) for k in layout.inputs),
+            *(_as_dict(row.get("extra"), "extra").get(k) for k in layout.extra),
             row["status"],
             *(outputs.get(k) for k in layout.outputs),
             *([{k: outputs[k] for k in layout.more if k in outputs}] if layout.more else []),

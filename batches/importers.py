@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -15,19 +15,44 @@ from typing import Any
 from django.conf import settings
 
 from batches import inputs, readers
+from batches import mapping as mapping_rules
 from batches.dify.types import InputVariable
 from batches.readers import MAX_COLUMNS, ImportFileError, Numbered
 
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
+Record = tuple[dict[str, Any], dict[str, Any]]  # a row's inputs, and its ignored columns' values (Execution.extra)
+
+
 @dataclass
 class ParsedFile:
     format: str  # "csv" | "xlsx" | "jsonl"
-    columns: list[str]  # input variable names after label→name mapping
+    columns: list[str]  # input variable names after the mapping (ignored columns left out)
     encoding: str | None  # CSV only: "utf-8", "utf-8-sig" or "gb18030"
     delimiter: str | None  # CSV only
-    rows: Iterator[dict[str, Any]]  # lazy; may raise ImportFileError for a bad row
+    records: Iterator[Record]  # lazy; may raise ImportFileError for a bad row
+    header: list[str] = field(default_factory=list)  # as written in the file
+    ignored: list[str] = field(default_factory=list)  # headers whose values are kept, never sent
+    rows: Iterator[dict[str, Any]] = field(init=False)  # the records' inputs alone
+
+    def __post_init__(self) -> None:
+        self.rows = _inputs(self.records)
+
+    def close(self) -> None:
+        """Release the file (an XLSX workbook stays open until its rows are read)."""
+        for rows in (self.rows, self.records):
+            if isinstance(rows, Generator):
+                rows.close()
+
+
+def _inputs(records: Iterator[Record]) -> Iterator[dict[str, Any]]:
+    try:
+        for inputs, _ in records:
+            yield inputs
+    finally:
+        if isinstance(records, Generator):
+            records.close()
 
 
 def parse_file(
@@ -38,20 +63,32 @@ def parse_file(
     mode: str = "workflow",
     max_bytes: int | None = None,
     max_rows: int | None = None,
+    mapping: dict[str, str] | None = None,
 ) -> ParsedFile:
-    """Check the file and its header now; return a ParsedFile whose rows are read lazily."""
+    """Check the file and its header now; return a ParsedFile whose rows are read lazily.
+
+    `mapping`: header → variable, or mapping.IGNORE (batches/mapping.py); without it, by name then by label.
+    """
     path = Path(path)
     fmt = detect_format(filename or path.name)
     max_bytes = settings.BATCHES_MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
     max_rows = settings.BATCHES_MAX_ROWS if max_rows is None else max_rows
     _check_size(path, max_bytes)
     source = {"csv": readers.read_csv, "xlsx": readers.read_xlsx, "jsonl": readers.read_jsonl}[fmt](path, max_bytes)
-    columns = map_columns(source.columns, variables, mode)
-    rows = _limited(source.records, source.unit, columns, max_rows, variables)
-    first = next(rows, None)
+    resolved = map_columns(source.columns, variables, mode, mapping)
+    records = _limited(source.records, source.unit, resolved, max_rows, variables)
+    first = next(records, None)
     if first is None:
         raise ImportFileError("the file has a header but no data rows")
-    return ParsedFile(fmt, columns, source.encoding, source.delimiter, _prepend(first, rows))
+    return ParsedFile(
+        fmt,
+        resolved.columns,
+        source.encoding,
+        source.delimiter,
+        _prepend(first, records),
+        header=source.columns,
+        ignored=resolved.ignored,
+    )
 
 
 def preview(
@@ -61,12 +98,12 @@ def preview(
     variables: list[InputVariable] | None = None,
     mode: str = "workflow",
     limit: int = 20,
+    mapping: dict[str, str] | None = None,
 ) -> tuple[ParsedFile, list[dict[str, Any]]]:
     """The parsed file and its first `limit` rows (the rest of the file is not read)."""
-    parsed = parse_file(path, filename=filename, variables=variables, mode=mode)
+    parsed = parse_file(path, filename=filename, variables=variables, mode=mode, mapping=mapping)
     rows = list(islice(parsed.rows, limit))
-    if isinstance(parsed.rows, Generator):
-        parsed.rows.close()  # release the file (an XLSX workbook stays open until its rows are read)
+    parsed.close()
     return parsed, rows
 
 
@@ -76,10 +113,11 @@ def count_rows(
     filename: str | None = None,
     variables: list[InputVariable] | None = None,
     mode: str = "workflow",
+    mapping: dict[str, str] | None = None,
 ) -> int:
     """How many data rows the file has, read to its end: a bad row raises ImportFileError now, before any import."""
-    parsed = parse_file(path, filename=filename, variables=variables, mode=mode)
-    return sum(1 for _ in parsed.rows)
+    parsed = parse_file(path, filename=filename, variables=variables, mode=mode, mapping=mapping)
+    return sum(1 for _ in parsed.records)
 
 
 def detect_format(filename: str) -> str:
@@ -89,43 +127,13 @@ def detect_format(filename: str) -> str:
     return EXTENSIONS[suffix]
 
 
-def map_columns(header: list[str], variables: list[InputVariable] | None, mode: str) -> list[str]:
-    """Map labels to variable names and check the columns against the app's input form."""
+def map_columns(
+    header: list[str], variables: list[InputVariable] | None, mode: str, mapping: dict[str, str] | None = None
+) -> mapping_rules.Resolved:
+    """The variable each header gives, checked against the app's input form (batches/mapping.py)."""
     if len(header) > MAX_COLUMNS:
         raise ImportFileError(f"{len(header)} columns: at most {MAX_COLUMNS} (an exported spreadsheet must hold them)")
-    columns = header if variables is None else _match_variables(header, variables, mode)
-    if mode == "chat" and "query" not in columns:
-        raise ImportFileError("missing required column 'query': a chat app needs the user's message")
-    return columns
-
-
-def _match_variables(header: list[str], variables: list[InputVariable], mode: str) -> list[str]:
-    names = {v.variable for v in variables} | ({"query"} if mode == "chat" else set())
-    by_label = {v.label.strip(): v.variable for v in variables if v.label}
-    columns = [h if h in names else by_label.get(h, "") for h in header]
-    unknown = [h for h, c in zip(header, columns, strict=True) if not c]
-    if unknown:
-        expected = ", ".join(_describe(v) for v in variables) or "none"
-        raise ImportFileError(f"unknown column(s) {readers.names(unknown)}; the app expects: {expected}")
-    _check_duplicates(header, columns)
-    for var in variables:
-        if var.required and var.variable not in columns:
-            raise ImportFileError(f"missing required column {_describe(var)}")
-    return columns
-
-
-def _check_duplicates(header: list[str], columns: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for cell, name in zip(header, columns, strict=True):
-        if name in seen:
-            raise ImportFileError(f"columns {seen[name]!r} and {cell!r} both give variable {name!r}")
-        seen[name] = cell
-
-
-def _describe(var: InputVariable) -> str:
-    if var.label and var.label != var.variable:
-        return f"{var.variable!r} (label {var.label!r})"
-    return repr(var.variable)
+    return mapping_rules.resolve(header, variables, mode, mapping)
 
 
 def _check_size(path: Path, max_bytes: int) -> None:
@@ -143,22 +151,35 @@ def _mb(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size} bytes"
 
 
-def _prepend(first: dict[str, Any], rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield first
-    yield from rows
+def _prepend(first: Record, records: Iterator[Record]) -> Iterator[Record]:
+    try:
+        yield first
+        yield from records
+    finally:
+        if isinstance(records, Generator):
+            records.close()
 
 
 def _limited(
-    records: Numbered, unit: str, columns: list[str], max_rows: int, variables: list[InputVariable] | None = None
-) -> Iterator[dict[str, Any]]:
+    records: Numbered,
+    unit: str,
+    resolved: mapping_rules.Resolved,
+    max_rows: int,
+    variables: list[InputVariable] | None = None,
+) -> Iterator[Record]:
     max_cell = settings.BATCHES_MAX_CELL_BYTES
+    pairs = list(zip(resolved.header, resolved.targets, strict=True))
     for count, (number, values) in enumerate(records, start=1):
         if count > max_rows:
             raise ImportFileError(f"{unit} {number}: more than {max_rows} data rows (the limit is {max_rows})")
-        row = dict(zip(columns, values, strict=True))
-        for column, value in row.items():
-            _check_cell(value, max_cell, f"{unit} {number}: the {column!r} value")
-        yield _typed(row, variables, f"{unit} {number}")
+        row, extra = {}, {}
+        for (cell, target), value in zip(pairs, values, strict=True):
+            _check_cell(value, max_cell, f"{unit} {number}: the {(target or cell)!r} value")
+            if target:
+                row[target] = value
+            else:
+                extra[cell] = value
+        yield _typed(row, variables, f"{unit} {number}"), extra
 
 
 def _typed(row: dict[str, Any], variables: list[InputVariable] | None, where: str) -> dict[str, Any]:

@@ -57,6 +57,8 @@ class Workflow(models.Model):
     # template is built from them, so that no page sends the key anywhere on a GET.
     input_variables = models.JSONField(_("input variables"), null=True, blank=True, editable=False)
     input_variables_at = models.DateTimeField(_("input variables read"), null=True, blank=True, editable=False)
+    # The New batch page's last column mapping (header → variable, "" ignored), its next first guess.
+    column_map = OrderedJSONField(_("column mapping"), default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -122,6 +124,7 @@ class BatchTask(models.Model):
     max_retries = models.PositiveIntegerField(_("max auto retries"), default=2)
     config = models.JSONField(_("workflow settings snapshot"), default=dict)
     columns = OrderedJSONField(_("input columns"), default=list, blank=True)
+    extra_columns = OrderedJSONField(_("ignored columns"), default=list, blank=True)  # kept in Execution.extra
     total = models.PositiveIntegerField(_("rows"), default=0)
     failure_threshold = models.PositiveSmallIntegerField(
         _("pause above failure %"),
@@ -197,6 +200,7 @@ class Execution(models.Model):
     batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions")
     index = models.PositiveIntegerField(_("row"))
     inputs = OrderedJSONField(_("inputs"), default=dict)
+    extra = OrderedJSONField(_("ignored columns"), default=dict, blank=True)  # the file's, never sent to Dify
     status = models.CharField(_("status"), max_length=20, choices=ExecutionStatus, default=ExecutionStatus.PENDING)
     outputs = OrderedJSONField(_("outputs"), null=True, blank=True)
     error_type = models.CharField(_("error type"), max_length=30, choices=ErrorType, blank=True)

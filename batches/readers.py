@@ -30,6 +30,7 @@ MAX_COLUMNS = 16_000  # an XLSX export holds 16,384 columns, a few of them fixed
 MAX_BLANK_XLSX_ROWS = 1000  # blank rows in a row (each one read costs time; a sheet may hold a million)
 ZIP_MAGIC = b"PK\x03\x04"
 EXPORT_KEYS = frozenset({"id", "index", "inputs", "status", "outputs", "error_type", "error", "attempts"})
+EXPORT_OPTIONAL = frozenset({"row", "extra"})  # row: 1-based; extra: the ignored columns (never sent)
 CHUNK_BYTES = 1024 * 1024
 
 Numbered = Iterator[tuple[int, list[Any]]]  # (line or row number, cells)
@@ -242,7 +243,8 @@ def read_jsonl(path: Path, max_bytes: int) -> Table:
 
 
 def _is_export(obj: dict[str, Any]) -> bool:
-    return set(obj) - {"row"} == EXPORT_KEYS and isinstance(obj["inputs"], dict)  # older exports have no "row"
+    """One of our own JSONL exports: its rows are read again from their inputs (the rest is what they did)."""
+    return EXPORT_KEYS <= set(obj) <= EXPORT_KEYS | EXPORT_OPTIONAL and isinstance(obj["inputs"], dict)
 
 
 def _jsonl_records(objects: Iterator[tuple[int, dict[str, Any]]], keys: list[str], nested: bool) -> Numbered:

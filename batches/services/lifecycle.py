@@ -19,6 +19,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from batches import files, importers, inputs
+from batches.importers import Record
 from batches.models import (
     Attempt,
     BatchStatus,
@@ -40,6 +41,7 @@ IMPORT_CHUNK = 2000
 BULK_CHANGE = 1000  # rows changed at once past which the planner's statistics are refreshed
 # What claims and pages filter and sort on; the JSON columns would only make ANALYZE slower.
 INPUTS_FIELD = Execution._meta.get_field("inputs")
+EXTRA_FIELD = Execution._meta.get_field("extra")
 PLANNED_COLUMNS = ("batch", "status", "index", "not_before", "lease_expires_at", "error_type", "finished_at")
 
 
@@ -81,6 +83,7 @@ class ImportOptions:
     max_retries: int = 2
     start: bool = True
     created_by_id: int | None = None
+    mapping: dict[str, str] | None = None  # header → variable or "" ignored (batches/mapping.py)
 
 
 def import_batch(
@@ -111,20 +114,22 @@ def import_table(
     """Create the batch of a table file; `then` runs in the batch's transaction once its rows are in."""
     # Network, so before any transaction. An app that declares no variables is not checked against.
     variables = read_input_variables(workflow) or None
-    parsed = importers.parse_file(path, filename=filename, variables=variables, mode=workflow.mode)
+    parsed = importers.parse_file(
+        path, filename=filename, variables=variables, mode=workflow.mode, mapping=options.mapping
+    )
     # SQLite has one writer: read, check and encode the whole file before taking the write lock, so runners'
     # writes (lease renewals among them) wait a second, not the tens of seconds a 200k-row file takes to parse.
-    prepared = _prepared_rows(parsed.rows) if connection.vendor == "sqlite" else None
+    prepared = _prepared_rows(parsed.records) if connection.vendor == "sqlite" else None
     with transaction.atomic():
         batch = _new_batch(workflow, filename, options)
         if prepared is None:
-            batch.total = _insert_rows(batch, parsed.rows, on_progress)
+            batch.total = _insert_rows(batch, parsed.records, on_progress)
         else:
             batch.total = _insert_prepared(batch, prepared, on_progress)
         if not batch.total:
             raise importers.ImportFileError("the file has no data rows")
-        batch.columns = parsed.columns
-        batch.save(update_fields=["total", "columns"])
+        batch.columns, batch.extra_columns = parsed.columns, parsed.ignored
+        batch.save(update_fields=["total", "columns", "extra_columns"])
         if then is not None:
             then(batch)
         transaction.on_commit(refresh_statistics)  # before the runners' wake-up
@@ -160,13 +165,14 @@ def refresh_statistics() -> None:
             cursor.execute(f"ANALYZE {quote(Execution._meta.db_table)} ({columns})")
 
 
-def _insert_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None] | None) -> int:
+def _insert_rows(batch: BatchTask, rows: Iterator[Record], on_progress: Callable[[int], None] | None) -> int:
     if connection.vendor == "postgresql":
         return _copy_rows(batch, rows, on_progress)
     count = 0
     while chunk := list(islice(rows, IMPORT_CHUNK)):
         Execution.objects.bulk_create(
-            Execution(batch=batch, index=count + offset, inputs=inputs) for offset, inputs in enumerate(chunk)
+            Execution(batch=batch, index=count + offset, inputs=inputs, extra=extra)
+            for offset, (inputs, extra) in enumerate(chunk)
         )
         count += len(chunk)
         if on_progress:
@@ -178,15 +184,17 @@ def _row_fields() -> list[Any]:
     return [field for field in Execution._meta.concrete_fields if not field.primary_key]
 
 
-def _prepared_rows(rows: Iterator[dict[str, Any]]) -> list[list[Any]]:
+def _prepared_rows(rows: Iterator[Record]) -> list[list[Any]]:
     """Every row's column values, ready for the database (the batch column is filled in at insert time)."""
     fields = _row_fields()
     template = Execution(index=0)
     values = [field.get_db_prep_save(getattr(template, field.attname), connection) for field in fields]
     at_index, at_inputs = fields.index(Execution._meta.get_field("index")), fields.index(INPUTS_FIELD)
+    at_extra = fields.index(EXTRA_FIELD)
     prepared = []
-    for index, row in enumerate(rows):
+    for index, (row, extra) in enumerate(rows):
         values[at_index], values[at_inputs] = index, INPUTS_FIELD.get_db_prep_save(row, connection)
+        values[at_extra] = EXTRA_FIELD.get_db_prep_save(extra, connection)
         prepared.append(list(values))
     return prepared
 
@@ -209,12 +217,13 @@ def _insert_prepared(batch: BatchTask, prepared: list[list[Any]], on_progress: C
     return len(prepared)
 
 
-def _copy_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Callable[[int], None] | None) -> int:
+def _copy_rows(batch: BatchTask, rows: Iterator[Record], on_progress: Callable[[int], None] | None) -> int:
     """PostgreSQL's COPY, at a third of bulk_create's CPU: a row is its index and inputs, the rest the defaults."""
     fields = [field for field in Execution._meta.concrete_fields if not field.primary_key]
     template = Execution(batch=batch, index=0)
     values = [field.get_db_prep_save(getattr(template, field.attname), connection) for field in fields]
     at_index, at_inputs = fields.index(Execution._meta.get_field("index")), fields.index(INPUTS_FIELD)
+    at_extra = fields.index(EXTRA_FIELD)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
     count = 0
@@ -224,8 +233,9 @@ def _copy_rows(batch: BatchTask, rows: Iterator[dict[str, Any]], on_progress: Ca
             f"COPY {quote(Execution._meta.db_table)} ({columns}) FROM STDIN"  # noqa: S608 - names from the model
         ) as copy,
     ):
-        for count, inputs in enumerate(rows, 1):
+        for count, (inputs, extra) in enumerate(rows, 1):
             values[at_index], values[at_inputs] = count - 1, INPUTS_FIELD.get_db_prep_save(inputs, connection)
+            values[at_extra] = EXTRA_FIELD.get_db_prep_save(extra, connection)
             copy.write_row(values)
             if on_progress and count % IMPORT_CHUNK == 0:
                 on_progress(count)

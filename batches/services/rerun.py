@@ -15,7 +15,7 @@ from batches.services.lifecycle import BULK_CHANGE, refresh_statistics, start_ba
 from batches.services.workflows import read_input_variables
 
 logger = logging.getLogger(__name__)
-COPIED = ("id", "batch", "index", "inputs")  # the columns copy_rows writes itself; the others take defaults
+COPIED = ("id", "batch", "index", "inputs", "extra")  # the columns copy_rows writes itself; the others take defaults
 NAME_LENGTH = BatchTask._meta.get_field("name").max_length or 200
 
 
@@ -64,6 +64,7 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
             failure_threshold_min_rows=source.failure_threshold_min_rows,
             config=workflow.snapshot(),
             columns=source.columns,
+            extra_columns=source.extra_columns,
             created_by_id=options.created_by_id,
         )
         batch.total = copy_rows(rows, batch=batch)
@@ -127,16 +128,17 @@ def copy_rows(rows: QuerySet[Execution], *, batch: BatchTask) -> int:
 
     One statement whatever the size: 100,000 rows never pass through Python.
     """
-    numbered = rows.order_by().annotate(row=Window(RowNumber(), order_by=F("index").asc())).values_list("row", "inputs")
+    ordered = rows.order_by().annotate(row=Window(RowNumber(), order_by=F("index").asc()))
+    numbered = ordered.values_list("row", "inputs", "extra")
     select_sql, select_params = numbered.query.sql_with_params()
     fields = {field.name: field for field in Execution._meta.concrete_fields}
     defaults = [field for name, field in fields.items() if name not in COPIED]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(fields[name].column) for name in ("batch", "index", "inputs"))
+    columns = ", ".join(quote(fields[name].column) for name in ("batch", "index", "inputs", "extra"))
     columns += "".join(", " + quote(field.column) for field in defaults)
     sql = (
         f"INSERT INTO {quote(Execution._meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
-        f"SELECT %s, src.{quote('row')} - 1, src.{quote(fields['inputs'].column)}"
+        f"SELECT %s, src.{quote('row')} - 1, src.{quote(fields['inputs'].column)}, src.{quote(fields['extra'].column)}"
         f"{', %s' * len(defaults)} FROM ({select_sql}) src"
     )
     values = [field.get_db_prep_save(field.get_default(), connection) for field in defaults]

@@ -25,12 +25,14 @@ def _context(request: HttpRequest, execution: Execution, form: InputsForm | None
     editable = execution.status in RETRYABLE_STATES and request.user.has_perm(RETRY_PERMISSION)
     inputs_json, inputs_cut = clipping.clipped_json(execution.inputs)
     outputs_json, outputs_cut = (None, False) if execution.outputs is None else clipping.clipped_json(execution.outputs)
+    extra_json, extra_cut = clipping.clipped_json(execution.extra) if execution.extra else (None, False)
     return {
         "execution": execution,
         "batch": execution.batch,
         "inputs_json": inputs_json,
         "outputs_json": outputs_json,
-        "clipped": inputs_cut or outputs_cut,  # the page says where the full values are (the JSONL export)
+        "extra_json": extra_json,  # the file's ignored columns: kept, never sent
+        "clipped": inputs_cut or outputs_cut or extra_cut,  # the page says where the full values are (the JSONL export)
         "attempts": selectors.attempts(execution),
         "files": selectors_files.row_files(execution),  # a ZIP's files (size, upload id) and URLs
         "form": (form or InputsForm.for_execution(execution))

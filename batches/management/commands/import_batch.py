@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from batches import mapping
 from batches.importers import ImportFileError
 from batches.management.utils import stderr_progress
 from batches.models import Workflow
@@ -20,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int)
         parser.add_argument("--max-retries", type=int, default=2)
         parser.add_argument("--no-start", action="store_true")
+        parser.add_argument("--map", action="append", default=[], metavar="HEADER=VARIABLE")
+        parser.add_argument("--ignore", action="append", default=[], metavar="HEADER")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["file"])
@@ -30,11 +33,16 @@ class Command(BaseCommand):
             raise CommandError(f"workflow '{options['workflow']}' does not exist (see add_workflow)")
         if (options["concurrency"] or 1) < 1 or options["max_retries"] < 0:
             raise CommandError("--concurrency must be at least 1 and --max-retries at least 0")
+        try:
+            columns = mapping.from_options(options["map"], options["ignore"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         choice = ImportOptions(
             name=options["name"],
             concurrency=options["concurrency"],
             max_retries=options["max_retries"],
             start=not options["no_start"],
+            mapping=columns or None,
         )
         try:
             batch = import_batch(workflow, path, options=choice, on_progress=stderr_progress("importing"))
