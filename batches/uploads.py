@@ -25,6 +25,7 @@ class Upload:
     token: str
     filename: str
     workflow_id: int
+    chosen: dict[str, str] | None = None  # the column mapping staff chose on the preview (None: not yet)
 
     @property
     def path(self) -> Path:
@@ -42,8 +43,17 @@ def current(request: HttpRequest) -> Upload | None:
     data = request.session.get(SESSION_KEY)
     if not isinstance(data, dict) or not re.fullmatch(r"[0-9a-f]{32}", str(data.get("token", ""))):
         return None
-    upload = Upload(data["token"], str(data.get("filename", "")), int(data.get("workflow", 0)))
+    chosen = data.get("mapping")
+    chosen = {str(k): str(v) for k, v in chosen.items()} if isinstance(chosen, dict) else None
+    upload = Upload(data["token"], str(data.get("filename", "")), int(data.get("workflow", 0)), chosen)
     return upload if upload.path.is_file() else None
+
+
+def choose(request: HttpRequest, chosen: dict[str, str]) -> None:
+    """Keep the column mapping chosen on the preview for this session's upload."""
+    data = request.session.get(SESSION_KEY)
+    if isinstance(data, dict):
+        request.session[SESSION_KEY] = {**data, "mapping": chosen}
 
 
 def store(request: HttpRequest, uploaded: Any, *, workflow_id: int) -> None:
@@ -60,7 +70,8 @@ def store(request: HttpRequest, uploaded: Any, *, workflow_id: int) -> None:
 def discard(request: HttpRequest) -> None:
     upload = current(request)
     if upload is not None:
-        upload.path.unlink(missing_ok=True)
+        for path in uploads_dir().glob(f"{upload.token}*"):  # the file, and what its preview keeps (previews.py)
+            path.unlink(missing_ok=True)
     request.session.pop(SESSION_KEY, None)
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("batches/new/", new_batch.batch_new, name="batch_new"),
     path("batches/new/upload/", new_batch.batch_upload, name="batch_upload"),
     path("batches/new/preview/", new_batch.batch_preview, name="batch_preview"),
+    path("batches/new/preview/mapping/", new_batch.batch_map, name="batch_map"),
     path("batches/new/import/", new_batch.batch_import, name="batch_import"),
     path("batches/<int:pk>/", batches.batch_detail, name="batch_detail"),
     path("batches/<int:pk>/progress.json", api.batch_progress_json, name="batch_progress_json"),

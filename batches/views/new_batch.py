@@ -4,8 +4,10 @@ template of a workflow's input variables."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from django.contrib import messages
@@ -17,15 +19,14 @@ from django.utils.text import slugify
 from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import exporters, importers, presenters, selectors, uploads
+from batches import exporters, importers, mapping, presenters, previews, selectors, uploads
 from batches.dify.types import InputVariable
 from batches.forms import ImportOptionsForm, UploadForm
+from batches.forms_mapping import ColumnMapForm
 from batches.models import Mode, Workflow
-from batches.services import file_imports, lifecycle, workflows
+from batches.services import lifecycle, mappings, workflows
 from batches.uploads import Upload
 from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
-
-PREVIEW_ROWS = 20
 
 
 @staff_member_required
@@ -79,38 +80,79 @@ def _may_start(request: HttpRequest) -> bool:
     return request.user.has_perm(CONTROL_PERMISSION)  # starting sends paid calls
 
 
+@staff_member_required
+@require_POST
+def batch_map(request: HttpRequest) -> HttpResponse:
+    """Apply the column mapping chosen on the preview, then show the preview with it."""
+    require(request, ADD_PERMISSION)
+    found = _upload_and_workflow(request)
+    if found is None:
+        return redirect("batches:batch_new")
+    upload, workflow = found
+    chosen = _posted_mapping(request, upload, workflow)
+    if chosen is not None:
+        uploads.choose(request, chosen)
+    return redirect("batches:batch_preview")
+
+
+def _posted_mapping(request: HttpRequest, upload: Upload, workflow: Workflow) -> dict[str, str] | None:
+    """The mapping posted with the preview's form (None: none posted, or not one of the offered choices)."""
+    variables = workflows.read_input_variables(workflow)
+    try:
+        shown = _shown(upload, workflow, variables)
+    except importers.ImportFileError:
+        return None
+    form = ColumnMapForm(
+        request.POST, header=shown.facts.header, variables=variables or None, mode=workflow.mode, chosen=shown.chosen
+    )
+    return form.chosen() if "column_0" in request.POST and form.is_valid() else None
+
+
+def _shown(upload: Upload, workflow: Workflow, variables: list[InputVariable] | None) -> previews.Preview:
+    chosen = upload.chosen
+    return previews.preview(
+        upload, mode=workflow.mode, variables=variables, chosen=chosen, remembered=workflow.column_map or {}
+    )
+
+
 def _render_preview(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
     variables = workflows.read_input_variables(workflow)
     try:
-        with file_imports.opened_table(upload.path, upload.filename) as table:  # a ZIP: its table, files checked
-            context = _preview(upload, table, workflow, variables)
+        shown = _shown(upload, workflow, variables)  # kept beside the upload: a reload reads no file again
     except importers.ImportFileError as exc:
         return _refuse_file(request, exc)
+    context = _preview(upload, workflow, variables, shown)
     return render(request, "batches/batch_preview.html", {**context, "form": form})
 
 
 def _preview(
-    upload: Upload, table: file_imports.Table, workflow: Workflow, variables: list[InputVariable] | None
+    upload: Upload, workflow: Workflow, variables: list[InputVariable] | None, shown: previews.Preview
 ) -> dict[str, Any]:
-    """What the preview shows of the file: its format, first rows, and how its columns meet the app's variables;
-    for a ZIP, its table's and the files the table names (and those the ZIP lacks)."""
-    known = variables or None
-    parsed, rows = importers.preview(
-        table.path, filename=table.filename, variables=known, mode=workflow.mode, limit=PREVIEW_ROWS
-    )
+    """What the preview shows: the file's own header and first rows, the variable each column gives (a choice per
+    header), and the check of that mapping (the row count, or why it does not fit); for a ZIP, its files."""
+    facts, check = shown.facts, shown.check
     by_name = {variable.variable: variable for variable in variables or []}
+    columns_form = ColumnMapForm(
+        header=facts.header, variables=variables or None, mode=workflow.mode, chosen=shown.chosen
+    )
+    targets = [shown.chosen.get(cell, mapping.IGNORE) for cell in facts.header]
     return {
-        "archive": table.archive,
+        "archive": check.archive,
         "upload": upload,
         "workflow": workflow,
-        "parsed": parsed,
-        "total": importers.count_rows(table.path, filename=table.filename, variables=known, mode=workflow.mode),
-        "encoding": presenters.ENCODINGS.get(parsed.encoding or "", parsed.encoding),
-        "delimiter": presenters.DELIMITERS.get(parsed.delimiter or "", parsed.delimiter),
-        "rows": [[presenters.cell_text(row.get(column)) for column in parsed.columns] for row in rows],
+        "parsed": SimpleNamespace(format=facts.format, header=facts.header, columns=[t for t in targets if t]),
+        "total": check.total,
+        "map_error": check.error,
+        "encoding": presenters.ENCODINGS.get(facts.encoding or "", facts.encoding),
+        "delimiter": presenters.DELIMITERS.get(facts.delimiter or "", facts.delimiter),
+        "rows": facts.rows,
+        "heads": list(zip(facts.header, targets, strict=True)),
         "variables": variables,
-        "mapping": [(column, by_name.get(column)) for column in parsed.columns],
-        "unused": [v for v in variables or [] if v.variable not in parsed.columns],
+        "mapping": [
+            (cell, by_name.get(target), field)
+            for (cell, field), target in zip(columns_form.rows(), targets, strict=True)
+        ],
+        "unused": [v for v in variables or [] if v.variable not in targets],
     }
 
 
@@ -128,14 +170,26 @@ def batch_import(request: HttpRequest) -> HttpResponse:
     if found is None:
         return redirect("batches:batch_new")
     upload, workflow = found
+    chosen = _posted_mapping(request, upload, workflow)
+    if chosen is not None:
+        uploads.choose(request, chosen)
+        upload = dataclasses.replace(upload, chosen=chosen)
     form = ImportOptionsForm(request.POST, may_start=_may_start(request))
     if not form.is_valid():
         return _render_preview(request, upload, workflow, form)
-    options = form.import_options(request.user.pk)
+    return _import(request, upload, workflow, form)
+
+
+def _import(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
     try:
+        chosen = _shown(upload, workflow, workflows.read_input_variables(workflow)).chosen
+        options = dataclasses.replace(form.import_options(request.user.pk), mapping=chosen)
         batch = lifecycle.import_batch(workflow, upload.path, filename=upload.filename, options=options)
+    except mapping.MappingError:
+        return _render_preview(request, upload, workflow, form)  # the preview says why
     except importers.ImportFileError as exc:
         return _refuse_file(request, exc)
+    mappings.remember(workflow.pk, chosen)
     uploads.discard(request)
     text = ngettext("Imported %(count)d row.", "Imported %(count)d rows.", batch.total) % {"count": batch.total}
     messages.success(request, text)

@@ -68,7 +68,7 @@ def test_the_preview_lists_the_files_the_zip_lacks_and_offers_no_import(login, m
     preview = preview_of(client, workflow, zip_upload(table, {"docs/a.pdf": b"A"}))
 
     page = preview.content.decode()
-    assert preview.context["archive"].missing == ["docs/gone.pdf", "other/gone2.pdf"]
+    assert preview.context["archive"]["missing"] == ["docs/gone.pdf", "other/gone2.pdf"]
     assert "The table names 2 files the ZIP does not hold" in page
     assert ">Import</button>" not in page
     response = client.post(reverse("batches:batch_import"), {"concurrency": 2, "max_retries": 2}, follow=True)
