@@ -32,6 +32,24 @@ class RerunForm(forms.Form):
     concurrency = forms.IntegerField(label=_("Concurrency"), min_value=1, max_value=10_000, required=False)
     max_retries = forms.IntegerField(label=_("Max auto retries"), min_value=0, max_value=20)
     start = forms.BooleanField(label=_("Start now"), required=False)
+    columns = forms.CharField(
+        label=_("Column mapping"),
+        required=False,
+        max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 30, "placeholder": "body=text\nnotes=\nquestion=query"}),
+    )
+
+    def clean_columns(self) -> dict[str, str] | None:
+        """One COLUMN=VARIABLE per line, COLUMN= to ignore a column (kept with the row, never sent)."""
+        chosen: dict[str, str] = {}
+        for line in self.cleaned_data["columns"].splitlines():
+            column, sep, target = line.strip().rpartition("=")
+            if not line.strip():
+                continue
+            if not sep or not column.strip() or column.strip() in chosen:
+                raise forms.ValidationError(_("Write one COLUMN=VARIABLE per line, each column once."), code="map")
+            chosen[column.strip()] = target.strip()
+        return chosen or None
 
     def __init__(self, *args: Any, source: BatchTask, may_start: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,4 +79,5 @@ class RerunForm(forms.Form):
             max_retries=data["max_retries"],
             start=data.get("start", False),
             created_by_id=user_id,
+            mapping=data["columns"],
         )

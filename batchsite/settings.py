@@ -156,7 +156,7 @@ BATCHES_MAX_CELL_BYTES = env_int("BATCHES_MAX_CELL_BYTES", 1024 * 1024)  # one i
 # An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
 BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 256 * 1024 * 1024)
 # An XLSX file's shared strings (issue 27, M2): how many, and their characters in all (every one is held in memory).
-BATCHES_MAX_XLSX_SHARED_STRINGS = env_int("BATCHES_MAX_XLSX_SHARED_STRINGS", 1_000_000)
+BATCHES_MAX_XLSX_SHARED_STRINGS = env_int("BATCHES_MAX_XLSX_SHARED_STRINGS", 500_000)
 BATCHES_MAX_XLSX_SHARED_CHARS = env_int("BATCHES_MAX_XLSX_SHARED_CHARS", 50_000_000)
 BATCHES_MAX_RESPONSE_BYTES = env_int("BATCHES_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)
 # Downloads (exports, comparisons) one user may stream at once, and when a slot whose process died is forgotten.

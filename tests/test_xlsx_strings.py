@@ -57,7 +57,7 @@ def test_a_small_file_of_two_million_shared_strings_is_refused_within_a_second_o
 
     message, seconds = refusal(path)
 
-    assert message == "the workbook holds more than 1,000,000 shared strings"
+    assert message == "the workbook holds more than 500,000 shared strings"
     assert seconds < 5  # about 0.5 s on an idle machine (bench/upload_worst.py)
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from batches.models import BatchTask, Execution, ExecutionStatus, Mode, Workflow
+from batches import files
+from batches import mapping as mapping_rules
+from batches.dify.types import InputVariable
+from batches.inputs import InputError, convert_row
+from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
 from batches.services import file_uploads
 from batches.services.lifecycle import BULK_CHANGE, refresh_statistics, start_batch
 from batches.services.workflows import read_input_variables
@@ -17,6 +23,7 @@ from batches.services.workflows import read_input_variables
 logger = logging.getLogger(__name__)
 COPIED = ("id", "batch", "index", "inputs", "extra")  # the columns copy_rows writes itself; the others take defaults
 NAME_LENGTH = BatchTask._meta.get_field("name").max_length or 200
+CHUNK = 2000
 
 
 class Only:
@@ -40,6 +47,15 @@ class RerunOptions:
     max_retries: int | None = None  # None: the source batch's
     start: bool = True
     created_by_id: int | None = None
+    mapping: dict[str, str] | None = None  # another workflow: the rows' column → its variable or "" ignored
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How rows reach another app: through its column mapping and its own checks, as a New batch's file does."""
+
+    resolved: mapping_rules.Resolved
+    variables: list[InputVariable] | None
 
 
 def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
@@ -51,7 +67,7 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
         raise RerunError(f"the name is longer than {NAME_LENGTH} characters")
     workflow = options.workflow or source.workflow
     rows = chosen_rows(source.pk, options=options)
-    _check_inputs(source, workflow)  # network, so before the transaction
+    plan = _plan(source, workflow, options.mapping)  # network, so before the transaction
     with transaction.atomic():
         batch = BatchTask.objects.create(
             name=options.name or _default_name(source, workflow),
@@ -63,11 +79,15 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
             failure_threshold=source.failure_threshold,
             failure_threshold_min_rows=source.failure_threshold_min_rows,
             config=workflow.snapshot(),
-            columns=source.columns,
-            extra_columns=source.extra_columns,
+            columns=source.columns if plan is None else plan.resolved.columns,
+            extra_columns=source.extra_columns if plan is None else [*source.extra_columns, *plan.resolved.ignored],
             created_by_id=options.created_by_id,
         )
-        batch.total = copy_rows(rows, batch=batch)
+        batch.total = (
+            copy_rows(rows, batch=batch)
+            if plan is None
+            else converted_rows(rows, batch=batch, plan=plan, source_id=source.pk)
+        )
         # A ZIP batch's files: the same bytes, and the same uploads on the same app.
         file_uploads.copy_files(source.pk, batch_id=batch.pk, same_app=workflow.pk == source.workflow_id)
         if not batch.total:
@@ -111,16 +131,44 @@ def _default_name(source: BatchTask, workflow: Workflow) -> str:
     return (source.name[: NAME_LENGTH - len(suffix)] + suffix).strip()
 
 
-def _check_inputs(source: BatchTask, workflow: Workflow) -> None:
-    """The other app must accept these columns: a missing required variable would fail every row."""
-    if workflow.pk == source.workflow_id:
-        return
-    if workflow.mode == Mode.CHAT and "query" not in source.columns:
-        raise RerunError(f"workflow {workflow.name} is a chat app and the rows have no query column")
-    variables = read_input_variables(workflow) or []
-    missing = [v.variable for v in variables if v.required and v.variable not in source.columns]
-    if missing:
-        raise RerunError(f"workflow {workflow.name} requires inputs the rows lack: {', '.join(missing)}")
+def _plan(source: BatchTask, workflow: Workflow, chosen: dict[str, str] | None) -> Plan | None:
+    """Another app's checks (unknown columns, required ones, a chat app's query), or None for the same app."""
+    if workflow.pk == source.workflow_id and not chosen:
+        return None
+    variables = read_input_variables(workflow) or None
+    try:
+        resolved = mapping_rules.resolve(list(source.columns), variables, workflow.mode, chosen)
+    except mapping_rules.MappingError as exc:
+        raise RerunError(f"workflow {workflow.name}: {exc}") from None
+    return Plan(resolved, variables)
+
+
+def converted_rows(rows: QuerySet[Execution], *, batch: BatchTask, plan: Plan, source_id: int) -> int:
+    """The rows through the plan: inputs renamed and converted to what the app declares (its limits, types and
+    file rules, as at import), ignored columns kept with the row; RerunError names the first row refused."""
+    pairs = list(zip(plan.resolved.header, plan.resolved.targets, strict=True))
+    count = 0
+    source_rows = rows.order_by("index").values_list("index", "inputs", "extra").iterator(chunk_size=CHUNK)
+    with files.archive_scope(file_uploads.BatchFiles(source_id)):  # a ZIP batch's rows name its files
+        while chunk := list(islice(source_rows, CHUNK)):
+            Execution.objects.bulk_create(
+                Execution(batch=batch, index=count + offset, **_converted(index, inputs, extra, pairs, plan))
+                for offset, (index, inputs, extra) in enumerate(chunk)
+            )
+            count += len(chunk)
+    return count
+
+
+def _converted(
+    index: int, inputs: dict[str, Any], extra: dict[str, Any], pairs: list[tuple[str, str]], plan: Plan
+) -> dict[str, Any]:
+    sent = {target: inputs.get(column, "") for column, target in pairs if target}
+    kept = {**(extra or {}), **{column: inputs.get(column, "") for column, target in pairs if not target}}
+    try:
+        sent = convert_row(sent, plan.variables) if plan.variables else sent
+    except InputError as exc:
+        raise RerunError(f"row {index + 1}: {exc}") from None
+    return {"inputs": sent, "extra": kept}
 
 
 def copy_rows(rows: QuerySet[Execution], *, batch: BatchTask) -> int:

@@ -9,7 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from batches.dify.types import InputVariable
 from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.services import rerun as rerun_service
 from batches.services.rerun import Only, RerunError, RerunOptions, rerun_batch
 from fakedify.harness import running_fake_dify
 
@@ -183,3 +185,75 @@ def test_page_refuses_bad_input_without_creating_anything(login: Any, source: Ba
 
     assert response.status_code == 400
     assert BatchTask.objects.count() == 1
+
+
+# ------------------------------------------------------------------ another app: the checks and mapping of an import
+
+STRICT = [InputVariable("text", "Text", required=True, max_length=5), InputVariable("n", "N", type="number")]
+
+
+@pytest.fixture
+def strict_app(monkeypatch: pytest.MonkeyPatch, make_workflow: Any) -> Any:
+    monkeypatch.setattr(rerun_service, "read_input_variables", lambda workflow, config=None: STRICT)
+    return make_workflow
+
+
+def test_another_app_refuses_columns_it_does_not_know(source: BatchTask, strict_app: Any) -> None:
+    with pytest.raises(RerunError, match=r"^workflow v2: unknown column\(s\) 'b', 'a'; the app expects: 'text'"):
+        rerun_batch(source.pk, options=RerunOptions(workflow=strict_app(name="v2")))
+
+    assert BatchTask.objects.count() == 1
+
+
+def test_another_app_takes_the_rows_through_a_mapping_and_its_types(source: BatchTask, strict_app: Any) -> None:
+    Execution.objects.filter(batch=source).update(inputs={"b": "short", "a": "7"})
+    options = RerunOptions(workflow=strict_app(name="v2"), mapping={"b": "text", "a": "n"}, start=False)
+
+    batch = rerun_batch(source.pk, options=options)
+
+    assert inputs_of(batch)[0] == (0, {"text": "short", "n": 7})
+    assert batch.columns == ["text", "n"]
+
+
+def test_another_app_refuses_a_text_over_its_limit_naming_the_row(source: BatchTask, strict_app: Any) -> None:
+    Execution.objects.filter(batch=source, index=2).update(inputs={"b": "far too long", "a": 1})
+    options = RerunOptions(workflow=strict_app(name="v2"), mapping={"b": "text", "a": ""})
+
+    with pytest.raises(RerunError, match=r"^row 3: .*5"):
+        rerun_batch(source.pk, options=options)
+
+    assert BatchTask.objects.count() == 1
+
+
+def test_an_ignored_column_is_kept_with_the_row(source: BatchTask, strict_app: Any) -> None:
+    Execution.objects.filter(batch=source).update(inputs={"b": "ok", "a": 1})
+
+    batch = rerun_batch(source.pk, options=RerunOptions(workflow=strict_app(name="v2"), mapping={"b": "text", "a": ""}))
+
+    row = Execution.objects.get(batch=batch, index=0)
+    assert (row.inputs, row.extra, batch.extra_columns) == ({"text": "ok"}, {"a": 1}, ["a"])
+
+
+def test_a_chat_app_takes_its_query_from_a_mapped_column(source: BatchTask, strict_app: Any) -> None:
+    Execution.objects.filter(batch=source).update(inputs={"b": "ok", "a": "hi?"})
+    chat = strict_app(name="chat", mode="chat")
+
+    with pytest.raises(RerunError, match="missing required column 'query'"):
+        rerun_batch(source.pk, options=RerunOptions(workflow=chat, mapping={"b": "text", "a": ""}))
+    batch = rerun_batch(source.pk, options=RerunOptions(workflow=chat, mapping={"b": "text", "a": "query"}))
+
+    assert inputs_of(batch)[0] == (0, {"text": "ok", "query": "hi?"})
+
+
+def test_page_maps_columns_for_another_app(login: Any, source: BatchTask, strict_app: Any) -> None:
+    Execution.objects.filter(batch=source).update(inputs={"b": "ok", "a": "hi?"})
+    chat = strict_app(name="chat", mode="chat")
+    client = login(ADD)
+    data = {"only": "all", "workflow": chat.pk, "max_retries": 1}
+    page = reverse("batches:batch_rerun", args=[source.pk])
+
+    refused = client.post(page, data)
+    client.post(page, {**data, "columns": "b=text\na=query"})
+
+    assert refused.status_code == 400 and "unknown column(s)" in refused.content.decode()
+    assert inputs_of(BatchTask.objects.get(workflow=chat))[0] == (0, {"text": "ok", "query": "hi?"})
