@@ -27,19 +27,20 @@ from tests.zipforge import forge, small_zip  # noqa: E402
 
 MB = 1024 * 1024
 READ = """
-import sys, time, django
+import resource, sys, time, django
+def cpu(): usage = resource.getrusage(resource.RUSAGE_SELF); return usage.ru_utime + usage.ru_stime
 def peak(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024
 django.setup()
 from pathlib import Path
 from batches.importers import ImportFileError, count_rows
 from batches.services.file_imports import opened_table
-before, started = peak(), time.monotonic()
+before, started, used = peak(), time.monotonic(), cpu()
 try:
     with opened_table(Path(sys.argv[1]), Path(sys.argv[1]).name) as table:
         outcome = f"{count_rows(table.path, filename=table.filename):,} rows"
 except ImportFileError as exc:
     outcome = "refused: " + str(exc)[:70]
-print(before, peak(), round(time.monotonic() - started, 2), outcome)
+print(before, peak(), round(time.monotonic() - started, 2), round(cpu() - used, 2), outcome)
 """
 
 
@@ -48,8 +49,8 @@ def measure(path: Path) -> tuple[str, str]:
     done = subprocess.run([sys.executable, "-c", READ, str(path)], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
-    before, after, seconds, outcome = done.stdout.split(maxsplit=3)
-    return f"peak {after} MB (start {before} MB), {seconds} s", outcome.strip()
+    before, after, seconds, used, outcome = done.stdout.split(maxsplit=4)
+    return f"peak {after} MB (start {before} MB), {seconds} s ({used} s CPU)", outcome.strip()
 
 
 def write_lines(path: Path, head: str, line: str, count: int) -> Path:
@@ -106,6 +107,13 @@ def xlsx_long_strings(folder: Path, scale: float) -> Path:
     return with_shared_strings(folder / "long.xlsx", strings, [text_row(1, "text"), *rows])
 
 
+def xlsx_strings_at_the_bounds(folder: Path, scale: float) -> Path:
+    """499,000 distinct strings of 100 Chinese characters: just under both bounds (49.9 million characters)."""
+    strings = ("<si><t>" + f"{n:06d}" + "中" * 94 + "</t></si>" for n in range(int(499_000 * scale)))
+    rows = [text_row(1, "text"), b'<row r="2"><c r="A2" t="s"><v>0</v></c></row>']
+    return with_shared_strings(folder / "bounds.xlsx", (item.encode() for item in strings), rows)
+
+
 def xlsx_forged_directory(folder: Path, scale: float) -> Path:
     sheet = write_sheet(folder / "real.xlsx", [text_row(1, "text"), text_row(2, "a")])
     return forge(sheet, folder / "forged.xlsx", padding=int(1_000_000 * scale), count=5)
@@ -147,6 +155,13 @@ def zip_many_entries(folder: Path, scale: float) -> Path:
     return path
 
 
+def xlsx_wide_rows(folder: Path, scale: float) -> Path:
+    """A sheet unpacking to about 240 MB (the limit is 256 MB): 90,000 rows of 26 cells of 60 characters."""
+    cells = ["y" * 60] * 26
+    rows = (text_row(n, *cells) for n in range(2, int(90_000 * scale) + 2))
+    return write_sheet(folder / "wide.xlsx", [text_row(1, *(chr(65 + i) for i in range(26))), *rows])
+
+
 CASES: list[tuple[str, Callable[[Path, float], Path]]] = [
     ("CSV: 200,000 rows of 500 bytes (100 MB)", csv_rows),
     ("CSV: one 100 MB cell on one line", csv_huge_cell),
@@ -154,8 +169,10 @@ CASES: list[tuple[str, Callable[[Path, float], Path]]] = [
     ("JSONL: 200,000 rows of 500 bytes", jsonl_rows),
     ("JSONL: one 100 MB line", jsonl_huge_line),
     ("XLSX: 200,000 rows", xlsx_rows),
+    ("XLSX: 90,000 rows of 26 cells (a sheet of about 240 MB)", xlsx_wide_rows),
     ("XLSX: 2 million shared strings (100 KB file)", xlsx_shared_strings_bomb),
     ("XLSX: 49 shared strings of a million characters", xlsx_long_strings),
+    ("XLSX: 499,000 shared strings of 100 Chinese characters", xlsx_strings_at_the_bounds),
     ("XLSX: forged directory of a million records", xlsx_forged_directory),
     ("XLSX: one 90 MB inline cell", xlsx_huge_cell),
     ("ZIP: forged directory of a million records (56 MB)", zip_forged_directory),
