@@ -15,16 +15,13 @@ from collections.abc import Iterator
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
-from xml.etree.ElementTree import Element
 
 from django.conf import settings
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
-from openpyxl.xml.functions import iterparse  # what openpyxl itself parses with (defusedxml's when installed)
 
-from batches import xlsx_strings, zip_directory
+from batches import xlsx_sheet, xlsx_strings, zip_directory
 
 MAX_COLUMNS = 16_384  # Excel's own limit (XFD)
 MAX_ENTRIES = 10_000  # parts of the workbook's ZIP (a real one has tens; images and sheets add a few each)
@@ -80,7 +77,7 @@ def records(
         except Exception as exc:  # openpyxl raises many kinds on a damaged workbook
             raise XlsxError(f"not a valid XLSX file ({type(exc).__name__}): save it again as .xlsx") from None
         try:
-            yield from _blank_capped(_numbered(_parser(reader, source), source), max_blank_rows)
+            yield from _blank_capped(_numbered(_sheet(reader), source), max_blank_rows)
         finally:
             source.close()
             reader.archive.close()
@@ -115,25 +112,22 @@ def _open(f: IO[bytes], bounds: xlsx_strings.Bounds, max_unpacked: int) -> tuple
     raise XlsxError("the workbook has no worksheet")
 
 
-def _parser(reader: ExcelReader, source: _Counted) -> WorkSheetParser:
+def _sheet(reader: ExcelReader) -> xlsx_sheet.SheetRows:
     book: Any = reader.wb  # the date formats are private attributes set by apply_stylesheet
-    return WorkSheetParser(
-        source,
+    return xlsx_sheet.SheetRows(
         reader.shared_strings,
-        data_only=True,
+        date_styles=book._date_formats,
+        timedelta_styles=book._timedelta_formats,
         epoch=book.epoch,
-        date_formats=book._date_formats,
-        timedelta_formats=book._timedelta_formats,
+        max_elements=MAX_HELD_ELEMENTS,
     )
 
 
-def _numbered(parser: WorkSheetParser, source: _Counted) -> Numbered:
+def _numbered(sheet: xlsx_sheet.SheetRows, source: _Counted) -> Numbered:
     expected = 1
     number = 0
     try:
-        for element in _row_elements(source):
-            number, cells = parser.parse_row(element)
-            parser.row_dimensions.clear()  # a styled row's attributes, kept by openpyxl for every row
+        for number, cells in sheet.rows(source):
             source.mark(f"row {number + 1}")
             if number > expected:
                 yield expected, []
@@ -141,27 +135,11 @@ def _numbered(parser: WorkSheetParser, source: _Counted) -> Numbered:
             expected = number + 1
     except XlsxError:
         raise
+    except xlsx_sheet.SheetError as exc:
+        raise XlsxError(str(exc)) from None
     except Exception as exc:  # a damaged sheet fails while it is read: bad XML, a bad CRC, a bad coordinate
-        raise XlsxError(f"row {number + 1}: the sheet is damaged ({type(exc).__name__})") from None
-
-
-def _row_elements(source: _Counted) -> Iterator[Any]:
-    """Each <row> element once complete; what was read is dropped from the tree, and a row may hold only so much."""
-    stack: list[Element[str]] = []
-    held = 0
-    for event, element in iterparse(source, events=("start", "end")):
-        if event == "start":
-            stack.append(element)
-            held += 1
-            if held > MAX_HELD_ELEMENTS:
-                raise XlsxError(f"a row of the sheet holds more than {MAX_HELD_ELEMENTS} XML elements")
-            continue
-        stack.pop()
-        if element.tag == ROW_TAG:
-            yield element
-        if stack and (len(stack) <= 2 or element.tag == ROW_TAG):
-            stack[-1].clear()  # the children of the sheet, or of sheetData, read so far
-            held = len(stack)
+        where = sheet.number or number + 1  # the row being read when it failed
+        raise XlsxError(f"row {where}: the sheet is damaged ({type(exc).__name__})") from None
 
 
 def _blank_capped(rows: Numbered, cap: int) -> Numbered:

@@ -154,7 +154,7 @@ BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024
 BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
 BATCHES_MAX_CELL_BYTES = env_int("BATCHES_MAX_CELL_BYTES", 1024 * 1024)  # one imported value (UTF-8 bytes)
 # An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
-BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 256 * 1024 * 1024)
+BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 128 * 1024 * 1024)
 # An XLSX file's shared strings (issue 27, M2): how many, and their characters in all (every one is held in memory).
 BATCHES_MAX_XLSX_SHARED_STRINGS = env_int("BATCHES_MAX_XLSX_SHARED_STRINGS", 500_000)
 BATCHES_MAX_XLSX_SHARED_CHARS = env_int("BATCHES_MAX_XLSX_SHARED_CHARS", 50_000_000)

@@ -61,7 +61,7 @@ def test_an_xlsx_bomb_is_refused_at_once_from_its_declared_sizes(tmp_path: Path)
     path = write_sheet(tmp_path / "bomb.xlsx", [text_row(1, "text"), text_row(2, "a"), *([padding] * 400)])
     assert path.stat().st_size < 2_500_000
 
-    assert error_of(path).startswith("the XLSX file unpacks to 400.0 MB, over the 256.0 MB limit")
+    assert error_of(path).startswith("the XLSX file unpacks to 400.0 MB, over the 128.0 MB limit")
 
 
 def test_the_sheet_is_counted_while_it_is_read_too(tmp_path: Path) -> None:
