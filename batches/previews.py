@@ -22,6 +22,7 @@ from batches.services import file_imports
 from batches.uploads import Upload
 
 PREVIEW_ROWS = 20
+SHOWN_CHARS = 200  # of a cell, kept for the preview (the page shows 120)
 
 
 @dataclass
@@ -85,7 +86,7 @@ def _mapping(
 
 def _facts(table: file_imports.Table) -> Facts:
     parsed, rows = importers.preview(table.path, filename=table.filename, limit=PREVIEW_ROWS)
-    texts = [[presenters.cell_text(value) for value in row.values()] for row in rows]
+    texts = [[presenters.cell_text(value)[:SHOWN_CHARS] for value in row.values()] for row in rows]
     return Facts(parsed.format, parsed.header, parsed.encoding, parsed.delimiter, texts)
 
 

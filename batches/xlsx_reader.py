@@ -2,9 +2,11 @@
 
 openpyxl's own read-only reader keeps every parsed row element (and each styled row's attributes) until the sheet
 ends, and fills a gap in the row numbers with one empty row per missing number: one million empty styled rows took
-578 MB. Here openpyxl only decodes cells; the rows are walked by our own loop, which drops each row once read and
-caps what a row may hold. Zip bombs are refused from the sizes the archive declares, before anything is inflated
-(Python's zipfile never inflates a member past its declared size, and the sheet is counted again while read).
+578 MB. Here openpyxl reads only the workbook's parts list and styles; the shared strings (batches/xlsx_strings.py)
+and the rows (batches/xlsx_sheet.py) are streamed by expat, each row dropped once read and capped in elements and
+bytes. The archive's directory is bounded before zipfile reads it (batches/zip_directory.py), and zip bombs are
+refused from the sizes the archive declares, before anything is inflated (Python's zipfile never inflates a member
+past its declared size, and every part is counted again while read).
 """
 
 from __future__ import annotations
