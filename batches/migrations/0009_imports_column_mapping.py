@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0008_i15_batch_files'),
+        ('batches', '0009_files_upload_user'),
     ]
 
     operations = [
