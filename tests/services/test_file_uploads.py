@@ -67,8 +67,9 @@ def test_a_zip_batch_runs_again_and_compares_after_the_sweep_ran(make_workflow, 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_rerun_still_in_its_transaction_keeps_its_files_from_the_sweep(
-    make_workflow, tmp_path, files_dir, monkeypatch
+    make_workflow, tmp_path, files_dir, monkeypatch, settings
 ):
+    settings.BATCHES_FILES_UNSTARTED_DAYS = 60  # the rerun is not started: its own window must outlast the 30 days
     variables = [InputVariable("doc", "doc", required=True, type="file"), InputVariable("text", "text")]
     monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: variables)
     workflow = make_workflow()
