@@ -257,3 +257,14 @@ def test_page_maps_columns_for_another_app(login: Any, source: BatchTask, strict
 
     assert refused.status_code == 400 and "unknown column(s)" in refused.content.decode()
     assert inputs_of(BatchTask.objects.get(workflow=chat))[0] == (0, {"text": "ok", "query": "hi?"})
+
+
+def test_command_maps_columns_for_another_app(source: BatchTask, strict_app: Any) -> None:
+    Execution.objects.filter(batch=source).update(inputs={"b": "ok", "a": "hi?"})
+    strict_app(name="chat", mode="chat")
+
+    with pytest.raises(CommandError, match=r"^batch \d+: workflow chat: unknown column\(s\) 'b', 'a'"):
+        run(str(source.pk), "--workflow", "chat")
+    new_id = int(run(str(source.pk), "--workflow", "chat", "--map", "b=text", "--map", "a=query").split()[-1])
+
+    assert inputs_of(BatchTask.objects.get(pk=new_id))[0] == (0, {"text": "ok", "query": "hi?"})

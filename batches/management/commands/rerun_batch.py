@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from batches import mapping
 from batches.management.utils import get_batch
 from batches.models import Workflow
 from batches.services.rerun import Only, RerunError, RerunOptions, rerun_batch
@@ -16,6 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--only", choices=[Only.FAILED, Only.ALL], default=Only.ALL)
         parser.add_argument("--name", default="")
         parser.add_argument("--no-start", action="store_true")
+        # On another workflow, as import_batch: a column of the rows → that app's variable, or ignored.
+        parser.add_argument("--map", action="append", default=[], metavar="COLUMN=VARIABLE")
+        parser.add_argument("--ignore", action="append", default=[], metavar="COLUMN")
 
     def handle(self, *args: Any, **options: Any) -> None:
         source = get_batch(options["batch_id"])
@@ -24,8 +28,16 @@ class Command(BaseCommand):
             workflow = Workflow.objects.filter(name=options["workflow"]).first()
             if workflow is None:
                 raise CommandError(f"workflow '{options['workflow']}' does not exist (see add_workflow)")
+        try:
+            columns = mapping.from_options(options["map"], options["ignore"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         choice = RerunOptions(
-            workflow=workflow, only=options["only"], name=options["name"], start=not options["no_start"]
+            workflow=workflow,
+            only=options["only"],
+            name=options["name"],
+            start=not options["no_start"],
+            mapping=columns or None,
         )
         try:
             batch = rerun_batch(source.pk, options=choice)
