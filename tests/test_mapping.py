@@ -134,8 +134,8 @@ def test_ignored_columns_are_exported_and_kept_by_a_rerun(tmp_path, make_workflo
 
     assert Execution.objects.get(batch=again).extra == {"id": "1"} and again.extra_columns == ["id"]
     assert jsonl[0]["inputs"] == {"text": "hello"} and jsonl[0]["extra"] == {"id": "1"}
-    assert csv_text[0].split(",")[:3] == ["index", "text", "extra.id"]
-    assert csv_text[1].split(",")[:3] == ["0", "hello", "1"]
+    assert csv_text[0].split(",")[:3] == ["row", "text", "extra.id"]
+    assert csv_text[1].split(",")[:3] == ["1", "hello", "1"]
 
 
 def test_the_row_page_shows_the_ignored_columns(tmp_path, make_workflow, app, admin_client):

@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_files_upload_user'),
+        ('batches', '0009_pages_export_slots'),
     ]
 
     operations = [
