@@ -15,12 +15,12 @@ from typing import Any
 from warnings import warn
 from xml.parsers import expat
 
-from openpyxl.utils.cell import coordinate_to_tuple
+from openpyxl.utils.cell import coordinate_to_tuple, get_column_letter
 from openpyxl.utils.datetime import from_excel, from_ISO8601
 from openpyxl.xml.constants import SHEET_MAIN_NS
 
 NS = f"{SHEET_MAIN_NS} "
-ROW, CELL, VALUE, INLINE, TEXT, PHONETIC = (NS + tag for tag in ("row", "c", "v", "is", "t", "rPh"))
+ROW, CELL, VALUE, INLINE, TEXT, PHONETIC, FORMULA = (NS + tag for tag in ("row", "c", "v", "is", "t", "rPh", "f"))
 CHUNK = 64 * 1024
 
 Row = tuple[int, list[dict[str, Any]]]
@@ -81,6 +81,8 @@ class SheetRows:
             self.value = []
         elif name == PHONETIC:
             self.phonetic += 1
+        elif name == FORMULA and self.cell:
+            self.cell["formula"] = True
         elif name == ROW:
             self._start_row(attributes)
 
@@ -118,6 +120,7 @@ class SheetRows:
             self.cell["inline"] = "".join(self.inline)
             self.inline = None
         elif name == CELL and self.cell:
+            self._require_a_saved_value(self.cell)
             self.cells.append({"column": self.cell["column"], "value": self._decoded(self.cell)})
             self.cell = {}
         elif name == ROW:
@@ -127,6 +130,15 @@ class SheetRows:
     def text(self, data: str) -> None:
         if self.value is not None:
             self.value.append(data)
+
+    def _require_a_saved_value(self, cell: dict[str, Any]) -> None:
+        """A formula is read by its saved value: without one it would read as an empty cell, silently."""
+        if cell.get("formula") and cell["text"] is None and cell.get("inline") is None:
+            where = f"{get_column_letter(cell['column'])}{self.number}"
+            raise SheetError(
+                f"row {self.number}: cell {where} holds a formula without a saved value (the program that wrote the "
+                "file did not calculate it): open the file in Excel or LibreOffice, save it, and import it again"
+            )
 
     def doctype(self, *args: Any) -> None:
         raise SheetError("the sheet declares a document type (never in a real workbook)")

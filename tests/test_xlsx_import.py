@@ -76,3 +76,17 @@ def test_a_row_with_too_many_parts_is_refused(tmp_path: Path, monkeypatch: pytes
     path = write_sheet(tmp_path / "in.xlsx", [text_row(1, "text"), text_row(2, *(["a"] * 20))])
 
     assert error_of(path) == "a row of the sheet holds more than 50 XML elements"
+
+
+def test_a_formula_without_a_saved_value_is_refused_naming_its_cell(tmp_path: Path) -> None:
+    formula = b'<row r="2"><c r="A2"><f>CONCAT("a","b")</f></c></row>'
+
+    error = error_of(write_sheet(tmp_path / "in.xlsx", [text_row(1, "text"), formula]))
+
+    assert "row 2" in error and "A2" in error and "formula without a saved value" in error
+
+
+def test_a_formula_is_read_by_its_saved_value(tmp_path: Path) -> None:
+    formula = b'<row r="2"><c r="A2" t="str"><f>CONCAT("a","b")</f><v>ab</v></c></row>'
+
+    assert rows_of(write_sheet(tmp_path / "in.xlsx", [text_row(1, "text"), formula])) == [{"text": "ab"}]
