@@ -14,7 +14,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils.text import slugify
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
+from openpyxl.utils import get_column_letter
 
 from batches.models import Attempt, BatchTask
 
@@ -37,6 +38,7 @@ NUMBER_LIKE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # -3
 XLSX_MAX_COLUMNS = 16_384  # Excel's limit: output keys past it go in one JSON column
 UTF8_BOM = "\ufeff".encode()  # so Excel reads the CSV as UTF-8
 XLSX_MAX_CELL = 32_767  # Excel refuses longer cells; CSV and JSONL keep the full text
+WIDTH_SAMPLE = 200  # rows whose text sizes the XLSX columns
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -142,8 +144,8 @@ def _layout(batch: BatchTask, max_columns: int | None = None) -> _Layout:
         input_keys.update(dict.fromkeys(_as_dict(inputs, "input")))
         output_keys.update(dict.fromkeys(_as_dict(outputs, "output")))
     in_cols = [f"input.{k}" if k in FIXED_COLUMNS else k for k in input_keys]
-    taken = set(FIXED_COLUMNS) | set(in_cols)
-    out_cols = [f"output.{k}" if k in taken else k for k in output_keys]
+    # Outputs are always named output.<key>: a reader tells them from the inputs (the file's own columns) at once.
+    out_cols = [f"output.{k}" for k in output_keys]
     outputs, more = list(output_keys), []
     room = (
         None if max_columns is None else max_columns - len(in_cols) - len(batch.extra_columns) - len(FIXED_COLUMNS) - 1
@@ -238,10 +240,24 @@ def _write_xlsx(batch: BatchTask, name: str) -> None:
     layout = _layout(batch, max_columns=XLSX_MAX_COLUMNS)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("executions")
+    rows = _table_rows(batch, layout)
+    sample = list(islice(rows, WIDTH_SAMPLE))
+    for number, width in enumerate(_widths(layout.header, sample), start=1):
+        sheet.column_dimensions[get_column_letter(number)].width = width
+    sheet.freeze_panes = "B2"  # the header and the row number stay in sight
     sheet.append([_xlsx_cell(sheet, c) for c in layout.header])
-    for cells in _table_rows(batch, layout):
+    for cells in chain(sample, rows):
         sheet.append([_xlsx_cell(sheet, c) for c in cells])
     workbook.save(name)
+
+
+def _widths(header: list[str], sample: list[list[Any]]) -> list[float]:
+    """Column widths from the header and the first rows' text, within bounds (a long text wraps in the cell)."""
+    widths = [len(name) for name in header]
+    for cells in sample:
+        for number, value in enumerate(cells):
+            widths[number] = max(widths[number], len(str(plain_value(value)).split("\n", 1)[0][:100]))
+    return [min(max(width + 2, 8), 60) for width in widths]
 
 
 def _xlsx_cell(sheet: Any, value: Any) -> Any:

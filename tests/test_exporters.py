@@ -137,7 +137,7 @@ def test_csv_starts_with_a_bom_and_has_the_documented_columns(make_batch: Any) -
     data = export_bytes(batch, "csv")
     assert data.startswith(b"\xef\xbb\xbf")
     assert read_csv(data) == [
-        ["row", "text", "status", "summary", "error_type", "error", "attempts"],
+        ["row", "text", "status", "output.summary", "error_type", "error", "attempts"],
         ["1", "row 0", "succeeded", "s", "", "", "0"],
         ["2", "row 1", "failed", "", "", "boom", "0"],
     ]
@@ -173,7 +173,7 @@ def test_csv_neutralises_formula_text_but_not_numbers(make_batch: Any, value: An
     set_rows(batch, [{"inputs": {"text": value}, "outputs": {"answer": value}}])
     header, row = read_csv(export_bytes(batch, "csv"))
     assert row[header.index("text")] == written
-    assert row[header.index("answer")] == written
+    assert row[header.index("output.answer")] == written
 
 
 def test_output_columns_are_the_union_over_all_rows(make_batch: Any) -> None:
@@ -188,7 +188,8 @@ def test_output_columns_are_the_union_over_all_rows(make_batch: Any) -> None:
     )
     header, *rows = read_csv(export_bytes(batch, "csv"))
     assert header == [
-        "row", "text", "status", "a", "b", "output.text", "output.status", "error_type", "error", "attempts",
+        "row", "text", "status", "output.a", "output.b", "output.text", "output.status", "error_type", "error",
+        "attempts",
     ]  # fmt: skip
     assert [r[3:7] for r in rows] == [["1", "", "", ""], ["", "", "", ""], ["3", "2", "out", "x"]]
 
@@ -222,7 +223,7 @@ def test_xlsx_keeps_numbers_numeric_and_writes_text_as_text_cells(make_batch: An
     )
     rows = read_xlsx(export_bytes(batch, "xlsx"), tmp_path)
     assert rows == [
-        ("row", "text", "status", "score", "n", "error_type", "error", "attempts"),
+        ("row", "text", "status", "output.score", "output.n", "error_type", "error", "attempts"),
         (1, '=HYPERLINK("http://x")', "pending", -3.5, 7, None, None, 0),
         (2, "你好", "pending", "-1", '{"k": 1}', None, None, 0),
     ]
@@ -295,3 +296,16 @@ def test_export_download_keeps_a_chinese_batch_name(login: Any, make_batch: Any)
 
     assert "filename*=UTF-8''batch-" in response["Content-Disposition"]
     assert "%E5%A4%A9%E6%B0%94-%E6%8A%A5%E5%91%8A.csv" in response["Content-Disposition"]
+
+
+def test_xlsx_freezes_its_header_and_sizes_columns_to_their_text(make_batch: Any, tmp_path: Path) -> None:
+    batch = make_batch(rows=2)
+    set_rows(batch, [{"inputs": {"text": "a" * 30}, "outputs": {"answer": "b" * 500}}, {"inputs": {"text": "x"}}])
+    path = tmp_path / "out.xlsx"
+    path.write_bytes(export_bytes(batch, "xlsx"))
+
+    sheet = load_workbook(path).worksheets[0]
+
+    assert sheet.freeze_panes == "B2"
+    widths = {cell.value: sheet.column_dimensions[cell.column_letter].width for cell in sheet[1]}
+    assert widths["row"] == 8 and widths["text"] == 32 and widths["output.answer"] == 60
