@@ -13,9 +13,8 @@ import contextlib
 import json
 from collections.abc import Iterator
 from contextvars import ContextVar
-from pathlib import PurePosixPath
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from batches import file_types
 from batches.dify import hosts
@@ -231,5 +230,4 @@ def display(value: Any) -> str | None:
 def _shown_name(mapping: dict[str, Any]) -> str:
     if mapping["transfer_method"] == LOCAL:
         return str(mapping.get("file") or mapping.get("upload_file_id") or "")
-    url = str(mapping.get("url") or "")
-    return unquote(PurePosixPath(urlsplit(url).path).name) or url
+    return str(mapping.get("url") or "")  # a URL as the file had it: its host and path say which file it is

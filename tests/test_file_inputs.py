@@ -126,13 +126,13 @@ def test_a_custom_type_takes_the_extensions_the_variable_lists_exactly():
         inputs.convert_row({"doc": "https://x.test/plan.zip"}, [variable])
 
 
-def test_pages_show_a_file_cells_names():
+def test_pages_show_a_file_cells_url_as_written_and_a_zip_members_name():
     mappings = [
         {"type": "document", "transfer_method": "remote_url", "url": "https://x.test/a%20b.pdf?x=1"},
         {"type": "image", "transfer_method": "local_file", "file": "photos/c.png"},
     ]
 
-    assert files.display(mappings) == "a b.pdf, photos/c.png"
+    assert files.display(mappings) == "https://x.test/a%20b.pdf?x=1, photos/c.png"
     assert files.display("plain text") is None
 
 
