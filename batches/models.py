@@ -298,6 +298,9 @@ class WorkflowThrottle(models.Model):
     probe_answered_at = models.DateTimeField(null=True, blank=True)
     # The streak's length when the last health check found Dify up: the next check comes a threshold later.
     checked_streak = models.PositiveIntegerField(default=0)
+    partial_since = models.DateTimeField(
+        null=True, blank=True
+    )  # a partial outage paused the batches: calls sent before
 
     def __str__(self) -> str:
         return f"throttle of {self.workflow_id}"

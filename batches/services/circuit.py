@@ -146,6 +146,7 @@ def _up_after_a_streak(locked: WorkflowThrottle, now: datetime) -> str:
         logger.warning("workflow %s: %s", locked.workflow_id, reason)
         refund_streak(locked.workflow_id, locked.streak_since or now)
         throttle.close_circuit(locked, now)  # resuming the batch starts counting again
+        locked.partial_since = now  # the calls still on their way fail for the same reason
         return reason[:500]
     logger.info("workflow %s: Dify answers; the %s failures were the rows' own", locked.workflow_id, len(rows))
     locked.circuit, locked.next_probe_at, locked.checked_streak = CircuitState.CLOSED, None, locked.outage_streak

@@ -55,6 +55,7 @@ CIRCUIT_FIELDS = [
     "probe_expires_at",
     "probe_owner",
     "checked_streak",
+    "partial_since",
 ]
 
 
@@ -190,6 +191,8 @@ def _feed(throttle: WorkflowThrottle, claim_: Claim, result: CallResult, now: da
         return False
     if result.error_type not in OUTAGE_ERRORS:
         return False
+    if throttle.partial_since and claim_.started_at <= throttle.partial_since:
+        return True  # a call sent before a partial outage paused its batch: it costs no retry
     throttle.outage_streak += 1
     throttle.streak_since = min(throttle.streak_since or claim_.started_at, claim_.started_at)
     throttle.last_error = describe(result)

@@ -61,3 +61,21 @@ def test_stop_ends_a_running_workflow_as_stopped(fake: FakeDifyProcess) -> None:
 
 def test_parameters_default_to_an_empty_form(fake: FakeDifyProcess) -> None:
     assert httpx.get(fake.url + "/parameters", headers=AUTH).json()["user_input_form"] == []
+
+
+def test_a_whole_outage_answers_every_endpoint_and_faults_answer_only_runs(fake: FakeDifyProcess) -> None:
+    body = body_for("workflow", {"text": "x"}, "blocking")
+    fake.configure(faults={"server_error": 1.0})
+    runs_only = [
+        httpx.post(fake.url + "/workflows/run", json=body, headers=AUTH).status_code,
+        httpx.get(fake.url + "/parameters", headers=AUTH).status_code,
+    ]
+    fake.configure(faults={}, outage="bad_gateway")
+
+    down = httpx.get(fake.url + "/parameters", headers=AUTH)
+    run = httpx.post(fake.url + "/workflows/run", json=body, headers=AUTH)
+
+    assert runs_only == [500, 200]
+    assert (down.status_code, run.status_code) == (502, 502)
+    assert "text/html" in down.headers["content-type"]
+    assert (fake.stats()["parameters_calls"], fake.stats()["calls"]) == (2, 2)

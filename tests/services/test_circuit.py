@@ -122,3 +122,19 @@ def test_a_batch_finished_by_the_streak_runs_again_when_dify_is_found_down(make_
     confirm_outage(batch)
 
     assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.RUNNING
+
+
+def test_a_call_on_its_way_when_a_partial_outage_paused_its_batch_costs_no_retry(make_batch):
+    batch = make_batch(rows=12, status=BatchStatus.RUNNING, concurrency=12)
+    *streak, on_its_way = claims.claim(batch.pk, owner="a", limit=12)
+    results.record_results([(claim, failed(ErrorType.TIMEOUT)) for claim in streak])
+    check(batch, UP)
+
+    results.record_results([(on_its_way, failed(ErrorType.TIMEOUT))])
+
+    row = Execution.objects.get(pk=on_its_way.execution_id)
+    assert (BatchTask.objects.get(pk=batch.pk).status, row.status, row.auto_retries) == (
+        BatchStatus.PAUSED,
+        ExecutionStatus.PENDING,
+        0,
+    )
