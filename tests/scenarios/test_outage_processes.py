@@ -62,15 +62,18 @@ def test_a_502_outage_then_refused_connections_cost_no_row(tmp_path):
             fake.stop()  # connections refused from now on
             time.sleep(6)
             with running_fake_dify("--latency-ms", "100", port=port):
+                back = time.monotonic()
                 wait_until(lambda: finished(batch), 120)
+                took = time.monotonic() - back
 
     assert_every_row_succeeded(batch, 300)
     # Before the fifth failure is recorded the runners may refill once more (a second wave of 20); once the streak
     # asks Dify, only what was in flight then: the health checks are GET /parameters, never a row.
     assert calls_while_open <= 20
-    assert calls_in_502_window <= 2 * 20
+    assert into_the_outage <= 2 * 20
+    assert calls_in_502_window <= 2 * 20 + 5  # and the few sent between reading the count and the outage
     assert health_checks >= 2  # the streak's, and the checks while it is open
-    print(f"{into_the_outage} calls into the outage, {health_checks} health checks")
+    print(f"{into_the_outage} calls into the outage, {health_checks} health checks, done {took:.1f} s after it")
     assert Attempt.objects.filter(execution__batch=batch, during_outage=True).exists()
     assert not Execution.objects.filter(batch=batch, auto_retries__gt=0).exists()  # the outage cost no retry
 
