@@ -20,8 +20,8 @@ LIVE_OPTIONS = (
     *("newer_dify", "etl", "upload_blacklist", "refusal_silence", "size_limits", "outage"),
 )
 ETLS = ("default", "unstructured")
-# What every /v1 endpoint answers while the whole Dify is down (`outage`), /parameters included; `faults` hit
-# only the run calls (a partial outage, or rows Dify cannot serve).
+# What every /v1 endpoint answers while the whole Dify is down (`outage`). The rates of `faults` are drawn for
+# each run call, and for GET /parameters where the fault is the server's (fakedify/faults.py SERVER_FAULTS).
 OUTAGE_FAULTS = ("bad_gateway", "server_error", "hang", "reset")
 
 

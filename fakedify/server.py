@@ -24,13 +24,15 @@ RUN_PATHS = frozenset({"/v1/workflows/run", "/v1/completion-messages", "/v1/chat
 
 @web.middleware
 async def whole_outage(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """While `outage` is set, every /v1 endpoint but the run calls (fakedify/calls.py) answers it too."""
+    """While `outage` is set, every /v1 endpoint but the run calls (fakedify/calls.py) answers it too; GET
+    /parameters also draws the server's faults from the rates (fakedify/faults.py)."""
     fake = request.app[FAKE]
     if request.path == "/v1/parameters":
         fake.stats.parameters_calls += 1
     if fake.options.outage and request.path.startswith("/v1/") and request.path not in RUN_PATHS:
         return await immediate_fault(request, fake.options.outage)
-    return await handler(request)
+    fault = fake.faults.server_fault() if request.path == "/v1/parameters" else None
+    return await (immediate_fault(request, fault) if fault else handler(request))
 
 
 def make_app(fake: FakeDify) -> web.Application:

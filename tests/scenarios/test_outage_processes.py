@@ -51,7 +51,7 @@ def test_a_502_outage_then_refused_connections_cost_no_row(tmp_path):
         with running_cluster(tmp_path / "cluster.log", **QUICK_PROBES):
             wait_until(lambda: succeeded(batch) >= 40, 60)
             calls_before = fake.stats()["calls"]
-            fake.configure(outage="bad_gateway")  # every endpoint, GET /parameters included
+            fake.configure(faults={"bad_gateway": 1.0})  # a proxy's 502 answers GET /parameters too
             wait_until(lambda: circuit(batch) == "open", 20)
             calls_at_open = fake.stats()["calls"]
             time.sleep(8)
@@ -80,14 +80,14 @@ def test_a_502_outage_then_refused_connections_cost_no_row(tmp_path):
 
 def test_a_healthy_workflow_runs_on_while_another_waits_for_its_upstream(tmp_path):
     with running_fake_dify("--latency-ms", "50") as healthy, running_fake_dify("--latency-ms", "50") as down:
-        down.configure(outage="bad_gateway")
+        down.configure(faults={"bad_gateway": 1.0})
         waiting = import_rows(down.url, tmp_path, "waiting", rows=50, concurrency=10)
         running = import_rows(healthy.url, tmp_path, "running", rows=200, concurrency=10)
         with running_cluster(tmp_path / "cluster.log", **QUICK_PROBES):
             wait_until(lambda: finished(running), 90)
             assert circuit(waiting) in ("open", "half_open")
             assert Execution.objects.filter(batch=waiting, status=ExecutionStatus.FAILED).count() == 0
-            down.configure(outage=None)
+            down.configure(faults={})
             wait_until(lambda: finished(waiting), 60)
 
     assert_every_row_succeeded(running, 200)
@@ -98,10 +98,10 @@ def test_a_hang_outage_opens_the_circuit_too(tmp_path):
     with running_fake_dify("--latency-ms", "50") as fake:
         batch = import_rows(fake.url, tmp_path, "hang", rows=60, concurrency=10)
         BatchTask.objects.filter(pk=batch.pk).update(config={**batch.config, "timeout": 1})
-        fake.configure(outage="hang")
+        fake.configure(faults={"hang": 1.0})
         with running_cluster(tmp_path / "cluster.log", **QUICK_PROBES):
             wait_until(lambda: circuit(batch) == "open", 30)
-            fake.configure(outage=None)
+            fake.configure(faults={})
             wait_until(lambda: finished(batch), 60)
 
     assert_every_row_succeeded(batch, 60)
@@ -144,11 +144,11 @@ def test_rows_dify_cannot_serve_fail_and_the_batch_finishes(tmp_path):
 
 
 def test_a_partial_outage_pauses_the_batch_and_costs_no_row_a_retry(tmp_path):
-    """Dify answers GET /parameters while every run times out: the batch pauses with the reason."""
-    with running_fake_dify("--latency-ms", "50") as fake:
+    """Dify answers GET /parameters at once while every run times out (it takes 5 s, the workflow allows 1 s): the
+    batch pauses with the reason."""
+    with running_fake_dify("--latency-ms", "5000") as fake:
         batch = import_rows(fake.url, tmp_path, "partial", rows=60, concurrency=10)
         BatchTask.objects.filter(pk=batch.pk).update(config={**batch.config, "timeout": 1})
-        fake.configure(faults={"hang": 1.0})
         with running_cluster(tmp_path / "cluster.log", **QUICK_PROBES):
             wait_until(lambda: BatchTask.objects.get(pk=batch.pk).status == BatchStatus.PAUSED, 30)
             time.sleep(1.5)  # the calls in flight at the pause end (1 s timeout) and are recorded
