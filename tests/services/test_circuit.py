@@ -7,7 +7,16 @@ from django.utils import timezone
 
 from batches.dify.pages import Health
 from batches.dify.types import CallResult
-from batches.models import BatchStatus, BatchTask, CircuitState, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
+from batches.models import (
+    BatchStatus,
+    BatchTask,
+    CircuitState,
+    ErrorType,
+    Execution,
+    ExecutionStatus,
+    Trigger,
+    WorkflowThrottle,
+)
 from batches.services import circuit, claims, leases, lifecycle, results, transitions
 
 FAILURES = 5  # BATCHES_CIRCUIT_FAILURES' default
@@ -62,6 +71,17 @@ def test_manual_tries_of_the_streak_get_their_retries_back(make_batch):
     assert set(Execution.objects.filter(batch=batch).values_list("status", "auto_retries")) == {
         (ExecutionStatus.PENDING, 0)
     }
+
+
+def test_recovery_tries_of_the_streak_get_their_retries_back(make_batch):
+    batch = make_batch(rows=5, status=BatchStatus.RUNNING, concurrency=5)
+    Execution.objects.filter(batch=batch).update(next_trigger=Trigger.RECOVERY)  # their workers died mid-call
+
+    claimed = fail_one_by_one(batch)
+    confirm_outage(batch)
+
+    assert {c.trigger for c in claimed} == {Trigger.RECOVERY}
+    assert set(Execution.objects.filter(batch=batch).values_list("auto_retries", flat=True)) == {0}
 
 
 def test_a_probe_that_outlives_a_lease_while_its_holder_lives_keeps_the_circuit_to_itself(make_batch):
