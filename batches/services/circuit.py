@@ -19,6 +19,7 @@ Staff can ask at once (`probe_now`: `manage.py probe_upstream`, the batch page's
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
@@ -77,6 +78,16 @@ def _take(throttles: QuerySet[WorkflowThrottle], owner: str, now: datetime) -> b
     opened = Q(circuit=CircuitState.OPEN)
     taken = throttles.filter(opened).update(circuit=CircuitState.HALF_OPEN, **changes)
     return bool(taken or throttles.exclude(opened).update(**changes))
+
+
+def after_the_check_on_its_way(workflow_id: int, timeout: float) -> Upstream:
+    """The circuit once the check another process is sending has answered (or `timeout` seconds later): staff who
+    asked for a check get its verdict rather than a second check. Polls; holds nothing."""
+    deadline = time.monotonic() + timeout
+    holder = WorkflowThrottle.objects.filter(pk=workflow_id).exclude(probe_owner="")
+    while time.monotonic() < deadline and holder.exists():
+        time.sleep(0.2)
+    return upstream_of(WorkflowThrottle.objects.filter(pk=workflow_id).first())
 
 
 def release_probes(owner: str, *, workflow_id: int | None = None) -> None:

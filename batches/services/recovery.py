@@ -27,8 +27,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from batches.dify import pages
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow, WorkflowThrottle
-from batches.selectors import Upstream, upstream_of
+from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
+from batches.selectors import Upstream
 from batches.services import circuit, clock, file_uploads, nodes
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
@@ -180,10 +180,10 @@ class Probe:
 def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Probe:
     """Staff check a silent upstream now (`probe_upstream`, the batch page): one health check that costs no tokens
     (`GET /parameters`), its verdict as a runner's would be (services/circuit.py). If another check is on its way,
-    none is sent: its answer will decide."""
+    none is sent: its verdict is awaited instead."""
     owner = f"staff:{uuid.uuid4().hex}"
     if not circuit.take_probe_now(workflow_id=workflow_id, owner=owner):
-        return Probe(upstream_of(WorkflowThrottle.objects.filter(pk=workflow_id).first()), "")
+        return Probe(circuit.after_the_check_on_its_way(workflow_id, timeout), "")
     health = pages.check_health(app_settings(Workflow.objects.get(pk=workflow_id)), timeout)
     upstream = circuit.answered(workflow_id=workflow_id, owner=owner, health=health)
     return Probe(upstream, "" if health.up else health.answer)

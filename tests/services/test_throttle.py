@@ -11,7 +11,7 @@ from django.utils import timezone
 from batches.dify.pages import Health
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchStatus, CircuitState, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
-from batches.services import circuit, claims, results, throttle
+from batches.services import circuit, claims, recovery, results, throttle
 
 
 def running_batch(make_workflow, make_batch, rows=50, concurrency=50, **workflow_fields):
@@ -378,11 +378,20 @@ def test_a_staff_check_that_fails_keeps_it_open(batch):
     assert (upstream.state, upstream.last_error) == (CircuitState.OPEN, "connection: refused")
 
 
-def test_a_staff_check_sends_nothing_while_a_runner_s_check_is_on_its_way(batch):
+def test_a_staff_check_sends_nothing_while_a_runner_s_check_is_on_its_way_and_gets_its_verdict(batch, monkeypatch):
     open_circuit(batch)
     circuit.take_probes(owner="runner", workflow_ids=[batch.workflow_id], now=timezone.now() + timedelta(seconds=60))
+    sent = []
+    monkeypatch.setattr("batches.dify.pages.check_health", lambda *args, **kwargs: sent.append(args))
+    # The runner's answer comes while staff wait for it.
+    monkeypatch.setattr(
+        "batches.services.circuit.time.sleep",
+        lambda seconds: circuit.answered(workflow_id=batch.workflow_id, owner="runner", health=UP),
+    )
 
-    assert not circuit.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
+    upstream = recovery.probe_upstream(batch.workflow_id).upstream
+
+    assert (upstream.state, upstream.probe_answer, sent) == (CircuitState.CLOSED, "HTTP 200: Dify answers", [])
 
 
 @pytest.mark.django_db(transaction=True)
