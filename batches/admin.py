@@ -25,7 +25,7 @@ from batches import clipping, selectors
 from batches.admin_actions import BATCH_ACTIONS, PermissionActionsMixin, batch_action, report
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
-from batches.presenters import progress_bar, waiting_message
+from batches.presenters import last_check, progress_bar, waiting_message
 from batches.selectors import upstream_of
 from batches.services import lifecycle, workflows
 from batches.services.transitions import TransitionError
@@ -54,7 +54,9 @@ class WorkflowAdmin(admin.ModelAdmin):
     @admin.display(description=_("upstream"))
     def upstream(self, workflow: Workflow) -> str:
         """The upstream circuit: blank while Dify answers, else since when it has been waited for and why."""
-        return waiting_message(upstream_of(getattr(workflow, "throttle", None))) or str(_("answers"))
+        upstream = upstream_of(getattr(workflow, "throttle", None))
+        answers = " ".join(filter(None, [str(_("answers")), last_check(upstream) and f"({last_check(upstream)})"]))
+        return waiting_message(upstream) or answers
 
     actions = ("read_input_variables",)
 

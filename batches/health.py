@@ -92,7 +92,11 @@ def live_clusters(now: datetime) -> list[dict[str, Any]]:
 
 def stuck_or_waiting(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Running batches that are stuck, and those waiting for Dify (not stuck: they wait for a reason), in one query."""
-    waiting = Q(workflow__throttle__circuit__in=[CircuitState.OPEN, CircuitState.HALF_OPEN])
+    # Open since a moment (a circuit still asking Dify after a streak has no `since`: it is neither, for now).
+    waiting = Q(
+        workflow__throttle__circuit__in=[CircuitState.OPEN, CircuitState.HALF_OPEN],
+        workflow__throttle__circuit_since__isnull=False,
+    )
     rows = BatchTask.objects.running().filter(Q(pk__in=stuck_batches(now).values("pk")) | waiting).order_by("pk")
     stuck: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []

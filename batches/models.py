@@ -296,7 +296,15 @@ class WorkflowThrottle(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     next_probe_at = models.DateTimeField(null=True, blank=True)
     probe_backoff = models.FloatField(default=0)  # seconds before the next probe; doubles on each failed one
-    probe_expires_at = models.DateTimeField(null=True, blank=True)  # half open: the probe's lease
+    probe_expires_at = models.DateTimeField(null=True, blank=True)  # the health check's lease, renewed by its holder
+    probe_owner = models.CharField(max_length=200, blank=True)  # who is asking Dify now (one at a time)
+    probe_answer = models.CharField(max_length=300, blank=True)  # what the last health check heard
+    probe_answered_at = models.DateTimeField(null=True, blank=True)
+    # The streak's length when the last health check found Dify up: the next check comes a threshold later.
+    checked_streak = models.PositiveIntegerField(default=0)
+    partial_since = models.DateTimeField(
+        null=True, blank=True
+    )  # a partial outage paused the batches: calls sent before
 
     def __str__(self) -> str:
         return f"throttle of {self.workflow_id}"

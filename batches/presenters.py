@@ -26,20 +26,35 @@ DELIMITERS = {",": _("comma (,)"), ";": _("semicolon (;)"), "\t": _("tab"), "|":
 
 
 def waiting_message(upstream: Upstream, now: datetime | None = None) -> str:
-    """ "Waiting for Dify since 12:03 — last error: HTTP 502 …, next check in 8 s", or "" while it answers."""
-    if not upstream.waiting or upstream.since is None:
+    """ "Waiting for Dify since 12:03 — last error: HTTP 502 …; next check in 8 s (last check 12:03:05: …)", or ""
+    while it answers."""
+    if not upstream.waiting:
         return ""
-    since = time_format(timezone.localtime(upstream.since), "H:i")
-    if upstream.next_probe_at is None or upstream.state == "half_open":
-        return gettext("Waiting for Dify since %(since)s — last error: %(error)s; checking now") % {
-            "since": since,
+    if upstream.since is None:  # a streak of failures: the health check is on its way
+        text = gettext("Asking Dify whether it is up — last error: %(error)s") % {"error": upstream.last_error}
+    elif upstream.next_probe_at is None or upstream.state == "half_open":
+        text = gettext("Waiting for Dify since %(since)s — last error: %(error)s; checking now") % {
+            "since": time_format(timezone.localtime(upstream.since), "H:i"),
             "error": upstream.last_error,
         }
-    seconds = max(0, round((upstream.next_probe_at - (now or timezone.now())).total_seconds()))
-    return gettext("Waiting for Dify since %(since)s — last error: %(error)s; next check in %(seconds)s s") % {
-        "since": since,
-        "error": upstream.last_error,
-        "seconds": seconds,
+    else:
+        seconds = max(0, round((upstream.next_probe_at - (now or timezone.now())).total_seconds()))
+        text = gettext("Waiting for Dify since %(since)s — last error: %(error)s; next check in %(seconds)s s") % {
+            "since": time_format(timezone.localtime(upstream.since), "H:i"),
+            "error": upstream.last_error,
+            "seconds": seconds,
+        }
+    last = last_check(upstream)
+    return f"{text} ({last})" if last else text
+
+
+def last_check(upstream: Upstream) -> str:
+    """ "last check 12:03:05: HTTP 502 upstream_error": what the last health check (GET /parameters) heard."""
+    if not upstream.probe_answered_at:
+        return ""
+    return gettext("last check %(at)s: %(answer)s") % {
+        "at": time_format(timezone.localtime(upstream.probe_answered_at), "H:i:s"),
+        "answer": upstream.probe_answer,
     }
 
 

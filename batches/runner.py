@@ -29,8 +29,9 @@ from batches.cluster import stop_marker
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 from batches.models import BatchTask
-from batches.services import claims, leases, nodes, results, transitions
+from batches.services import circuit, claims, leases, nodes, results, transitions
 from batches.services.workflows import DifyMoved, app_settings
+from batches.upstream_checks import UpstreamChecks
 
 logger = logging.getLogger(__name__)
 RECORD_CHUNK = 500
@@ -70,6 +71,7 @@ class Runner:
     clock: Callable[[], float] = time.monotonic  # paces the chores and polls; a test scripts it
     last_end: float = 0.0  # when the latest call's end reached this thread
     backlog_since: float = 0.0  # when the oldest result not yet written came in
+    checks: UpstreamChecks = field(default_factory=UpstreamChecks)  # the upstream health checks it sends
 
     def run(self, seconds: float, slot: int | None = None) -> int:
         """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
@@ -89,7 +91,8 @@ class Runner:
                         calls.settle()
                     recorded += self.write_backlog()
                 self.guarded(self.chores, slot, calls)
-                if not self.in_flight and not self.backlog and (not claiming or self.out_of_work(got)):
+                idle = not self.in_flight and not self.backlog and not self.checks.sending
+                if idle and (not claiming or self.out_of_work(got)):
                     break
                 self.absorb(self.wait_for_events(got or 0), calls)
             if self.stopping:
@@ -157,6 +160,10 @@ class Runner:
         if self.to_finish and self.every("finish", 1.0):
             transitions.finish_done(self.to_finish)
             self.to_finish.clear()
+        if calls is not None and self.batches and self.every("probes", settings.BATCHES_POLL_INTERVAL):
+            self.checks.start(self.owner, calls, self.batches, self.app_for)
+        if self.checks.sending:
+            self.checks.record(self.owner)
 
     def flush_run_ids(self) -> None:
         # Soon, in one statement: recovery can only ask Dify about runs whose ids were written.
@@ -373,6 +380,7 @@ class Runner:
             self.guarded(self.flush_run_ids)
         self.write_backlog()
         released = self.guarded(leases.release_claims, self.owner)
+        self.guarded(circuit.release_probes, self.owner)
         logger.info("runner %s handed back %s rows", self.owner, released)
 
     def drain(self) -> list[Event]:

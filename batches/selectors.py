@@ -7,7 +7,7 @@ The results page's reads are in `selectors_results`, the compare page's in `sele
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, QuerySet, Sum
@@ -195,6 +195,8 @@ class Upstream:
     since: datetime | None = None
     last_error: str = ""
     next_probe_at: datetime | None = None
+    probe_answer: str = ""  # what the last health check (GET /parameters) heard, shown whatever the state
+    probe_answered_at: datetime | None = None
 
     @property
     def waiting(self) -> bool:
@@ -202,9 +204,18 @@ class Upstream:
 
 
 def upstream_of(throttle: WorkflowThrottle | None) -> Upstream:
-    if throttle is None or throttle.circuit == CircuitState.CLOSED:
+    if throttle is None:
         return Upstream()
-    return Upstream(throttle.circuit, throttle.circuit_since, throttle.last_error, throttle.next_probe_at)
+    heard = Upstream(probe_answer=throttle.probe_answer, probe_answered_at=throttle.probe_answered_at)
+    if throttle.circuit == CircuitState.CLOSED:
+        return heard
+    return replace(
+        heard,
+        state=throttle.circuit,
+        since=throttle.circuit_since,
+        last_error=throttle.last_error,
+        next_probe_at=throttle.next_probe_at,
+    )
 
 
 def upstreams(workflow_ids: Iterable[int]) -> dict[int, Upstream]:

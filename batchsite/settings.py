@@ -196,6 +196,11 @@ BATCHES_CIRCUIT_FAILURES = env_int("BATCHES_CIRCUIT_FAILURES", 5)
 BATCHES_CIRCUIT_PROBE_MIN = env_float("BATCHES_CIRCUIT_PROBE_MIN", 2.0)
 BATCHES_CIRCUIT_PROBE_MAX = env_float("BATCHES_CIRCUIT_PROBE_MAX", 60.0)
 BATCHES_OUTAGE_PAUSE_MINUTES = env_float("BATCHES_OUTAGE_PAUSE_MINUTES", 0)
+# The health check (GET /parameters) a streak or an open circuit sends gives up after this many seconds (or the
+# workflow's own timeout, if shorter). More than BATCHES_PARTIAL_OUTAGE_ROWS distinct rows failing outage-class in a
+# row while it answers is a partial outage: the workflow's running batches pause (0: never).
+BATCHES_CIRCUIT_PROBE_TIMEOUT = env_float("BATCHES_CIRCUIT_PROBE_TIMEOUT", 10.0)
+BATCHES_PARTIAL_OUTAGE_ROWS = env_int("BATCHES_PARTIAL_OUTAGE_ROWS", 10)
 BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
 # Fernet keys for the API keys stored in the database, newest first (see batches/crypto.py). Empty: derived from
 # SECRET_KEY, fine for development; production should set its own (and keep it apart from SECRET_KEY).

@@ -73,10 +73,10 @@ class Chaos:
 
     def upstream_outage(self, seconds: float) -> None:
         config = self.url.removesuffix("/v1") + "/_fake/config"
-        httpx.post(config, json={"faults": {"bad_gateway": 1.0}})
+        httpx.post(config, json={"outage": "bad_gateway"})  # every endpoint: GET /parameters too
         self.events.append(f"upstream 502 for {seconds / 2:.0f} s, then refused for {seconds / 2:.0f} s")
         time.sleep(seconds / 2)
-        httpx.post(config, json={"faults": {}, "fail_rate": self.args.fault_rate})
+        httpx.post(config, json={"outage": None, "fail_rate": self.args.fault_rate})
         self.upstream.outage(seconds / 2)  # type: ignore[attr-defined]
 
     def run(self, proxy: object | None) -> None:

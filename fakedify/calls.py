@@ -43,6 +43,9 @@ async def _run_call(request: web.Request, mode: str) -> web.StreamResponse:
 
 
 async def _serve_call(request: web.Request, fake: FakeDify, mode: str) -> web.StreamResponse:
+    if fake.options.outage:  # the whole Dify is down: the proxy answers before anything is read
+        fake.stats.faults[fake.options.outage] += 1
+        return await immediate_fault(request, fake.options.outage)
     if not checks.authorized(request):
         return wire.unauthorized()
     body = await checks.read_body(request)

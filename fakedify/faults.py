@@ -16,6 +16,9 @@ from fakedify import wire
 from fakedify.options import FakeOptions
 
 RUN_FAULTS = frozenset({"cut", "bad_json", "workflow_failed", "paused"})  # faults that happen during a run
+# Faults of the server rather than of a run: drawn from the rates, they answer GET /parameters too (a proxy's 502
+# or a hung or broken API answers every request). A row's `_fault` directive concerns its run calls only.
+SERVER_FAULTS = frozenset({"server_error", "bad_gateway", "reset", "hang"})
 FAULT_STATUS = {"cut": "failed", "bad_json": "failed", "workflow_failed": "failed", "paused": "paused"}
 JSON_FAULTS: dict[str, tuple[int, str, str]] = {
     "server_error": (500, "internal_server_error", "The server encountered an internal error."),
@@ -35,12 +38,14 @@ class FaultPicker:
     def __init__(self, options: FakeOptions) -> None:
         self.table = options.fault_table()
         self.rng = random.Random(options.seed)
+        self.server_rng = random.Random(options.seed)  # GET /parameters' draws leave the runs' sequence alone
         self.directive_calls: dict[str, int] = {}  # row key: calls so far with a `_fault_times` directive
 
     def configure(self, options: FakeOptions, reseed: bool) -> None:
         self.table = options.fault_table()
         if reseed:
             self.rng.seed(options.seed)
+            self.server_rng.seed(options.seed)
 
     def pick(self, inputs: dict[str, Any], key: str) -> str | None:
         """The fault for this call, or None."""
@@ -53,8 +58,14 @@ class FaultPicker:
             return str(directive) if calls <= int(str(times)) else None
         return self._draw() if self.table else None
 
-    def _draw(self) -> str | None:
-        draw = self.rng.random()
+    def server_fault(self) -> str | None:
+        """The fault for a call that is not a run (GET /parameters): one draw against the rates, if it is the
+        server's."""
+        fault = self._draw(self.server_rng) if self.table else None
+        return fault if fault in SERVER_FAULTS else None
+
+    def _draw(self, rng: random.Random | None = None) -> str | None:
+        draw = (rng or self.rng).random()
         return next((name for name, cumulative in self.table if draw < cumulative), None)
 
 

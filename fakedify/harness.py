@@ -37,7 +37,7 @@ class FakeDifyProcess:
 
     def restore(self, **options: Any) -> None:
         """No faults, no limits, the given options and fresh stats, so one test does not leak into the next."""
-        defaults = {"latency_ms": 0, "fail_rate": 0, "faults": {}, "rpm": None, "max_active": None}
+        defaults = {"latency_ms": 0, "fail_rate": 0, "faults": {}, "rpm": None, "max_active": None, "outage": None}
         defaults |= {"newer_dify": False, "etl": "default", "upload_blacklist": [], "refusal_silence": 300}
         defaults["size_limits"] = True
         self.configure(**{**defaults, **options})

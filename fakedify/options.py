@@ -17,9 +17,12 @@ ALL_TYPES = ["document", "image", "audio", "video", "custom"]
 METHODS = ["local_file", "remote_url"]
 LIVE_OPTIONS = (
     *("latency_ms", "fail_rate", "faults", "rpm", "max_active", "seed", "ping_interval"),
-    *("newer_dify", "etl", "upload_blacklist", "refusal_silence", "size_limits"),
+    *("newer_dify", "etl", "upload_blacklist", "refusal_silence", "size_limits", "outage"),
 )
 ETLS = ("default", "unstructured")
+# What every /v1 endpoint answers while the whole Dify is down (`outage`). The rates of `faults` are drawn for
+# each run call, and for GET /parameters where the fault is the server's (fakedify/faults.py SERVER_FAULTS).
+OUTAGE_FAULTS = ("bad_gateway", "server_error", "hang", "reset")
 
 
 @dataclass
@@ -40,6 +43,7 @@ class FakeOptions:
     upload_blacklist: list[str] = field(default_factory=list)
     refusal_silence: float = 300.0
     size_limits: bool = True  # Dify's default upload limits per kind (off: bench/upload_memory.py's 200 MB file)
+    outage: str | None = None
 
     def fault_table(self) -> list[tuple[str, float]]:
         """(fault, cumulative probability) for one draw per call; fail_rate is spread over the transient faults."""
@@ -134,6 +138,10 @@ def _option_value(name: str, value: Any) -> Any:
                 raise ValueError(f"unknown fault {fault!r}")
             faults[fault] = _rate(rate, fault)
         return faults
+    if name == "outage":
+        if value not in (None, "", *OUTAGE_FAULTS):
+            raise ValueError(f"outage must be one of {', '.join(OUTAGE_FAULTS)}, or null")
+        return value or None
     if name in ("rpm", "max_active", "seed"):
         return None if value is None else int(value)
     if name == "fail_rate":

@@ -9,16 +9,34 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from fakedify import calls, control, endpoints
+from fakedify.faults import immediate_fault
 from fakedify.options import FakeOptions
 from fakedify.state import FAKE, FakeDify
 
 logger = logging.getLogger("fakedify")
 
 
+RUN_PATHS = frozenset({"/v1/workflows/run", "/v1/completion-messages", "/v1/chat-messages"})
+
+
+@web.middleware
+async def whole_outage(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While `outage` is set, every /v1 endpoint but the run calls (fakedify/calls.py) answers it too; GET
+    /parameters also draws the server's faults from the rates (fakedify/faults.py)."""
+    fake = request.app[FAKE]
+    if request.path == "/v1/parameters":
+        fake.stats.parameters_calls += 1
+    if fake.options.outage and request.path.startswith("/v1/") and request.path not in RUN_PATHS:
+        return await immediate_fault(request, fake.options.outage)
+    fault = fake.faults.server_fault() if request.path == "/v1/parameters" else None
+    return await (immediate_fault(request, fault) if fault else handler(request))
+
+
 def make_app(fake: FakeDify) -> web.Application:
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[whole_outage])
     app[FAKE] = fake
     app.router.add_post("/v1/workflows/run", calls.workflow_run)
     app.router.add_post("/v1/completion-messages", calls.completion_message)

@@ -15,6 +15,7 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
+        self.parameters_calls = 0  # GET /v1/parameters: the batches' upstream health checks among them
         self.calls = self.succeeded = self.rows_paid_twice = self.duplicate_successes = self.stopped = 0
         self.max_in_flight = self.in_flight
         self.faults: collections.Counter[str] = collections.Counter()
@@ -37,6 +38,7 @@ class Stats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
+            "parameters_calls": self.parameters_calls,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "succeeded": self.succeeded,

@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow, WorkflowThrottle
+from fakedify.harness import running_fake_dify
 
 SUMMARY_KEYS = {
     "upstream",
@@ -135,6 +136,23 @@ def test_batch_status_json_shows_an_open_upstream_circuit(make_batch):
 
     assert (upstream["state"], upstream["last_error"]) == ("open", "HTTP 502 upstream_error: x")
     assert upstream["since"].endswith("Z") and upstream["next_probe_at"] > upstream["since"]
+
+
+@pytest.mark.parametrize(
+    ("outage", "state", "heard"), [(None, "closed", "HTTP 200"), ("bad_gateway", "open", "HTTP 502")]
+)
+def test_probe_upstream_prints_the_circuit_state_and_what_the_health_check_heard(make_workflow, outage, state, heard):
+    with running_fake_dify() as fake:
+        workflow = make_workflow(base_url=fake.url)
+        WorkflowThrottle.objects.create(workflow=workflow, circuit="open", circuit_since=timezone.now())
+        fake.configure(outage=outage)
+        out, err = StringIO(), StringIO()
+
+        call_command("probe_upstream", workflow.name, stdout=out, stderr=err)
+
+        assert fake.stats()["parameters_calls"] == 1
+    assert out.getvalue() == f"{state}\n"
+    assert f"health check (GET /parameters): {heard}" in err.getvalue()
 
 
 @pytest.mark.parametrize("command", ["batch_status", "start_batch", "pause_batch", "cancel_batch", "retry_failed"])

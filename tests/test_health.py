@@ -66,6 +66,17 @@ def test_a_batch_waiting_for_dify_is_reported_as_waiting_not_stuck(client, clust
     assert "waits for Dify since" in out.getvalue() and "HTTP 502 upstream_error: x" in out.getvalue()
 
 
+def test_a_batch_whose_circuit_is_asking_dify_is_neither_stuck_nor_waiting(client, cluster_alive, make_batch):
+    asking = make_running(make_batch, started_ago=timedelta(minutes=1))
+    WorkflowThrottle.objects.create(
+        workflow=asking.workflow, circuit="half_open", next_probe_at=timezone.now(), outage_streak=5
+    )
+
+    status, body = get_health(client)
+
+    assert (status, body["waiting_for_dify"], body["stuck_batches"]) == (200, [], [])
+
+
 def test_healthz_is_503_while_a_migration_is_not_applied(client, cluster_alive):
     MigrationRecorder.Migration.objects.filter(app="batches").order_by("-name")[0].delete()
 

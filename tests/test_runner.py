@@ -1,9 +1,21 @@
 """A runner slice in this process against the fake Dify over real HTTP."""
 
+from datetime import timedelta
+
 import httpx
 import pytest
+from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.models import (
+    Attempt,
+    BatchStatus,
+    BatchTask,
+    ErrorType,
+    Execution,
+    ExecutionStatus,
+    Trigger,
+    WorkflowThrottle,
+)
 from batches.runner import Runner
 from batches.services import claims, leases, results
 from fakedify.harness import running_fake_dify
@@ -389,3 +401,17 @@ def test_answers_larger_than_the_configured_limit_are_bad_responses(batch_on_fak
 
     small, large = Execution.objects.filter(batch=batch).order_by("index")
     assert (small.status, large.status, large.error_type) == ("succeeded", "failed", ErrorType.BAD_RESPONSE)
+
+
+@pytest.mark.parametrize(("outage", "circuit", "calls"), [(None, "closed", 4), ("bad_gateway", "open", 0)])
+def test_a_runner_asks_dify_with_a_health_check_never_a_row(batch_on_fake, fake, outage, circuit, calls):
+    batch = batch_on_fake(rows=4, concurrency=4)
+    past = timezone.now() - timedelta(seconds=1)
+    WorkflowThrottle.objects.create(workflow=batch.workflow, circuit="open", circuit_since=past, next_probe_at=past)
+    fake.configure(outage=outage)
+
+    Runner().run(seconds=1.5)
+
+    throttle = WorkflowThrottle.objects.get(workflow=batch.workflow)
+    assert (throttle.circuit, throttle.probe_owner) == (circuit, "")
+    assert (fake.stats()["parameters_calls"], fake.stats()["calls"]) == (1, calls)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from batches.choices import ErrorType
+from batches.choices import ANSWERED_ERRORS, ErrorType
 from batches.dify.answers import parse_input_form
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult, InputVariable
@@ -20,6 +20,7 @@ UNREACHABLE = {
     ErrorType.TIMEOUT: "timeout: the upstream did not answer in time",
     ErrorType.CONNECTION: "connection: the upstream could not be reached",
 }
+NOT_DIFY = "not a Dify answer"  # how dify/errors.py describes an error body that is not Dify's JSON
 
 
 @dataclass
@@ -51,14 +52,35 @@ def check_connection(app: AppSettings, timeout: float = 10) -> ConnectionReport:
     return ConnectionReport(True, variables=variables, info=_described(info))
 
 
-def upstream_failure(app: AppSettings, timeout: float = 10) -> str:
-    """'' when the upstream answers anything but a 5xx; else an outage text that tells no port or body apart."""
-    result = _call(_short(app, timeout), lambda client, app: client.get_object(app, "/parameters"))
-    if result.ok or result.http_status is not None and result.http_status < 500:
-        return ""
-    if result.http_status is not None:
-        return f"HTTP {result.http_status} upstream_error"
-    return UNREACHABLE.get(ErrorType(result.error_type), f"{result.error_type}: {result.error}")
+@dataclass(frozen=True)
+class Health:
+    """What the upstream circuit's health check heard: `up` when Dify itself answered."""
+
+    up: bool
+    answer: str  # one line, shown where the circuit is shown
+
+
+def check_health(app: AppSettings, timeout: float = 10) -> Health:
+    """The health check a person waits for (`probe_upstream`, the batch page's button)."""
+    return _call(app, lambda client, app: health(client, app, timeout))
+
+
+async def health(client: DifyClient, app: AppSettings, timeout: float) -> Health:
+    """`GET /parameters` with the app's key: it costs no tokens and concerns no row.
+
+    Up: a 2xx with Dify's JSON, or Dify's own JSON error about the key or the app (it answers; a run would fail for
+    a reason of its own). Down: no answer, a timeout, a 5xx, or a page that is not Dify's (a proxy's HTML)."""
+    result = await client.get_object(_short(app, min(timeout, app.timeout)), "/parameters")
+    if result.ok:
+        return Health(True, f"HTTP {result.http_status or 200}: Dify answers")
+    status = result.http_status
+    if status is not None and status < 500 and result.error_type in ANSWERED_ERRORS and NOT_DIFY not in result.error:
+        return Health(True, f"HTTP {status} {result.error_type}: Dify answers")
+    if status is not None and status >= 500:
+        return Health(False, f"HTTP {status} {ErrorType.UPSTREAM_ERROR}")
+    if status is not None:  # a page or a body that is not Dify's, whatever its status
+        return Health(False, f"HTTP {status}: {NOT_DIFY}")
+    return Health(False, UNREACHABLE.get(ErrorType(result.error_type), f"{result.error_type}: {result.error}")[:300])
 
 
 async def _parameters_and_info(client: DifyClient, app: AppSettings) -> tuple[CallResult, CallResult]:

@@ -128,18 +128,15 @@ def _claim_exclusive(
     """The claim that may add calls: under the batch row's exclusive lock, one claim of the batch at a time."""
     _commit_without_waiting_for_the_disk()
     batch = _running_locked(batch_id, now, ended, owner)
-    probe = throttle.admits(batch, now) if batch is not None else 0
-    if batch is None or probe == 0:
+    if batch is None or not throttle.admits(batch):
         return []
-    free = min(limit, _free_places(batch, now, dead_owners), limit if probe is None else probe)
+    free = min(limit, _free_places(batch, now, dead_owners))
     bucket = None
     if free > 0 and batch.workflow.rpm_limit:
         bucket, free = throttle.take_tokens(batch.workflow_id, batch.workflow.rpm_limit, free, now)
     picked, gave_up = _pick_rows(batch_id, owner, free, now, dead_owners if take_over else None)
     if bucket is not None:
         throttle.give_back(bucket, max(0, free - len(picked)))
-    if probe and not picked:
-        throttle.probe_not_taken(batch.workflow_id, now)
     if gave_up:  # those may have been the batch's last rows
         finish_done({batch_id}, now=now)
     return _claimed(picked, batch, owner, now)

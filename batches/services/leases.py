@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Field
 
-from batches.models import Attempt, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.models import Attempt, ErrorType, Execution, ExecutionStatus, Trigger, WorkflowThrottle
 from batches.services import clock
 
 if TYPE_CHECKING:
@@ -34,7 +34,10 @@ def lease_expiry(now: datetime) -> datetime:
 
 
 def renew_leases(owner: str, *, now: datetime | None = None) -> int:
+    """Renew every lease `owner` holds: its rows, and the upstream health checks it is sending (services/circuit.py),
+    which may take longer than a lease too; returns how many rows."""
     now = now or clock.now()
+    WorkflowThrottle.objects.filter(probe_owner=owner).update(probe_expires_at=lease_expiry(now))
     return Execution.objects.running().filter(lease_owner=owner).update(lease_expires_at=lease_expiry(now))
 
 

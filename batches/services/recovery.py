@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -28,7 +29,7 @@ from django.db.models import Exists, OuterRef
 from batches.dify import pages
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.selectors import Upstream
-from batches.services import clock, file_uploads, nodes, throttle
+from batches.services import circuit, clock, file_uploads, nodes
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
 from batches.services.transitions import finish_done, transition
@@ -177,11 +178,12 @@ class Probe:
 
 
 def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Probe:
-    """Staff check a silent upstream now (`probe_upstream`, the batch page): one cheap call that costs no tokens
-    (`GET /parameters`). Any answer but a 5xx closes the circuit and the runners resume at once; a failure keeps
-    it open until the next scheduled probe."""
-    failure = pages.upstream_failure(app_settings(Workflow.objects.get(pk=workflow_id)), timeout)
-    upstream = throttle.record_probe(workflow_id=workflow_id, failure=failure)
-    if not upstream.waiting:
-        wake_runners()
-    return Probe(upstream, failure)
+    """Staff check a silent upstream now (`probe_upstream`, the batch page): one health check that costs no tokens
+    (`GET /parameters`), its verdict as a runner's would be (services/circuit.py). If another check is on its way,
+    none is sent: its verdict is awaited instead."""
+    owner = f"staff:{uuid.uuid4().hex}"
+    if not circuit.take_probe_now(workflow_id=workflow_id, owner=owner):
+        return Probe(circuit.after_the_check_on_its_way(workflow_id, timeout), "")
+    health = pages.check_health(app_settings(Workflow.objects.get(pk=workflow_id)), timeout)
+    upstream = circuit.answered(workflow_id=workflow_id, owner=owner, health=health)
+    return Probe(upstream, "" if health.up else health.answer)

@@ -4,22 +4,21 @@ adaptive (AIMD) concurrency limit, and the upstream circuit.
 The row is locked only inside a claim's short transaction (after the batch row, always in that order), in the
 transaction that records results, or for one update after a flush of results that saw 429s.
 
-The upstream circuit:
+The upstream circuit (the health check, its verdict and the refund are in services/circuit.py):
 
 - `closed`: normal. Outage-class failures (connection, timeout, upstream_error) count up a streak; any answer
   from Dify (a success, a 429, a 4xx about the row, a failed run) resets it. BATCHES_CIRCUIT_FAILURES failures in
-  a row open the circuit. A flaky upstream with 10 % random 5xx answers does not: 5 in a row by chance is a
-  1-in-100,000 event.
-- `open`: Dify is considered down; claims take no rows of the workflow. When `next_probe_at` passes, the next claim
-  takes one row as the probe and the circuit is `half_open` until the probe's answer.
-- `half_open`: exactly one probe call in flight across all processes (the throttle row is locked by the claim that
-  takes it). Any answer from Dify closes the circuit; an outage-class failure of the probe reopens it with twice
-  the wait (BATCHES_CIRCUIT_PROBE_MIN doubling to BATCHES_CIRCUIT_PROBE_MAX, with jitter).
+  a row make the circuit ask Dify (`half_open`, never yet open): claims stop until one health check, `GET
+  /parameters` and never a row, says whether Dify is up. Up: the failures were the rows' own (they keep what they
+  spent), the circuit closes, and the next check comes a threshold of failures later. Down: it opens.
+- `open`: Dify is down; claims take no rows of the workflow. When `next_probe_at` passes, one health check (the
+  circuit is `half_open` while it is on its way) decides: an answer closes the circuit, no answer doubles the
+  wait (BATCHES_CIRCUIT_PROBE_MIN doubling to BATCHES_CIRCUIT_PROBE_MAX, with jitter).
 
-A failure that opens the circuit, or comes while it is open or half open, costs its row no automatic retry: the row
-goes back to pending and its Attempt is marked as during an outage; when the circuit opens, the failures of the
-streak that opened it get their retries back too. Only failures while Dify otherwise answers
-spend a row's retries, so a row with a problem of its own still fails.
+A failure that comes while the circuit is open costs its row no automatic retry: the row goes back to pending and
+its Attempt is marked as during an outage; when the circuit opens, every try of the streak that led to it is
+refunded too, whatever its trigger. Only failures while Dify otherwise answers spend a row's retries, so a row with
+a problem of its own still fails.
 """
 
 from __future__ import annotations
@@ -27,20 +26,16 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Case, F, Q, When
-from django.db.models.functions import Greatest, Least
+from django.db.models.functions import Least
 
 from batches.choices import ANSWERED_ERRORS, OUTAGE_ERRORS
-from batches.models import Attempt, BatchTask, CircuitState, Execution, ExecutionStatus, Trigger, WorkflowThrottle
-from batches.selectors import Upstream, upstream_of
-from batches.services import clock
-from batches.services.leases import lease_expiry
+from batches.models import BatchTask, CircuitState, Execution, WorkflowThrottle
+from batches.selectors import upstream_of
 
 if TYPE_CHECKING:
     from batches.dify.types import CallResult
@@ -58,6 +53,9 @@ CIRCUIT_FIELDS = [
     "next_probe_at",
     "probe_backoff",
     "probe_expires_at",
+    "probe_owner",
+    "checked_streak",
+    "partial_since",
 ]
 
 
@@ -129,33 +127,14 @@ def succeeded(workflow_id: int, count: int) -> None:
 # --- the upstream circuit, inside a claim -----------------------------------------------------------------------
 
 
-def admits(batch: BatchTask, now: datetime) -> int | None:
-    """How many rows a claim may take under the batch's workflow circuit: None (no limit), 0, or 1 (the probe).
+def admits(batch: BatchTask) -> bool:
+    """Whether a claim may take rows of the batch under its workflow's circuit: only while it is closed.
 
-    Runs inside the claim's transaction with the batch row locked; `batch.workflow.throttle` was read with it, so
-    a closed circuit costs no query. Taking the probe locks the throttle row, so there is one probe at a time.
+    No row is ever sent to find out whether Dify is back: the health check (services/circuit.py) does. The throttle
+    was read with the batch row (locked by the claim), so this costs no query.
     """
     seen = getattr(batch.workflow, "throttle", None)
-    if seen is None or seen.circuit == CircuitState.CLOSED:
-        return None
-    throttle = WorkflowThrottle.objects.select_for_update().get(pk=batch.workflow_id)
-    if throttle.circuit == CircuitState.CLOSED:
-        return None
-    if throttle.circuit == CircuitState.HALF_OPEN and throttle.probe_expires_at and throttle.probe_expires_at > now:
-        return 0
-    if throttle.circuit == CircuitState.OPEN and throttle.next_probe_at and throttle.next_probe_at > now:
-        return 0
-    throttle.circuit, throttle.probe_expires_at = CircuitState.HALF_OPEN, lease_expiry(now)
-    throttle.save(update_fields=["circuit", "probe_expires_at"])
-    logger.info("workflow %s: probing the upstream with one row", batch.workflow_id)
-    return 1
-
-
-def probe_not_taken(workflow_id: int, now: datetime) -> None:
-    """The claim that was granted the probe found no row to send: let the next claim (any batch's) take it."""
-    WorkflowThrottle.objects.filter(workflow_id=workflow_id, circuit=CircuitState.HALF_OPEN).update(
-        circuit=CircuitState.OPEN, next_probe_at=now, probe_expires_at=None
-    )
+    return seen is None or seen.circuit == CircuitState.CLOSED
 
 
 def down_too_long(batch: BatchTask, now: datetime) -> str:
@@ -199,60 +178,56 @@ def _observe_workflow(workflow_id: int, outcomes: list[tuple[Claim, CallResult]]
         return set()
     before = (throttle.circuit, throttle.outage_streak)
     refunded = {claim_.execution_id for claim_, result in outcomes if _feed(throttle, claim_, result, now)}
-    if before[0] == CircuitState.CLOSED and throttle.circuit != CircuitState.CLOSED:
-        refunded |= _refund_the_streak(throttle, outcomes)
     if (throttle.circuit, throttle.outage_streak) != before or refunded:
         throttle.save(update_fields=CIRCUIT_FIELDS)
     return refunded
-
-
-def _refund_the_streak(throttle: WorkflowThrottle, outcomes: list[tuple[Claim, CallResult]]) -> set[int]:
-    """The circuit just opened: the failures that led to it were the outage too, so their rows get their
-    automatic retries back (those recorded earlier now; those of this flush through the returned ids).
-
-    A row claimed again since (its backoff drawn close to 0) is running: it gets them back too, as its result adds
-    only what its own try spends (services/results.py adds it to the row's count)."""
-    since = throttle.streak_since
-    earlier = Attempt.objects.filter(
-        execution__batch__workflow_id=throttle.workflow_id,
-        execution__status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING],
-        trigger=Trigger.AUTO,
-        outcome=Attempt.Outcome.FAILED,
-        error_type__in=OUTAGE_ERRORS,
-        during_outage=False,
-        started_at__gte=since,
-    )
-    spent = Counter(earlier.values_list("execution_id", flat=True))
-    earlier.update(during_outage=True)
-    for times in set(spent.values()):
-        rows = [execution_id for execution_id, count in spent.items() if count == times]
-        Execution.objects.filter(pk__in=rows).update(auto_retries=Greatest(F("auto_retries") - times, 0))
-    return {c.execution_id for c, r in outcomes if r.error_type in OUTAGE_ERRORS and since and c.started_at >= since}
 
 
 def _feed(throttle: WorkflowThrottle, claim_: Claim, result: CallResult, now: datetime) -> bool:
     """Move the circuit for one result; True if the result's row should not pay for its failure."""
     if result.ok or result.error_type in ANSWERED_ERRORS:
         if _news(throttle, claim_):
-            _close(throttle, now)
+            close_circuit(throttle, now)
         return False
     if result.error_type not in OUTAGE_ERRORS:
         return False
+    if throttle.partial_since and claim_.started_at <= throttle.partial_since:
+        return True  # a call sent before a partial outage paused its batch: it costs no retry
     throttle.outage_streak += 1
     throttle.streak_since = min(throttle.streak_since or claim_.started_at, claim_.started_at)
     throttle.last_error = describe(result)
-    if throttle.circuit == CircuitState.CLOSED and throttle.outage_streak >= settings.BATCHES_CIRCUIT_FAILURES:
-        _open(throttle, now, settings.BATCHES_CIRCUIT_PROBE_MIN)
-    elif throttle.circuit == CircuitState.HALF_OPEN:
-        _open(throttle, now, min(settings.BATCHES_CIRCUIT_PROBE_MAX, 2 * throttle.probe_backoff))
-    return throttle.circuit != CircuitState.CLOSED
+    threshold = throttle.checked_streak + settings.BATCHES_CIRCUIT_FAILURES
+    if throttle.circuit == CircuitState.CLOSED and throttle.outage_streak >= threshold:
+        _ask_dify(throttle, now)
+    # Once the circuit has opened, a failure (a call sent before it opened) is the outage's: it costs no retry.
+    # While a streak waits for the health check, the failures spend retries as usual; the check refunds them
+    # if Dify is found down (services/circuit.py).
+    return opened(throttle)
+
+
+def opened(throttle: WorkflowThrottle) -> bool:
+    """Open, or half open after being open (probing): not a streak waiting for its first health check."""
+    return throttle.circuit != CircuitState.CLOSED and throttle.circuit_since is not None
+
+
+def _ask_dify(throttle: WorkflowThrottle, now: datetime) -> None:
+    """Enough failures in a row: hold the workflow's claims until a health check says whether Dify is up (the
+    first runner to see the check due sends it, services/circuit.py)."""
+    logger.info(
+        "workflow %s: %s outage-class failures in a row (%s); asking Dify whether it is up",
+        throttle.workflow_id,
+        throttle.outage_streak,
+        throttle.last_error,
+    )
+    throttle.circuit, throttle.next_probe_at = CircuitState.HALF_OPEN, now
+    throttle.probe_owner, throttle.probe_expires_at = "", None
 
 
 def _news(throttle: WorkflowThrottle, claim_: Claim) -> bool:
     """Whether an answer says the upstream answers now. A call that was already under way before the failing ones
     were sent (or, once open, before the circuit opened: a slow success finishing during the outage) is old news."""
-    if throttle.circuit != CircuitState.CLOSED:
-        return throttle.circuit_since is None or claim_.started_at > throttle.circuit_since
+    if opened(throttle):
+        return claim_.started_at > (throttle.circuit_since or claim_.started_at)
     return throttle.streak_since is None or claim_.started_at >= throttle.streak_since
 
 
@@ -261,49 +236,34 @@ def describe(result: CallResult) -> str:
     return f"{status}{result.error_type}: {result.error}"[:300]
 
 
-def _open(throttle: WorkflowThrottle, now: datetime, backoff: float) -> None:
-    if throttle.circuit == CircuitState.CLOSED:
+def open_circuit(throttle: WorkflowThrottle, now: datetime, backoff: float) -> None:
+    if throttle.circuit_since is None:
         throttle.circuit_since = now
         logger.warning(
-            "workflow %s: upstream down after %s failures in a row (%s); no new calls until a probe answers",
+            "workflow %s: upstream down after %s failures in a row (%s) and no answer to GET /parameters (%s); "
+            "no new calls until a health check answers",
             throttle.workflow_id,
             throttle.outage_streak,
             throttle.last_error,
+            throttle.probe_answer,
         )
-    throttle.circuit, throttle.probe_backoff, throttle.probe_expires_at = CircuitState.OPEN, backoff, None
+    throttle.circuit, throttle.probe_backoff = CircuitState.OPEN, backoff
+    throttle.probe_owner, throttle.probe_expires_at = "", None
     throttle.next_probe_at = now + timedelta(seconds=backoff * random.uniform(0.8, 1.2))
 
 
-def _close(throttle: WorkflowThrottle, now: datetime) -> None:
+def close_circuit(throttle: WorkflowThrottle, now: datetime) -> None:
     """Dify answers: the streak is over, and the circuit closes if it was open."""
-    if throttle.circuit != CircuitState.CLOSED:
+    if opened(throttle):
         since = throttle.circuit_since or now
         logger.warning(
             "workflow %s: upstream answers again after %.0f s down", throttle.workflow_id, _seconds(since, now)
         )
     throttle.circuit, throttle.circuit_since, throttle.next_probe_at = CircuitState.CLOSED, None, None
     throttle.probe_backoff, throttle.probe_expires_at, throttle.last_error = 0, None, ""
-    throttle.outage_streak, throttle.streak_since = 0, None
+    throttle.outage_streak, throttle.streak_since, throttle.checked_streak = 0, None, 0
+    throttle.probe_owner = ""
 
 
 def _seconds(since: datetime, now: datetime) -> float:
     return max(0.0, (now - since).total_seconds())
-
-
-# --- the upstream circuit, probed by staff ----------------------------------------------------------------------
-
-
-@transaction.atomic
-def record_probe(*, workflow_id: int, failure: str, now: datetime | None = None) -> Upstream:
-    """Staff checked the upstream by hand (`probe_upstream`, the batch page): an answer closes the circuit, a
-    failure keeps it open and schedules the next probe as if a probe row had failed."""
-    now = now or clock.now()
-    WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
-    throttle = WorkflowThrottle.objects.select_for_update().get(pk=workflow_id)
-    if not failure:
-        _close(throttle, now)
-    elif throttle.circuit != CircuitState.CLOSED:
-        throttle.last_error = failure[:300]
-        _open(throttle, now, max(settings.BATCHES_CIRCUIT_PROBE_MIN, throttle.probe_backoff))
-    throttle.save(update_fields=CIRCUIT_FIELDS)
-    return upstream_of(throttle)

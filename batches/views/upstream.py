@@ -21,7 +21,7 @@ def batch_probe(request: HttpRequest, pk: int) -> HttpResponse:
     batch = selectors.batch_or_404(pk, "workflow")
     probe = probe_upstream(batch.workflow_id)
     if probe.upstream.waiting:
-        error = probe.upstream.last_error
+        error = probe.failure or probe.upstream.last_error
         messages.warning(request, gettext("Dify still does not answer: %(error)s") % {"error": error})
     elif probe.failure:  # the circuit is closed (no streak yet), but this probe got no answer
         messages.warning(request, gettext("Dify does not answer: %(error)s") % {"error": probe.failure})

@@ -1,11 +1,15 @@
-"""The calls a person waits for: an app's input variables."""
+"""The calls a person waits for: an app's input variables, and the upstream circuit's health check."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from batches.dify.answers import parse_input_form
-from batches.dify.pages import fetch_parameters
+from batches.dify.pages import Health, check_health, fetch_parameters
 from batches.dify.types import InputVariable
-from fakedify.harness import free_port, running_fake_dify
+from fakedify.harness import FakeDifyProcess, free_port, running_fake_dify
 from tests.dify.support import app_for
 
 # ----------------------------------------------------------------------------------------------- parameters
@@ -51,3 +55,35 @@ def test_parse_input_form_reads_every_item_type() -> None:
     ]
     assert variables[0].required and variables[0].max_length == 48
     assert variables[2].options == ("x", "y")
+
+
+# ----------------------------------------------------------------------------------------------- health check
+
+
+@pytest.mark.parametrize(
+    ("outage", "expected"),
+    [
+        (None, Health(True, "HTTP 200: Dify answers")),
+        ("bad_gateway", Health(False, "HTTP 502 upstream_error")),
+        ("server_error", Health(False, "HTTP 500 upstream_error")),
+        ("hang", Health(False, "timeout: the upstream did not answer in time")),
+    ],
+)
+def test_the_health_check_says_up_only_for_difys_own_answer(fake: FakeDifyProcess, outage, expected) -> None:
+    fake.configure(outage=outage)
+
+    assert check_health(app_for(fake), timeout=0.5) == expected
+    assert fake.stats()["parameters_calls"] == 1
+
+
+def test_the_health_check_counts_difys_refusal_of_the_key_as_an_answer(fake: FakeDifyProcess) -> None:
+    health = check_health(replace(app_for(fake), api_key="app-revoked-key"), timeout=2)
+
+    assert health == Health(True, "HTTP 401 auth: Dify answers")
+
+
+def test_the_health_check_of_a_closed_port_says_down() -> None:
+    health = check_health(app_for(f"http://127.0.0.1:{free_port()}/v1"), timeout=1)
+
+    assert not health.up
+    assert health.answer.startswith("connection")

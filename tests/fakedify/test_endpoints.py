@@ -61,3 +61,33 @@ def test_stop_ends_a_running_workflow_as_stopped(fake: FakeDifyProcess) -> None:
 
 def test_parameters_default_to_an_empty_form(fake: FakeDifyProcess) -> None:
     assert httpx.get(fake.url + "/parameters", headers=AUTH).json()["user_input_form"] == []
+
+
+def test_a_rows_fault_answers_its_runs_only_and_the_servers_faults_answer_parameters_too(fake: FakeDifyProcess) -> None:
+    row = body_for("workflow", {"text": "x", "_fault": "server_error"}, "blocking")
+    body = body_for("workflow", {"text": "x"}, "blocking")
+    rows_own = [
+        httpx.post(fake.url + "/workflows/run", json=row, headers=AUTH).status_code,
+        httpx.get(fake.url + "/parameters", headers=AUTH).status_code,
+    ]
+    fake.configure(faults={"bad_gateway": 1.0})
+    gateway = [
+        httpx.post(fake.url + "/workflows/run", json=body, headers=AUTH).status_code,
+        httpx.get(fake.url + "/parameters", headers=AUTH).status_code,
+    ]
+    fake.configure(faults={"workflow_failed": 1.0})
+    runs_fail = httpx.get(fake.url + "/parameters", headers=AUTH).status_code
+
+    assert (rows_own, gateway, runs_fail) == ([500, 200], [502, 502], 200)
+    assert fake.stats()["parameters_calls"] == 3
+
+
+def test_a_whole_outage_answers_every_endpoint(fake: FakeDifyProcess) -> None:
+    fake.configure(outage="bad_gateway")
+
+    down = httpx.get(fake.url + "/parameters", headers=AUTH)
+    run = httpx.post(fake.url + "/workflows/run", json=body_for("workflow", {"text": "x"}, "blocking"), headers=AUTH)
+
+    assert (down.status_code, run.status_code) == (502, 502)
+    assert "text/html" in down.headers["content-type"]
+    assert (fake.stats()["parameters_calls"], fake.stats()["calls"]) == (1, 1)

@@ -8,9 +8,10 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from batches.dify.pages import Health
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchStatus, CircuitState, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
-from batches.services import claims, results, throttle
+from batches.services import circuit, claims, recovery, results, throttle
 
 
 def running_batch(make_workflow, make_batch, rows=50, concurrency=50, **workflow_fields):
@@ -129,6 +130,8 @@ def test_an_adaptive_limit_far_past_the_level_of_the_last_429s_is_forgotten(make
 
 
 FAILURES = 5  # BATCHES_CIRCUIT_FAILURES' default
+DOWN = Health(False, "HTTP 502 upstream_error")
+UP = Health(True, "HTTP 200: Dify answers")
 
 
 def ok() -> CallResult:
@@ -146,6 +149,18 @@ def run(batch, outcomes, now=None):
     return claimed
 
 
+def check(batch, health, now=None, owner="checker"):
+    """The runner that takes the due health check records what GET /parameters answered."""
+    assert circuit.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=now) == [batch.workflow_id]
+    return circuit.answered(workflow_id=batch.workflow_id, owner=owner, health=health, now=now)
+
+
+def open_circuit(batch):
+    """A streak, and the health check finds Dify down."""
+    run(batch, [failed()] * FAILURES)
+    check(batch, DOWN)
+
+
 def state(batch) -> str:
     return WorkflowThrottle.objects.get(workflow_id=batch.workflow_id).circuit
 
@@ -155,12 +170,18 @@ def batch(make_batch):
     return make_batch(rows=40, status=BatchStatus.RUNNING, concurrency=20)
 
 
-def test_enough_outage_failures_in_a_row_open_the_circuit(batch):
+def test_enough_outage_failures_in_a_row_ask_dify_before_the_circuit_opens(batch):
     run(batch, [failed()] * FAILURES)
+    asking = WorkflowThrottle.objects.get(workflow_id=batch.workflow_id)
+    claimed_while_asking = claims.claim(batch.pk, owner="runner-b", limit=20)
+
+    check(batch, DOWN)
 
     throttle = WorkflowThrottle.objects.get(workflow_id=batch.workflow_id)
+    assert (asking.circuit, asking.circuit_since, claimed_while_asking) == (CircuitState.HALF_OPEN, None, [])
     assert throttle.circuit == CircuitState.OPEN
     assert "HTTP 502" in throttle.last_error
+    assert throttle.probe_answer == "HTTP 502 upstream_error"
     assert throttle.next_probe_at > timezone.now()
 
 
@@ -171,7 +192,7 @@ def test_an_answer_between_failures_resets_the_streak(batch):
 
 
 @pytest.mark.parametrize(
-    ("error_type", "opens"),
+    ("error_type", "asks"),
     [
         (ErrorType.CONNECTION, True),
         (ErrorType.TIMEOUT, True),
@@ -182,13 +203,13 @@ def test_an_answer_between_failures_resets_the_streak(batch):
         (ErrorType.BAD_RESPONSE, False),
     ],
 )
-def test_only_outage_class_failures_open_the_circuit(make_batch, error_type, opens):
+def test_only_outage_class_failures_make_the_circuit_ask_dify(make_batch, error_type, asks):
     batch = make_batch(rows=20, status=BatchStatus.RUNNING, concurrency=20)
 
     run(batch, [failed(error_type)] * FAILURES)
 
-    opened = WorkflowThrottle.objects.filter(workflow_id=batch.workflow_id, circuit=CircuitState.OPEN).exists()
-    assert opened == opens
+    asking = WorkflowThrottle.objects.filter(workflow_id=batch.workflow_id, circuit=CircuitState.HALF_OPEN).exists()
+    assert asking == asks
 
 
 def test_a_flaky_upstream_with_ten_percent_errors_never_opens_it(make_batch):
@@ -198,12 +219,16 @@ def test_a_flaky_upstream_with_ten_percent_errors_never_opens_it(make_batch):
     for _ in range(30):
         run(batch, [failed() if draw.random() < 0.1 else ok() for _ in range(100)])
 
-    assert not WorkflowThrottle.objects.filter(circuit=CircuitState.OPEN).exists()
+    assert not WorkflowThrottle.objects.exclude(circuit=CircuitState.CLOSED).exists()
     assert Execution.objects.filter(status=ExecutionStatus.SUCCEEDED).count() > 2600
 
 
-def test_failures_that_open_or_follow_the_opening_cost_no_retry(batch):
-    claimed = run(batch, [failed()] * 12)
+def test_failures_of_the_streak_and_after_the_opening_cost_no_retry(batch):
+    claimed = claims.claim(batch.pk, owner="a", limit=12)
+    results.record_results([(claim, failed()) for claim in claimed[:7]])  # five ask Dify, two more while it is asked
+    check(batch, DOWN)
+
+    results.record_results([(claim, failed()) for claim in claimed[7:]])  # calls sent before it opened
 
     rows = Execution.objects.filter(pk__in=[c.execution_id for c in claimed]).order_by("index")
     assert [row.auto_retries for row in rows] == [0] * 12
@@ -215,6 +240,7 @@ def test_the_streak_recorded_before_the_opening_gets_its_retries_back(batch):
     claimed = claims.claim(batch.pk, owner="a", limit=FAILURES)
     for claim in claimed:  # one failure per flush, as calls end one by one
         results.record_results([(claim, failed())])
+    check(batch, DOWN)
 
     assert state(batch) == CircuitState.OPEN
     assert set(Execution.objects.filter(batch=batch).values_list("auto_retries", flat=True)) == {0}
@@ -228,6 +254,7 @@ def test_a_row_of_the_streak_claimed_again_before_the_opening_gets_its_retry_bac
     (again,) = claims.claim(batch.pk, owner="a", limit=1)
     for claim in others:
         results.record_results([(claim, failed())])
+    check(batch, DOWN)
     assert state(batch) == CircuitState.OPEN  # while the row's second try was in flight
 
     results.record_results([(again, failed())])
@@ -236,63 +263,64 @@ def test_a_row_of_the_streak_claimed_again_before_the_opening_gets_its_retry_bac
 
 
 def test_no_rows_are_claimed_while_the_circuit_is_open(batch):
-    run(batch, [failed()] * FAILURES)
+    open_circuit(batch)
 
     assert claims.claim(batch.pk, owner="runner-b", limit=20) == []
 
 
 def test_batches_of_another_workflow_carry_on(batch, make_batch):
     other = make_batch(rows=5, status=BatchStatus.RUNNING, concurrency=5)
-    run(batch, [failed()] * FAILURES)
+    open_circuit(batch)
 
     assert len(claims.claim(other.pk, owner="runner-b", limit=5)) == 5
 
 
-def test_after_the_wait_exactly_one_row_is_sent_as_the_probe(batch, make_batch):
+def test_after_the_wait_one_health_check_and_no_row_is_sent(batch, make_batch):
     second = make_batch(rows=5, workflow=batch.workflow, status=BatchStatus.RUNNING, concurrency=5)
-    run(batch, [failed()] * FAILURES)
+    open_circuit(batch)
     later = timezone.now() + timedelta(seconds=60)
 
-    claimers = [(batch, "a"), (second, "b"), (batch, "c")]
-    probes = [claims.claim(b.pk, owner=owner, limit=20, now=later) for b, owner in claimers]
+    checks = [circuit.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=later) for owner in "abc"]
+    rows = [claims.claim(b.pk, owner=owner, limit=20, now=later) for b, owner in [(batch, "a"), (second, "b")]]
 
-    assert [len(claimed) for claimed in probes] == [1, 0, 0]
+    assert checks == [[batch.workflow_id], [], []]
+    assert rows == [[], []]
     assert state(batch) == CircuitState.HALF_OPEN
 
 
-def test_a_probe_that_succeeds_closes_the_circuit_and_the_batch_resumes(batch):
-    run(batch, [failed()] * FAILURES)
+def test_a_health_check_that_answers_closes_the_circuit_and_the_batch_resumes(batch):
+    open_circuit(batch)
     later = timezone.now() + timedelta(seconds=60)
 
-    run(batch, [ok()], now=later)
+    check(batch, UP, now=later)
 
     assert state(batch) == CircuitState.CLOSED
     assert len(claims.claim(batch.pk, owner="runner-a", limit=20, now=later)) == 20
 
 
-def test_a_probe_that_fails_reopens_the_circuit_with_a_longer_wait(batch):
-    run(batch, [failed()] * FAILURES)
+def test_a_health_check_without_an_answer_keeps_it_open_with_a_longer_wait(batch):
+    open_circuit(batch)
     first_wait = WorkflowThrottle.objects.get().probe_backoff
     later = timezone.now() + timedelta(seconds=60)
-    retries_before = Execution.objects.get(batch=batch, index=0).auto_retries
+    retries_before = list(Execution.objects.filter(batch=batch).values_list("auto_retries", flat=True))
 
-    (probe,) = run(batch, [failed(ErrorType.CONNECTION)], now=later)
+    check(batch, Health(False, "connection: the upstream could not be reached"), now=later)
 
     throttle = WorkflowThrottle.objects.get()
     assert (throttle.circuit, throttle.probe_backoff) == (CircuitState.OPEN, 2 * first_wait)
-    assert Execution.objects.get(pk=probe.execution_id).auto_retries == retries_before
+    assert throttle.last_error == "connection: the upstream could not be reached"
+    assert list(Execution.objects.filter(batch=batch).values_list("auto_retries", flat=True)) == retries_before
 
 
-def test_a_probe_grant_with_no_row_to_send_is_handed_to_the_next_claim(batch, make_batch):
-    run(batch, [failed()] * FAILURES)
-    Execution.objects.filter(batch=batch, status=ExecutionStatus.PENDING).update(
-        not_before=timezone.now() + timedelta(hours=1)
-    )
-    later = timezone.now() + timedelta(seconds=60)
-    second = make_batch(rows=5, workflow=batch.workflow, status=BatchStatus.RUNNING, concurrency=5)
+def test_the_answer_of_a_check_whose_holder_lost_it_changes_nothing(batch):
+    *streak, sent_with_them = claims.claim(batch.pk, owner="a", limit=FAILURES + 1)
+    results.record_results([(claim, failed()) for claim in streak])
+    circuit.take_probes(owner="slow", workflow_ids=[batch.workflow_id])
+    results.record_results([(sent_with_them, ok())])  # a run answered meanwhile: the circuit closed
 
-    assert claims.claim(batch.pk, owner="a", limit=20, now=later) == []
-    assert len(claims.claim(second.pk, owner="b", limit=20, now=later)) == 1
+    circuit.answered(workflow_id=batch.workflow_id, owner="slow", health=DOWN)
+
+    assert state(batch) == CircuitState.CLOSED
 
 
 def test_a_row_that_keeps_failing_while_others_succeed_uses_up_its_retries(make_batch):
@@ -309,19 +337,19 @@ def test_a_row_that_keeps_failing_while_others_succeed_uses_up_its_retries(make_
     assert (bad.status, bad.auto_retries) == (ExecutionStatus.FAILED, 2)
 
 
-def test_invalid_input_during_an_outage_still_fails_at_once(batch):
-    run(batch, [failed()] * FAILURES)
-    later = timezone.now() + timedelta(seconds=60)
+def test_invalid_input_of_a_call_sent_before_the_opening_still_fails_at_once(batch):
+    (straggler,) = claims.claim(batch.pk, owner="a", limit=1)
+    open_circuit(batch)
 
-    (probe,) = run(batch, [failed(ErrorType.INVALID_INPUT)], now=later)
+    results.record_results([(straggler, failed(ErrorType.INVALID_INPUT))])
 
-    assert Execution.objects.get(pk=probe.execution_id).status == ExecutionStatus.FAILED
-    assert state(batch) == CircuitState.CLOSED  # Dify answered: it is up
+    assert Execution.objects.get(pk=straggler.execution_id).status == ExecutionStatus.FAILED
+    assert state(batch) == CircuitState.OPEN  # an answer to a call sent before the outage is old news
 
 
 def test_a_batch_pauses_after_the_configured_minutes_of_outage(batch, settings):
     settings.BATCHES_OUTAGE_PAUSE_MINUTES = 5
-    run(batch, [failed()] * FAILURES)
+    open_circuit(batch)
 
     claims.claim(batch.pk, owner="a", limit=20, now=timezone.now() + timedelta(minutes=6))
 
@@ -330,41 +358,59 @@ def test_a_batch_pauses_after_the_configured_minutes_of_outage(batch, settings):
     assert "unreachable since" in batch.status_reason
 
 
-def test_a_manual_probe_that_gets_an_answer_closes_the_circuit(batch):
-    run(batch, [failed()] * FAILURES)
+def test_a_staff_check_that_gets_an_answer_closes_the_circuit(batch):
+    open_circuit(batch)
 
-    upstream = throttle.record_probe(workflow_id=batch.workflow_id, failure="")
+    assert circuit.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
+    upstream = circuit.answered(workflow_id=batch.workflow_id, owner="staff", health=UP)
 
-    assert upstream.state == CircuitState.CLOSED
+    assert (upstream.state, upstream.probe_answer) == (CircuitState.CLOSED, "HTTP 200: Dify answers")
     assert state(batch) == CircuitState.CLOSED
 
 
-def test_a_manual_probe_that_fails_keeps_it_open(batch):
-    run(batch, [failed()] * FAILURES)
+def test_a_staff_check_that_fails_keeps_it_open(batch):
+    open_circuit(batch)
 
-    upstream = throttle.record_probe(workflow_id=batch.workflow_id, failure="connection: refused")
+    circuit.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
+    failure = Health(False, "connection: refused")
+    upstream = circuit.answered(workflow_id=batch.workflow_id, owner="staff", health=failure)
 
     assert (upstream.state, upstream.last_error) == (CircuitState.OPEN, "connection: refused")
 
 
+def test_a_staff_check_sends_nothing_while_a_runner_s_check_is_on_its_way_and_gets_its_verdict(batch, monkeypatch):
+    open_circuit(batch)
+    circuit.take_probes(owner="runner", workflow_ids=[batch.workflow_id], now=timezone.now() + timedelta(seconds=60))
+    sent = []
+    monkeypatch.setattr("batches.dify.pages.check_health", lambda *args, **kwargs: sent.append(args))
+    # The runner's answer comes while staff wait for it.
+    monkeypatch.setattr(
+        "batches.services.circuit.time.sleep",
+        lambda seconds: circuit.answered(workflow_id=batch.workflow_id, owner="runner", health=UP),
+    )
+
+    upstream = recovery.probe_upstream(batch.workflow_id).upstream
+
+    assert (upstream.state, upstream.probe_answer, sent) == (CircuitState.CLOSED, "HTTP 200: Dify answers", [])
+
+
 @pytest.mark.django_db(transaction=True)
-def test_claims_from_two_connections_take_one_probe_between_them(make_batch):
+def test_takers_on_eight_connections_take_one_health_check_between_them(make_batch):
     if connection.vendor != "postgresql":
         pytest.skip("row locks across connections are PostgreSQL's")
     first = make_batch(rows=20, status=BatchStatus.RUNNING, concurrency=20)
-    second = make_batch(rows=20, workflow=first.workflow, status=BatchStatus.RUNNING, concurrency=20)
-    run(first, [failed()] * FAILURES)
+    open_circuit(first)
     later = timezone.now() + timedelta(seconds=60)
     start, taken = threading.Barrier(8), []
 
-    def claim(batch_id: int, owner: str) -> None:
+    def take(owner: str) -> None:
         start.wait()
         try:
-            taken.append(len(claims.claim(batch_id, owner=owner, limit=20, now=later)))
+            taken.append(len(circuit.take_probes(owner=owner, workflow_ids=[first.workflow_id], now=later)))
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=claim, args=(b.pk, f"r{i}-{b.pk}")) for i in range(4) for b in (first, second)]
+    threads = [threading.Thread(target=take, args=(f"r{i}",)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -377,6 +423,7 @@ def test_a_slow_success_sent_before_the_failures_does_not_close_the_circuit(batc
     now = timezone.now()
     (straggler,) = claims.claim(batch.pk, owner="a", limit=1, now=now)
     run(batch, [failed()] * FAILURES, now=now + timedelta(seconds=1))
+    check(batch, DOWN, now=now + timedelta(seconds=1))
 
     results.record_results([(straggler, ok())], now=now + timedelta(seconds=2))
 

@@ -72,3 +72,19 @@ def test_check_now_says_dify_does_not_answer_for_a_closed_port_while_the_circuit
     html = response.content.decode()
     assert "Dify answers" not in html
     assert "Dify does not answer: connection: the upstream could not be reached" in html
+
+
+def test_check_now_that_gets_no_answer_keeps_waiting_and_the_page_shows_what_the_check_heard(
+    login, make_workflow, make_batch
+):
+    client = login(CONTROL)
+    with running_fake_dify() as fake:
+        batch = make_batch(rows=2, workflow=make_workflow(base_url=fake.url), status=S.RUNNING)
+        open_circuit(batch.workflow)
+        fake.configure(outage="bad_gateway")
+
+        response = client.post(url("batch_probe", batch.pk), follow=True)
+
+    page = response.content.decode()
+    assert "Dify still does not answer: HTTP 502 upstream_error" in page
+    assert "last check" in page and WorkflowThrottle.objects.get().circuit == "open"

@@ -17,6 +17,8 @@ class Command(BaseCommand):
         if workflow is None:
             raise CommandError(f"workflow '{options['workflow']}' does not exist")
         probe = probe_upstream(workflow.pk)
+        if probe.upstream.probe_answer:
+            self.stderr.write(f"health check (GET /parameters): {probe.upstream.probe_answer}")
         if probe.failure or probe.upstream.last_error:
             self.stderr.write(f"last error: {probe.failure or probe.upstream.last_error}")
         self.stdout.write(probe.upstream.state)
