@@ -232,6 +232,9 @@ def _news(throttle: WorkflowThrottle, claim_: Claim) -> bool:
 
 
 def describe(result: CallResult) -> str:
+    """One line for the circuit's last error: an answer's own text already names its status and code."""
+    if result.error.startswith("HTTP "):
+        return result.error[:300]
     status = f"HTTP {result.http_status} " if result.http_status else ""
     return f"{status}{result.error_type}: {result.error}"[:300]
 

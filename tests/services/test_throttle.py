@@ -438,3 +438,19 @@ def test_a_success_sent_with_the_failures_resets_the_streak(batch):
     results.record_results(list(zip(claimed, outcomes, strict=True)), now=now + timedelta(seconds=1))
 
     assert WorkflowThrottle.objects.get().outage_streak == 1
+
+
+@pytest.mark.parametrize(
+    ("result", "said"),
+    [
+        (
+            CallResult(
+                ok=False, error_type="upstream_error", error="HTTP 500 internal_server_error: boom", http_status=500
+            ),
+            "HTTP 500 internal_server_error: boom",
+        ),
+        (CallResult(ok=False, error_type="connection", error="connection refused"), "connection: connection refused"),
+    ],
+)
+def test_the_circuits_last_error_names_the_status_once(result: CallResult, said: str) -> None:
+    assert throttle.describe(result) == said
