@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from batches import bidi, importers, strictjson
@@ -19,8 +20,28 @@ from batches.services.lifecycle import ImportOptions, typed_inputs
 from batches.services.workflows import KEY_REQUIRED, key_required
 
 
+class EmailListField(forms.CharField):
+    """Addresses separated by commas, spaces or lines, kept as a JSON list."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        addresses = str(value or "").replace(",", " ").split()
+        for address in addresses:
+            validate_email(address)
+        return addresses
+
+
 class WorkflowAdminForm(forms.ModelForm):
     """The API key is write-only: never rendered, required on create, kept when left blank on change."""
+
+    webhook_url = forms.URLField(label=_("webhook URL"), max_length=500, required=False, assume_scheme="https")
+    notify_emails = EmailListField(
+        label=_("notify by email"),
+        required=False,
+        help_text=_("Told when a batch finishes, pauses, is cancelled or waits for Dify (with the batch's creator)."),
+    )
 
     base_url = forms.URLField(
         label=_("base URL"), max_length=500, assume_scheme="https", help_text=_("e.g. https://api.dify.ai/v1")
@@ -46,6 +67,9 @@ class WorkflowAdminForm(forms.ModelForm):
             "rpm_limit",
             "concurrency",
             "retry_workflow_failed",
+            "notify_emails",
+            "webhook_url",
+            "price_per_1k_tokens",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -8,10 +8,17 @@ import json
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, URLValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+    URLValidator,
+    validate_email,
+)
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -53,6 +60,13 @@ class Workflow(models.Model):
         _("default concurrency"), default=10, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
     )
     retry_workflow_failed = models.BooleanField(_("auto-retry failed runs"), default=True)
+    # Notifications (services/notify.py): who is told when a batch of this workflow ends, pauses or waits.
+    notify_emails = models.JSONField(_("notify by email"), default=list, blank=True)
+    webhook_url = models.URLField(_("webhook URL"), max_length=500, blank=True)
+    webhook_secret = EncryptedCharField(_("webhook secret"), max_length=500, blank=True)
+    price_per_1k_tokens = models.DecimalField(
+        _("price per 1,000 tokens"), max_digits=12, decimal_places=6, null=True, blank=True
+    )
     # The app's input variables as last read with the key (GET /parameters) when the workflow was saved: the CSV
     # template is built from them, so that no page sends the key anywhere on a GET.
     input_variables = models.JSONField(_("input variables"), null=True, blank=True, editable=False)
@@ -70,7 +84,7 @@ class Workflow(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors = {**self._timeout_errors(), **self._host_errors()}
+        errors = {**self._timeout_errors(), **self._host_errors(), **self._webhook_errors(), **self._email_errors()}
         if errors:
             raise ValidationError(errors)
 
@@ -92,6 +106,26 @@ class Workflow(models.Model):
             return {}
         return {"base_url": _("This host is not allowed; allowed: %(hosts)s.") % {"hosts": ", ".join(allowed)}}
 
+    def _email_errors(self) -> dict[str, str]:
+        bad = [address for address in self.notify_emails or [] if not _is_email(address)]
+        return {"notify_emails": _("Not an email address: %(bad)s") % {"bad": ", ".join(map(str, bad))}} if bad else {}
+
+    def _webhook_errors(self) -> dict[str, str]:
+        """The base URL's host rules (a secret-signed POST must not reach a metadata service); a query is fine."""
+        if not self.webhook_url:
+            return {}
+        parts = urlsplit(self.webhook_url)
+        problem: Any = None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = _("Use an http:// or https:// URL with a host.")
+        elif "@" in parts.netloc:
+            problem = _("A webhook URL cannot hold a user name or password.")
+        elif not hosts.host_allowed(self.webhook_url, settings.BATCHES_ALLOWED_UPSTREAM_HOSTS):
+            problem = _("This host is not allowed.")
+        else:
+            problem = hosts.address_problem(parts.hostname)
+        return {"webhook_url": problem} if problem else {}
+
     def snapshot(self) -> dict[str, Any]:
         """The settings a batch keeps, so recovery and retries use what it started with (never the API key)."""
         return {
@@ -102,6 +136,14 @@ class Workflow(models.Model):
             "rpm_limit": self.rpm_limit,
             "retry_workflow_failed": self.retry_workflow_failed,
         }
+
+
+def _is_email(address: object) -> bool:
+    try:
+        validate_email(str(address))
+    except ValidationError:
+        return False
+    return True
 
 
 class BatchTaskQuerySet(models.QuerySet["BatchTask"]):
@@ -371,3 +413,6 @@ class ExportSlot(models.Model):
 
     def __str__(self) -> str:
         return f"export of user {self.user_id} since {self.started_at}"
+
+
+from batches.models_ops import AuditEntry, Notification  # noqa: E402, F401 - the app's models are found here

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batches import runner
-from batches.services import recovery
+from batches.services import notify, recovery
 
 
 def run_batches() -> str:
@@ -13,4 +13,10 @@ def run_batches() -> str:
 
 
 def sweep() -> list[dict[str, Any]]:
-    return recovery.sweep()
+    report = recovery.sweep()
+    notify.sweep()  # batches waiting for Dify too long; messages a crash left unsent
+    return report
+
+
+def deliver_notifications() -> int:
+    return notify.deliver_due()

@@ -38,4 +38,6 @@ urlpatterns = [
     path("workflows/add/", workflows.workflow_add, name="workflow_add"),
     path("workflows/<int:pk>/", workflows.workflow_edit, name="workflow_edit"),
     path("workflows/<int:pk>/test/", workflows.workflow_test, name="workflow_test"),
+    path("workflows/<int:pk>/notify-test/", workflows.workflow_notify_test, name="workflow_notify_test"),
+    path("workflows/<int:pk>/webhook-secret/", workflows.workflow_webhook_secret, name="workflow_webhook_secret"),
 ]

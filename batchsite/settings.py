@@ -208,6 +208,27 @@ BATCHES_ENCRYPTION_KEY = env_list("BATCHES_ENCRYPTION_KEY")
 # Hosts a workflow's base URL may name: "api.dify.ai", "*.example.com" (any host under it). Empty: any host.
 BATCHES_ALLOWED_UPSTREAM_HOSTS = env_list("BATCHES_ALLOWED_UPSTREAM_HOSTS")
 
+# Notifications, audit and metrics (issue 31; README "Notifications, audit, metrics").
+# The site's address, for the links in emails and webhooks (empty: links are paths only).
+BATCHES_SITE_URL = os.environ.get("BATCHES_SITE_URL", "").rstrip("/")
+# Minutes a running batch waits for Dify (its workflow's circuit not closed) before staff are told (0: never).
+BATCHES_NOTIFY_WAITING_MINUTES = env_float("BATCHES_NOTIFY_WAITING_MINUTES", 15)
+BATCHES_NOTIFY_BACKOFF_BASE = env_float("BATCHES_NOTIFY_BACKOFF_BASE", 30)  # seconds; doubles per failed try
+BATCHES_NOTIFY_BACKOFF_CAP = env_float("BATCHES_NOTIFY_BACKOFF_CAP", 3600)
+BATCHES_NOTIFY_MAX_TRIES = env_int("BATCHES_NOTIFY_MAX_TRIES", 30)  # then the message is given up (about a day)
+BATCHES_NOTIFY_TIMEOUT = env_float("BATCHES_NOTIFY_TIMEOUT", 10)  # one webhook POST or SMTP exchange
+# /metrics answers 404 unless this is set, and 403 without `Authorization: Bearer <token>`.
+BATCHES_METRICS_TOKEN = os.environ.get("BATCHES_METRICS_TOKEN", "")
+# Email (Django's own settings): the console backend prints messages to the worker's stdout (the demo's choice).
+EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS")
+EMAIL_TIMEOUT = int(BATCHES_NOTIFY_TIMEOUT)
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "batches@localhost")
+
 # A runner claims for its slice, then lets its calls finish: a call may first wait for the row's earlier run to end
 # in Dify (batches/reconcile.py, up to the timeout) and then run (up to the timeout again).
 _task_timeout = int(BATCHES_RUNNER_SLICE + 2 * BATCHES_MAX_REQUEST_TIMEOUT + 60)

@@ -30,7 +30,7 @@ from batches.models import (
     Trigger,
     Workflow,
 )
-from batches.services import file_imports, file_uploads
+from batches.services import file_imports, file_uploads, notify
 from batches.services.claims import wake_runners
 from batches.services.leases import STALE_FIELDS, ended_attempt
 from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
@@ -250,9 +250,11 @@ def start_batch(batch_id: int) -> None:
     transaction.on_commit(wake_runners)
 
 
+@transaction.atomic
 def pause_batch(batch_id: int, *, reason: str = "") -> None:
     paused = transition(batch_id, allowed=[BatchStatus.RUNNING], status=BatchStatus.PAUSED, status_reason=reason[:500])
     require(paused, batch_id, "is not running: it cannot be paused")
+    notify.batch_event([batch_id], notify.Event.PAUSED)
 
 
 def resume_batch(batch_id: int) -> None:
@@ -308,7 +310,7 @@ def cancel_batch(batch_id: int) -> int:
     cancelled = Attempt.Outcome.CANCELLED
     Attempt.objects.bulk_create(ended_attempt(row, now, "Cancelled by staff", cancelled) for row in running)
     # Clearing the lease token fences off the in-flight calls: their results are discarded.
-    return (
+    ended = (
         Execution.objects.filter(batch_id=batch_id)
         .unfinished()
         .update(
@@ -322,6 +324,8 @@ def cancel_batch(batch_id: int) -> int:
             not_before=None,
         )
     )
+    notify.batch_event([batch_id], notify.Event.CANCELLED)  # after the rows, so the message counts them
+    return ended
 
 
 @dataclass

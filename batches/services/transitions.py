@@ -17,7 +17,7 @@ from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterR
 from django.db.models.functions import Coalesce
 
 from batches.models import BatchStatus, BatchTask, Execution
-from batches.services import clock
+from batches.services import clock, notify
 
 logger = logging.getLogger(__name__)
 ACTIVE = (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED)  # not finished or cancelled
@@ -61,12 +61,14 @@ def require(changed: int, batch_id: int, refusal: str) -> None:
         raise TransitionError(f"batch {batch_id} {refusal}")
 
 
+@transaction.atomic
 def pause(batch_id: int, *, reason: str) -> bool:
     """Pause a running batch for a reason the app or the data gave (not a person)."""
     changes = {"status": BatchStatus.PAUSED, "status_reason": reason[:500]}
     paused = bool(transition(batch_id, allowed=[BatchStatus.RUNNING], **changes))
     if paused:
         logger.warning("batch %s paused: %s", batch_id, reason)
+        notify.batch_event([batch_id], notify.Event.PAUSED)
     return paused
 
 
@@ -87,4 +89,9 @@ def finish_done(batch_ids: Collection[int] | None = None, *, now: datetime | Non
     done = BatchTask.objects.filter(pk__in=locked).filter(
         ~Exists(Execution.objects.filter(batch=OuterRef("pk")).unfinished())
     )
-    return transition(done, allowed=[BatchStatus.RUNNING], status=BatchStatus.FINISHED, finished_at=now or clock.now())
+    done_ids = list(done.values_list("pk", flat=True))  # locked: exactly the batches the UPDATE finishes
+    finished = transition(
+        done_ids, allowed=[BatchStatus.RUNNING], status=BatchStatus.FINISHED, finished_at=now or clock.now()
+    )
+    notify.batch_event(done_ids, notify.Event.FINISHED)
+    return finished

@@ -16,8 +16,10 @@ from batches.dify.pages import ConnectionReport
 from batches.forms_workflows import WorkflowForm
 from batches.models import Workflow
 from batches.presenters import waiting_message
-from batches.services import workflows
+from batches.services import notify, workflows
 from batches.views.access import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW, require
+
+DELIVERIES_SHOWN = 10
 
 
 def _may_view(request: HttpRequest) -> None:
@@ -92,6 +94,25 @@ def workflow_test(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_form(request, WorkflowForm(instance=workflow), workflow, report=report)
 
 
+@staff_member_required
+@require_POST
+def workflow_notify_test(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request, CHANGE_WORKFLOW)
+    queued = notify.send_test(selectors.workflow_or_404(pk).pk)
+    messages.success(request, gettext("%(count)s test message(s) queued; see the deliveries.") % {"count": queued})
+    return redirect("batches:workflow_edit", pk=pk)
+
+
+@staff_member_required
+@require_POST
+def workflow_webhook_secret(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new webhook secret, shown on this answer only (never rendered again)."""
+    require(request, CHANGE_WORKFLOW)
+    workflow = selectors.workflow_or_404(pk)
+    secret = notify.rotate_webhook_secret(workflow.pk)
+    return _render_form(request, WorkflowForm(instance=workflow), workflow, secret=secret)
+
+
 def _render_form(
     request: HttpRequest,
     form: WorkflowForm,
@@ -99,6 +120,12 @@ def _render_form(
     *,
     report: ConnectionReport | None = None,
     status: int = 200,
+    secret: str = "",
 ) -> HttpResponse:
-    context = {"form": form, "workflow": workflow, "report": report}
-    return render(request, "batches/workflow_form.html", context, status=status)
+    context: dict[str, Any] = {"form": form, "workflow": workflow, "report": report, "secret": secret}
+    if workflow is not None:
+        context["deliveries"] = workflow.notifications.select_related("batch")[:DELIVERIES_SHOWN]
+    response = render(request, "batches/workflow_form.html", context, status=status)
+    if secret:
+        response["Cache-Control"] = "no-store"
+    return response

@@ -1,3 +1,4 @@
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -20,10 +21,18 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float)
         parser.add_argument("--rpm", type=int, dest="rpm_limit")
         parser.add_argument("--concurrency", type=int)
+        parser.add_argument("--notify-email", action="append", dest="notify_emails", metavar="ADDR")
+        parser.add_argument("--webhook-url")
+        parser.add_argument("--webhook-secret")
+        parser.add_argument("--price-per-1k-tokens", type=Decimal, metavar="AMOUNT")
 
     def handle(self, *args: Any, **options: Any) -> None:
         fields = {key: options[key] for key in ("base_url", "api_key", "mode", "response_mode", "timeout")}
         fields.update(rpm_limit=options["rpm_limit"], concurrency=options["concurrency"])
+        for key in ("notify_emails", "webhook_url", "webhook_secret", "price_per_1k_tokens"):
+            fields[key] = options[key]
+        if options["webhook_url"] and not options["webhook_secret"]:
+            raise CommandError("--webhook-url needs --webhook-secret")
         try:
             workflow, _ = save_workflow(options["name"], **fields)
         except ValidationError as exc:
