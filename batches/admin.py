@@ -27,7 +27,7 @@ from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.presenters import last_check, progress_bar, waiting_message
 from batches.selectors import upstream_of
-from batches.services import lifecycle, workflows
+from batches.services import audit, lifecycle, workflows
 from batches.services.transitions import TransitionError
 
 RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
@@ -62,6 +62,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Workflow, form: ModelForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
+        audit.workflow_changed(obj.pk, form.changed_data, actor=audit.of_admin(request), created=not change)
         # After the admin's transaction: never a network call while the row is locked.
         transaction.on_commit(lambda: self._read_variables(request, obj))
 
@@ -132,7 +133,8 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: BatchTask, form: ModelForm, change: bool) -> None:
         # Only the edited settings are written: a whole-row save could undo a state change made meanwhile.
-        lifecycle.update_settings(obj.pk, **{name: form.cleaned_data[name] for name in form.changed_data})
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        lifecycle.update_settings(obj.pk, actor=audit.of_admin(request), **changes)
 
     class Media:
         css = {"all": ("batches/admin.css",)}
@@ -258,7 +260,7 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Execution, form: ModelForm, change: bool) -> None:
         """ "Save and retry": the edited inputs are written by the retry service, never by a plain save."""
         try:
-            lifecycle.retry_execution(obj.pk, inputs=form.cleaned_data["inputs"])
+            lifecycle.retry_execution(obj.pk, inputs=form.cleaned_data["inputs"], actor=audit.of_admin(request))
         except TransitionError:
             text = gettext("%(execution)s is no longer failed or cancelled; nothing changed.")
             self.message_user(request, text % {"execution": obj}, messages.WARNING)
@@ -271,7 +273,7 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Retry selected"), permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        retry = lifecycle.retry_executions(queryset, include_cancelled=True)
+        retry = lifecycle.retry_executions(queryset, include_cancelled=True, actor=audit.of_admin(request))
         done = ngettext("Retrying %(count)d execution", "Retrying %(count)d executions", retry.retried)
         skipped = ngettext(
             "%(count)d was not failed or cancelled", "%(count)d were not failed or cancelled", retry.skipped
@@ -317,3 +319,6 @@ class AttemptAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from batches import admin_ops  # noqa: E402, F401 - registers the audit log and the outbox

@@ -18,7 +18,8 @@ from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from batches.models import BatchTask
-from batches.services import lifecycle, workflows
+from batches.services import audit, lifecycle, workflows
+from batches.services.audit import Actor
 from batches.services.transitions import TransitionError
 
 CONTROL_PERMISSION = "batches.control_batchtask"
@@ -31,7 +32,7 @@ class BatchAction:
 
     description: Any  # a lazy translation
     permission: str  # "control" or "retry" (PermissionActionsMixin)
-    run: Callable[[int], int]  # answers the rows it changed; raises TransitionError when the state refuses
+    run: Callable[[int, Actor], int]  # answers the rows it changed; raises TransitionError when the state refuses
     done: Promise  # ngettext_lazy(…, "count"): batches changed (rows changed with `per_row`)
     skipped: Promise  # ngettext_lazy(…, "count"): batches skipped
     per_row: bool = False  # count rows; a batch where no row changed was skipped (nothing to retry)
@@ -44,9 +45,10 @@ def batch_action(name: str, spec: BatchAction) -> Callable[..., None]:
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[BatchTask]) -> None:
         changed = rows = 0
         pks = list(queryset.values_list("pk", flat=True))
+        actor = audit.of_admin(request)
         for pk in pks:
             try:
-                count = spec.run(pk)
+                count = spec.run(pk, actor)
             except TransitionError:
                 continue
             changed += 1 if count or not spec.per_row else 0
@@ -62,24 +64,28 @@ def batch_action(name: str, spec: BatchAction) -> Callable[..., None]:
     return admin.action(description=spec.description, permissions=[spec.permission])(action)
 
 
-def _no_rows(service: Callable[[int], object]) -> Callable[[int], int]:
+def _no_rows(service: Callable[..., object]) -> Callable[[int, Actor], int]:
     """A service that changes only the batch's state (start, pause, resume): it changes no rows."""
 
-    def run(batch_id: int) -> int:
-        service(batch_id)
+    def run(batch_id: int, actor: Actor) -> int:
+        service(batch_id, actor=actor)
         return 0
 
     return run
 
 
-def _repointed(batch_id: int) -> int:
-    if not workflows.repoint_batch(batch_id):
+def _repointed(batch_id: int, actor: Actor) -> int:
+    if not workflows.repoint_batch(batch_id, actor=actor):
         raise TransitionError(f"batch {batch_id} already runs on its workflow's Dify")
     return 0
 
 
-def _retried_rows(batch_id: int) -> int:
-    return lifecycle.retry_failed(batch_id).retried
+def _cancelled_rows(batch_id: int, actor: Actor) -> int:
+    return lifecycle.cancel_batch(batch_id, actor=actor)
+
+
+def _retried_rows(batch_id: int, actor: Actor) -> int:
+    return lifecycle.retry_failed(batch_id, actor=actor).retried
 
 
 BATCH_ACTIONS = {
@@ -107,7 +113,7 @@ BATCH_ACTIONS = {
     "cancel": BatchAction(
         _("Cancel"),
         "control",
-        lifecycle.cancel_batch,
+        _cancelled_rows,
         ngettext_lazy("Cancelled %(count)d batch", "Cancelled %(count)d batches", "count"),
         ngettext_lazy(
             "%(count)d was already finished or cancelled", "%(count)d were already finished or cancelled", "count"

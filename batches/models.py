@@ -258,6 +258,10 @@ class Execution(models.Model):
     task_id = models.CharField(_("task / message id"), max_length=64, blank=True)
     total_tokens = models.PositiveIntegerField(_("tokens"), default=0)
     elapsed = models.FloatField(_("elapsed (s)"), null=True, blank=True)
+    # Cost and latency (issue 31): our latency of the successful try, and Dify's price where it reports one.
+    latency = models.FloatField(_("latency (s)"), null=True, blank=True)
+    price = models.DecimalField(_("price"), max_digits=17, decimal_places=10, null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=10, blank=True)
     lease_owner = models.CharField(max_length=100, blank=True)
     lease_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

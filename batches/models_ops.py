@@ -75,6 +75,11 @@ class Notification(models.Model):
         return f"{self.event} {self.channel} #{self.batch_id}"
 
 
+class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
+    def for_batch(self, batch_id: int) -> AuditEntryQuerySet:
+        return self.filter(batch_id=batch_id).order_by("-at", "-id")
+
+
 class AuditEntry(models.Model):
     """One staff action (or one of the system's own transitions), from whichever face it came."""
 
@@ -113,6 +118,8 @@ class AuditEntry(models.Model):
     rows = models.PositiveIntegerField(_("rows"), null=True, blank=True)
     detail = models.JSONField(_("detail"), default=dict, blank=True)
     reason = models.CharField(_("reason"), max_length=500, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-id"]

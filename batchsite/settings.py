@@ -217,6 +217,8 @@ BATCHES_NOTIFY_BACKOFF_BASE = env_float("BATCHES_NOTIFY_BACKOFF_BASE", 30)  # se
 BATCHES_NOTIFY_BACKOFF_CAP = env_float("BATCHES_NOTIFY_BACKOFF_CAP", 3600)
 BATCHES_NOTIFY_MAX_TRIES = env_int("BATCHES_NOTIFY_MAX_TRIES", 30)  # then the message is given up (about a day)
 BATCHES_NOTIFY_TIMEOUT = env_float("BATCHES_NOTIFY_TIMEOUT", 10)  # one webhook POST or SMTP exchange
+# The currency of costs estimated from a workflow's price per 1,000 tokens (Dify names its own where it reports one).
+BATCHES_PRICE_CURRENCY = os.environ.get("BATCHES_PRICE_CURRENCY", "USD")
 # /metrics answers 404 unless this is set, and 403 without `Authorization: Bearer <token>`.
 BATCHES_METRICS_TOKEN = os.environ.get("BATCHES_METRICS_TOKEN", "")
 # Email (Django's own settings): the console backend prints messages to the worker's stdout (the demo's choice).

@@ -91,4 +91,6 @@ class Run:
 
     def usage(self) -> dict[str, Any]:
         usage = {"prompt_tokens": 10, "completion_tokens": self.tokens - 10, "total_tokens": self.tokens}
-        return {"usage": {**usage, "latency": round(self.elapsed, 4)}}
+        # As real Dify: a decimal string, priced here at 0.000002 a token.
+        price = {"total_price": f"{self.tokens * 0.000002:.7f}", "currency": "USD"}
+        return {"usage": {**usage, **price, "latency": round(self.elapsed, 4)}}

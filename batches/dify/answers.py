@@ -4,6 +4,7 @@ and an app's `user_input_form`. Everything here fills a `CallResult` or raises `
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Any
 
 from batches import strictjson
@@ -34,6 +35,18 @@ def _count(value: Any) -> int:
     except (TypeError, ValueError, OverflowError):
         return 0
     return min(max(number, 0), MAX_COUNT)
+
+
+MAX_PRICE = Decimal(10) ** 7  # the price column's range
+
+
+def price(value: Any) -> str:
+    """Dify's total_price as a decimal string the database can hold ("" when absent or unreadable)."""
+    try:
+        number = Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        return ""
+    return str(number) if number.is_finite() and 0 <= number < MAX_PRICE else ""
 
 
 def seconds(value: Any) -> float | None:
@@ -95,6 +108,7 @@ def _message_data(result: CallResult, body: dict[str, Any], mode: str, answer: s
     usage = mapping(mapping(body.get("metadata")).get("usage"))
     result.total_tokens = _count(usage.get("total_tokens"))
     result.elapsed = seconds(usage.get("latency"))
+    result.price, result.currency = price(usage.get("total_price")), str(usage.get("currency") or "")[:10]
     result.ok, result.upstream_status, result.outputs = True, "succeeded", {"answer": answer}
     if mode == "chat" and body.get("conversation_id"):
         result.outputs["conversation_id"] = body["conversation_id"]

@@ -74,6 +74,8 @@ class CallResult:
     task_id: str = ""  # task_id (workflow) or message_id (completion/chat)
     total_tokens: int = 0
     elapsed: float | None = None  # upstream's own elapsed_time
+    price: str = ""  # chat and completion apps: metadata.usage.total_price, a decimal string
+    currency: str = ""
     upstream_status: str = ""  # e.g. succeeded, partial-succeeded, failed, stopped, running
     retry_after: float | None = None
     latency: float = 0.0  # measured by us, seconds

@@ -8,6 +8,7 @@ guarded write every status change goes through); retries answer a `RetryReport`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from batches import files, importers, inputs
@@ -30,7 +31,8 @@ from batches.models import (
     Trigger,
     Workflow,
 )
-from batches.services import file_imports, file_uploads, notify
+from batches.services import audit, file_imports, file_uploads, notify
+from batches.services.audit import Action, Actor
 from batches.services.claims import wake_runners
 from batches.services.leases import STALE_FIELDS, ended_attempt
 from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
@@ -45,7 +47,8 @@ EXTRA_FIELD = Execution._meta.get_field("extra")
 PLANNED_COLUMNS = ("batch", "status", "index", "not_before", "lease_expires_at", "error_type", "finished_at")
 
 
-def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
+@transaction.atomic
+def save_workflow(name: str, *, actor: Actor | None = None, **fields: Any) -> tuple[Workflow, bool]:
     """Create a workflow or update the given fields of an existing one (ValidationError if invalid).
 
     A new base URL needs the API key again (services.workflows.check_key_for_base_url).
@@ -54,11 +57,12 @@ def save_workflow(name: str, **fields: Any) -> tuple[Workflow, bool]:
     created = workflow is None
     workflow = workflow or Workflow(name=name)
     check_key_for_base_url(workflow, base_url=fields.get("base_url"), api_key=fields.get("api_key"))
-    for key, value in fields.items():
-        if value is not None:
-            setattr(workflow, key, value)
+    changed = [key for key, value in fields.items() if value is not None and getattr(workflow, key) != value]
+    for key in changed:
+        setattr(workflow, key, fields[key])
     workflow.full_clean()
     workflow.save()
+    audit.workflow_changed(workflow.pk, changed, actor=actor, created=created)
     return workflow, created
 
 
@@ -84,6 +88,7 @@ class ImportOptions:
     start: bool = True
     created_by_id: int | None = None
     mapping: dict[str, str] | None = None  # header → variable or "" ignored (batches/mapping.py)
+    actor: Actor | None = None  # who starts it (when `start`)
 
 
 def import_batch(
@@ -134,7 +139,7 @@ def import_table(
             then(batch)
         transaction.on_commit(refresh_statistics)  # before the runners' wake-up
         if options.start:
-            start_batch(batch.pk)
+            start_batch(batch.pk, actor=options.actor)
     logger.info("imported batch %s: %s rows from %s", batch.pk, batch.total, filename)
     return batch
 
@@ -244,43 +249,52 @@ def _copy_rows(batch: BatchTask, rows: Iterator[Record], on_progress: Callable[[
     return count
 
 
-def start_batch(batch_id: int) -> None:
+@transaction.atomic
+def start_batch(batch_id: int, *, actor: Actor | None = None) -> None:
     started = transition(batch_id, allowed=[BatchStatus.PENDING], status=BatchStatus.RUNNING, started_at=timezone.now())
     require(started, batch_id, "is not pending: it cannot be started")
+    audit.record(actor, Action.START, batch_id=batch_id)
     transaction.on_commit(wake_runners)
 
 
 @transaction.atomic
-def pause_batch(batch_id: int, *, reason: str = "") -> None:
+def pause_batch(batch_id: int, *, reason: str = "", actor: Actor | None = None) -> None:
     paused = transition(batch_id, allowed=[BatchStatus.RUNNING], status=BatchStatus.PAUSED, status_reason=reason[:500])
     require(paused, batch_id, "is not running: it cannot be paused")
+    audit.record(actor, Action.PAUSE, batch_id=batch_id, reason=reason)
     notify.batch_event([batch_id], notify.Event.PAUSED)
 
 
-def resume_batch(batch_id: int) -> None:
+@transaction.atomic
+def resume_batch(batch_id: int, *, actor: Actor | None = None) -> None:
     resumed = transition(batch_id, allowed=[BatchStatus.PAUSED], status=BatchStatus.RUNNING, status_reason="")
     require(resumed, batch_id, "is not paused: it cannot be resumed")
+    audit.record(actor, Action.RESUME, batch_id=batch_id)
     transaction.on_commit(wake_runners)
 
 
-def set_concurrency(batch_id: int, *, concurrency: int) -> None:
+@transaction.atomic
+def set_concurrency(batch_id: int, *, concurrency: int, actor: Actor | None = None) -> None:
     """Change how many rows of a batch may run at once; runners see it at their next claim."""
     if not 1 <= concurrency <= 10_000:
         raise ValueError("concurrency must be between 1 and 10000")
     changed = transition(batch_id, allowed=ACTIVE, concurrency=concurrency)
     require(changed, batch_id, "is finished or cancelled: its concurrency cannot be changed")
+    audit.record(actor, Action.SETTINGS, batch_id=batch_id, detail={"concurrency": concurrency})
 
 
 EDITABLE_SETTINGS = {"name", "concurrency", "max_retries", "failure_threshold", "failure_threshold_min_rows"}
 
 
-def update_settings(batch_id: int, **changes: Any) -> None:
+@transaction.atomic
+def update_settings(batch_id: int, *, actor: Actor | None = None, **changes: Any) -> None:
     """Change a batch's editable settings (not its state) with one UPDATE of just those columns."""
     unknown = set(changes) - EDITABLE_SETTINGS
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
     if changes:
         BatchTask.objects.filter(pk=batch_id).update(**changes)
+        audit.record(actor, Action.SETTINGS, batch_id=batch_id, detail=changes)
 
 
 def _reopen(batch_id: int, rows: int) -> None:
@@ -297,7 +311,7 @@ def _lock_batches(batch_ids: Iterable[int]) -> None:
 
 
 @transaction.atomic
-def cancel_batch(batch_id: int) -> int:
+def cancel_batch(batch_id: int, *, actor: Actor | None = None) -> int:
     """Cancel the batch and its unfinished rows; returns how many rows were cancelled."""
     now = timezone.now()
     _lock_batches([batch_id])
@@ -324,6 +338,7 @@ def cancel_batch(batch_id: int) -> int:
             not_before=None,
         )
     )
+    audit.record(actor, Action.CANCEL, batch_id=batch_id, rows=ended)
     notify.batch_event([batch_id], notify.Event.CANCELLED)  # after the rows, so the message counts them
     return ended
 
@@ -337,7 +352,11 @@ class RetryReport:
 
 @transaction.atomic
 def retry_executions(
-    executions: Any, *, include_cancelled: bool = False, inputs: dict[str, Any] | None = None
+    executions: Any,
+    *,
+    include_cancelled: bool = False,
+    inputs: dict[str, Any] | None = None,
+    actor: Actor | None = None,
 ) -> RetryReport:
     """Send failed (and optionally cancelled) rows of `executions` back to pending as a manual retry."""
     retryable = [ExecutionStatus.FAILED] + ([ExecutionStatus.CANCELLED] if include_cancelled else [])
@@ -345,8 +364,8 @@ def retry_executions(
     rows = Execution.objects.filter(pk__in=executions.values("pk"), status__in=retryable)
     batch_ids = set(rows.order_by().values_list("batch_id", flat=True).distinct())
     _lock_batches(batch_ids)
-    # Rows per batch for "cancelled, then N rows retried": counted only when the retry spans batches.
-    per_batch = dict(rows.order_by().values_list("batch_id").annotate(n=Count("pk"))) if len(batch_ids) > 1 else {}
+    picked = list(rows.order_by().values_list("batch_id", "batch__workflow_id", "pk"))  # locked: what UPDATE changes
+    per_batch = Counter(batch_id for batch_id, _, _ in picked)  # for "cancelled, then N rows retried"
     changes: dict[str, Any] = {}
     if inputs is not None:
         _keep_sent_inputs(rows, inputs)
@@ -366,6 +385,7 @@ def retry_executions(
     )
     for batch_id in batch_ids:
         _reopen(batch_id, per_batch.get(batch_id, retried))
+    audit.record_retry(picked, actor, edited=inputs is not None)
     if retried >= BULK_CHANGE:
         transaction.on_commit(refresh_statistics)
     if retried:
@@ -387,18 +407,21 @@ def retry_failed(
     execution_ids: list[int] | None = None,
     error_type: str | None = None,
     include_cancelled: bool = False,
+    actor: Actor | None = None,
 ) -> RetryReport:
     executions = Execution.objects.filter(batch_id=batch_id)
     if execution_ids:
         executions = executions.filter(pk__in=execution_ids)
     if error_type:
         executions = executions.filter(Q(error_type=error_type))
-    return retry_executions(executions, include_cancelled=include_cancelled)
+    return retry_executions(executions, include_cancelled=include_cancelled, actor=actor)
 
 
-def retry_execution(execution_id: int, *, inputs: dict[str, Any] | None = None) -> None:
+def retry_execution(execution_id: int, *, inputs: dict[str, Any] | None = None, actor: Actor | None = None) -> None:
     """Retry one failed or cancelled row, with edited inputs if given (the pages' and the admin's "edit and
     retry"); TransitionError if the row is in another state. Convert the inputs first (`typed_inputs`)."""
-    report = retry_executions(Execution.objects.filter(pk=execution_id), include_cancelled=True, inputs=inputs)
+    report = retry_executions(
+        Execution.objects.filter(pk=execution_id), include_cancelled=True, inputs=inputs, actor=actor
+    )
     if not report.retried:
         raise TransitionError(f"execution {execution_id} is not failed or cancelled: it cannot be retried")

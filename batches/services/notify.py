@@ -24,7 +24,7 @@ from django.urls import reverse
 
 from batches import notify_send
 from batches.models import BatchTask, CircuitState, Execution, Notification, Workflow
-from batches.services import clock
+from batches.services import audit, clock
 
 logger = logging.getLogger(__name__)
 Event = Notification.Event
@@ -101,12 +101,14 @@ def send_test(workflow_id: int) -> int:
     return len(rows)
 
 
-def rotate_webhook_secret(workflow_id: int) -> str:
+@transaction.atomic
+def rotate_webhook_secret(workflow_id: int, *, actor: audit.Actor | None = None) -> str:
     """A new secret for the workflow's webhook, returned once to be shown once (stored encrypted, like the key)."""
     secret = secrets.token_urlsafe(32)
     workflow = Workflow.objects.get(pk=workflow_id)
     workflow.webhook_secret = secret
     workflow.save(update_fields=["webhook_secret", "updated_at"])
+    audit.record(actor, audit.Action.WEBHOOK_SECRET, workflow_id=workflow_id)
     return secret
 
 

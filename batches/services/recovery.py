@@ -29,7 +29,7 @@ from django.db.models import Exists, OuterRef
 from batches.dify import pages
 from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.selectors import Upstream
-from batches.services import circuit, clock, file_uploads, nodes
+from batches.services import audit, circuit, clock, file_uploads, nodes
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
 from batches.services.transitions import finish_done, transition
@@ -115,6 +115,7 @@ def _reopen_stranded(batch_id: int) -> bool:
     if locked.values_list("pk", flat=True).first() is None or not unfinished.exists():
         return False  # a retry or a claim changed it meanwhile
     transition(batch_id, allowed=closed, status=BatchStatus.RUNNING, finished_at=None)
+    audit.record_system([batch_id], audit.Action.REOPENED, reason="rows still to run")
     logger.warning("batch %s was closed with rows still to run: running it again", batch_id)
     return True
 

@@ -15,6 +15,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -50,6 +51,9 @@ RESULT_FIELDS = [
     "task_id",
     "total_tokens",
     "elapsed",
+    "latency",
+    "price",
+    "currency",
     "finished_at",
     *NO_LEASE,
 ]
@@ -133,6 +137,9 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_o
         "task_id": (result.task_id or claim_.task_id)[:64],
         "total_tokens": result.total_tokens,
         "elapsed": result.elapsed,
+        "latency": result.latency if result.ok else None,
+        "price": Decimal(result.price) if result.ok and result.price else None,
+        "currency": result.currency if result.ok else "",
         "finished_at": None if state == ExecutionStatus.PENDING else now,
         **NO_LEASE,
     }

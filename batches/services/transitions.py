@@ -17,7 +17,7 @@ from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterR
 from django.db.models.functions import Coalesce
 
 from batches.models import BatchStatus, BatchTask, Execution
-from batches.services import clock, notify
+from batches.services import audit, clock, notify
 
 logger = logging.getLogger(__name__)
 ACTIVE = (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED)  # not finished or cancelled
@@ -68,6 +68,7 @@ def pause(batch_id: int, *, reason: str) -> bool:
     paused = bool(transition(batch_id, allowed=[BatchStatus.RUNNING], **changes))
     if paused:
         logger.warning("batch %s paused: %s", batch_id, reason)
+        audit.record_system([batch_id], audit.Action.PAUSED_BY_SYSTEM, reason=reason)
         notify.batch_event([batch_id], notify.Event.PAUSED)
     return paused
 
@@ -93,5 +94,6 @@ def finish_done(batch_ids: Collection[int] | None = None, *, now: datetime | Non
     finished = transition(
         done_ids, allowed=[BatchStatus.RUNNING], status=BatchStatus.FINISHED, finished_at=now or clock.now()
     )
+    audit.record_system(done_ids, audit.Action.FINISHED)
     notify.batch_event(done_ids, notify.Event.FINISHED)
     return finished

@@ -25,6 +25,7 @@ from batches.dify import pages
 from batches.dify.pages import ConnectionReport
 from batches.dify.types import AppSettings, InputVariable
 from batches.models import BatchTask, Workflow
+from batches.services import audit
 
 logger = logging.getLogger(__name__)
 MOVED = "the workflow's Dify moved: point this batch at it, or run it again on it"
@@ -58,7 +59,7 @@ def app_settings(workflow: Workflow, *, config: dict[str, Any] | None = None) ->
 
 
 @transaction.atomic
-def repoint_batch(batch_id: int) -> bool:
+def repoint_batch(batch_id: int, *, actor: audit.Actor | None = None) -> bool:
     """Point a batch made for another Dify at its workflow's current one (staff chose it: its remaining rows then
     run there). The old URL is kept in the snapshot's `moved_from`; False when the batch had not moved."""
     batch = BatchTask.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=batch_id)
@@ -67,6 +68,9 @@ def repoint_batch(batch_id: int) -> bool:
         return False
     moved_from = [*batch.config.get("moved_from", []), old]
     BatchTask.objects.filter(pk=batch_id).update(config={**batch.config, "base_url": new, "moved_from": moved_from})
+    audit.record(
+        actor, audit.Action.SETTINGS, batch_id=batch_id, workflow_id=batch.workflow_id, detail={"moved_to": new}
+    )
     logger.info("batch %s pointed at its workflow's current Dify", batch_id)
     return True
 

@@ -17,6 +17,7 @@ from batches.forms import RetryForm
 from batches.models import Execution
 from batches.selectors import iso
 from batches.selectors_results import ResultFilter
+from batches.services import audit
 from batches.views.access import RETRY_PERMISSION, first_error, staff_json
 from batches.views.failures import error_type_param, failures_page, retry_chosen
 from batches.views.results import results_page
@@ -64,7 +65,7 @@ def batch_retry_json(request: HttpRequest, pk: int) -> JsonResponse:
     form = RetryForm(request.POST)
     if not form.is_valid():
         return JsonResponse({"error": first_error(form), "errors": form.errors.get_json_data()}, status=400)
-    report, (_, text) = retry_chosen(batch, form)
+    report, (_, text) = retry_chosen(batch, form, audit.of_request(request))
     return JsonResponse({"retried": report.retried, "skipped": report.skipped, "message": text})
 
 

@@ -17,9 +17,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from batches import exporters, presenters, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm
-from batches.models import BatchStatus, BatchTask
+from batches.models import AuditEntry, BatchStatus, BatchTask
 from batches.selectors_compare import compare_candidates
-from batches.services import workflows
+from batches.selectors_cost import batch_costs
+from batches.services import audit, workflows
 from batches.services.transitions import ACTIVE
 from batches.views import controls
 from batches.views.access import CONTROL_PERMISSION, next_url, require
@@ -27,6 +28,7 @@ from batches.views.downloads import streamed
 
 PAGE_SIZE = 50
 RECENT_FAILURES = 20
+HISTORY_SHOWN = 100
 
 
 @dataclass
@@ -82,6 +84,8 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "moved": workflows.moved(batch),
         "progress_data": presenters.progress_data(batch, progress, errors),
         "compare_candidates": compare_candidates(batch),
+        "history": AuditEntry.objects.for_batch(batch.pk)[:HISTORY_SHOWN],
+        "costs": batch_costs(batch),
     }
     return render(request, "batches/batch_detail.html", context)
 
@@ -104,7 +108,7 @@ def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         raise Http404(gettext("Unknown action."))
     require(request, control.permission)
     batch = selectors.batch_or_404(pk)
-    messages.add_message(request, *control.run(batch))
+    messages.add_message(request, *control.run(batch, audit.of_request(request)))
     return redirect(next_url(request, reverse("batches:batch_detail", args=[batch.pk])))
 
 
@@ -113,5 +117,7 @@ def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 def batch_concurrency(request: HttpRequest, pk: int) -> HttpResponse:
     require(request, CONTROL_PERMISSION)
     batch = selectors.batch_or_404(pk)
-    messages.add_message(request, *controls.set_concurrency(batch, ConcurrencyForm(request.POST)))
+    messages.add_message(
+        request, *controls.set_concurrency(batch, ConcurrencyForm(request.POST), audit.of_request(request))
+    )
     return redirect("batches:batch_detail", pk=batch.pk)

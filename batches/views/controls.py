@@ -18,41 +18,42 @@ from django.utils.translation import gettext_lazy as _
 from batches.forms import ConcurrencyForm
 from batches.models import BatchStatus, BatchTask
 from batches.services import lifecycle, workflows
+from batches.services.audit import Actor
 from batches.services.transitions import ACTIVE, TransitionError
 from batches.views.access import CONTROL_PERMISSION, RETRY_PERMISSION, first_error
 
 Outcome = tuple[int, str]  # a messages level and the text to show
 
 
-def _guarded(service: Callable[[int], object], batch: BatchTask, done: str, refused: str) -> Outcome:
+def _guarded(service: Callable[..., object], batch: BatchTask, actor: Actor, done: str, refused: str) -> Outcome:
     try:
-        service(batch.pk)
+        service(batch.pk, actor=actor)
     except TransitionError:
         return messages.WARNING, refused
     return messages.SUCCESS, done
 
 
-def _start(batch: BatchTask) -> Outcome:
+def _start(batch: BatchTask, actor: Actor) -> Outcome:
     return _guarded(
-        lifecycle.start_batch, batch, gettext("Batch started."), gettext("Only a pending batch can be started.")
+        lifecycle.start_batch, batch, actor, gettext("Batch started."), gettext("Only a pending batch can be started.")
     )
 
 
-def _pause(batch: BatchTask) -> Outcome:
+def _pause(batch: BatchTask, actor: Actor) -> Outcome:
     return _guarded(
-        lifecycle.pause_batch, batch, gettext("Batch paused."), gettext("Only a running batch can be paused.")
+        lifecycle.pause_batch, batch, actor, gettext("Batch paused."), gettext("Only a running batch can be paused.")
     )
 
 
-def _resume(batch: BatchTask) -> Outcome:
+def _resume(batch: BatchTask, actor: Actor) -> Outcome:
     return _guarded(
-        lifecycle.resume_batch, batch, gettext("Batch resumed."), gettext("Only a paused batch can be resumed.")
+        lifecycle.resume_batch, batch, actor, gettext("Batch resumed."), gettext("Only a paused batch can be resumed.")
     )
 
 
-def _cancel(batch: BatchTask) -> Outcome:
+def _cancel(batch: BatchTask, actor: Actor) -> Outcome:
     try:
-        cancelled = lifecycle.cancel_batch(batch.pk)
+        cancelled = lifecycle.cancel_batch(batch.pk, actor=actor)
     except TransitionError:
         return messages.WARNING, gettext("A finished or cancelled batch cannot be cancelled.")
     text = ngettext(
@@ -61,14 +62,14 @@ def _cancel(batch: BatchTask) -> Outcome:
     return messages.SUCCESS, text % {"count": cancelled}
 
 
-def _repoint(batch: BatchTask) -> Outcome:
-    if not workflows.repoint_batch(batch.pk):
+def _repoint(batch: BatchTask, actor: Actor) -> Outcome:
+    if not workflows.repoint_batch(batch.pk, actor=actor):
         return messages.WARNING, gettext("This batch already runs on its workflow's Dify.")
     return messages.SUCCESS, gettext("This batch now runs on its workflow's current Dify; resume it to go on.")
 
 
-def _retry_failed(batch: BatchTask) -> Outcome:
-    return retried(lifecycle.retry_failed(batch.pk), show_skipped=False)
+def _retry_failed(batch: BatchTask, actor: Actor) -> Outcome:
+    return retried(lifecycle.retry_failed(batch.pk, actor=actor), show_skipped=False)
 
 
 def retried(report: lifecycle.RetryReport, *, show_skipped: bool, cancelled: bool = False) -> Outcome:
@@ -90,12 +91,12 @@ def retried(report: lifecycle.RetryReport, *, show_skipped: bool, cancelled: boo
     return messages.WARNING, text + " " + skipped % {"count": report.skipped}
 
 
-def set_concurrency(batch: BatchTask, form: ConcurrencyForm) -> Outcome:
+def set_concurrency(batch: BatchTask, form: ConcurrencyForm, actor: Actor) -> Outcome:
     if not form.is_valid():
         return messages.ERROR, first_error(form)
     concurrency = form.cleaned_data["concurrency"]
     try:
-        lifecycle.set_concurrency(batch.pk, concurrency=concurrency)
+        lifecycle.set_concurrency(batch.pk, concurrency=concurrency, actor=actor)
     except TransitionError:
         return messages.WARNING, gettext("The concurrency of a finished or cancelled batch cannot be changed.")
     return messages.SUCCESS, gettext("Concurrency set to %(count)d.") % {"count": concurrency}
@@ -106,7 +107,7 @@ class Control:
     label: str | Promise
     permission: str
     states: tuple[str, ...]  # batch states in which the button is offered
-    run: Callable[[BatchTask], Outcome]
+    run: Callable[[BatchTask, Actor], Outcome]
     on_list: bool = True  # also offered as a row action on the batch list
 
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from batches import clipping, selectors, selectors_files
 from batches.forms import InputsForm
 from batches.models import Execution, ExecutionStatus
-from batches.services import lifecycle
+from batches.services import audit, lifecycle
 from batches.services.transitions import TransitionError
 from batches.views.access import RETRY_PERMISSION, require
 
@@ -57,7 +57,7 @@ def execution_retry(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid_for(execution):
         return render(request, "batches/execution_detail.html", _context(request, execution, form), status=400)
     try:
-        lifecycle.retry_execution(execution.pk, inputs=form.cleaned_data["inputs"])
+        lifecycle.retry_execution(execution.pk, inputs=form.cleaned_data["inputs"], actor=audit.of_request(request))
     except TransitionError:
         messages.warning(request, gettext("Only a failed or cancelled execution can be retried; nothing changed."))
     else:

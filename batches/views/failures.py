@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from batches import presenters, selectors
 from batches.forms import RetryForm
 from batches.models import BatchTask, ErrorType
-from batches.services import lifecycle
+from batches.services import audit, lifecycle
 from batches.views.access import RETRY_PERMISSION, first_error, next_url, require
 from batches.views.controls import Outcome, retried
 
@@ -46,9 +46,9 @@ def batch_failures(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "batches/batch_failures.html", context)
 
 
-def retry_chosen(batch: BatchTask, form: RetryForm) -> tuple[lifecycle.RetryReport, Outcome]:
+def retry_chosen(batch: BatchTask, form: RetryForm, actor: audit.Actor) -> tuple[lifecycle.RetryReport, Outcome]:
     """Retry the rows a valid retry form chose; chosen rows report those no longer failed."""
-    report = lifecycle.retry_failed(batch.pk, **form.retry_arguments())
+    report = lifecycle.retry_failed(batch.pk, **form.retry_arguments(), actor=actor)
     scope = form.cleaned_data["scope"]
     return report, retried(report, show_skipped=scope in ("one", "selected"), cancelled=scope == "cancelled")
 
@@ -59,6 +59,10 @@ def batch_retry(request: HttpRequest, pk: int) -> HttpResponse:
     require(request, RETRY_PERMISSION)
     batch = selectors.batch_or_404(pk)
     form = RetryForm(request.POST)
-    outcome = retry_chosen(batch, form)[1] if form.is_valid() else (messages.ERROR, first_error(form))
+    outcome = (
+        retry_chosen(batch, form, audit.of_request(request))[1]
+        if form.is_valid()
+        else (messages.ERROR, first_error(form))
+    )
     messages.add_message(request, *outcome)
     return redirect(next_url(request, reverse("batches:batch_failures", args=[batch.pk])))

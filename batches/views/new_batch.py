@@ -24,7 +24,7 @@ from batches.dify.types import InputVariable
 from batches.forms import ImportOptionsForm, UploadForm
 from batches.forms_mapping import ColumnMapForm
 from batches.models import Mode, Workflow
-from batches.services import lifecycle, mappings, workflows
+from batches.services import audit, lifecycle, mappings, workflows
 from batches.uploads import Upload
 from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
 
@@ -183,7 +183,8 @@ def batch_import(request: HttpRequest) -> HttpResponse:
 def _import(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
     try:
         chosen = _shown(upload, workflow, workflows.read_input_variables(workflow)).chosen
-        options = dataclasses.replace(form.import_options(request.user.pk), mapping=chosen)
+        options = form.import_options(request.user.pk)
+        options = dataclasses.replace(options, mapping=chosen, actor=audit.of_request(request))
         batch = lifecycle.import_batch(workflow, upload.path, filename=upload.filename, options=options)
     except mapping.MappingError:
         return _render_preview(request, upload, workflow, form)  # the preview says why

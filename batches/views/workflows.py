@@ -16,7 +16,7 @@ from batches.dify.pages import ConnectionReport
 from batches.forms_workflows import WorkflowForm
 from batches.models import Workflow
 from batches.presenters import waiting_message
-from batches.services import notify, workflows
+from batches.services import audit, notify, workflows
 from batches.views.access import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW, require
 
 DELIVERIES_SHOWN = 10
@@ -53,6 +53,7 @@ def workflow_add(request: HttpRequest) -> HttpResponse:
     form = WorkflowForm(_posted(request))
     if request.method == "POST" and form.is_valid():
         workflow = form.save()
+        audit.workflow_changed(workflow.pk, form.changed_data, actor=audit.of_request(request), created=True)
         messages.success(request, gettext("Workflow %(name)s added.") % {"name": workflow.name})
         _read_variables(request, workflow)
         return redirect("batches:workflow_edit", pk=workflow.pk)
@@ -67,6 +68,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = WorkflowForm(_posted(request), instance=workflow)
     if request.method == "POST" and form.is_valid():
         form.save()
+        audit.workflow_changed(workflow.pk, form.changed_data, actor=audit.of_request(request))
         messages.success(request, gettext("Workflow %(name)s saved.") % {"name": workflow.name})
         _read_variables(request, workflow)
         return redirect("batches:workflow_edit", pk=workflow.pk)
@@ -109,7 +111,7 @@ def workflow_webhook_secret(request: HttpRequest, pk: int) -> HttpResponse:
     """A new webhook secret, shown on this answer only (never rendered again)."""
     require(request, CHANGE_WORKFLOW)
     workflow = selectors.workflow_or_404(pk)
-    secret = notify.rotate_webhook_secret(workflow.pk)
+    secret = notify.rotate_webhook_secret(workflow.pk, actor=audit.of_request(request))
     return _render_form(request, WorkflowForm(instance=workflow), workflow, secret=secret)
 
 

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.models import Mode, ResponseMode
+from batches.services.audit import of_os_user
 from batches.services.lifecycle import save_workflow
 from batches.services.workflows import refresh_input_variables
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         if options["webhook_url"] and not options["webhook_secret"]:
             raise CommandError("--webhook-url needs --webhook-secret")
         try:
-            workflow, _ = save_workflow(options["name"], **fields)
+            workflow, _ = save_workflow(options["name"], actor=of_os_user(), **fields)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         if refresh_input_variables(workflow.pk) is None:

@@ -8,6 +8,7 @@ from batches import mapping
 from batches.importers import ImportFileError
 from batches.management.utils import stderr_progress
 from batches.models import Workflow
+from batches.services.audit import of_os_user
 from batches.services.lifecycle import ImportOptions, import_batch
 
 
@@ -43,6 +44,7 @@ class Command(BaseCommand):
             max_retries=options["max_retries"],
             start=not options["no_start"],
             mapping=columns or None,
+            actor=of_os_user(),
         )
         try:
             batch = import_batch(workflow, path, options=choice, on_progress=stderr_progress("importing"))

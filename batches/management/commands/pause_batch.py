@@ -1,4 +1,5 @@
 from batches.management.utils import BatchControlCommand
+from batches.services.audit import of_os_user
 from batches.services.lifecycle import pause_batch
 
 
@@ -7,4 +8,4 @@ class Command(BatchControlCommand):
     past = "paused"
 
     def transition(self, batch_id: int) -> None:
-        pause_batch(batch_id)
+        pause_batch(batch_id, actor=of_os_user())

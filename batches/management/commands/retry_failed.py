@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from batches.management.utils import get_batch
 from batches.models import ErrorType
+from batches.services.audit import of_os_user
 from batches.services.lifecycle import retry_failed
 
 
@@ -23,5 +24,6 @@ class Command(BaseCommand):
             execution_ids=options["executions"],
             error_type=options["error_type"],
             include_cancelled=options["include_cancelled"],
+            actor=of_os_user(),
         )
         self.stdout.write(f"batch {batch.pk}: queued {report.retried} executions for retry")

@@ -1,0 +1,95 @@
+"""What a batch cost and how fast it answered: tokens, price (Dify's, or an estimate), latency percentiles, rate.
+
+Dify reports a price for chat and completion apps (`metadata.usage.total_price`, with its currency); workflow apps
+report tokens only. Their cost is estimated from the workflow's price per 1,000 tokens, when one is set, and
+marked as an estimate. Latency is ours: the time of the successful try, from the request to its last byte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+
+from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
+
+PRICE_STEP = Decimal("0.000001")  # costs are shown to a millionth
+
+
+@dataclass
+class CostSummary:
+    total_tokens: int = 0
+    cost: Decimal | None = None  # None: neither a reported price nor a price per 1,000 tokens
+    currency: str = ""
+    cost_estimated: bool = False  # some or all of `cost` is an estimate from the price per 1,000 tokens
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+    latency_max: float | None = None
+    rows_per_minute: float | None = None  # succeeded rows per minute since the batch started
+
+    def as_json(self) -> dict[str, Any]:
+        """The keys `batch_status --json` adds (total_tokens it has already)."""
+        data = asdict(self)
+        data["cost"] = None if self.cost is None else str(self.cost)
+        del data["total_tokens"]
+        return data
+
+
+def batch_costs(batch: BatchTask, *, now: datetime | None = None) -> CostSummary:
+    rows = Execution.objects.filter(batch_id=batch.pk)
+    totals = rows.aggregate(
+        tokens=Sum("total_tokens"),
+        priced=Sum("price"),
+        unpriced_tokens=Sum("total_tokens", filter=Q(price__isnull=True)),
+        succeeded=Count("pk", filter=Q(status=ExecutionStatus.SUCCEEDED)),
+        currency=Max("currency"),
+        slowest=Max("latency"),
+        timed=Count("latency"),
+    )
+    summary = CostSummary(total_tokens=totals["tokens"] or 0, latency_max=totals["slowest"])
+    _price(summary, batch.workflow, totals)
+    timed = rows.filter(latency__isnull=False)
+    summary.latency_p50, summary.latency_p95 = (percentile(timed, totals["timed"], p) for p in (0.5, 0.95))
+    summary.rows_per_minute = _rate(batch, totals["succeeded"], now or timezone.now())
+    return summary
+
+
+def _price(summary: CostSummary, workflow: Workflow, totals: dict[str, Any]) -> None:
+    reported: Decimal | None = totals["priced"]
+    per_1k = workflow.price_per_1k_tokens
+    estimate = per_1k * (totals["unpriced_tokens"] or 0) / 1000 if per_1k is not None else None
+    if reported is None and estimate is None:
+        return
+    summary.cost = ((reported or Decimal(0)) + (estimate or Decimal(0))).quantize(PRICE_STEP)
+    summary.currency = totals["currency"] or settings.BATCHES_PRICE_CURRENCY
+    summary.cost_estimated = bool(estimate and totals["unpriced_tokens"])
+
+
+def percentile(timed: Any, count: int, fraction: float) -> float | None:
+    """The nearest-rank percentile of `count` rows' latency, in one query (no row is read into Python)."""
+    if not count:
+        return None
+    rank = max(0, min(count - 1, math.ceil(fraction * count) - 1))
+    return timed.order_by("latency").values_list("latency", flat=True)[rank]
+
+
+def _rate(batch: BatchTask, succeeded: int, now: datetime) -> float | None:
+    if batch.started_at is None:
+        return None
+    minutes = ((batch.finished_at or now) - batch.started_at).total_seconds() / 60
+    return round(succeeded / minutes, 2) if minutes > 0 else None
+
+
+def row_cost(execution: Execution, workflow: Workflow) -> tuple[Decimal | None, bool]:
+    """A row's cost and whether it is an estimate."""
+    if execution.price is not None:
+        return execution.price, False
+    if workflow.price_per_1k_tokens is None or not execution.total_tokens:
+        return None, False
+    return (workflow.price_per_1k_tokens * execution.total_tokens / 1000).quantize(PRICE_STEP), True

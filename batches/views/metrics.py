@@ -1,0 +1,23 @@
+"""`GET /metrics` for Prometheus: 404 unless BATCHES_METRICS_TOKEN is set, 403 without its bearer token."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from batches import metrics as collected
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    token = settings.BATCHES_METRICS_TOKEN
+    if not token:
+        raise Http404  # off by default: the endpoint does not exist
+    given = request.headers.get("Authorization", "").encode()
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        return HttpResponse("bearer token required\n", status=403, content_type="text/plain")
+    return HttpResponse(generate_latest(collected.registry()), content_type=CONTENT_TYPE_LATEST)

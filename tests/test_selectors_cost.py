@@ -1,0 +1,102 @@
+"""Cost and latency: what Dify reported per row, and the batch's totals, percentiles and estimate."""
+
+import json
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from batches.dify import answers
+from batches.dify.types import CallResult
+from batches.models import BatchStatus, Execution, ExecutionStatus
+from batches.selectors_cost import batch_costs, row_cost
+from batches.services import claims, results
+from tests.services.support import ok_result
+
+CHAT_ANSWER = {
+    "event": "message",
+    "task_id": "t-1",
+    "message_id": "m-1",
+    "conversation_id": "c-1",
+    "answer": "hello",
+    "metadata": {"usage": {"total_tokens": 28, "total_price": "0.0000074", "currency": "USD", "latency": 0.874}},
+}
+
+
+def test_a_chat_answer_s_price_and_currency_are_read():
+    result = answers.parse_blocking(CallResult(ok=False), json.dumps(CHAT_ANSWER).encode(), "chat")
+
+    assert (result.ok, result.total_tokens, result.price, result.currency) == (True, 28, "0.0000074", "USD")
+    assert result.elapsed == pytest.approx(0.874)
+
+
+@pytest.mark.parametrize("value", [None, "", "abc", "-1", "NaN", "1e30"])
+def test_an_unreadable_price_is_no_price(value):
+    assert answers.price(value) == ""
+
+
+def test_a_row_keeps_the_price_tokens_and_latency_of_its_successful_try(make_batch):
+    batch = make_batch(rows=1, status=BatchStatus.RUNNING)
+    (claim,) = claims.claim(batch.pk, owner="runner-a", limit=1)
+    priced = ok_result(price="0.0000074", currency="USD", latency=0.8125, elapsed=0.874, total_tokens=28)
+
+    results.record_results([(claim, priced)])
+
+    row = Execution.objects.get()
+    assert (row.price, row.currency, row.latency, row.elapsed, row.total_tokens) == (
+        Decimal("0.0000074"),
+        "USD",
+        0.8125,
+        0.874,
+        28,
+    )
+
+
+def _rows(batch, latencies, **fields):
+    for row, latency in zip(batch.executions.order_by("index"), latencies, strict=True):
+        Execution.objects.filter(pk=row.pk).update(status=ExecutionStatus.SUCCEEDED, latency=latency, **fields)
+
+
+def test_a_batch_s_cost_and_latency_percentiles(make_batch):
+    batch = make_batch(rows=100, status=BatchStatus.FINISHED)
+    _rows(batch, [float(n) for n in range(1, 101)], total_tokens=10, price=Decimal("0.001"), currency="USD")
+
+    costs = batch_costs(batch)
+
+    assert (costs.total_tokens, costs.cost, costs.currency) == (1000, Decimal("0.1"), "USD")
+    assert not costs.cost_estimated
+    assert (costs.latency_p50, costs.latency_p95, costs.latency_max) == (50.0, 95.0, 100.0)
+
+
+def test_a_workflow_app_s_cost_is_an_estimate_from_its_price_per_1k_tokens(make_batch, make_workflow):
+    workflow = make_workflow(price_per_1k_tokens=Decimal("0.5"))
+    batch = make_batch(rows=2, workflow=workflow, status=BatchStatus.FINISHED)
+    _rows(batch, [1.0, 3.0], total_tokens=300)
+
+    costs = batch_costs(batch)
+
+    assert (costs.cost, costs.cost_estimated, costs.currency) == (Decimal("0.3"), True, "USD")
+    assert row_cost(batch.executions.first(), workflow) == (Decimal("0.15"), True)
+
+
+def test_without_a_price_there_is_no_cost(make_batch):
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    _rows(batch, [1.0, 2.0], total_tokens=300)
+
+    assert batch_costs(batch).cost is None
+
+
+def test_batch_status_json_adds_cost_and_latency_and_keeps_its_keys(make_batch):
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    _rows(batch, [1.0, 2.0], total_tokens=5, price=Decimal("0.25"), currency="USD")
+    out = StringIO()
+
+    call_command("batch_status", str(batch.pk), "--json", stdout=out)
+
+    data = json.loads(out.getvalue())
+    contract = ["id", "name", "status", "total", "pending", "running", "succeeded", "failed", "cancelled"]
+    contract += ["total_tokens", "created_at", "started_at", "finished_at", "upstream"]
+    assert list(data)[: len(contract)] == contract
+    assert data["total_tokens"] == 10
+    assert (data["cost"], data["currency"], data["latency_p50"], data["latency_max"]) == ("0.500000", "USD", 1.0, 2.0)
