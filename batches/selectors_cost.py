@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
 
@@ -93,3 +94,29 @@ def row_cost(execution: Execution, workflow: Workflow) -> tuple[Decimal | None, 
     if workflow.price_per_1k_tokens is None or not execution.total_tokens:
         return None, False
     return (workflow.price_per_1k_tokens * execution.total_tokens / 1000).quantize(PRICE_STEP), True
+
+
+@dataclass
+class CostDelta:
+    label: str
+    a: Any
+    b: Any
+    unit: str = ""
+
+    @property
+    def delta(self) -> Any:
+        """B − A (None when either side has no value)."""
+        return None if self.a is None or self.b is None else self.b - self.a
+
+
+def compare_costs(a: BatchTask, b: BatchTask) -> list[CostDelta]:
+    """Compare's deltas: tokens, cost and p50 / p95 latency of A and B."""
+    ca, cb = batch_costs(a), batch_costs(b)
+    currency = ca.currency if ca.currency == cb.currency else ""
+    cost_unit = currency + (" ~" if ca.cost_estimated or cb.cost_estimated else "")
+    return [
+        CostDelta(str(_("Tokens")), ca.total_tokens, cb.total_tokens),
+        CostDelta(str(_("Cost")), ca.cost, cb.cost if currency or ca.cost is None else None, cost_unit),
+        CostDelta(str(_("Latency p50")), ca.latency_p50, cb.latency_p50, "s"),
+        CostDelta(str(_("Latency p95")), ca.latency_p95, cb.latency_p95, "s"),
+    ]

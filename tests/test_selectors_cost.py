@@ -10,7 +10,7 @@ from django.core.management import call_command
 from batches.dify import answers
 from batches.dify.types import CallResult
 from batches.models import BatchStatus, Execution, ExecutionStatus
-from batches.selectors_cost import batch_costs, row_cost
+from batches.selectors_cost import batch_costs, compare_costs, row_cost
 from batches.services import claims, results
 from tests.services.support import ok_result
 
@@ -100,3 +100,18 @@ def test_batch_status_json_adds_cost_and_latency_and_keeps_its_keys(make_batch):
     assert list(data)[: len(contract)] == contract
     assert data["total_tokens"] == 10
     assert (data["cost"], data["currency"], data["latency_p50"], data["latency_max"]) == ("0.500000", "USD", 1.0, 2.0)
+
+
+def test_compare_shows_the_deltas_of_tokens_cost_and_latency(make_batch, login):
+    a = make_batch(rows=2, status=BatchStatus.FINISHED)
+    b = make_batch(rows=2, status=BatchStatus.FINISHED)
+    _rows(a, [1.0, 3.0], total_tokens=10, price=Decimal("0.01"), currency="USD")
+    _rows(b, [2.0, 6.0], total_tokens=25, price=Decimal("0.02"), currency="USD")
+
+    lines = {line.label: line for line in compare_costs(a, b)}
+    page = login("batches.view_batchtask").get(f"/batches/{a.pk}/compare/{b.pk}/").content.decode()
+
+    assert (lines["Tokens"].a, lines["Tokens"].b, lines["Tokens"].delta) == (20, 50, 30)
+    assert lines["Cost"].delta == Decimal("0.02")
+    assert (lines["Latency p50"].delta, lines["Latency p95"].delta) == (1.0, 3.0)
+    assert 'id="costs"' in page and "+30" in page

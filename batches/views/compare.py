@@ -29,6 +29,7 @@ from batches.selectors_compare import (
     differing_keys,
     page_rows,
 )
+from batches.selectors_cost import compare_costs
 from batches.selectors_results import (
     OTHER_OUTPUTS,
     input_columns,
@@ -170,6 +171,7 @@ def batch_compare(request: HttpRequest, a: int, b: int) -> HttpResponse:
         "match": wanted["match"],
         "match_choices": match_choices(batch_a, batch_b),
         "formats": compare_export.FORMATS,
+        "costs": compare_costs(batch_a, batch_b),
         **_page(comparison, wanted, batch_a.columns),
     }
     return render(request, "batches/batch_compare.html", context)
