@@ -14,13 +14,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
 
 PRICE_STEP = Decimal("0.000001")  # costs are shown to a millionth
+RECENT_BATCHES = 5
 
 
 @dataclass
@@ -120,3 +121,34 @@ def compare_costs(a: BatchTask, b: BatchTask) -> list[CostDelta]:
         CostDelta(str(_("Latency p50")), ca.latency_p50, cb.latency_p50, "s"),
         CostDelta(str(_("Latency p95")), ca.latency_p95, cb.latency_p95, "s"),
     ]
+
+
+@dataclass
+class FileEstimate:
+    rows: int
+    mean_tokens: float
+    tokens: int
+    cost: Decimal | None
+    currency: str
+    from_rows: int  # how many earlier rows the means come from
+
+
+def estimate_for_file(workflow: Workflow, rows: int) -> FileEstimate | None:
+    """New batch's estimate: rows × the mean tokens (and price) of the succeeded rows of the workflow's last
+    RECENT_BATCHES batches that ran (None without history). Read over the (batch, status) index."""
+    recent = list(
+        BatchTask.objects.filter(workflow=workflow, started_at__isnull=False)
+        .order_by("-pk")
+        .values_list("pk", flat=True)[:RECENT_BATCHES]
+    )
+    done = Execution.objects.filter(batch_id__in=recent, status=ExecutionStatus.SUCCEEDED)
+    means = done.aggregate(n=Count("pk"), tokens=Avg("total_tokens"), price=Avg("price"), currency=Max("currency"))
+    if not means["n"]:
+        return None
+    mean_tokens = float(means["tokens"] or 0)
+    per_row = means["price"]
+    if per_row is None and workflow.price_per_1k_tokens is not None:
+        per_row = workflow.price_per_1k_tokens * Decimal(mean_tokens) / 1000
+    cost = None if per_row is None else (Decimal(per_row) * rows).quantize(PRICE_STEP)
+    currency = means["currency"] or settings.BATCHES_PRICE_CURRENCY
+    return FileEstimate(rows, round(mean_tokens, 1), round(mean_tokens * rows), cost, currency, means["n"])

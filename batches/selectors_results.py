@@ -26,6 +26,10 @@ RESULT_FIELDS = (
     "error",
     "attempt_count",
     "total_tokens",
+    "latency",
+    "elapsed",
+    "price",
+    "currency",
     "finished_at",
 )
 OUTPUT_COLUMN = "output"  # the column of an output that is not a JSON object

@@ -6,12 +6,15 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from batches.dify import answers
 from batches.dify.types import CallResult
 from batches.models import BatchStatus, Execution, ExecutionStatus
-from batches.selectors_cost import batch_costs, compare_costs, row_cost
+from batches.runner import Runner
+from batches.selectors_cost import batch_costs, compare_costs, estimate_for_file, row_cost
 from batches.services import claims, results
+from fakedify.harness import running_fake_dify
 from tests.services.support import ok_result
 
 CHAT_ANSWER = {
@@ -115,3 +118,52 @@ def test_compare_shows_the_deltas_of_tokens_cost_and_latency(make_batch, login):
     assert lines["Cost"].delta == Decimal("0.02")
     assert (lines["Latency p50"].delta, lines["Latency p95"].delta) == (1.0, 3.0)
     assert 'id="costs"' in page and "+30" in page
+
+
+def test_new_batch_estimates_a_file_from_the_workflow_s_recent_rows(make_batch, make_workflow):
+    workflow = make_workflow(price_per_1k_tokens=Decimal("2"))
+    earlier = make_batch(rows=4, workflow=workflow, status=BatchStatus.FINISHED, started_at=timezone.now())
+    _rows(earlier, [1.0] * 4, total_tokens=100)
+
+    estimate = estimate_for_file(workflow, 1000)
+
+    assert (estimate.tokens, estimate.mean_tokens, estimate.from_rows) == (100_000, 100.0, 4)
+    assert (estimate.cost, estimate.currency) == (Decimal("200"), "USD")
+
+
+def test_without_history_there_is_no_estimate(make_workflow):
+    assert estimate_for_file(make_workflow(), 10) is None
+
+
+def test_results_json_and_the_row_page_show_a_row_s_latency_and_price(make_batch, login):
+    batch = make_batch(rows=1, status=BatchStatus.FINISHED)
+    _rows(batch, [0.5], total_tokens=28, elapsed=0.874, price=Decimal("0.0000074"), currency="USD")
+    client = login("batches.view_batchtask")
+    row = batch.executions.get()
+
+    [data] = client.get(f"/batches/{batch.pk}/results.json").json()["results"]
+    page = client.get(f"/executions/{row.pk}/").content.decode()
+
+    assert (data["latency"], data["elapsed"], data["price"], data["currency"]) == (0.5, 0.874, "0.0000074", "USD")
+    assert "0.0000074 USD" in page
+
+
+@pytest.mark.parametrize("response_mode", ["streaming", "blocking"])
+def test_a_chat_batch_s_cost_and_tokens_equal_what_the_fake_dify_reported(make_workflow, make_batch, response_mode):
+    with running_fake_dify() as fake:
+        workflow = make_workflow(base_url=fake.url, mode="chat", response_mode=response_mode)
+        batch = make_batch(rows=0, workflow=workflow, status=BatchStatus.RUNNING)
+        Execution.objects.bulk_create(
+            Execution(batch=batch, index=i, inputs={"query": "q" * (8 * i + 1)}) for i in range(3)
+        )
+
+        Runner().run(seconds=30)
+
+    rows = list(Execution.objects.filter(batch=batch).order_by("index"))
+    assert [row.status for row in rows] == ["succeeded"] * 3
+    for row in rows:
+        assert row.total_tokens > 10 and row.currency == "USD" and row.latency > 0
+        assert row.price == (Decimal("0.000002") * row.total_tokens).quantize(Decimal("0.0000001"))
+    costs = batch_costs(batch)
+    assert costs.cost == sum(row.price for row in rows).quantize(Decimal("0.000001"))
+    assert costs.total_tokens == sum(row.total_tokens for row in rows) and not costs.cost_estimated

@@ -81,6 +81,10 @@ def _row_data(row: Execution) -> dict[str, Any]:
         "error": row.error,
         "attempts": row.attempt_count,
         "total_tokens": row.total_tokens,
+        "latency": row.latency,  # ours, of the successful try (issue 31)
+        "elapsed": row.elapsed,  # Dify's own
+        "price": None if row.price is None else format(row.price.normalize(), "f"),  # Dify's, where it reports one
+        "currency": row.currency,
         "finished_at": iso(row.finished_at),
         "url": reverse("batches:execution_detail", args=[row.pk]),
     }

@@ -24,6 +24,7 @@ from batches.dify.types import InputVariable
 from batches.forms import ImportOptionsForm, UploadForm
 from batches.forms_mapping import ColumnMapForm
 from batches.models import Mode, Workflow
+from batches.selectors_cost import estimate_for_file
 from batches.services import audit, lifecycle, mappings, workflows
 from batches.uploads import Upload
 from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
@@ -138,6 +139,7 @@ def _preview(
     targets = [shown.chosen.get(cell, mapping.IGNORE) for cell in facts.header]
     return {
         "archive": check.archive,
+        "estimate": estimate_for_file(workflow, check.total) if check.total else None,
         "upload": upload,
         "workflow": workflow,
         "parsed": SimpleNamespace(format=facts.format, header=facts.header, columns=[t for t in targets if t]),
