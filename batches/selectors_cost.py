@@ -106,8 +106,10 @@ class CostDelta:
 
     @property
     def delta(self) -> Any:
-        """B − A (None when either side has no value)."""
-        return None if self.a is None or self.b is None else self.b - self.a
+        """B − A (None when either side has no value); seconds to the millisecond."""
+        if self.a is None or self.b is None:
+            return None
+        return round(self.b - self.a, 3) if isinstance(self.a, float) else self.b - self.a
 
 
 def compare_costs(a: BatchTask, b: BatchTask) -> list[CostDelta]:
@@ -118,8 +120,8 @@ def compare_costs(a: BatchTask, b: BatchTask) -> list[CostDelta]:
     return [
         CostDelta(str(_("Tokens")), ca.total_tokens, cb.total_tokens),
         CostDelta(str(_("Cost")), ca.cost, cb.cost if currency or ca.cost is None else None, cost_unit),
-        CostDelta(str(_("Latency p50")), ca.latency_p50, cb.latency_p50, "s"),
-        CostDelta(str(_("Latency p95")), ca.latency_p95, cb.latency_p95, "s"),
+        CostDelta(str(_("Latency p50")), _ms(ca.latency_p50), _ms(cb.latency_p50), "s"),
+        CostDelta(str(_("Latency p95")), _ms(ca.latency_p95), _ms(cb.latency_p95), "s"),
     ]
 
 
@@ -152,3 +154,7 @@ def estimate_for_file(workflow: Workflow, rows: int) -> FileEstimate | None:
     cost = None if per_row is None else (Decimal(per_row) * rows).quantize(PRICE_STEP)
     currency = means["currency"] or settings.BATCHES_PRICE_CURRENCY
     return FileEstimate(rows, round(mean_tokens, 1), round(mean_tokens * rows), cost, currency, means["n"])
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
