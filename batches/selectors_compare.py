@@ -36,7 +36,18 @@ DIFFERENT = "different"
 ONLY_A = "only_a"
 ONLY_B = "only_b"
 KINDS = (SAME, DIFFERENT, ONLY_A, ONLY_B)
-PAGE_FIELDS = ("id", "batch_id", "index", "inputs", "status", "outputs", "error_type", "error")
+PAGE_FIELDS = (
+    "id",
+    "batch_id",
+    "index",
+    "inputs",
+    "status",
+    "outputs",
+    "error_type",
+    "error",
+    "total_tokens",
+    "latency",
+)
 CHUNK = 2000
 FINGERPRINTS_KEPT = 3600  # seconds
 

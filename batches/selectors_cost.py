@@ -158,3 +158,13 @@ def estimate_for_file(workflow: Workflow, rows: int) -> FileEstimate | None:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
+
+
+def row_delta(a: Execution | None, b: Execution | None) -> str:
+    """A pair's B − A tokens and latency, as Compare shows it ("+12 tokens · -0.31 s"); "" unless both ran."""
+    if a is None or b is None:
+        return ""
+    text = _("%(tokens)+d tokens") % {"tokens": b.total_tokens - a.total_tokens}
+    if a.latency is not None and b.latency is not None:
+        text += " · %+.2f s" % (b.latency - a.latency)
+    return text

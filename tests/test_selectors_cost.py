@@ -167,3 +167,14 @@ def test_a_chat_batch_s_cost_and_tokens_equal_what_the_fake_dify_reported(make_w
     costs = batch_costs(batch)
     assert costs.cost == sum(row.price for row in rows).quantize(Decimal("0.000001"))
     assert costs.total_tokens == sum(row.total_tokens for row in rows) and not costs.cost_estimated
+
+
+def test_compare_shows_each_pair_s_token_and_latency_delta(make_batch, login):
+    a = make_batch(rows=1, status=BatchStatus.FINISHED)
+    b = make_batch(rows=1, status=BatchStatus.FINISHED)
+    _rows(a, [1.25], total_tokens=10)
+    _rows(b, [0.75], total_tokens=22)
+
+    page = login("batches.view_batchtask").get(f"/batches/{a.pk}/compare/{b.pk}/").content.decode()
+
+    assert "+12 tokens · -0.50 s" in page

@@ -29,7 +29,7 @@ from batches.selectors_compare import (
     differing_keys,
     page_rows,
 )
-from batches.selectors_cost import compare_costs
+from batches.selectors_cost import compare_costs, row_delta
 from batches.selectors_results import (
     OTHER_OUTPUTS,
     input_columns,
@@ -61,6 +61,7 @@ class PairRow:
     inputs: list[Cell]
     a: Side
     b: Side
+    delta: str = ""  # B − A tokens and latency (issue 31)
 
 
 def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], tuple[list[str], int], list[str]]:
@@ -77,6 +78,7 @@ def _pair_rows(pairs: list[Pair], columns: list[str]) -> tuple[list[PairRow], tu
         row = PairRow(
             pair, _inputs(inputs, in_cols, a, b), _side(a, out_cols, changed, more), _side(b, out_cols, changed, more)
         )
+        row.delta = row_delta(a, b)
         if a and b and changed:
             _mark_words(row, (a, b), out_cols, budget)
         result.append(row)
