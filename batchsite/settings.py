@@ -221,6 +221,8 @@ BATCHES_NOTIFY_TIMEOUT = env_float("BATCHES_NOTIFY_TIMEOUT", 10)  # one webhook 
 BATCHES_PRICE_CURRENCY = os.environ.get("BATCHES_PRICE_CURRENCY", "USD")
 # /metrics answers 404 unless this is set, and 403 without `Authorization: Bearer <token>`.
 BATCHES_METRICS_TOKEN = os.environ.get("BATCHES_METRICS_TOKEN", "")
+# And, when set, only from these addresses or CIDR ranges (the connecting address: a proxy's, behind one).
+BATCHES_METRICS_ALLOWED_IPS = env_list("BATCHES_METRICS_ALLOWED_IPS")
 # Email (Django's own settings): the console backend prints messages to the worker's stdout (the demo's choice).
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")

@@ -54,6 +54,15 @@ def test_metrics_refuse_a_request_without_the_token(db, client, settings, header
     assert answer.status_code == 403
 
 
+@pytest.mark.parametrize(("allowed", "status"), [(["10.0.0.0/8"], 403), (["127.0.0.1"], 200), ([], 200)])
+def test_metrics_may_be_limited_to_given_addresses(db, client, settings, allowed, status):
+    settings.BATCHES_METRICS_TOKEN, settings.BATCHES_METRICS_ALLOWED_IPS = TOKEN, allowed
+
+    answer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert answer.status_code == status
+
+
 def test_row_counts_equal_the_database(make_batch, make_workflow, scrape):
     first = make_batch(rows=5, workflow=make_workflow(name="alpha"), status=BatchStatus.RUNNING)
     make_batch(rows=2, workflow=make_workflow(name="beta"), status=BatchStatus.PENDING)

@@ -16,4 +16,6 @@ these functions. No function here holds a lock while calling the network.
 - `file_imports`: importing a ZIP (the table and the files it names). `file_uploads`: each file uploaded to Dify
   once and its id reused (leases, the rpm token, forgetting a lost upload), a rerun's files, the files' sweep.
 - `clock` (the database's time), `nodes` (which process holds a lease, and whether it is alive).
+- `notify`: the notification outbox (written with a batch's transition, sent after it: webhooks and emails).
+  `audit`: who did what, written by the service that did it, with the actor its adapter passes.
 """

@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from batches.models import BatchTask, Execution, ExecutionStatus
 
 ROLES = ("anonymous", "non-staff", "staff", "permitted")
-LOGIN, OK, FORBIDDEN, NOT_ALLOWED, BAD, AWAY = 302, 200, 403, 405, 400, 302
+LOGIN, OK, FORBIDDEN, NOT_ALLOWED, BAD, AWAY, NOT_FOUND = 302, 200, 403, 405, 400, 302, 404
 # name: (GET as anonymous, non-staff, staff, permitted), (POST as the same four)
 EXPECTED = {
     "batch_list": ((LOGIN, LOGIN, OK, OK), (LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED)),
@@ -45,6 +45,9 @@ EXPECTED = {
     "workflow_add": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_edit": ((LOGIN, LOGIN, FORBIDDEN, OK), (LOGIN, LOGIN, FORBIDDEN, BAD)),
     "workflow_test": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, OK)),
+    "workflow_notify_test": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, AWAY)),
+    "workflow_webhook_secret": ((LOGIN, LOGIN, NOT_ALLOWED, NOT_ALLOWED), (LOGIN, LOGIN, FORBIDDEN, OK)),
+    "metrics": ((NOT_FOUND,) * 4, (NOT_ALLOWED,) * 4),  # off: BATCHES_METRICS_TOKEN is not set (test_metrics.py)
     "healthz": ((OK, OK, OK, OK), (NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED)),
     "favicon": ((AWAY, AWAY, AWAY, AWAY), (NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED, NOT_ALLOWED)),
 }
@@ -66,8 +69,10 @@ NEEDS = {
     "workflow_add": "add_workflow",
     "workflow_edit": "change_workflow",
     "workflow_test": "change_workflow",
+    "workflow_notify_test": "change_workflow",
+    "workflow_webhook_secret": "change_workflow",
 }
-PROJECT_URLS = {"healthz", "favicon"}
+PROJECT_URLS = {"healthz", "favicon", "metrics"}
 # Django's own URL set: the admin checks staff status itself (its login page is the site's login page).
 DELEGATED = {"admin"}
 PERMISSIONS = set(NEEDS.values())
