@@ -170,7 +170,9 @@ def run(demo: Demo, web_port: int, dify_port: int) -> None:
     demo.start("fake_dify", "fake_dify", "--port", str(dify_port), "--latency-ms", "1500", "--fail-rate", "0.05",
                "--variables", VARIABLES)  # fmt: skip
     wait_for_port(dify_port, demo.data_dir)
-    manage("add_workflow", "demo", "--base-url", f"http://127.0.0.1:{dify_port}/v1", "--api-key", "app-demo-key")
+    # The email a finished batch sends is printed by the worker (console backend) into its log under the data dir.
+    manage("add_workflow", "demo", "--base-url", f"http://127.0.0.1:{dify_port}/v1", "--api-key", "app-demo-key",
+           "--notify-email", "ops@example.com")  # fmt: skip
     demo.start("qcluster", "qcluster", grace=60)
     demo.start("web", "runserver", f"127.0.0.1:{web_port}", "--noreload")
     wait_for_port(web_port, demo.data_dir)
