@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_batch_running_time'),
+        ('batches', '0009_pages_export_slots'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
