@@ -170,3 +170,13 @@ def test_the_system_s_own_transitions_are_in_the_history(make_batch, login):
         ("reopened", "system"),
     ]
     assert "auth: 401 invalid key" in page and "Reopened by the sweep" in page
+
+
+def test_running_a_batch_on_its_workflow_s_new_dify_is_recorded(make_batch, login):
+    batch = make_batch(status=BatchStatus.PAUSED)
+    Workflow.objects.filter(pk=batch.workflow_id).update(base_url="http://127.0.0.1:10/v1")
+
+    login(*PAGE_PERMS).post(reverse("batches:batch_action", args=[batch.pk, "repoint"]))
+
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.face, entry.detail) == ("settings", "page", {"moved_to": "http://127.0.0.1:10/v1"})
