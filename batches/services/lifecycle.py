@@ -347,6 +347,7 @@ def retry_executions(
     if inputs is not None:
         _keep_sent_inputs(rows, inputs)
         changes["inputs"] = inputs
+        changes["workflow_run_id"] = ""  # the earlier run answered other inputs: not looked up (its Attempt keeps it)
     retried = rows.update(
         status=ExecutionStatus.PENDING,
         error_type="",

@@ -129,7 +129,9 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_o
         "auto_retries": 0,  # retries this try spends, added to the row's: an outage may have refunded some meanwhile
         "next_trigger": Trigger.AUTO,
         "not_before": None,
-        "workflow_run_id": (result.workflow_run_id or claim_.run_id)[:64],
+        # Never "": a try that announced no run (a failed look-up, a refused call) leaves the row's latest run to
+        # be looked up before the next one pays (batches/reconcile.py).
+        "workflow_run_id": (result.workflow_run_id or claim_.run_id or claim_.resume_run_id)[:64],
         "task_id": (result.task_id or claim_.task_id)[:64],
         "total_tokens": result.total_tokens,
         "elapsed": result.elapsed,
