@@ -136,6 +136,9 @@ class BatchTask(models.Model):
     failure_threshold_min_rows = models.PositiveIntegerField(
         _("... after at least this many finished rows"), default=20
     )
+    # Whether the first BATCHES_FAIL_FAST_ROWS finished rows were looked at (services/fail_fast.py): once only, so
+    # a batch resumed after that pause is not paused again for the same rows.
+    first_rows_checked = models.BooleanField(default=False, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
@@ -183,6 +186,10 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
     def unfinished(self) -> ExecutionQuerySet:
         return self.filter(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING])
+
+    def ended(self) -> ExecutionQuerySet:
+        """Rows that finished with a result: succeeded or failed (not cancelled)."""
+        return self.filter(status__in=[ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED])
 
     def due(self, now: datetime) -> ExecutionQuerySet:
         """Pending rows whose backoff (if any) has passed."""
