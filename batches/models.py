@@ -334,6 +334,9 @@ class ClusterHeartbeat(models.Model):
     name = models.CharField(max_length=150, primary_key=True)  # "node:pid"
     node = models.CharField(max_length=100)
     pid = models.PositiveIntegerField()
+    # The host name and boot id that wrote it (services/nodes.machine): tells two machines under one node name
+    # apart. Empty in rows of an older release.
+    machine = models.CharField(max_length=120, blank=True)
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
 

@@ -71,13 +71,14 @@ def test_an_expired_runner_slot_can_be_taken(db, settings):
 
 
 def test_a_slot_held_by_a_dead_local_process_is_taken_over(db, settings):
-    import socket
     import subprocess
+
+    from batches.services import nodes
 
     settings.BATCHES_RUNNERS = 1
     gone = subprocess.Popen(["true"])
     gone.wait()
-    claims.acquire_slot(f"{socket.gethostname()}:1:{gone.pid}:abc")
+    claims.acquire_slot(nodes.owner_name(parent_pid=1, pid=gone.pid))
 
     assert claims.acquire_slot("someone-else") == 0
 
