@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0008_i15_batch_files'),
+        ('batches', '0009_batch_running_time'),
     ]
 
     operations = [
