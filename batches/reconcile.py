@@ -27,9 +27,10 @@ from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 
 logger = logging.getLogger(__name__)
-# The error types that say how the row's latest run ended: a run that was seen to fail is not asked about again.
-# After any other (a cut stream, a timeout, a failed look-up, a retry by staff) it may have finished inside Dify.
-RUN_ENDED_ERRORS = frozenset({ErrorType.WORKFLOW_FAILED})
+# The error types that say how the row's latest run ended: a run seen to fail, stopped in Dify or cancelled by
+# staff is not asked about again (a stopped run says `running` for ever: asking would only wait). After any other
+# (a cut stream, a timeout, a failed look-up) it may have finished inside Dify.
+RUN_ENDED_ERRORS = frozenset({ErrorType.WORKFLOW_FAILED, ErrorType.CANCELLED})
 # Answers in which Dify speaks about the run itself (`running` is polled, `succeeded` recorded).
 ANSWERED_STATUSES = frozenset({"failed", "stopped", "paused", "running", "succeeded", "partial-succeeded"})
 

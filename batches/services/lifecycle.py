@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from batches import files, importers, inputs
@@ -30,6 +30,7 @@ from batches.models import (
     Trigger,
     Workflow,
 )
+from batches.reconcile import RUN_ENDED_ERRORS
 from batches.services import file_imports, file_uploads
 from batches.services.claims import wake_runners
 from batches.services.leases import STALE_FIELDS, ended_attempt
@@ -343,11 +344,12 @@ def retry_executions(
     _lock_batches(batch_ids)
     # Rows per batch for "cancelled, then N rows retried": counted only when the retry spans batches.
     per_batch = dict(rows.order_by().values_list("batch_id").annotate(n=Count("pk"))) if len(batch_ids) > 1 else {}
-    changes: dict[str, Any] = {}
+    # A row's latest run is looked up before it pays again, unless its end was seen or its inputs are edited.
+    ended = Case(When(error_type__in=RUN_ENDED_ERRORS, then=Value("")), default=F("workflow_run_id"))
+    changes: dict[str, Any] = {"workflow_run_id": ended}  # the Attempts keep every run id
     if inputs is not None:
         _keep_sent_inputs(rows, inputs)
-        changes["inputs"] = inputs
-        changes["workflow_run_id"] = ""  # the earlier run answered other inputs: not looked up (its Attempt keeps it)
+        changes.update(inputs=inputs, workflow_run_id="")
     retried = rows.update(
         status=ExecutionStatus.PENDING,
         error_type="",
