@@ -24,7 +24,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from batches.models import ClusterHeartbeat
-from batches.services.nodes import machine
+from batches.services.nodes import machine, machine_tag
 
 logger = logging.getLogger(__name__)
 INTERVAL = 10.0  # seconds between beats; "seen in the last minute" tolerates a few missed ones
@@ -40,9 +40,15 @@ def node_name() -> str:
     return getattr(settings, "BATCHES_NODE_NAME", "") or os.environ.get("BATCHES_NODE_NAME") or socket.gethostname()
 
 
+def row_name(pid: int) -> str:
+    """node:pid@machine tag: clusters in two containers may share a node name and a pid (1, say), not a machine."""
+    return f"{node_name()}:{pid}@{machine_tag()}"
+
+
 def beat(*, name: str, started_at: datetime, now: datetime | None = None) -> None:
+    """Write (or renew) the row `name` (node:pid, and @machine tag when written by `start`)."""
     now = now or timezone.now()
-    node, _, pid = name.rpartition(":")
+    node, _, pid = name.partition("@")[0].rpartition(":")
     ClusterHeartbeat.objects.update_or_create(
         name=name,
         defaults={"node": node, "pid": int(pid), "machine": machine(), "started_at": started_at, "seen_at": now},
@@ -81,7 +87,7 @@ def start() -> None:
     thread's database connection.
     """
     global _thread
-    name = f"{node_name()}:{os.getpid()}"
+    name = row_name(os.getpid())
     _stop.clear()
     _thread = threading.Thread(target=_run, args=(name, timezone.now()), name="batches-heartbeat", daemon=True)
     _thread.start()
