@@ -11,7 +11,7 @@ Only Dify's own answer about the run (404, `failed`, `stopped`, too old) lets th
 got no such answer (refused, a timeout, a gateway's 5xx, a 429) is the try's failure, with the look-up's error type
 and the run id, so the row keeps it and the next try asks again: paying again then could pay twice for a run that
 finished while Dify was away. The row keeps its latest run id until a newer call announces its own
-(services/results.py), and every try looks that run up first unless its own end was seen (`workflow_failed`).
+(services/results.py), and every try looks that run up first unless its end was seen (RUN_ENDED_ERRORS).
 """
 
 from __future__ import annotations
