@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_files_upload_user'),
+        ('batches', '0009_circuit_health_check'),
     ]
 
     operations = [
