@@ -57,7 +57,10 @@ def hand_back_on_stop() -> None:
 
 
 def beat_while_running() -> None:
-    """Write this cluster's heartbeat (batches/heartbeat.py) from the moment its sentinel runs until it stops."""
+    """Write this cluster's heartbeat (batches/heartbeat.py) from the moment its sentinel runs until it stops.
+
+    Before anything starts, refuse a node name that another machine's live cluster holds (`refuse_a_taken_node`).
+    """
     from django_q.cluster import Cluster
 
     from batches import heartbeat
@@ -65,6 +68,7 @@ def beat_while_running() -> None:
     original_start, original_stop = Cluster.start, Cluster.stop
 
     def start(self: Cluster) -> int:
+        refuse_a_taken_node()
         pid = original_start(self)
         heartbeat.start()  # after the fork of the sentinel: no child inherits the heartbeat's connection
         return pid
@@ -76,3 +80,26 @@ def beat_while_running() -> None:
 
     Cluster.start = start  # type: ignore[method-assign]
     Cluster.stop = stop  # type: ignore[method-assign]
+
+
+def refuse_a_taken_node() -> None:
+    """CommandError (one line, exit status 1) when another machine's live cluster holds this node name.
+
+    A database that does not answer (or is not migrated) never stops a start: the cluster then waits for it, as
+    before.
+    """
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError
+
+    from batches import heartbeat
+
+    try:
+        holder = heartbeat.node_name_holder()
+    except DatabaseError as exc:
+        logger.warning("could not check whether another machine uses this node name: %s", exc)
+        return
+    if holder is not None:
+        raise CommandError(
+            f"refusing to start: BATCHES_NODE_NAME {heartbeat.node_name()!r} is held by a live cluster on another "
+            f"machine ({holder['machine']}); give each machine its own BATCHES_NODE_NAME"
+        )

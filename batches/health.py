@@ -1,5 +1,6 @@
-"""What `/healthz` and `manage.py batches_doctor` report: database, migrations, live clusters, stuck batches and
-batches waiting for Dify (their workflow's upstream circuit is open).
+"""What `/healthz` and `manage.py batches_doctor` report: database, migrations, live clusters, stuck batches,
+batches waiting for Dify (their workflow's upstream circuit is open), and a node name that several machines use
+(batches/heartbeat.py: their clusters would take each other's live rows; a second one refuses to start).
 
 At most three queries: applied migrations (which also proves the database answers), heartbeats, and one for the
 running batches that are stuck or waiting.
@@ -18,8 +19,10 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from batches import heartbeat
 from batches.models import BatchTask, CircuitState, ClusterHeartbeat, Execution
 from batches.selectors import iso
+from batches.services import nodes
 
 WORKER_WINDOW = timedelta(minutes=1)
 STUCK_AFTER = timedelta(minutes=10)
@@ -32,6 +35,8 @@ class Health:
     workers: list[dict[str, Any]] = field(default_factory=list)  # clusters seen within WORKER_WINDOW
     stuck: list[dict[str, Any]] = field(default_factory=list)  # running batches without progress for STUCK_AFTER
     waiting_for_dify: list[dict[str, Any]] = field(default_factory=list)  # running batches whose upstream is down
+    shared_node_names: list[dict[str, Any]] = field(default_factory=list)  # {"node", "machines"}: live clusters'
+    node_name_taken_by: list[str] = field(default_factory=list)  # other machines whose clusters use this one's name
 
     @property
     def serving(self) -> bool:
@@ -47,10 +52,25 @@ class Health:
             return [f"{count} migration(s) not applied, first {first}: run manage.py migrate"]
         found = [] if self.workers else ["no worker cluster was seen in the last minute"]
         found += [f"batch #{batch['id']} {batch['name']} made no progress for 10 minutes" for batch in self.stuck]
-        return found + [
+        found += [
             f"batch #{batch['id']} {batch['name']} waits for Dify since {batch['since']}: {batch['last_error']}"
             for batch in self.waiting_for_dify
         ]
+        return found + self.node_name_problems()
+
+    def node_name_problems(self) -> list[str]:
+        found = [
+            f"node name {shared['node']!r} is used by clusters on {len(shared['machines'])} machines "
+            f"({', '.join(shared['machines'])}): give each machine its own BATCHES_NODE_NAME"
+            for shared in self.shared_node_names
+        ]
+        if self.node_name_taken_by and not self.shared_node_names:
+            found.append(
+                f"this machine's node name {heartbeat.node_name()!r} is held by a cluster on another machine "
+                f"({', '.join(self.node_name_taken_by)}): a qcluster started here refuses to start; set "
+                "BATCHES_NODE_NAME"
+            )
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "serving": self.serving, "problems": self.problems()}
@@ -67,6 +87,7 @@ def check(now: datetime | None = None) -> Health:
     health.unapplied_migrations = unapplied_migrations()
     if not health.unapplied_migrations:
         health.workers = live_clusters(now)
+        health.shared_node_names, health.node_name_taken_by = node_name_conflicts(health.workers)
         health.stuck, health.waiting_for_dify = stuck_or_waiting(now)
     return health
 
@@ -87,7 +108,18 @@ def unapplied_migrations() -> list[str]:
 
 def live_clusters(now: datetime) -> list[dict[str, Any]]:
     seen = ClusterHeartbeat.objects.filter(seen_at__gte=now - WORKER_WINDOW).order_by("node", "pid")
-    return [dict(row) for row in seen.values("node", "pid", "started_at", "seen_at")]
+    return [dict(row) for row in seen.values("node", "pid", "machine", "started_at", "seen_at")]
+
+
+def node_name_conflicts(workers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Node names whose live clusters run on several machines, and the other machines using this one's name."""
+    machines: dict[str, set[str]] = {}
+    for worker in workers:
+        if worker["machine"]:  # empty: a row of an older release
+            machines.setdefault(worker["node"], set()).add(worker["machine"])
+    shared = [{"node": node, "machines": sorted(found)} for node, found in sorted(machines.items()) if len(found) > 1]
+    taken_by = sorted(machines.get(heartbeat.node_name(), set()) - {nodes.machine()})
+    return shared, taken_by
 
 
 def stuck_or_waiting(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

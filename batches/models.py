@@ -178,6 +178,9 @@ class BatchTask(models.Model):
     failure_threshold_min_rows = models.PositiveIntegerField(
         _("... after at least this many finished rows"), default=20
     )
+    # Whether the first BATCHES_FAIL_FAST_ROWS finished rows were looked at (services/fail_fast.py): once only, so
+    # a batch resumed after that pause is not paused again for the same rows.
+    first_rows_checked = models.BooleanField(default=False, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
@@ -225,6 +228,10 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
     def unfinished(self) -> ExecutionQuerySet:
         return self.filter(status__in=[ExecutionStatus.PENDING, ExecutionStatus.RUNNING])
+
+    def ended(self) -> ExecutionQuerySet:
+        """Rows that finished with a result: succeeded or failed (not cancelled)."""
+        return self.filter(status__in=[ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED])
 
     def due(self, now: datetime) -> ExecutionQuerySet:
         """Pending rows whose backoff (if any) has passed."""
@@ -373,6 +380,9 @@ class ClusterHeartbeat(models.Model):
     name = models.CharField(max_length=150, primary_key=True)  # "node:pid"
     node = models.CharField(max_length=100)
     pid = models.PositiveIntegerField()
+    # The host name and boot id that wrote it (services/nodes.machine): tells two machines under one node name
+    # apart. Empty in rows of an older release.
+    machine = models.CharField(max_length=120, blank=True)
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
 

@@ -6,6 +6,12 @@ retries therefore look the earlier run up (GET /workflows/run/{id}) and record i
 
 A run Dify stops (from its console, or past its APP_MAX_EXECUTION_TIME) stays `running` in that answer for ever,
 so a run older than BATCHES_DIFY_MAX_EXECUTION_TIME is not waited for: the row runs again.
+
+Only Dify's own answer about the run (404, `failed`, `stopped`, too old) lets the row be sent again. A look-up that
+got no such answer (refused, a timeout, a gateway's 5xx, a 429) is the try's failure, with the look-up's error type
+and the run id, so the row keeps it and the next try asks again: paying again then could pay twice for a run that
+finished while Dify was away. The row keeps its latest run id until a newer call announces its own
+(services/results.py), and every try looks that run up first unless its end was seen (RUN_ENDED_ERRORS).
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 
 logger = logging.getLogger(__name__)
-# Error types after which the earlier run may still be going on (or have finished) inside Dify.
-RESUMABLE_ERRORS = frozenset({ErrorType.TIMEOUT, ErrorType.BAD_RESPONSE, ErrorType.CONNECTION, ErrorType.INTERRUPTED})
+# The error types that say how the row's latest run ended: a run seen to fail, stopped in Dify or cancelled by
+# staff is not asked about again (a stopped run says `running` for ever: asking would only wait). After any other
+# (a cut stream, a timeout, a failed look-up) it may have finished inside Dify.
+RUN_ENDED_ERRORS = frozenset({ErrorType.WORKFLOW_FAILED, ErrorType.CANCELLED})
+# Answers in which Dify speaks about the run itself (`running` is polled, `succeeded` recorded).
+ANSWERED_STATUSES = frozenset({"failed", "stopped", "paused", "running", "succeeded", "partial-succeeded"})
 
 
 def resumable(error_type: str, run_id: str) -> bool:
-    """Whether an automatic retry should look up the earlier run first (its id is known, the call was cut)."""
-    return bool(run_id) and error_type in RESUMABLE_ERRORS
+    """Whether a try should look up the row's latest run first (its id is known, its end was not seen)."""
+    return bool(run_id) and error_type not in RUN_ENDED_ERRORS
 
 
 async def earlier_run(
@@ -38,7 +48,8 @@ async def earlier_run(
     poll_every: float = 2.0,
     max_age: float | None = None,
 ) -> CallResult | None:
-    """The earlier run's result when it succeeded; None when the row must run again.
+    """What decides this try: the earlier run's result when it succeeded, the look-up's failure when Dify did not
+    answer about the run; None when Dify's answer says the row must run again.
 
     Polls a `running` run until the call's own time limit, or until the run is older than Dify's execution limit.
     """
@@ -51,10 +62,23 @@ async def earlier_run(
         if found.ok:
             logger.info("run %s had finished in Dify: its result is recorded, not paid again", run_id)
             return found
+        if not _answered(found):
+            logger.info(
+                "run %s could not be looked up (%s): this try fails, the run is asked about again",
+                run_id,
+                found.error_type,
+            )
+            found.error = f"looking up the earlier run: {found.error}"
+            return found
         if found.upstream_status != "running" or _too_old(found, max_age):
             return None
         await asyncio.sleep(poll_every)
     return None
+
+
+def _answered(found: CallResult) -> bool:
+    """Dify spoke about the run: it does not know it (404), or it gave its status."""
+    return found.http_status == 404 or found.upstream_status in ANSWERED_STATUSES
 
 
 def _too_old(found: CallResult, max_age: float) -> bool:

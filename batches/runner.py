@@ -312,7 +312,8 @@ class Runner:
     def absorb(self, events: list[Event], calls: CallLoop) -> None:
         for kind, claim, payload in events:
             if kind == "started":
-                claim.run_id, claim.task_id = payload
+                run_id, claim.task_id = payload
+                claim.run_id = run_id or claim.run_id  # a message stream names no run: keep the row's latest
                 self.unsaved_starts[claim.execution_id] = claim
             elif kind == "errand":  # a call's question about its files' uploads (batches/file_calls.py)
                 payload()

@@ -201,6 +201,8 @@ BATCHES_OUTAGE_PAUSE_MINUTES = env_float("BATCHES_OUTAGE_PAUSE_MINUTES", 0)
 # row while it answers is a partial outage: the workflow's running batches pause (0: never).
 BATCHES_CIRCUIT_PROBE_TIMEOUT = env_float("BATCHES_CIRCUIT_PROBE_TIMEOUT", 10.0)
 BATCHES_PARTIAL_OUTAGE_ROWS = env_int("BATCHES_PARTIAL_OUTAGE_ROWS", 10)
+# A batch whose first this many finished rows all failed with one error type pauses (0: never).
+BATCHES_FAIL_FAST_ROWS = env_int("BATCHES_FAIL_FAST_ROWS", 50)
 BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
 # Fernet keys for the API keys stored in the database, newest first (see batches/crypto.py). Empty: derived from
 # SECRET_KEY, fine for development; production should set its own (and keep it apart from SECRET_KEY).

@@ -62,7 +62,7 @@ def tries(batch_id: int) -> list[tuple[str, str]]:
 
 def test_an_upload_held_by_a_dead_local_process_is_taken_over_at_once(workflow, fake, tmp_path):
     batch = lifecycle.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
-    dead = nodes.SEPARATOR.join([nodes.node_name(), "1", "999999", f"{nodes.boot_id()}-1", "dead00"])
+    dead = nodes.SEPARATOR.join([nodes.node_name(), "1", "999999", f"{nodes.machine_tag()}-1", "dead00"])
     held_by(batch.pk, dead, for_seconds=3600)
 
     lifecycle.start_batch(batch.pk)

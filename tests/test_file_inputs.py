@@ -267,7 +267,8 @@ def test_an_upload_dify_lost_is_uploaded_again_once(workflow, fake, tmp_path):
     batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=6, distinct=2))
     Runner().run(seconds=30)
     fake.expire_uploads()
-    Execution.objects.filter(batch=batch).update(status=ExecutionStatus.FAILED)
+    # Failed before any run started: a known run would be looked up (and its success recorded) instead of called.
+    Execution.objects.filter(batch=batch).update(status=ExecutionStatus.FAILED, workflow_run_id="")
 
     lifecycle.retry_executions(Execution.objects.filter(batch=batch))
     Runner().run(seconds=30)

@@ -161,3 +161,71 @@ def test_healthz_is_503_while_the_database_is_unreachable_and_200_again_after(tr
     assert before.status_code == 200
     assert during.status_code == 503 and during.json()["database"] == "unreachable"
     assert after.status_code == 200
+
+
+def other_machine_beats(name: str, machine: str = "other-host 0123456789ab") -> None:
+    """A heartbeat written by a cluster on another machine (another host name and boot)."""
+    node, _, pid = name.rpartition(":")
+    now = timezone.now()
+    ClusterHeartbeat.objects.update_or_create(
+        name=f"{name}@fedcba987654",
+        defaults={"node": node, "pid": int(pid), "machine": machine, "started_at": now, "seen_at": now},
+    )
+
+
+def test_a_node_name_used_by_two_machines_is_reported_by_healthz_and_the_doctor(client, db, settings):
+    """Their clusters may even share a pid (the first process of two containers): each still has its own row."""
+    settings.BATCHES_NODE_NAME = "node-x"
+    heartbeat.beat(name=heartbeat.row_name(1), started_at=timezone.now())
+    other_machine_beats("node-x:1")
+    out = StringIO()
+
+    status, body = get_health(client)
+    with pytest.raises(SystemExit) as exited:
+        call_command("batches_doctor", stdout=out)
+
+    assert status == 200 and body["node_names"] == {"shared": 1, "taken_here": True}
+    assert exited.value.code == 1
+    assert "PROBLEM: node name 'node-x' is used by clusters on 2 machines" in out.getvalue()
+
+
+def test_this_machines_node_name_held_by_another_machine_is_reported(client, db, settings):
+    settings.BATCHES_NODE_NAME = "node-y"
+    other_machine_beats("node-y:5")
+    out = StringIO()
+
+    status, body = get_health(client)
+    with pytest.raises(SystemExit):
+        call_command("batches_doctor", "--json", stdout=out)
+
+    assert body["node_names"] == {"shared": 0, "taken_here": True}
+    assert "held by a cluster on another machine (other-host 0123456789ab)" in json.loads(out.getvalue())["problems"][0]
+
+
+def test_a_node_name_is_held_only_by_another_machines_cluster_that_keeps_beating(db, settings, monkeypatch):
+    settings.BATCHES_NODE_NAME = "node-z"
+    heartbeat.beat(name=heartbeat.row_name(1), started_at=timezone.now())  # this machine's own other cluster
+    other_machine_beats("node-z:2", machine="")  # a row of an older release names no machine
+    other_machine_beats("node-z:3")  # another machine's cluster, killed: its row is not renewed
+    assert heartbeat.node_name_holder(watch=0.3, every=0.05) is None
+
+    monkeypatch.setattr(heartbeat.time, "sleep", lambda _: other_machine_beats("node-z:3"))  # it beats again
+
+    assert heartbeat.node_name_holder(watch=5, every=0.05)["name"] == "node-z:3@fedcba987654"
+
+
+def test_a_qcluster_refuses_to_start_under_a_node_name_another_machine_holds(transactional_db, tmp_path):
+    log = tmp_path / "cluster.log"
+    other_machine_beats("node-dup:77")
+
+    with running_cluster(log, BATCHES_NODE_NAME="node-dup", **PRODUCTION) as cluster:
+        # The other machine keeps beating while this one watches.
+        wait_until(lambda: other_machine_beats("node-dup:77") or cluster.poll() is not None, 60, interval=0.5)
+
+    assert cluster.returncode == 1
+    refusal = [line for line in log.read_text().splitlines() if "refusing to start" in line]
+    assert refusal == [
+        "CommandError: refusing to start: BATCHES_NODE_NAME 'node-dup' is held by a live cluster on another machine "
+        "(other-host 0123456789ab); give each machine its own BATCHES_NODE_NAME"
+    ]
+    assert ClusterHeartbeat.objects.filter(node="node-dup").count() == 1  # the other machine's only

@@ -1,9 +1,12 @@
 """A runner slice in this process against the fake Dify over real HTTP."""
 
+import io
+import json
 from datetime import timedelta
 
 import httpx
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from batches.models import (
@@ -19,6 +22,12 @@ from batches.models import (
 from batches.runner import Runner
 from batches.services import claims, leases, results
 from fakedify.harness import running_fake_dify
+
+
+def call_command_output(*args):
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +99,20 @@ def test_runner_stops_claiming_when_an_app_error_pauses_the_batch(batch_on_fake)
     assert batch.status == BatchStatus.PAUSED
     assert Execution.objects.filter(batch=batch, error_type=ErrorType.APP_ERROR).count() == 1
     assert Execution.objects.filter(batch=batch, status=ExecutionStatus.PENDING).count() == 4
+
+
+def test_a_batch_whose_rows_all_fail_alike_pauses_after_the_first_few_calls(batch_on_fake, fake, settings):
+    settings.BATCHES_FAIL_FAST_ROWS = 5
+    batch = batch_on_fake(rows=20, concurrency=2)
+    Execution.objects.filter(batch=batch).update(inputs={"text": "x", "_fault": "invalid_param"})
+
+    Runner().run(seconds=5)
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.PAUSED
+    assert batch.status_reason.startswith("Paused: the first 5 finished rows all failed with invalid_input")
+    assert fake.stats()["calls"] <= 5 + 2  # the first five, and at most the calls in flight meanwhile
+    assert json.loads(call_command_output("batch_status", str(batch.pk), "--json"))["status"] == "paused"
 
 
 def test_recovery_records_a_run_that_finished_upstream_without_calling_again(batch_on_fake, fake):

@@ -6,7 +6,8 @@ these functions. No function here holds a lock while calling the network.
 - `rerun`: run a batch's rows again as a new batch. `workflows`: workflow settings that guard the API key.
 - `claims`: which rows a runner may call for now (claim, take-over of dead workers' rows, runner slots);
   `refills`: its SQL path for a claim that only replaces the caller's ended calls (PostgreSQL and SQLite).
-- `results`: recording a call's result: automatic retry, backoff, and pausing a batch the app refuses.
+- `results`: recording a call's result: automatic retry, backoff, and pausing a batch the app refuses;
+  `fail_fast`: pausing a batch whose first finished rows all failed alike.
 - `leases`: renewal, hand-back, interruption, and the upstream ids recovery looks up.
 - `recovery`: the sweep and everything that triggers it (start-up, schedule, worker spawn, staff's probe).
 - `throttle`: a workflow's rpm bucket, adaptive limit and upstream circuit, shared by every process.

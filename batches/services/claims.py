@@ -65,7 +65,7 @@ class Claim:
     resume_run_id: str = ""
     started_at: datetime = field(default_factory=timezone.now)
     adaptive: bool = False  # the workflow had an adaptive limit when this row was claimed
-    run_id: str = ""  # set by the runner when the stream announces the upstream run
+    run_id: str = ""  # the row's latest run id; the runner sets it when this call's stream announces its own
     task_id: str = ""
 
 
@@ -204,8 +204,9 @@ def _pick_rows(
 
 
 def _mark_claimed(pks: list[int], owner: str, token: str, now: datetime) -> None:
-    # A row being recovered keeps its upstream ids: if this try is interrupted too (two restarts in a row), the
-    # next claimer can still ask Dify how the first run ended. Other rows start afresh.
+    # A row keeps its latest run id until this try's call announces its own: if this try is interrupted too (in
+    # its look-up, or before a new run started), the next claimer still asks Dify how that run ended. A row being
+    # recovered keeps its task id as well; others start afresh.
     recovering = Q(next_trigger=Trigger.RECOVERY)
     Execution.objects.filter(pk__in=pks).update(
         status=ExecutionStatus.RUNNING,
@@ -215,7 +216,6 @@ def _mark_claimed(pks: list[int], owner: str, token: str, now: datetime) -> None
         started_at=now,
         not_before=None,
         attempt_count=F("attempt_count") + 1,
-        workflow_run_id=Case(When(recovering, then=F("workflow_run_id")), default=Value("")),
         task_id=Case(When(recovering, then=F("task_id")), default=Value("")),
     )
 
@@ -268,13 +268,14 @@ def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: date
         max_retries=batch.max_retries,
         retry_workflow_failed=batch.config.get("retry_workflow_failed", True),
         resume_run_id=_resume_run_id(row, recovering),
+        run_id=row["workflow_run_id"],
         adaptive=adaptive,
         started_at=now,
     )
 
 
 def _resume_run_id(row: dict[str, Any], recovering: bool) -> str:
-    """The earlier run to ask Dify about first: after an interruption, or a call cut short (timeout, cut stream)."""
+    """The earlier run to ask Dify about first: after an interruption, or any try that did not see it end."""
     return row["workflow_run_id"] if recovering or resumable(row["error_type"], row["workflow_run_id"]) else ""
 
 

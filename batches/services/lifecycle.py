@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from batches import files, importers, inputs
@@ -31,6 +31,7 @@ from batches.models import (
     Trigger,
     Workflow,
 )
+from batches.reconcile import RUN_ENDED_ERRORS
 from batches.services import audit, file_imports, file_uploads, notify
 from batches.services.audit import Action, Actor
 from batches.services.claims import wake_runners
@@ -366,10 +367,12 @@ def retry_executions(
     _lock_batches(batch_ids)
     picked = list(rows.order_by().values_list("batch_id", "batch__workflow_id", "pk"))  # locked: what UPDATE changes
     per_batch = Counter(batch_id for batch_id, _, _ in picked)  # for "cancelled, then N rows retried"
-    changes: dict[str, Any] = {}
+    # A row's latest run is looked up before it pays again, unless its end was seen or its inputs are edited.
+    ended = Case(When(error_type__in=RUN_ENDED_ERRORS, then=Value("")), default=F("workflow_run_id"))
+    changes: dict[str, Any] = {"workflow_run_id": ended}  # the Attempts keep every run id
     if inputs is not None:
         _keep_sent_inputs(rows, inputs)
-        changes["inputs"] = inputs
+        changes.update(inputs=inputs, workflow_run_id="")
     retried = rows.update(
         status=ExecutionStatus.PENDING,
         error_type="",

@@ -1,14 +1,17 @@
 """Who holds a lease or a runner slot, and whether that holder is still alive.
 
-An owner names its machine (BATCHES_NODE_NAME, default: the host name), the machine's boot and the process, by
-pid and by start time, so a pid reused after a restart (deterministic in a fresh container) is not mistaken for
-the holder that died. Only owners on this machine can be checked; another machine's owner is never presumed dead:
-its rows wait for their lease to expire.
+An owner names its node (BATCHES_NODE_NAME, default: the host name), the machine it runs on (`machine_tag`: the
+host name and the boot, as containers on one host share the boot) and the process, by pid and by start time, so a
+pid reused after a restart (deterministic in a fresh container) is not mistaken for the holder that died. Only
+owners on this very machine can be checked; any other owner is never presumed dead, even under this node name (two
+machines deployed with one BATCHES_NODE_NAME, or an earlier boot): its rows wait for their lease to expire. A
+qcluster refuses to start under a node name another machine's cluster holds (batches/heartbeat.py).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 import uuid
@@ -32,6 +35,18 @@ def boot_id() -> str:
         return BOOT_ID.read_text().strip().replace("-", "")[:12]
     except OSError:
         return "unknown"
+
+
+@functools.cache
+def machine() -> str:
+    """This machine as a person reads it: its host name and boot id."""
+    return f"{socket.gethostname()[:80]} {boot_id()}"
+
+
+@functools.cache
+def machine_tag() -> str:
+    """`machine()` in 12 hex characters, for lease owners and stop markers."""
+    return hashlib.sha256(machine().encode()).hexdigest()[:12]
 
 
 def start_ticks(pid: int) -> str | None:
@@ -64,8 +79,8 @@ def is_alive(pid: int) -> bool:
 
 
 def process_tag(pid: int) -> str:
-    """This boot and this process's start: unique to one run of one process on this machine."""
-    return f"{boot_id()}-{start_ticks(pid) or 0}"
+    """This machine (and boot) and this process's start: unique to one run of one process."""
+    return f"{machine_tag()}-{start_ticks(pid) or 0}"
 
 
 def owner_name(*, parent_pid: int, pid: int) -> str:
@@ -78,11 +93,11 @@ def is_dead_local(owner: str) -> bool:
     parts = owner.split(SEPARATOR)
     if len(parts) < 3 or parts[0] != node_name() or not parts[2].isdigit():
         return False
-    if len(parts) < 5:  # an owner written before process tags: only the pid to go by
-        return not _exists(int(parts[2]))
-    boot, _, ticks = parts[3].partition("-")
-    if boot != boot_id():
-        return True  # this machine rebooted since: every process of that boot is gone
+    tag, _, ticks = parts[3].partition("-") if len(parts) >= 5 else ("", "", "")
+    if tag != machine_tag():
+        # Another machine under this node name, an earlier boot, or an owner older than machine tags: its pid
+        # says nothing here, and its lease expires on its own.
+        return False
     return start_ticks(int(parts[2])) != ticks
 
 

@@ -66,7 +66,6 @@ WITH batch AS (
 UPDATE {execution} e SET
     status = %(running_row)s, lease_owner = %(owner)s, lease_token = %(token)s, lease_expires_at = %(expires)s,
     started_at = %(now)s, not_before = NULL, attempt_count = e.attempt_count + 1,
-    workflow_run_id = CASE WHEN e.next_trigger = %(recovery)s THEN e.workflow_run_id ELSE '' END,
     task_id = CASE WHEN e.next_trigger = %(recovery)s THEN e.task_id ELSE '' END
 FROM picked, batch WHERE e.id = picked.id AND e.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key
 RETURNING picked.id, picked.attempt_count, picked.next_trigger, picked.workflow_run_id, picked.index, picked.inputs,
@@ -96,7 +95,6 @@ _TAKE = """
     UPDATE {execution} SET
         status = %(running_row)s, lease_owner = %(owner)s, lease_token = %(token)s, lease_expires_at = %(expires)s,
         started_at = %(now)s, not_before = NULL, attempt_count = attempt_count + 1,
-        workflow_run_id = CASE WHEN next_trigger = %(recovery)s THEN workflow_run_id ELSE '' END,
         task_id = CASE WHEN next_trigger = %(recovery)s THEN task_id ELSE '' END
     WHERE id IN (SELECT value FROM json_each(%(picked)s))
 """

@@ -5,7 +5,7 @@ row taken over is discarded). `next_state` decides: success; a transient failure
 classified by dify/errors.py) with automatic retries left goes back to pending after an exponential backoff with
 jitter (`backoff_seconds`, or the upstream's Retry-After); anything else fails. A failure during an upstream
 outage costs no retry (services/throttle.py). An error the whole app shares (auth, app_error) pauses the batch,
-as does a failure rate over the batch's threshold.
+as does a failure rate over the batch's threshold, or first rows that all failed alike (services/fail_fast.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from django.db import transaction
 from batches.choices import PAUSING_ERRORS, TRANSIENT_ERRORS
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
-from batches.services import clock, throttle
+from batches.services import clock, fail_fast, throttle
 from batches.services.claims import Claim
 from batches.services.leases import NO_LEASE, update_fenced
 from batches.services.transitions import pause
@@ -83,6 +83,7 @@ def record_results(results: list[tuple[Claim, CallResult]], *, now: datetime | N
     failing = {c.batch_id for c, values in rows if values["status"] == ExecutionStatus.FAILED}
     for batch_id in failing:
         _pause_if_failing_too_much(batch_id)
+        fail_fast.pause_if_only_failing(batch_id)
     written = {claim_.execution_id for claim_, _ in rows}
     _adapt([(claim_, result) for claim_, result in results if claim_.execution_id in written], now)
     return recorded
@@ -133,7 +134,9 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_o
         "auto_retries": 0,  # retries this try spends, added to the row's: an outage may have refunded some meanwhile
         "next_trigger": Trigger.AUTO,
         "not_before": None,
-        "workflow_run_id": (result.workflow_run_id or claim_.run_id)[:64],
+        # Never "": a try that announced no run (a failed look-up, a refused call) leaves the row's latest run to
+        # be looked up before the next one pays (batches/reconcile.py).
+        "workflow_run_id": (result.workflow_run_id or claim_.run_id or claim_.resume_run_id)[:64],
         "task_id": (result.task_id or claim_.task_id)[:64],
         "total_tokens": result.total_tokens,
         "elapsed": result.elapsed,

@@ -30,5 +30,8 @@ def public_facts(facts: health.Health) -> dict[str, Any]:
         "workers": {"clusters": len(facts.workers), "last_seen": max(seen) if seen else None},
         "stuck_batches": [batch["id"] for batch in facts.stuck],
         "waiting_for_dify": [batch["id"] for batch in facts.waiting_for_dify],
+        # Counts only (names and hosts are not public): node names used by clusters on several machines, and
+        # whether this server's own node name is held by another machine's cluster.
+        "node_names": {"shared": len(facts.shared_node_names), "taken_here": bool(facts.node_name_taken_by)},
         "checked_at": timezone.now(),
     }

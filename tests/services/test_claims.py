@@ -71,13 +71,14 @@ def test_an_expired_runner_slot_can_be_taken(db, settings):
 
 
 def test_a_slot_held_by_a_dead_local_process_is_taken_over(db, settings):
-    import socket
     import subprocess
+
+    from batches.services import nodes
 
     settings.BATCHES_RUNNERS = 1
     gone = subprocess.Popen(["true"])
     gone.wait()
-    claims.acquire_slot(f"{socket.gethostname()}:1:{gone.pid}:abc")
+    claims.acquire_slot(nodes.owner_name(parent_pid=1, pid=gone.pid))
 
     assert claims.acquire_slot("someone-else") == 0
 
@@ -138,3 +139,36 @@ def test_a_clock_running_a_minute_ahead_takes_over_nothing_alive(running_batch, 
     assert taken == []
     assert not Attempt.objects.exists()
     assert results.record_results([(claim, ok_result()) for claim in live]).written == 2
+
+
+@pytest.mark.parametrize(
+    ("error_type", "looked_up"),
+    [
+        ("bad_response", True),  # a stream cut after the run started
+        ("connection", True),  # the look-up was refused
+        ("upstream_error", True),  # the look-up got a gateway's 502
+        ("rate_limited", True),  # the look-up got a 429
+        ("", True),  # a manual retry
+        ("workflow_failed", False),  # the run's own end was seen: it failed
+    ],
+)
+def test_a_known_run_is_looked_up_before_paying_again_unless_it_was_seen_to_fail(running_batch, error_type, looked_up):
+    Execution.objects.filter(batch=running_batch, index=0).update(error_type=error_type, workflow_run_id="run-1")
+
+    (claim, _) = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    assert claim.resume_run_id == ("run-1" if looked_up else "")
+
+
+@pytest.mark.parametrize("take_over", [True, False], ids=["exclusive", "refill"])
+def test_a_worker_killed_during_the_look_up_leaves_the_run_id_for_the_next_look_up(running_batch, take_over):
+    Execution.objects.filter(batch=running_batch, index=2).update(error_type="connection", workflow_run_id="run-1")
+    first, _ = claims.claim(running_batch.pk, owner="runner-a", limit=2)
+    ended = [first.execution_id]
+    (retry,) = claims.claim(running_batch.pk, owner="runner-a", limit=1, ended=ended, take_over=take_over)
+    assert retry.resume_run_id == "run-1"
+    expire(retry.execution_id)
+
+    taken = claims.claim(running_batch.pk, owner="runner-b", limit=5)
+
+    assert [c.resume_run_id for c in taken if c.execution_id == retry.execution_id] == ["run-1"]

@@ -61,12 +61,13 @@ def test_a_second_recovery_still_knows_the_upstream_run_of_the_first(running_bat
     assert Execution.objects.get(pk=first.execution_id).task_id == "task-abc"
 
 
-def test_a_fresh_claim_forgets_the_upstream_ids_of_an_earlier_try(running_batch):
+def test_a_fresh_claim_keeps_the_latest_run_id_until_its_call_announces_one(running_batch):
+    """If this try dies before its own run starts, the next one still asks Dify about the earlier run."""
     Execution.objects.filter(index=0).update(workflow_run_id="old-run", task_id="old-task", next_trigger=Trigger.MANUAL)
 
     claims.claim(running_batch.pk, owner="runner-a", limit=1)
 
-    assert Execution.objects.filter(index=0).values_list("workflow_run_id", "task_id").get() == ("", "")
+    assert Execution.objects.filter(index=0).values_list("workflow_run_id", "task_id").get() == ("old-run", "")
 
 
 def test_rows_failed_by_the_interruption_cap_finish_their_batch_at_once(make_batch, settings):

@@ -130,6 +130,30 @@ def test_retry_with_edited_inputs_stores_them(make_batch):
     assert Execution.objects.get().inputs == {"text": "fixed"}
 
 
+@pytest.mark.parametrize(
+    ("error_type", "inputs", "looked_up"),
+    [
+        ("timeout", None, "run-1"),
+        ("connection", None, "run-1"),  # its look-up was refused
+        ("timeout", {"text": "fixed"}, ""),
+        ("workflow_failed", None, ""),  # seen to fail, or stopped in Dify (which says `running` for ever)
+        ("cancelled", None, ""),
+    ],
+    ids=["timeout", "refused_look_up", "edited_inputs", "run_failed", "cancelled"],
+)
+def test_a_manual_retry_looks_the_earlier_run_up_unless_its_end_was_seen_or_the_inputs_changed(
+    make_batch, error_type, inputs, looked_up
+):
+    """The earlier run may have succeeded inside Dify; with edited inputs its answer is not this row's any more."""
+    batch = make_batch(rows=1, status=BatchStatus.FINISHED)
+    Execution.objects.update(status=ExecutionStatus.FAILED, error_type=error_type, workflow_run_id="run-1")
+
+    lifecycle.retry_executions(Execution.objects.all(), include_cancelled=True, inputs=inputs)
+
+    (claim,) = claims.claim(batch.pk, owner="runner-a", limit=1)
+    assert claim.resume_run_id == looked_up
+
+
 @pytest.mark.parametrize("status", [ExecutionStatus.FAILED, ExecutionStatus.CANCELLED])
 def test_retry_execution_retries_one_row_with_its_edited_inputs_and_reopens_the_batch(make_batch, status):
     batch = make_batch(rows=2, status=BatchStatus.CANCELLED)

@@ -3,6 +3,8 @@
 import os
 import subprocess
 
+import pytest
+
 from batches.services import nodes
 
 
@@ -38,10 +40,13 @@ def test_a_local_owner_whose_pid_now_belongs_to_another_process_is_dead():
     assert nodes.is_dead_local(reused)
 
 
-def test_an_owner_from_an_earlier_boot_of_this_machine_is_dead():
+@pytest.mark.parametrize("pid", [os.getpid(), dead_pid()], ids=["its_pid_alive_here", "its_pid_gone_here"])
+def test_an_owner_under_this_node_name_on_another_machine_is_never_presumed_dead(pid):
+    """Two machines deployed with one BATCHES_NODE_NAME (or an earlier boot): its lease must expire first."""
     ticks = nodes.start_ticks(os.getpid())
 
-    assert nodes.is_dead_local(f"{nodes.node_name()}:1:{os.getpid()}:0123456789ab-{ticks}:abcdef")
+    assert not nodes.is_dead_local(f"{nodes.node_name()}:1:{pid}:0123456789ab-{ticks}:abcdef")
+    assert not nodes.is_dead_local(f"{nodes.node_name()}:1:{pid}")  # an owner from before process tags
 
 
 def test_another_machines_owner_is_never_presumed_dead(settings):

@@ -146,7 +146,7 @@ def test_a_refill_hands_out_the_same_claims_as_the_orm_claim(make_batch):
     assert seen(answers[0]) == seen(answers[1])
     assert [c.resume_run_id for c in answers[0]] == ["run-2", "run-3"]
     kept = Execution.objects.filter(batch=by_statement).order_by("index").values_list("workflow_run_id", "task_id")
-    assert list(kept)[2:] == [("run-2", "task-2"), ("", "")]  # a recovered row keeps its ids, others start afresh
+    assert list(kept)[2:] == [("run-2", "task-2"), ("run-3", "")]  # every row keeps its run id, recovered ones the task
 
 
 @postgresql_only

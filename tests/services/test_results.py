@@ -156,3 +156,23 @@ def test_backoff_is_set_from_the_database_clock(running_batch, monkeypatch):
 
     not_before = Execution.objects.get(pk=claim.execution_id).not_before
     assert real_now + timedelta(seconds=3) < not_before < real_now + timedelta(seconds=8)
+
+
+def test_a_try_that_announced_no_run_keeps_the_rows_known_run_id(running_batch):
+    """A failed look-up's retry, or a call refused before any run: the earlier run id must survive for its look-up."""
+    Execution.objects.filter(batch=running_batch, index=0).update(error_type="bad_response", workflow_run_id="run-1")
+    (claim, _) = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    results.record_results([(claim, failed_result(ErrorType.CONNECTION))])
+
+    row = Execution.objects.get(pk=claim.execution_id)
+    assert (row.status, row.error_type, row.workflow_run_id) == ("pending", "connection", "run-1")
+
+
+def test_a_failed_look_up_is_recorded_with_the_run_it_asked_about(running_batch):
+    (claim, _) = claims.claim(running_batch.pk, owner="runner-a", limit=10)
+
+    results.record_results([(claim, failed_result(ErrorType.UPSTREAM_ERROR, workflow_run_id="run-7"))])
+
+    assert Attempt.objects.get(execution_id=claim.execution_id).workflow_run_id == "run-7"
+    assert Execution.objects.get(pk=claim.execution_id).workflow_run_id == "run-7"
