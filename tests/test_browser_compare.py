@@ -75,6 +75,7 @@ def test_pick_two_batches_on_the_list_then_match_their_rows_by_row_number(
     page.click("#compare-form button[type=submit]")
     expect(page).to_have_url(f"{site}/batches/{b.pk}/compare/{a.pk}/")  # the list shows the newest first
     expect(page.locator("[data-count=only_a]")).to_have_text("1")  # Paris asked in French: other inputs
+    page.wait_for_load_state()  # batches.js binds the select's change once the page has loaded
     page.select_option("select[name=match]", "row")  # applies at once
     expect(page).to_have_url(f"{site}/batches/{b.pk}/compare/{a.pk}/?match=row")
     expect(page.locator("[data-count=only_a]")).to_have_text("0")

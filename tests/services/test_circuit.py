@@ -19,6 +19,8 @@ from batches.models import (
 )
 from batches.services import circuit, claims, leases, lifecycle, results, transitions
 
+HOUR = timedelta(hours=1)
+
 FAILURES = 5  # BATCHES_CIRCUIT_FAILURES' default
 
 
@@ -103,6 +105,8 @@ def test_when_dify_answers_the_streak_keeps_its_spent_retries_and_the_next_check
     claimed = fail_one_by_one(batch)
 
     check(batch, UP)
+    # The streak's rows wait out their backoff (full jitter may make it ~0 s): the next claim takes other rows.
+    Execution.objects.filter(pk__in=[c.execution_id for c in claimed]).update(not_before=timezone.now() + HOUR)
     claimed_after = claims.claim(batch.pk, owner="b", limit=FAILURES)
     for claim in claimed_after[:-1]:
         results.record_results([(claim, failed())])
