@@ -32,6 +32,10 @@ CHUNK_BYTES = 64 * 1024
 DB_CHUNK = 2000
 # `index` counts from 0 as stored, `row` from 1 as the pages show it; CSV and XLSX have only `row`.
 JSONL_KEYS = ("id", "index", "row", "inputs", "status", "outputs", "error_type", "error", "attempts")
+# The tables (CSV, XLSX) add what a row cost and how fast it answered; JSONL keeps design.md's exact keys.
+COST_KEYS = ("tokens", "elapsed_s", "latency_s", "price", "currency", "price_estimated")
+ROW_FIELDS = ("id", "index", "inputs", "extra", "status", "outputs", "error_type", "error", "attempt_total")
+COST_FIELDS = ("total_tokens", "elapsed", "latency", "price", "currency")
 FIXED_COLUMNS = ("row", "status", "error_type", "error", "attempts")
 INJECTION_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 NUMBER_LIKE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")  # -3.5, +8613800000000, 1e-3
@@ -80,10 +84,12 @@ def _check_format(fmt: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def executions(batch: BatchTask) -> Iterator[dict[str, Any]]:
+def executions(batch: BatchTask, *, cost: bool = False) -> Iterator[dict[str, Any]]:
     """The batch's executions in index order, as dicts with exactly JSONL_KEYS, and "extra" (the ignored columns'
-    values) when the batch's file had ignored columns."""
+    values) when the batch's file had ignored columns; with `cost`, also COST_KEYS (the tables' columns)."""
     keys = (*JSONL_KEYS, "extra") if batch.extra_columns else JSONL_KEYS
+    keys = (*keys, *COST_KEYS) if cost else keys
+    per_1k = batch.workflow.price_per_1k_tokens
     attempts = (
         Attempt.objects.filter(execution=OuterRef("pk"))
         .order_by()
@@ -94,13 +100,24 @@ def executions(batch: BatchTask) -> Iterator[dict[str, Any]]:
     rows = (
         batch.executions.order_by("index")
         .annotate(attempt_total=Coalesce(Subquery(attempts, output_field=IntegerField()), Value(0)))
-        .values("id", "index", "inputs", "extra", "status", "outputs", "error_type", "error", "attempt_total")
+        .values(*ROW_FIELDS, *(COST_FIELDS if cost else ()))
         .iterator(chunk_size=DB_CHUNK)
     )
     for row in rows:
         row["attempts"] = row.pop("attempt_total")
         row["row"] = row["index"] + 1
+        if cost:
+            _add_cost(row, per_1k)
         yield {key: row[key] for key in keys}
+
+
+def _add_cost(row: dict[str, Any], per_1k: Any) -> None:
+    """Dify's own price where it reported one; else an estimate from the workflow's price per 1,000 tokens."""
+    row["tokens"], row["elapsed_s"], row["latency_s"] = row["total_tokens"], row["elapsed"], row["latency"]
+    estimated = row["price"] is None and per_1k is not None and row["total_tokens"]
+    row["price"] = per_1k * row["total_tokens"] / 1000 if estimated else row["price"]
+    row["price"] = float(row["price"]) if row["price"] is not None else None
+    row["price_estimated"] = bool(estimated)
 
 
 def _buffered(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -143,17 +160,20 @@ def _layout(batch: BatchTask, max_columns: int | None = None) -> _Layout:
     for inputs, outputs in pairs:
         input_keys.update(dict.fromkeys(_as_dict(inputs, "input")))
         output_keys.update(dict.fromkeys(_as_dict(outputs, "output")))
-    in_cols = [f"input.{k}" if k in FIXED_COLUMNS else k for k in input_keys]
+    in_cols = [f"input.{k}" if k in FIXED_COLUMNS or k in COST_KEYS else k for k in input_keys]
     # Outputs are always named output.<key>: a reader tells them from the inputs (the file's own columns) at once.
     out_cols = [f"output.{k}" for k in output_keys]
     outputs, more = list(output_keys), []
     room = (
-        None if max_columns is None else max_columns - len(in_cols) - len(batch.extra_columns) - len(FIXED_COLUMNS) - 1
+        None
+        if max_columns is None
+        else max_columns - len(in_cols) - len(batch.extra_columns) - len(FIXED_COLUMNS) - len(COST_KEYS) - 1
     )
     if room is not None and len(out_cols) > room:
         outputs, more, out_cols = outputs[:room], outputs[room:], [*out_cols[:room], "output.more"]
     extra = list(batch.extra_columns or [])
     header = ["row", *in_cols, *(f"extra.{k}" for k in extra), "status", *out_cols, "error_type", "error", "attempts"]
+    header += COST_KEYS
     return _Layout(list(input_keys), extra, outputs, header, more)
 
 
@@ -164,7 +184,7 @@ def _as_dict(value: Any, name: str) -> dict[str, Any]:
 
 
 def _table_rows(batch: BatchTask, layout: _Layout) -> Iterator[list[Any]]:
-    for row in executions(batch):
+    for row in executions(batch, cost=True):
         inputs, outputs = _as_dict(row["inputs"], "input"), _as_dict(row["outputs"], "output")
         yield [
             row["row"],
@@ -176,6 +196,7 @@ def _table_rows(batch: BatchTask, layout: _Layout) -> Iterator[list[Any]]:
             row["error_type"],
             row["error"],
             row["attempts"],
+            *(row[key] for key in COST_KEYS),
         ]
 
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +137,11 @@ def test_csv_starts_with_a_bom_and_has_the_documented_columns(make_batch: Any) -
     set_rows(batch, [{"status": "succeeded", "outputs": {"summary": "s"}}, {"status": "failed", "error": "boom"}])
     data = export_bytes(batch, "csv")
     assert data.startswith(b"\xef\xbb\xbf")
+    cost = ["tokens", "elapsed_s", "latency_s", "price", "currency", "price_estimated"]
     assert read_csv(data) == [
-        ["row", "text", "status", "output.summary", "error_type", "error", "attempts"],
-        ["1", "row 0", "succeeded", "s", "", "", "0"],
-        ["2", "row 1", "failed", "", "", "boom", "0"],
+        ["row", "text", "status", "output.summary", "error_type", "error", "attempts", *cost],
+        ["1", "row 0", "succeeded", "s", "", "", "0", "0", "", "", "", "", "false"],
+        ["2", "row 1", "failed", "", "", "boom", "0", "0", "", "", "", "", "false"],
     ]
 
 
@@ -187,7 +189,7 @@ def test_output_columns_are_the_union_over_all_rows(make_batch: Any) -> None:
         ],
     )
     header, *rows = read_csv(export_bytes(batch, "csv"))
-    assert header == [
+    assert header[:10] == [
         "row", "text", "status", "output.a", "output.b", "output.text", "output.status", "error_type", "error",
         "attempts",
     ]  # fmt: skip
@@ -221,7 +223,7 @@ def test_xlsx_keeps_numbers_numeric_and_writes_text_as_text_cells(make_batch: An
             {"inputs": {"text": "你好"}, "outputs": {"score": "-1", "n": {"k": 1}}},
         ],
     )
-    rows = read_xlsx(export_bytes(batch, "xlsx"), tmp_path)
+    rows = [row[:8] for row in read_xlsx(export_bytes(batch, "xlsx"), tmp_path)]
     assert rows == [
         ("row", "text", "status", "output.score", "output.n", "error_type", "error", "attempts"),
         (1, '=HYPERLINK("http://x")', "pending", -3.5, 7, None, None, 0),
@@ -309,3 +311,22 @@ def test_xlsx_freezes_its_header_and_sizes_columns_to_their_text(make_batch: Any
     assert sheet.freeze_panes == "B2"
     widths = {cell.value: sheet.column_dimensions[cell.column_letter].width for cell in sheet[1]}
     assert widths["row"] == 8 and widths["text"] == 32 and widths["output.answer"] == 60
+
+
+def test_tables_carry_each_rows_cost_and_latency_dify_price_or_an_estimate_marked_so(make_batch: Any) -> None:
+    batch = make_batch(rows=2)
+    batch.workflow.price_per_1k_tokens = Decimal("0.002")
+    batch.workflow.save()
+    Execution.objects.filter(batch=batch, index=0).update(
+        total_tokens=500, elapsed=1.25, latency=1.5, price=Decimal("0.0007"), currency="USD"
+    )
+    Execution.objects.filter(batch=batch, index=1).update(total_tokens=1000, latency=2.0)
+
+    header, first, second = read_csv(export_bytes(batch, "csv"))
+
+    columns = ["tokens", "elapsed_s", "latency_s", "price", "currency", "price_estimated"]
+    assert [dict(zip(header, row, strict=True))[c] for row in (first, second) for c in columns] == [
+        "500", "1.25", "1.5", "0.0007", "USD", "false",
+        "1000", "", "2.0", "0.002", "", "true",
+    ]  # fmt: skip
+    assert '"price"' not in export_bytes(batch, "jsonl").decode()  # JSONL keeps design.md's keys
