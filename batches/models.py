@@ -286,11 +286,41 @@ class Execution(models.Model):
             models.Index(fields=["batch", "status", "error_type"], name="execution_errors_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="execution_lease_idx"),
             models.Index(fields=["batch", "finished_at"], name="execution_finished_idx"),
+            # The admin finds a row by its upstream ids without reading the history (issue 30).
+            models.Index(fields=["workflow_run_id"], name="execution_run_id_idx"),
+            models.Index(fields=["task_id"], name="execution_task_id_idx"),
         ]
         permissions = [("retry_execution", "Can retry executions")]
 
     def __str__(self) -> str:
         return f"#{self.batch_id} row {self.index + 1}"  # rows are named from 1, as in the file; `index` is 0-based
+
+
+class BatchCount(models.Model):
+    """A batch's rows per state and its tokens, kept by database triggers on the executions table in the same
+    statement that changes the rows (migration 0009_history_counts), so pages that span batches never count rows.
+
+    A batch has several of these, one per shard: each database connection adds to its own (PostgreSQL: the
+    backend's pid modulo SHARDS), so concurrent writers never wait on one row. The counts are the sums over shards.
+    No foreign key: the triggers write here while Django deletes a batch's rows, and a batch's delete removes these.
+    """
+
+    SHARDS = 64
+
+    batch_id = models.BigIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0)
+    pending = models.BigIntegerField(default=0)
+    running = models.BigIntegerField(default=0)
+    succeeded = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch_id", "shard"], name="batchcount_batch_shard_uniq")]
+
+    def __str__(self) -> str:
+        return f"counts of {self.batch_id} ({self.shard})"
 
 
 class Attempt(models.Model):

@@ -1,4 +1,4 @@
-"""Reads for pages, commands and exports: progress of a batch (always aggregated from the executions), failures,
+"""Reads for pages, commands and exports: progress of a batch (from the counts kept per batch), failures,
 upstream circuits, the objects the pages open (`*_or_404`), and `iso`, the one timestamp format of our JSON.
 
 The results page's reads are in `selectors_results`, the compare page's in `selectors_compare`.
@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from batches.models import (
     Attempt,
+    BatchCount,
     BatchStatus,
     BatchTask,
     CircuitState,
@@ -63,13 +64,16 @@ def state_counts(batch_ids: list[int]) -> dict[int, dict[str, int]]:
 
 
 def counts_and_tokens(batch_ids: list[int]) -> tuple[dict[int, dict[str, int]], dict[int, int]]:
-    """Counts per state and tokens spent, for many batches in one pass over their rows."""
+    """Counts per state and tokens spent, for many batches in one query over the counts the database keeps per batch
+    (BatchCount, maintained by triggers in the statements that change the rows): no row of the history is read."""
     counts: dict[int, dict[str, int]] = {batch_id: dict.fromkeys(ExecutionStatus.values, 0) for batch_id in batch_ids}
     tokens = dict.fromkeys(batch_ids, 0)
-    rows = Execution.objects.filter(batch_id__in=batch_ids).values_list("batch_id", "status")
-    for batch_id, status, n, spent in rows.annotate(n=Count("id"), t=Sum("total_tokens")).order_by():
-        counts[batch_id][status] = n
-        tokens[batch_id] += spent or 0
+    sums = {state: Sum(state) for state in ExecutionStatus.values}
+    rows = BatchCount.objects.filter(batch_id__in=batch_ids).values("batch_id").order_by()
+    for row in rows.annotate(**sums, spent=Sum("tokens")):
+        # int(): PostgreSQL sums bigints as numeric
+        counts[row["batch_id"]] = {state: int(row[state]) for state in ExecutionStatus.values}
+        tokens[row["batch_id"]] = int(row["spent"])
     return counts, tokens
 
 

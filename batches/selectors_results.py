@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from batches.clipping import clip
 from batches.fields import OrderedJSONField
+from batches.folding import FoldedContains
 from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
 
 RESULT_FIELDS = (
@@ -89,7 +90,7 @@ def result_rows(batch_id: int, wanted: ResultFilter) -> QuerySet[Execution]:
     if wanted.error_type:
         rows = rows.filter(error_type=wanted.error_type)
     if wanted.q:
-        rows = rows.annotate(haystack=search_text()).filter(haystack__icontains=wanted.q)
+        rows = rows.filter(FoldedContains(search_text(), wanted.q))
     return bounded_outputs(rows.only(*RESULT_FIELDS)).order_by("index")
 
 

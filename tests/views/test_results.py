@@ -71,6 +71,16 @@ def test_search_finds_inputs_outputs_and_errors_in_any_script(login: Any, batch:
     assert [row["row"] for row in data["results"]] == rows
 
 
+@pytest.mark.parametrize("q", ["ünï", "ÜNÏ", "Ünï", "straße", "σοφία"])
+def test_search_folds_case_outside_ascii_on_both_databases(login: Any, batch: BatchTask, q: str) -> None:
+    Execution.objects.filter(batch=batch, index=1).update(inputs={"city": "Ünï Straße", "text": "ΣΟΦΊΑ"})
+    client = login()
+
+    data = results(client, batch, q=q)
+
+    assert [row["row"] for row in data["results"]] == [2]
+
+
 def test_search_treats_like_wildcards_as_text(login: Any, batch: BatchTask) -> None:
     client = login()
 
