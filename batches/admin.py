@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from batches import clipping, selectors
+from batches import admin_lists, clipping, selectors
 from batches.admin_actions import BATCH_ACTIONS, PermissionActionsMixin, batch_action, report
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
@@ -197,9 +197,10 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     list_display = ("batch", "row", "status", "error_type", "attempt_count", "started_at", "finished_at")
     list_filter = ("status", "error_type", "batch")
     list_select_related = ("batch",)
-    search_fields = ("error", "inputs")
-    ordering = ("-batch_id", "index")
-    show_full_result_count = False  # counting 100k rows twice per page is slow
+    search_fields = ("id",)  # shows the search box; `get_search_results` decides what a term finds
+    search_help_text = _("An execution id, a Dify run id or task id; text only within one batch (filter by batch).")
+    show_full_result_count = False  # never a count of the whole history
+    paginator = admin_lists.BoundedPaginator
     fieldsets = (
         (None, {"fields": (("batch", "index"), "status", "inputs", "shown_outputs")}),
         (_("Error"), {"fields": (("error_type", "http_status"), "error")}),
@@ -216,6 +217,15 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        return admin_lists.execution_ordering(request.GET.dict())
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Execution], search_term: str
+    ) -> tuple[QuerySet[Execution], bool]:
+        within_batch = bool(request.GET.get(admin_lists.BATCH_FILTER))
+        return admin_lists.execution_search(queryset, search_term, within_batch=within_batch), False
 
     @admin.display(description=_("row"), ordering="index")
     def row(self, execution: Execution) -> int:
@@ -310,6 +320,7 @@ class AttemptAdmin(admin.ModelAdmin):
     list_select_related = ("execution",)
     ordering = ("-pk",)
     show_full_result_count = False
+    paginator = admin_lists.BoundedPaginator
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

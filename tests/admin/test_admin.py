@@ -229,12 +229,12 @@ def test_retry_selected_posted_without_permission_changes_nothing(login, make_ba
 
 
 @pytest.mark.parametrize(("term", "found"), [("needle-in-error", 1), ("needle-in-inputs", 1), ("absent", 0)])
-def test_execution_search_looks_in_errors_and_inputs(admin_client, make_batch, term, found):
+def test_execution_search_looks_in_errors_and_inputs_within_a_batch(admin_client, make_batch, term, found):
     batch = make_batch(rows=3)
     Execution.objects.filter(batch=batch, index=0).update(error="a needle-in-error here")
     Execution.objects.filter(batch=batch, index=1).update(inputs={"text": "needle-in-inputs"})
 
-    response = admin_client.get(EXECUTION_CHANGELIST, {"q": term})
+    response = admin_client.get(EXECUTION_CHANGELIST, {"q": term, "batch__id__exact": batch.pk})
 
     assert len(response.context["cl"].result_list) == found
 
@@ -291,7 +291,10 @@ def test_admin_pages_load_for_a_batch_with_100k_rows(admin_client, make_batch, d
     batch = make_batch(rows=100_000, status=S.RUNNING)
     execution = batch.executions.get(index=99_999)
     pages = [BATCH_CHANGELIST, change_page(batch), EXECUTION_CHANGELIST, change_page(execution)]
-    pages += [f"{EXECUTION_CHANGELIST}?batch__id__exact={batch.pk}&p=500", f"{EXECUTION_CHANGELIST}?q=row+99999"]
+    pages += [
+        f"{EXECUTION_CHANGELIST}?batch__id__exact={batch.pk}&p=500",
+        f"{EXECUTION_CHANGELIST}?q=row+99999&batch__id__exact={batch.pk}",
+    ]
 
     with django_assert_max_num_queries(12 * len(pages)):
         statuses = [admin_client.get(url).status_code for url in pages]

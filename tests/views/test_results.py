@@ -189,7 +189,8 @@ def test_json_is_stored_without_unicode_escapes(make_batch: Any) -> None:
 
 
 def test_admin_execution_search_finds_chinese(admin_client: Client, batch: BatchTask) -> None:
-    response = admin_client.get(reverse("admin:batches_execution_changelist"), {"q": "北京"})
+    params = {"q": "北京", "batch__id__exact": batch.pk}
+    response = admin_client.get(reverse("admin:batches_execution_changelist"), params)
 
     assert response.context["cl"].result_count == 1
 
