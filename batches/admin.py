@@ -145,6 +145,9 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return BatchChangeList
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BatchTask]:
+        return super().get_queryset(request).shown()  # type: ignore[attr-defined]
+
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list[str], dict[str, int], set[str], list]:
         """Summarise instead of listing every execution (a batch may hold 100k rows)."""
         batches = list(objs)

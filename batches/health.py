@@ -2,8 +2,8 @@
 batches waiting for Dify (their workflow's upstream circuit is open), and a node name that several machines use
 (batches/heartbeat.py: their clusters would take each other's live rows; a second one refuses to start).
 
-At most three queries: applied migrations (which also proves the database answers), heartbeats, and one for the
-running batches that are stuck or waiting.
+A few queries: applied migrations (which also proves the database answers), heartbeats, one for the running
+batches that are stuck or waiting, and retention's (batches due for pruning, prunes under way).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
@@ -23,9 +24,11 @@ from batches import heartbeat
 from batches.models import BatchTask, CircuitState, ClusterHeartbeat, Execution
 from batches.selectors import iso
 from batches.services import nodes
+from batches.services.retention import prunable
 
 WORKER_WINDOW = timedelta(minutes=1)
 STUCK_AFTER = timedelta(minutes=10)
+PRUNE_STALLED = timedelta(minutes=30)
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Health:
     waiting_for_dify: list[dict[str, Any]] = field(default_factory=list)  # running batches whose upstream is down
     shared_node_names: list[dict[str, Any]] = field(default_factory=list)  # {"node", "machines"}: live clusters'
     node_name_taken_by: list[str] = field(default_factory=list)  # other machines whose clusters use this one's name
+    # Retention: BATCHES_KEEP_DAYS (None: off), batches due for pruning, and batches whose prune is under way.
+    retention: dict[str, Any] = field(default_factory=dict)
 
     @property
     def serving(self) -> bool:
@@ -52,6 +57,11 @@ class Health:
             return [f"{count} migration(s) not applied, first {first}: run manage.py migrate"]
         found = [] if self.workers else ["no worker cluster was seen in the last minute"]
         found += [f"batch #{batch['id']} {batch['name']} made no progress for 10 minutes" for batch in self.stuck]
+        found += [
+            f"batch #{batch['id']} has been half pruned since {batch['since']}: run manage.py prune_batches"
+            for batch in self.retention.get("pruning", [])
+            if batch["stalled"]
+        ]
         found += [
             f"batch #{batch['id']} {batch['name']} waits for Dify since {batch['since']}: {batch['last_error']}"
             for batch in self.waiting_for_dify
@@ -76,7 +86,7 @@ class Health:
         return {**asdict(self), "serving": self.serving, "problems": self.problems()}
 
 
-def check(now: datetime | None = None) -> Health:
+def check(now: datetime | None = None, *, with_retention: bool = False) -> Health:
     now = now or timezone.now()
     health = Health()
     try:
@@ -89,6 +99,7 @@ def check(now: datetime | None = None) -> Health:
         health.workers = live_clusters(now)
         health.shared_node_names, health.node_name_taken_by = node_name_conflicts(health.workers)
         health.stuck, health.waiting_for_dify = stuck_or_waiting(now)
+        health.retention = retention(now) if with_retention else {}  # the doctor's; /healthz stays three queries
     return health
 
 
@@ -140,6 +151,18 @@ def stuck_or_waiting(now: datetime) -> tuple[list[dict[str, Any]], list[dict[str
         else:
             held.append({"id": pk, "name": name, "since": iso(since), "last_error": last_error})
     return stuck, held
+
+
+def retention(now: datetime) -> dict[str, Any]:
+    """What pruning keeps and has to do: batches due (when BATCHES_KEEP_DAYS is set), and prunes under way (one
+    left for PRUNE_STALLED was killed, and no sweep prunes: a problem)."""
+    keep_days = settings.BATCHES_KEEP_DAYS
+    due = prunable(older_than_days=keep_days, now=now).count() if keep_days is not None else None
+    marked = BatchTask.objects.filter(pruning_since__isnull=False).order_by("pk").values_list("pk", "pruning_since")
+    pruning = [
+        {"id": pk, "since": iso(since), "stalled": bool(since and since < now - PRUNE_STALLED)} for pk, since in marked
+    ]
+    return {"keep_days": keep_days, "due": due, "pruning": pruning}
 
 
 def stuck_batches(now: datetime) -> QuerySet[BatchTask]:

@@ -150,6 +150,10 @@ class BatchTaskQuerySet(models.QuerySet["BatchTask"]):
     def running(self) -> BatchTaskQuerySet:
         return self.filter(status=BatchStatus.RUNNING)
 
+    def shown(self) -> BatchTaskQuerySet:
+        """Batches not being pruned: a prune killed midway must not leave a half-deleted batch in sight."""
+        return self.filter(pruning_since__isnull=True)
+
     def with_work(self) -> BatchTaskQuerySet:
         return self.filter(models.Exists(Execution.objects.filter(batch=models.OuterRef("pk")).unfinished()))
 
@@ -202,6 +206,9 @@ class BatchTask(models.Model):
         related_name="reruns",
         verbose_name=_("run again from"),
     )
+
+    # Set when a prune starts deleting the batch's rows (services/retention.py): from then on pages hide it.
+    pruning_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = BatchTaskQuerySet.as_manager()
 

@@ -235,13 +235,13 @@ def upstreams(workflow_ids: Iterable[int]) -> dict[int, Upstream]:
 
 def batch_or_404(pk: int, *related: str) -> BatchTask:
     """A batch by id, with the given relations read in the same query (e.g. "workflow__throttle")."""
-    rows = BatchTask.objects.select_related(*related) if related else BatchTask.objects.all()
-    return get_object_or_404(rows, pk=pk)
+    rows = BatchTask.objects.shown()
+    return get_object_or_404(rows.select_related(*related) if related else rows, pk=pk)
 
 
 def batches(status: str = "") -> QuerySet[BatchTask]:
     """The batch list, newest first, with their workflows; only those in `status` if given."""
-    rows = BatchTask.objects.select_related("workflow")
+    rows = BatchTask.objects.shown().select_related("workflow")
     return rows.filter(status=status) if status else rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batches import runner
-from batches.services import notify, recovery
+from batches.services import notify, recovery, retention
 
 
 def run_batches() -> str:
@@ -15,6 +15,7 @@ def run_batches() -> str:
 def sweep() -> list[dict[str, Any]]:
     report = recovery.sweep()
     notify.sweep()  # batches waiting for Dify too long; messages a crash left unsent
+    retention.prune_old()  # batches past BATCHES_KEEP_DAYS, prunes left half done; seconds at most, the rest next minute
     return report
 
 

@@ -166,6 +166,8 @@ BATCHES_EXPORT_SLOT_SECONDS = env_float("BATCHES_EXPORT_SLOT_SECONDS", 3600)
 BATCHES_FILES_DIR = Path(os.environ.get("BATCHES_FILES_DIR") or BASE_DIR / "data" / "files")
 BATCHES_FILES_KEEP_DAYS = env_float("BATCHES_FILES_KEEP_DAYS", 7)
 BATCHES_FILES_UNSTARTED_DAYS = env_float("BATCHES_FILES_UNSTARTED_DAYS", 7)  # a batch imported and never started
+# Retention (issue 30): the minute sweep deletes batches that ended more than this many days ago (unset: never).
+BATCHES_KEEP_DAYS = float(os.environ["BATCHES_KEEP_DAYS"]) if os.environ.get("BATCHES_KEEP_DAYS") else None
 BATCHES_MAX_ZIP_BYTES = env_int("BATCHES_MAX_ZIP_BYTES", 2 * 1024 * 1024 * 1024)
 BATCHES_MAX_ZIP_ENTRIES = env_int("BATCHES_MAX_ZIP_ENTRIES", 10_000)
 BATCHES_MAX_ZIP_UNPACKED_BYTES = env_int("BATCHES_MAX_ZIP_UNPACKED_BYTES", 4 * 1024 * 1024 * 1024)

@@ -1,4 +1,5 @@
-"""Counts kept per batch by triggers (BatchCount), and indexes for the admin's exact search on upstream ids.
+"""Counts kept per batch by triggers (BatchCount), indexes for the admin's exact search on upstream ids, and the
+mark of a batch being pruned.
 
 The triggers run in the statement that changes the executions, so the counts are committed, or rolled back, with
 the rows themselves, whichever code path wrote them. PostgreSQL: statement triggers over transition tables (one
@@ -147,4 +148,9 @@ class Migration(migrations.Migration):
             index=models.Index(fields=["task_id"], name="execution_task_id_idx"),
         ),
         migrations.RunPython(create_triggers, drop_triggers),
+        migrations.AddField(
+            model_name="batchtask",
+            name="pruning_since",
+            field=models.DateTimeField(blank=True, editable=False, null=True),
+        ),
     ]

@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch_id = options["batch_id"]
-        batches = [get_batch(batch_id)] if batch_id is not None else list(BatchTask.objects.order_by("pk"))
+        batches = [get_batch(batch_id)] if batch_id is not None else list(BatchTask.objects.shown().order_by("pk"))
         # The cost and latency keys (issue 31) come after, and never replace, the keys design.md lists.
         summaries = [{**s, **batch_costs(b).as_json()} for b, s in zip(batches, batch_summaries(batches), strict=True)]
         if options["json"]:

@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        facts = health.check()
+        facts = health.check(with_retention=True)
         if options["json"]:
             self.stdout.write(json.dumps(facts.as_dict(), cls=DjangoJSONEncoder, ensure_ascii=False))
         else:
@@ -31,6 +31,16 @@ def describe(facts: health.Health) -> list[str]:
         f"migrations not applied: {', '.join(facts.unapplied_migrations) or 'none'}",
         f"clusters seen in the last minute: {clusters or 'none'}",
         f"stuck batches: {stuck or 'none'}",
+        f"retention: {_retention(facts.retention)}",
     ]
     problems = facts.problems()
     return lines + [f"PROBLEM: {problem}" for problem in problems] + ([] if problems else ["ok"])
+
+
+def _retention(retention: dict[str, Any]) -> str:
+    if not retention:
+        return "unknown"
+    pruning = ", ".join(f"#{batch['id']} since {batch['since']}" for batch in retention["pruning"])
+    kept = "off (BATCHES_KEEP_DAYS unset)" if retention["keep_days"] is None else f"{retention['keep_days']:g} days"
+    due = "" if retention["due"] is None else f", {retention['due']} batches due"
+    return f"{kept}{due}; being pruned: {pruning or 'none'}"
