@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
@@ -16,6 +17,7 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
@@ -27,10 +29,11 @@ from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.presenters import last_check, progress_bar, waiting_message
 from batches.selectors import upstream_of
-from batches.services import audit, lifecycle, workflows
+from batches.services import audit, lifecycle, retention, workflows
 from batches.services.transitions import TransitionError
 
 RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+PRUNE_BUDGET = 10  # seconds of deleting within the admin's request; the minute sweep finishes what is left
 
 
 @admin.register(Workflow)
@@ -124,7 +127,7 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
         "started_at",
         "finished_at",
     )
-    actions = [batch_action(name, spec) for name, spec in BATCH_ACTIONS.items()]
+    actions = [*(batch_action(name, spec) for name, spec in BATCH_ACTIONS.items()), "prune_selected"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Changing how many rows run at once controls the batch: the pages' permission, not just "change".
@@ -159,6 +162,24 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
         }
         perms_needed = set() if self.has_delete_permission(request) else {str(BatchTask._meta.verbose_name)}
         return [str(batch) for batch in batches], model_count, perms_needed, []
+
+    @admin.action(description=_("Delete for good, with their rows (ended batches only)"), permissions=["delete"])
+    def prune_selected(self, request: HttpRequest, queryset: QuerySet[BatchTask]) -> TemplateResponse | None:
+        """A confirmation page naming what goes; then the prune, for PRUNE_BUDGET seconds (the sweep does the rest)."""
+        selected = list(queryset.values_list("pk", flat=True))
+        batches = retention.prunable(older_than_days=0).filter(pk__in=selected)
+        if not request.POST.get("post"):
+            report = retention.measure(batches)
+            context = {**self.admin_site.each_context(request), "opts": self.model._meta, "queryset": queryset,
+                       "report": report, "skipped": len(selected) - report.batches,
+                       "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME}  # fmt: skip
+            return TemplateResponse(request, "admin/batches/batchtask/prune_confirmation.html", context)
+        done = retention.prune(batches, budget_seconds=PRUNE_BUDGET)
+        text = ngettext("Deleted %(count)d batch", "Deleted %(count)d batches", done.batches) % {"count": done.batches}
+        left = retention.under_way(selected)
+        later = ngettext("%(count)d more goes within minutes", "%(count)d more go within minutes", left)
+        self.message_user(request, f"{text}; {later % {'count': left}}" if left else text, messages.SUCCESS)
+        return None
 
     @admin.display(description=_("progress"))
     def progress(self, batch: BatchTask) -> SafeString:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution, ExecutionStatus
 from batches.services import clock, file_uploads
@@ -48,7 +48,8 @@ def prunable(
     before = (now or clock.now()) - timedelta(days=older_than_days)
     wanted = [status for status in statuses if status in ENDED]
     unfinished = Execution.objects.filter(batch=OuterRef("pk")).unfinished()
-    old = BatchTask.objects.filter(status__in=wanted, finished_at__lt=before).exclude(Exists(unfinished))
+    ended_before = Q(finished_at__lt=before) | Q(finished_at__isnull=True, created_at__lt=before)
+    old = BatchTask.objects.filter(ended_before, status__in=wanted).exclude(Exists(unfinished))
     return (old | BatchTask.objects.filter(pruning_since__isnull=False)).order_by("pk")
 
 
@@ -80,17 +81,24 @@ def prune(batches: QuerySet[BatchTask], *, budget_seconds: float | None = None) 
     return report
 
 
-def prune_old(*, now: datetime | None = None, budget_seconds: float = 20) -> PruneReport | None:
-    """The minute sweep's prune when BATCHES_KEEP_DAYS is set (None: retention is off)."""
+def prune_old(*, now: datetime | None = None, budget_seconds: float = 20) -> PruneReport:
+    """The minute sweep's prune: batches older than BATCHES_KEEP_DAYS when set, and always the prunes left half
+    done (a killed command, the admin's action past its time budget)."""
     keep_days = settings.BATCHES_KEEP_DAYS
+    batches: QuerySet[BatchTask]
     if keep_days is None:
-        return None
-    report = prune(prunable(older_than_days=keep_days, now=now), budget_seconds=budget_seconds)
+        batches = BatchTask.objects.filter(pruning_since__isnull=False)
+    else:
+        batches = prunable(older_than_days=keep_days, now=now)
+    report = prune(batches, budget_seconds=budget_seconds)
     if report.batches or report.executions:
-        logger.info(
-            "pruned %s batches (%s executions) older than %s days", report.batches, report.executions, keep_days
-        )
+        logger.info("pruned %s batches (%s executions)", report.batches, report.executions)
     return report
+
+
+def under_way(batch_ids: list[int]) -> int:
+    """How many of these batches are marked and not yet gone (their prune goes on in the minute sweep)."""
+    return BatchTask.objects.filter(pk__in=batch_ids, pruning_since__isnull=False).count()
 
 
 def _mark(batch_id: int) -> bool:

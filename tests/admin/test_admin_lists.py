@@ -149,3 +149,28 @@ def test_the_attempt_list_still_pages(admin_client, history):
     response = admin_client.get(reverse("admin:batches_attempt_changelist"))
 
     assert len(response.context["cl"].result_list) == 3
+
+
+def test_the_prune_action_names_the_counts_then_deletes_only_ended_batches(admin_client, history, make_batch):
+    running = make_batch(rows=4, status=BatchStatus.RUNNING)
+    chosen = [history[0].pk, running.pk]
+    data = {"action": "prune_selected", "_selected_action": chosen}
+
+    page = admin_client.post(BATCH_CHANGELIST, data)
+    assert Execution.objects.filter(batch_id=history[0].pk).count() == 30  # nothing deleted before the confirmation
+    done = admin_client.post(BATCH_CHANGELIST, {**data, "post": "yes"}, follow=True)
+
+    text = page.content.decode()
+    assert "This deletes 1 batch for good" in text and "30 executions" in text and "1 attempt" in text
+    assert "1 selected batch is kept" in text
+    assert "Deleted 1 batch" in done.content.decode()
+    assert not Execution.objects.filter(batch_id=history[0].pk).exists()
+    assert Execution.objects.filter(batch=running).count() == 4
+
+
+def test_the_prune_action_needs_the_delete_permission(login, history):
+    client = login("batches.view_batchtask", "batches.change_batchtask")
+
+    client.post(BATCH_CHANGELIST, {"action": "prune_selected", "_selected_action": [history[0].pk], "post": "yes"})
+
+    assert Execution.objects.filter(batch_id=history[0].pk).count() == 30

@@ -184,17 +184,27 @@ def test_a_row_retried_while_its_batch_was_being_pruned_brings_the_batch_back(ol
     assert Execution.objects.filter(batch=batch, status=ExecutionStatus.PENDING).count() == 3
 
 
-def test_the_sweep_prunes_only_when_keep_days_is_set(old_batch, settings):
+def test_the_sweep_prunes_old_batches_only_when_keep_days_is_set(old_batch, settings):
     old_batch()
     settings.BATCHES_KEEP_DAYS = None
-    assert retention.prune_old() is None
+    assert retention.prune_old().batches == 0
     assert BatchTask.objects.count() == 1
 
     settings.BATCHES_KEEP_DAYS = 30
     report = retention.prune_old()
 
-    assert report is not None and report.batches == 1
+    assert report.batches == 1
     assert BatchTask.objects.count() == 0
+
+
+def test_the_sweep_always_finishes_a_prune_left_half_done(old_batch, settings):
+    settings.BATCHES_KEEP_DAYS = None
+    batch = old_batch(finished_at=timezone.now())
+    BatchTask.objects.filter(pk=batch.pk).update(pruning_since=timezone.now())
+
+    assert retention.prune_old().batches == 1
+
+    assert not BatchTask.objects.filter(pk=batch.pk).exists()
 
 
 def test_the_doctor_shows_retention_and_a_prune_left_half_done(old_batch, settings):
