@@ -245,6 +245,9 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         return admin_lists.execution_ordering(request.GET.dict())
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return admin_lists.ExecutionChangeList
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Execution], search_term: str
     ) -> tuple[QuerySet[Execution], bool]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
+from django.http import HttpRequest
 
 from batches.folding import FoldedContains
 from batches.models import Execution
@@ -36,7 +38,15 @@ class BoundedPaginator(Paginator):
 
 
 def execution_ordering(params: dict[str, str]) -> tuple[str, ...]:
-    return ("index",) if params.get(BATCH_FILTER) else ("-batch", "-index")
+    # "-batch_id", not "-batch": ordering by the relation would sort by the batch's own ordering, a join and a sort.
+    return ("index",) if params.get(BATCH_FILTER) else ("-batch_id", "-index")
+
+
+class ExecutionChangeList(ChangeList):
+    """The list shows no inputs, outputs or error text: they are not read (they can be large)."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
+        return super().get_queryset(request, exclude_parameters).defer("inputs", "outputs", "error")
 
 
 def execution_search(rows: QuerySet[Execution], term: str, *, within_batch: bool) -> QuerySet[Execution]:

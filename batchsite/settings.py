@@ -151,7 +151,7 @@ BATCHES_MAX_REQUEST_TIMEOUT = env_float("BATCHES_MAX_REQUEST_TIMEOUT", 1200)
 # Dify's APP_MAX_EXECUTION_TIME: it stops runs older than this, and they then say `running` for ever.
 BATCHES_DIFY_MAX_EXECUTION_TIME = env_float("BATCHES_DIFY_MAX_EXECUTION_TIME", 1200)
 BATCHES_MAX_UPLOAD_BYTES = env_int("BATCHES_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
-BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 200_000)
+BATCHES_MAX_ROWS = env_int("BATCHES_MAX_ROWS", 1_000_000)
 BATCHES_MAX_CELL_BYTES = env_int("BATCHES_MAX_CELL_BYTES", 1024 * 1024)  # one imported value (UTF-8 bytes)
 # An XLSX file's declared unpacked size (zip bombs are refused from the archive's directory, before inflating).
 BATCHES_MAX_XLSX_UNPACKED_BYTES = env_int("BATCHES_MAX_XLSX_UNPACKED_BYTES", 128 * 1024 * 1024)
