@@ -214,7 +214,7 @@ class AttemptInline(admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
+class ExecutionAdmin(admin_lists.BoundedListMixin, PermissionActionsMixin, admin.ModelAdmin):
     """Read-only, except "Save and retry": the inputs of a failed or cancelled row, edited, as a manual retry."""
 
     form = ExecutionRetryAdminForm
@@ -224,7 +224,6 @@ class ExecutionAdmin(PermissionActionsMixin, admin.ModelAdmin):
     search_fields = ("id",)  # shows the search box; `get_search_results` decides what a term finds
     search_help_text = _("An execution id, a Dify run id or task id; text only within one batch (filter by batch).")
     show_full_result_count = False  # never a count of the whole history
-    paginator = admin_lists.BoundedPaginator
     fieldsets = (
         (None, {"fields": (("batch", "index"), "status", "inputs", "shown_outputs")}),
         (_("Error"), {"fields": (("error_type", "http_status"), "error")}),
@@ -331,7 +330,7 @@ def _clipped(value: Any) -> SafeString:
 
 
 @admin.register(Attempt)
-class AttemptAdmin(admin.ModelAdmin):
+class AttemptAdmin(admin_lists.BoundedListMixin, admin.ModelAdmin):
     list_display = (
         "execution",
         "number",
@@ -347,7 +346,6 @@ class AttemptAdmin(admin.ModelAdmin):
     list_select_related = ("execution",)
     ordering = ("-pk",)
     show_full_result_count = False
-    paginator = admin_lists.BoundedPaginator
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,6 +1,7 @@
 """What keeps the admin's execution and attempt lists as fast at ten million rows as at a thousand (issue 30).
 
 - `BoundedPaginator` counts at most COUNT_CAP matches (a COUNT over a LIMITed subquery), never the whole table.
+  Past the cap the list says "more than 10000"; filters and the search narrow it.
 - `execution_search` is exact on ids (row id, Dify run id, task / message id: each an index lookup) and looks for
   text only within one batch (the batch filter), where the (batch, …) indexes bound the rows read.
 - `execution_ordering`: newest batch first, rows in file order within a filtered batch; both walk the unique
@@ -21,20 +22,33 @@ from batches.folding import FoldedContains
 from batches.models import Execution
 from batches.selectors_results import search_text
 
-COUNT_CAP = 50_000  # 500 pages of 100; narrow with a filter or a search beyond that
+COUNT_CAP = 10_000  # 100 pages of 100 counted at most (a deeper page counts as far as itself)
 BATCH_FILTER = "batch__id__exact"
 
 
 class BoundedPaginator(Paginator):
+    def __init__(self, *args: Any, reach: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit = max(COUNT_CAP, reach)
+
     @cached_property
     def count(self) -> int:
         rows: QuerySet[Any] = self.object_list  # type: ignore[assignment]  # the admin pages a QuerySet
-        return rows.order_by()[: COUNT_CAP + 1].count()
+        return rows.order_by()[: self.limit + 1].count()
 
     @property
     def capped(self) -> bool:
         """More matches than were counted: the list says "more than" instead of a number."""
-        return self.count > COUNT_CAP
+        return self.count > self.limit
+
+
+class BoundedListMixin:
+    """A ModelAdmin whose changelist counts matches only as far as COUNT_CAP, or the page asked for."""
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet[Any], per_page: int, *args: Any) -> Paginator:
+        page = request.GET.get("p", "")
+        reach = min(int(page), 10**6) * per_page + 1 if page.isdigit() else 0
+        return BoundedPaginator(queryset, per_page, *args, reach=reach)
 
 
 def execution_ordering(params: dict[str, str]) -> tuple[str, ...]:

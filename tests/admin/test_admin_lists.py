@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from batches import admin_lists
+from batches.admin import ExecutionAdmin
 from batches.models import Attempt, BatchStatus, ErrorType, Execution, ExecutionStatus
 from tests.admin.helpers import BATCH_CHANGELIST, EXECUTION_CHANGELIST, attempt_for, changelist
 
@@ -174,3 +175,13 @@ def test_the_prune_action_needs_the_delete_permission(login, history):
     client.post(BATCH_CHANGELIST, {"action": "prune_selected", "_selected_action": [history[0].pk], "post": "yes"})
 
     assert Execution.objects.filter(batch_id=history[0].pk).count() == 30
+
+
+def test_a_page_past_the_cap_still_opens(admin_client, history, monkeypatch):
+    monkeypatch.setattr(admin_lists, "COUNT_CAP", 20)
+    monkeypatch.setattr(ExecutionAdmin, "list_per_page", 10)
+
+    response = admin_client.get(EXECUTION_CHANGELIST, {"p": "5"})
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 10
