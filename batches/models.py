@@ -253,7 +253,9 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
 
 class Execution(models.Model):
-    batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions")
+    # No index of its own: the (batch, index) unique constraint serves every lookup by batch, and one index fewer
+    # is one write fewer for every row a claim, result, cancel or retry changes.
+    batch = models.ForeignKey(BatchTask, on_delete=models.CASCADE, related_name="executions", db_index=False)
     index = models.PositiveIntegerField(_("row"))
     inputs = OrderedJSONField(_("inputs"), default=dict)
     extra = OrderedJSONField(_("ignored columns"), default=dict, blank=True)  # the file's, never sent to Dify
@@ -293,9 +295,10 @@ class Execution(models.Model):
             models.Index(fields=["batch", "status", "error_type"], name="execution_errors_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="execution_lease_idx"),
             models.Index(fields=["batch", "finished_at"], name="execution_finished_idx"),
-            # The admin finds a row by its upstream ids without reading the history (issue 30).
-            models.Index(fields=["workflow_run_id"], name="execution_run_id_idx"),
-            models.Index(fields=["task_id"], name="execution_task_id_idx"),
+            # The admin finds a row by its upstream ids without reading the history (issue 30). Partial: a row
+            # without ids (imported, retried, cancelled before its call) is not written to them.
+            models.Index(fields=["workflow_run_id"], name="execution_run_id_idx", condition=~Q(workflow_run_id="")),
+            models.Index(fields=["task_id"], name="execution_task_id_idx", condition=~Q(task_id="")),
         ]
         permissions = [("retry_execution", "Can retry executions")]
 

@@ -8,6 +8,7 @@ connection adds to its own shard row so that concurrent writers never wait on on
 time): row triggers on shard 0.
 """
 
+import django.db.models.deletion
 from django.db import migrations, models
 
 STATES = ("pending", "running", "succeeded", "failed", "cancelled")
@@ -141,11 +142,27 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="execution",
-            index=models.Index(fields=["workflow_run_id"], name="execution_run_id_idx"),
+            index=models.Index(
+                condition=models.Q(("workflow_run_id", ""), _negated=True),
+                fields=["workflow_run_id"],
+                name="execution_run_id_idx",
+            ),
         ),
         migrations.AddIndex(
             model_name="execution",
-            index=models.Index(fields=["task_id"], name="execution_task_id_idx"),
+            index=models.Index(
+                condition=models.Q(("task_id", ""), _negated=True), fields=["task_id"], name="execution_task_id_idx"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="execution",
+            name="batch",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="executions",
+                to="batches.batchtask",
+            ),
         ),
         migrations.RunPython(create_triggers, drop_triggers),
         migrations.AddField(
