@@ -119,9 +119,11 @@ def copy_batch(source: int) -> int:
     """One more batch like `source`, its rows and attempts copied in SQL (the triggers count them)."""
     (new_id,) = sql(
         "INSERT INTO batches_batchtask (name, workflow_id, source_filename, status, status_reason, concurrency, "
-        "max_retries, config, columns, total, failure_threshold_min_rows, created_at, started_at, finished_at) "
+        "max_retries, config, columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, "
+        "created_at, started_at, finished_at) "
         "SELECT name, workflow_id, source_filename, status, status_reason, concurrency, max_retries, config, "
-        "columns, total, failure_threshold_min_rows, now(), started_at, finished_at FROM batches_batchtask "
+        "columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, now(), started_at, "
+        "finished_at FROM batches_batchtask "
         "WHERE id = %s RETURNING id",
         [source],
     )[0]
