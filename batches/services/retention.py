@@ -102,12 +102,14 @@ def under_way(batch_ids: list[int]) -> int:
 
 
 def _mark(batch_id: int) -> bool:
-    """Hide the batch from every page, if it is ended with nothing to run (or already being pruned)."""
+    """Hide the batch from every page, if it is ended with nothing to run (or already being pruned); else show it
+    again (a batch marked earlier whose rows were retried since)."""
     unfinished = Execution.objects.filter(batch=OuterRef("pk")).unfinished()
     rows = BatchTask.objects.filter(pk=batch_id, status__in=ENDED).exclude(Exists(unfinished))
-    if rows.filter(pruning_since__isnull=False).exists():
+    if rows.filter(pruning_since__isnull=False).exists() or rows.update(pruning_since=clock.now()):
         return True
-    return bool(rows.update(pruning_since=clock.now()))
+    BatchTask.objects.filter(pk=batch_id, pruning_since__isnull=False).update(pruning_since=None)
+    return False
 
 
 def _prune_one(batch_id: int, deadline: float | None) -> PruneReport:

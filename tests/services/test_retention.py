@@ -221,3 +221,15 @@ def test_the_doctor_shows_retention_and_a_prune_left_half_done(old_batch, settin
     assert facts["retention"]["keep_days"] == 30 and facts["retention"]["due"] == 2
     assert [batch["id"] for batch in facts["retention"]["pruning"]] == [half.pk]
     assert any("half pruned" in problem for problem in facts["problems"])
+
+
+def test_a_marked_batch_whose_rows_were_retried_since_shows_again_at_the_next_prune(old_batch):
+    batch = old_batch(row_status=ExecutionStatus.FAILED)
+    BatchTask.objects.filter(pk=batch.pk).update(pruning_since=timezone.now())  # a prune killed after marking
+    lifecycle.retry_failed(batch.pk)
+
+    retention.prune_old()
+
+    batch.refresh_from_db()
+    assert batch.pruning_since is None
+    assert Execution.objects.filter(batch=batch).count() == 5
