@@ -33,7 +33,7 @@ TABLES = ("batches_attempt", "batches_batchfile", "batches_execution", "batches_
 EXECUTION_COLUMNS = (
     "index, inputs, status, outputs, error_type, error, http_status, attempt_count, auto_retries, interruptions, "
     "manual_retries, next_trigger, not_before, task_id, total_tokens, elapsed, lease_owner, lease_token, "
-    "lease_expires_at, started_at, finished_at"
+    "lease_expires_at, started_at, finished_at, extra"
 )
 ATTEMPT_COLUMNS = (
     "number, trigger, started_at, finished_at, outcome, upstream_status, error_type, error, http_status, "
@@ -119,10 +119,11 @@ def copy_batch(source: int) -> int:
     """One more batch like `source`, its rows and attempts copied in SQL (the triggers count them)."""
     (new_id,) = sql(
         "INSERT INTO batches_batchtask (name, workflow_id, source_filename, status, status_reason, concurrency, "
-        "max_retries, config, columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, "
-        "created_at, started_at, finished_at) "
+        "max_retries, config, columns, extra_columns, total, failure_threshold_min_rows, run_time, reopened_from, "
+        "reopened_rows, created_at, started_at, finished_at) "
         "SELECT name, workflow_id, source_filename, status, status_reason, concurrency, max_retries, config, "
-        "columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, now(), started_at, "
+        "columns, extra_columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, now(), "
+        "started_at, "
         "finished_at FROM batches_batchtask "
         "WHERE id = %s RETURNING id",
         [source],
