@@ -15,7 +15,7 @@ def run_batches() -> str:
 def sweep() -> list[dict[str, Any]]:
     report = recovery.sweep()
     notify.sweep()  # batches waiting for Dify too long; messages a crash left unsent
-    retention.prune_old()  # batches past BATCHES_KEEP_DAYS, prunes left half done; seconds at most, the rest next minute
+    retention.prune_old()  # past BATCHES_KEEP_DAYS, and prunes left half done: seconds at most, the rest next minute
     return report
 
 

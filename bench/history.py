@@ -33,7 +33,7 @@ TABLES = ("batches_attempt", "batches_batchfile", "batches_execution", "batches_
 EXECUTION_COLUMNS = (
     "index, inputs, status, outputs, error_type, error, http_status, attempt_count, auto_retries, interruptions, "
     "manual_retries, next_trigger, not_before, task_id, total_tokens, elapsed, lease_owner, lease_token, "
-    "lease_expires_at, started_at, finished_at, extra"
+    "lease_expires_at, started_at, finished_at, extra, currency, latency, price"
 )
 ATTEMPT_COLUMNS = (
     "number, trigger, started_at, finished_at, outcome, upstream_status, error_type, error, http_status, "
