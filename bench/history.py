@@ -120,10 +120,10 @@ def copy_batch(source: int) -> int:
     (new_id,) = sql(
         "INSERT INTO batches_batchtask (name, workflow_id, source_filename, status, status_reason, concurrency, "
         "max_retries, config, columns, extra_columns, total, failure_threshold_min_rows, run_time, reopened_from, "
-        "reopened_rows, created_at, started_at, finished_at) "
+        "reopened_rows, first_rows_checked, created_at, started_at, finished_at) "
         "SELECT name, workflow_id, source_filename, status, status_reason, concurrency, max_retries, config, "
-        "columns, extra_columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, now(), "
-        "started_at, "
+        "columns, extra_columns, total, failure_threshold_min_rows, run_time, reopened_from, reopened_rows, "
+        "first_rows_checked, now(), started_at, "
         "finished_at FROM batches_batchtask "
         "WHERE id = %s RETURNING id",
         [source],
