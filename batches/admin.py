@@ -174,7 +174,7 @@ class BatchTaskAdmin(PermissionActionsMixin, admin.ModelAdmin):
                        "report": report, "skipped": len(selected) - report.batches,
                        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME}  # fmt: skip
             return TemplateResponse(request, "admin/batches/batchtask/prune_confirmation.html", context)
-        done = retention.prune(batches, budget_seconds=PRUNE_BUDGET)
+        done = retention.prune(batches, budget_seconds=PRUNE_BUDGET, actor=audit.of_admin(request))
         text = ngettext("Deleted %(count)d batch", "Deleted %(count)d batches", done.batches) % {"count": done.batches}
         left = retention.under_way(selected)
         later = ngettext("%(count)d more goes within minutes", "%(count)d more go within minutes", left)

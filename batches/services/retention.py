@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution, ExecutionStatus
-from batches.services import clock, file_uploads
+from batches.services import audit, clock, file_uploads
 from batches.services.transitions import ENDED
 
 logger = logging.getLogger(__name__)
@@ -67,17 +67,24 @@ def measure(batches: QuerySet[BatchTask]) -> PruneReport:
     )
 
 
-def prune(batches: QuerySet[BatchTask], *, budget_seconds: float | None = None) -> PruneReport:
+def prune(
+    batches: QuerySet[BatchTask], *, budget_seconds: float | None = None, actor: audit.Actor | None = None
+) -> PruneReport:
     """Delete `batches` (those still prunable when marked), chunk by chunk; stops between chunks once
-    `budget_seconds` have passed (what is left stays marked, for the next prune)."""
+    `budget_seconds` have passed (what is left stays marked, for the next prune). One audit entry says who
+    pruned which batches (the app itself for the sweep's prune)."""
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     report = PruneReport()
+    pruned: list[int] = []
     for batch_id in list(batches.values_list("pk", flat=True)):
         if not _mark(batch_id):
             continue
         report.add(_prune_one(batch_id, deadline))
+        pruned.append(batch_id)
         if deadline is not None and time.monotonic() > deadline:
             break
+    if pruned:
+        audit.record(actor, audit.Action.PRUNE, rows=report.executions, detail={"batches": pruned})
     return report
 
 

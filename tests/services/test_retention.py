@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from batches import selectors
 from batches.models import Attempt, BatchCount, BatchFile, BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.models_ops import AuditEntry
 from batches.services import lifecycle, retention
 from batches.services.file_uploads import stored_path
 from tests.admin.helpers import attempt_for
@@ -233,3 +234,15 @@ def test_a_marked_batch_whose_rows_were_retried_since_shows_again_at_the_next_pr
     batch.refresh_from_db()
     assert batch.pruning_since is None
     assert Execution.objects.filter(batch=batch).count() == 5
+
+
+def test_a_prune_leaves_one_audit_entry_naming_who_and_which_batches(old_batch):
+    batch = old_batch(rows=3)
+
+    prune_command("--older-than", "30")
+    retention.prune(BatchTask.objects.none())  # nothing pruned: nothing recorded
+
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.PRUNE)
+    assert (entry.face, entry.actor.startswith("os:"), entry.rows, entry.detail) == (
+        "cli", True, 3, {"batches": [batch.pk]}
+    )  # fmt: skip

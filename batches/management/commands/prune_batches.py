@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.models import BatchStatus
-from batches.services import retention
+from batches.services import audit, retention
 from batches.services.transitions import ENDED
 
 
@@ -22,7 +22,10 @@ class Command(BaseCommand):
         if options["older_than"] < 0:
             raise CommandError("--older-than takes a number of days, 0 or more")
         batches = retention.prunable(older_than_days=options["older_than"], statuses=statuses)
-        report = retention.measure(batches) if options["dry_run"] else retention.prune(batches)
+        if options["dry_run"]:
+            report = retention.measure(batches)
+        else:
+            report = retention.prune(batches, actor=audit.of_os_user())
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(
             f"{verb} {report.batches} batches, {report.executions} executions, {report.attempts} attempts, "
