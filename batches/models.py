@@ -197,6 +197,9 @@ class BatchTask(models.Model):
     # sent back: "cancelled, then 27 rows retried" stays visible once the batch finishes again.
     reopened_from = models.CharField(_("reopened from"), max_length=20, choices=BatchStatus, blank=True)
     reopened_rows = models.PositiveIntegerField(_("rows retried after it ended"), default=0)
+    # An ended batch's cost and latency, kept once read (selectors_cost): a year of history is not read again for
+    # `batch_status`. It holds the `finished_at` it was read at, so a batch that ran again is read anew.
+    cost_summary = models.JSONField(_("cost and latency"), null=True, blank=True, editable=False)
     # The batch whose rows this one runs again (`rerun_batch`, "Run again"); its reruns are `source.reruns`.
     source = models.ForeignKey(
         "self",

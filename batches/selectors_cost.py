@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
+from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
 
 PRICE_STEP = Decimal("0.000001")  # costs are shown to a millionth
 RECENT_BATCHES = 5
@@ -44,6 +44,26 @@ class CostSummary:
 
 
 def batch_costs(batch: BatchTask, *, now: datetime | None = None) -> CostSummary:
+    """The batch's figures; an ended batch's are read once and kept on it (they cannot change until it runs again)."""
+    if batch.status not in (BatchStatus.FINISHED, BatchStatus.CANCELLED) or batch.finished_at is None:
+        return _read_costs(batch, now)
+    stamp = batch.finished_at.isoformat()
+    kept = batch.cost_summary or {}
+    if kept.get("finished_at") == stamp:
+        return _kept(kept)
+    summary = _read_costs(batch, now)
+    data = {**asdict(summary), "cost": None if summary.cost is None else str(summary.cost), "finished_at": stamp}
+    BatchTask.objects.filter(pk=batch.pk, finished_at=batch.finished_at).update(cost_summary=data)
+    return summary
+
+
+def _kept(data: dict[str, Any]) -> CostSummary:
+    values = {key: value for key, value in data.items() if key != "finished_at"}
+    values["cost"] = None if values.get("cost") is None else Decimal(values["cost"])
+    return CostSummary(**values)
+
+
+def _read_costs(batch: BatchTask, now: datetime | None) -> CostSummary:
     rows = Execution.objects.filter(batch_id=batch.pk)
     totals = rows.aggregate(
         tokens=Sum("total_tokens"),
@@ -82,9 +102,13 @@ def percentile(timed: Any, count: int, fraction: float) -> float | None:
 
 
 def _rate(batch: BatchTask, succeeded: int, now: datetime) -> float | None:
+    """Succeeded rows per minute of running time (not the time the batch waited paused or ended)."""
     if batch.started_at is None:
         return None
-    minutes = ((batch.finished_at or now) - batch.started_at).total_seconds() / 60
+    running = batch.run_time + (now - batch.running_since if batch.running_since else timedelta(0))
+    if not running:  # batches from before running time was kept
+        running = (batch.finished_at or now) - batch.started_at
+    minutes = running.total_seconds() / 60
     return round(succeeded / minutes, 2) if minutes > 0 else None
 
 
