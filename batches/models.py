@@ -311,7 +311,7 @@ class Execution(models.Model):
 
 class BatchCount(models.Model):
     """A batch's rows per state and its tokens, kept by database triggers on the executions table in the same
-    statement that changes the rows (migration 0009_history_counts), so pages that span batches never count rows.
+    statement that changes the rows (migration 0016_history_counts), so pages that span batches never count rows.
 
     A batch has several of these, one per shard: each database connection adds to its own (PostgreSQL: the
     backend's pid modulo SHARDS), so concurrent writers never wait on one row. The counts are the sums over shards.

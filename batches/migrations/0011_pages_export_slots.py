@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_files_upload_user'),
+        ('batches', '0010_files_upload_user'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

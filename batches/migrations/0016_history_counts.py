@@ -117,7 +117,7 @@ def drop_triggers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("batches", "0009_lookup_fail_fast_and_node_names"),
+        ("batches", "0015_lookup_fail_fast_and_node_names"),
     ]
 
     operations = [

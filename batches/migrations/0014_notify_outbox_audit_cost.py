@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_circuit_health_check'),
+        ('batches', '0013_circuit_health_check'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_history_counts'),
+        ('batches', '0016_history_counts'),
     ]
 
     operations = [

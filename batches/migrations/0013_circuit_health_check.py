@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_imports_column_mapping'),
+        ('batches', '0012_imports_column_mapping'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_notify_outbox_audit_cost'),
+        ('batches', '0014_notify_outbox_audit_cost'),
     ]
 
     operations = [

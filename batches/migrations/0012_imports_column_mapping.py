@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('batches', '0009_pages_export_slots'),
+        ('batches', '0011_pages_export_slots'),
     ]
 
     operations = [
