@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 from batches import admin_lists, clipping, selectors
 from batches.admin_actions import BATCH_ACTIONS, PermissionActionsMixin, batch_action, report
+from batches.admin_ops import ReadOnlyAdmin
 from batches.forms import ExecutionRetryAdminForm, WorkflowAdminForm
 from batches.models import Attempt, BatchTask, Execution, ExecutionStatus, Workflow
 from batches.presenters import last_check, progress_bar, waiting_message
@@ -330,7 +331,7 @@ def _clipped(value: Any) -> SafeString:
 
 
 @admin.register(Attempt)
-class AttemptAdmin(admin_lists.BoundedListMixin, admin.ModelAdmin):
+class AttemptAdmin(admin_lists.BoundedListMixin, ReadOnlyAdmin):
     list_display = (
         "execution",
         "number",
@@ -346,15 +347,3 @@ class AttemptAdmin(admin_lists.BoundedListMixin, admin.ModelAdmin):
     list_select_related = ("execution",)
     ordering = ("-pk",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-from batches import admin_ops  # noqa: E402, F401 - registers the audit log and the outbox

@@ -86,13 +86,7 @@ def _may_start(request: HttpRequest) -> bool:
 def batch_map(request: HttpRequest) -> HttpResponse:
     """Apply the column mapping chosen on the preview, then show the preview with it."""
     require(request, ADD_PERMISSION)
-    found = _upload_and_workflow(request)
-    if found is None:
-        return redirect("batches:batch_new")
-    upload, workflow = found
-    chosen = _posted_mapping(request, upload, workflow)
-    if chosen is not None:
-        uploads.choose(request, chosen)
+    _with_posted_mapping(request)
     return redirect("batches:batch_preview")
 
 
@@ -168,18 +162,27 @@ def _refuse_file(request: HttpRequest, error: Exception) -> HttpResponse:
 @require_POST
 def batch_import(request: HttpRequest) -> HttpResponse:
     require(request, ADD_PERMISSION)
-    found = _upload_and_workflow(request)
+    found = _with_posted_mapping(request)
     if found is None:
         return redirect("batches:batch_new")
+    upload, workflow = found
+    form = ImportOptionsForm(request.POST, may_start=_may_start(request))
+    if not form.is_valid():
+        return _render_preview(request, upload, workflow, form)
+    return _import(request, upload, workflow, form)
+
+
+def _with_posted_mapping(request: HttpRequest) -> tuple[Upload, Workflow] | None:
+    """The upload and its workflow, with the column mapping the form posted (kept for the next view)."""
+    found = _upload_and_workflow(request)
+    if found is None:
+        return None
     upload, workflow = found
     chosen = _posted_mapping(request, upload, workflow)
     if chosen is not None:
         uploads.choose(request, chosen)
         upload = dataclasses.replace(upload, chosen=chosen)
-    form = ImportOptionsForm(request.POST, may_start=_may_start(request))
-    if not form.is_valid():
-        return _render_preview(request, upload, workflow, form)
-    return _import(request, upload, workflow, form)
+    return upload, workflow
 
 
 def _import(request: HttpRequest, upload: Upload, workflow: Workflow, form: ImportOptionsForm) -> HttpResponse:
