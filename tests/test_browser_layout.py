@@ -61,6 +61,7 @@ def with_attempts(row: Execution) -> None:
 def pages(site: str, make_batch: Any, make_workflow: Any) -> list[str]:  # noqa: F811 - the fixture imported above
     """The paths of every staff page, over batches that show every control."""
     workflow = make_workflow(name="A workflow with a rather long name for its table cell")
+    make_batch(rows=1, pk=99000, workflow=workflow)  # ids of a long history are wider: "#99001" in every label
     now = timezone.now()
     running = make_batch(rows=12, name=LONG_NAME, workflow=workflow, status=BatchStatus.RUNNING, columns=COLUMNS)
     running.started_at = now - timedelta(minutes=3)
