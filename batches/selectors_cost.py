@@ -18,7 +18,7 @@ from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
+from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
 
 PRICE_STEP = Decimal("0.000001")  # costs are shown to a millionth
 RECENT_BATCHES = 5
@@ -44,26 +44,7 @@ class CostSummary:
 
 
 def batch_costs(batch: BatchTask, *, now: datetime | None = None) -> CostSummary:
-    """The batch's figures; an ended batch's are read once and kept on it (they cannot change until it runs again)."""
-    if batch.status not in (BatchStatus.FINISHED, BatchStatus.CANCELLED) or batch.finished_at is None:
-        return _read_costs(batch, now)
-    stamp = batch.finished_at.isoformat()
-    kept = batch.cost_summary or {}
-    if kept.get("finished_at") == stamp:
-        return _kept(kept)
-    summary = _read_costs(batch, now)
-    data = {**asdict(summary), "cost": None if summary.cost is None else str(summary.cost), "finished_at": stamp}
-    BatchTask.objects.filter(pk=batch.pk, finished_at=batch.finished_at).update(cost_summary=data)
-    return summary
-
-
-def _kept(data: dict[str, Any]) -> CostSummary:
-    values = {key: value for key, value in data.items() if key != "finished_at"}
-    values["cost"] = None if values.get("cost") is None else Decimal(values["cost"])
-    return CostSummary(**values)
-
-
-def _read_costs(batch: BatchTask, now: datetime | None) -> CostSummary:
+    """The batch's figures, read from its rows (services.costs keeps an ended batch's, so they are read once)."""
     rows = Execution.objects.filter(batch_id=batch.pk)
     totals = rows.aggregate(
         tokens=Sum("total_tokens"),

@@ -178,18 +178,3 @@ def test_compare_shows_each_pair_s_token_and_latency_delta(make_batch, login):
     page = login("batches.view_batchtask").get(f"/batches/{a.pk}/compare/{b.pk}/").content.decode()
 
     assert "+12 tokens · -0.50 s" in page
-
-
-def test_an_ended_batch_s_figures_are_read_once_and_read_anew_after_it_runs_again(
-    make_batch, django_assert_num_queries
-):
-    batch = make_batch(rows=4, status=BatchStatus.FINISHED, finished_at=timezone.now())
-    Execution.objects.filter(batch=batch).update(status=ExecutionStatus.SUCCEEDED, latency=2.0, total_tokens=5)
-    first = batch_costs(batch)
-    batch.refresh_from_db()
-
-    with django_assert_num_queries(0):
-        assert batch_costs(batch) == first
-    Execution.objects.filter(batch=batch).update(latency=4.0)
-    batch.finished_at = timezone.now()  # it ran again and ended later
-    assert batch_costs(batch).latency_max == 4.0

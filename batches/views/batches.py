@@ -19,8 +19,7 @@ from batches import exporters, presenters, selectors
 from batches.forms import BatchFilterForm, ConcurrencyForm
 from batches.models import AuditEntry, BatchStatus, BatchTask
 from batches.selectors_compare import compare_candidates
-from batches.selectors_cost import batch_costs
-from batches.services import audit, workflows
+from batches.services import audit, costs, workflows
 from batches.services.transitions import ACTIVE
 from batches.views import controls
 from batches.views.access import CONTROL_PERMISSION, next_url, require
@@ -85,7 +84,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "progress_data": presenters.progress_data(batch, progress, errors),
         "compare_candidates": compare_candidates(batch),
         "history": AuditEntry.objects.for_batch(batch.pk)[:HISTORY_SHOWN],
-        "costs": batch_costs(batch),
+        "costs": costs.costs_of(batch),
     }
     return render(request, "batches/batch_detail.html", context)
 

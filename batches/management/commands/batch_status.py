@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from batches.management.utils import get_batch
 from batches.models import BatchTask
 from batches.selectors import batch_summaries
-from batches.selectors_cost import batch_costs
+from batches.services import costs
 
 COLUMNS = ("id", "status", "total", "pending", "running", "succeeded", "failed", "cancelled", "total_tokens", "name")
 
@@ -22,7 +22,9 @@ class Command(BaseCommand):
         batch_id = options["batch_id"]
         batches = [get_batch(batch_id)] if batch_id is not None else list(BatchTask.objects.shown().order_by("pk"))
         # The cost and latency keys (issue 31) come after, and never replace, the keys design.md lists.
-        summaries = [{**s, **batch_costs(b).as_json()} for b, s in zip(batches, batch_summaries(batches), strict=True)]
+        summaries = [
+            {**s, **costs.costs_of(b).as_json()} for b, s in zip(batches, batch_summaries(batches), strict=True)
+        ]
         if options["json"]:
             self.stdout.write(json.dumps(summaries[0] if batch_id is not None else summaries, ensure_ascii=False))
             return
