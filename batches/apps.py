@@ -16,7 +16,8 @@ class BatchesConfig(AppConfig):
         if sys.argv[1:2] == ["qcluster"]:
             from django_q.signals import post_spawn
 
-            from batches import cluster, tasks  # noqa: F401 - the workers fork from here: they inherit the imports
+            from batches import tasks  # noqa: F401 - the workers fork from here: they inherit the imports
+            from batches.cluster import hooks
             from batches.dify.client import tls_context
             from batches.services import recovery
 
@@ -24,8 +25,8 @@ class BatchesConfig(AppConfig):
             # Nothing loaded so far is ever freed: out of the collector's sight, a worker's first full collection
             # no longer walks all of Django and the app (0.08-0.19 s, in the first wave of calls, in each worker).
             gc.freeze()
-            cluster.clear_stale_stop_markers()
+            hooks.clear_stale_stop_markers()
             recovery.start_recovery_sweep()
-            cluster.hand_back_on_stop()
-            cluster.beat_while_running()
+            hooks.hand_back_on_stop()
+            hooks.beat_while_running()
             post_spawn.connect(recovery.wake_on_worker_spawn, dispatch_uid="batches-wake-on-spawn")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batches import runner
+from batches.runner import worker as runner
 from batches.services import notify, recovery, retention
 
 

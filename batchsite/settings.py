@@ -51,8 +51,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Right after SecurityMiddleware: static files are answered before sessions or the database are touched.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "batches.csp.ContentSecurityPolicyMiddleware",
-    "batches.bidi.BidiEscapeMiddleware",  # U+202E and the like show escaped in every page
+    "batches.middleware.ContentSecurityPolicyMiddleware",
+    "batches.display.bidi.BidiEscapeMiddleware",  # U+202E and the like show escaped in every page
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -173,7 +173,7 @@ BATCHES_MAX_ZIP_ENTRIES = env_int("BATCHES_MAX_ZIP_ENTRIES", 10_000)
 BATCHES_MAX_ZIP_UNPACKED_BYTES = env_int("BATCHES_MAX_ZIP_UNPACKED_BYTES", 4 * 1024 * 1024 * 1024)
 BATCHES_UPLOAD_REUSE_HOURS = env_float("BATCHES_UPLOAD_REUSE_HOURS", 24)
 BATCHES_UPLOAD_RECHECK_MINUTES = env_float("BATCHES_UPLOAD_RECHECK_MINUTES", 60)
-# What the target Dify checks of a file (batches/file_types.py, issue 29), mirroring its own settings: the
+# What the target Dify checks of a file (batches/imports/file_types.py, issue 29), mirroring its own settings: the
 # extensions its ETL takes as documents (Dify's default ETL; with ETL_TYPE=Unstructured add
 # doc,eml,msg,pptx,xml,epub and ppt), its upload size limits per kind (MB) and its UPLOAD_FILE_EXTENSION_BLACKLIST.
 BATCHES_DIFY_DOCUMENT_EXTENSIONS = env_list("BATCHES_DIFY_DOCUMENT_EXTENSIONS") or [
@@ -206,7 +206,7 @@ BATCHES_PARTIAL_OUTAGE_ROWS = env_int("BATCHES_PARTIAL_OUTAGE_ROWS", 10)
 # A batch whose first this many finished rows all failed with one error type pauses (0: never).
 BATCHES_FAIL_FAST_ROWS = env_int("BATCHES_FAIL_FAST_ROWS", 50)
 BATCHES_HTTP_TRANSPORT = os.environ.get("BATCHES_HTTP_TRANSPORT", "aiohttp")
-# Fernet keys for the API keys stored in the database, newest first (see batches/crypto.py). Empty: derived from
+# Fernet keys for the API keys stored in the database, newest first (see batches/db/crypto.py). Empty: derived from
 # SECRET_KEY, fine for development; production should set its own (and keep it apart from SECRET_KEY).
 BATCHES_ENCRYPTION_KEY = env_list("BATCHES_ENCRYPTION_KEY")
 # Hosts a workflow's base URL may name: "api.dify.ai", "*.example.com" (any host under it). Empty: any host.
@@ -238,7 +238,7 @@ EMAIL_TIMEOUT = int(BATCHES_NOTIFY_TIMEOUT)
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "batches@localhost")
 
 # A runner claims for its slice, then lets its calls finish: a call may first wait for the row's earlier run to end
-# in Dify (batches/reconcile.py, up to the timeout) and then run (up to the timeout again).
+# in Dify (batches/runner/reconcile.py, up to the timeout) and then run (up to the timeout again).
 _task_timeout = int(BATCHES_RUNNER_SLICE + 2 * BATCHES_MAX_REQUEST_TIMEOUT + 60)
 Q_CLUSTER = {
     "name": "batches",

@@ -102,7 +102,7 @@ def verdict(batch_id: int, rows: int, stats: dict[str, object], in_flight_at_kil
     from django.db.models import Count, Q
 
     from batches.models import BatchTask, Execution
-    from batches.selectors import batch_summaries
+    from batches.selectors.batches import batch_summaries
 
     executions = Execution.objects.filter(batch_id=batch_id)
     terminal = executions.filter(status__in=["succeeded", "failed", "cancelled"]).count()

@@ -17,7 +17,8 @@ from throughput import make_batch
 
 
 def run(rows: int, concurrency: int, first: int, log: str) -> list[tuple[str, str]]:
-    from batches.models import BatchStatus, BatchTask, Execution
+    from batches.choices import BatchStatus
+    from batches.models import BatchTask, Execution
     from batches.services import lifecycle
 
     with fake_dify("--latency-ms", "50") as url:

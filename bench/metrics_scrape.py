@@ -25,8 +25,8 @@ def main() -> None:
     setup_django()
     from prometheus_client import generate_latest
 
-    from batches.metrics import registry
-    from batches.selectors_cost import batch_costs
+    from batches.selectors.cost import batch_costs
+    from batches.selectors.metrics import registry
 
     batch = make_rows(rows)
     scrape = timed(lambda: generate_latest(registry()))
@@ -37,7 +37,8 @@ def main() -> None:
 def make_rows(rows: int):  # type: ignore[no-untyped-def]
     from django.utils import timezone
 
-    from batches.models import Attempt, BatchStatus, BatchTask, Execution, Workflow
+    from batches.choices import BatchStatus
+    from batches.models import Attempt, BatchTask, Execution, Workflow
 
     workflow, _ = Workflow.objects.get_or_create(
         name="bench-metrics", defaults={"base_url": "http://127.0.0.1:9/v1", "api_key": "app-bench"}

@@ -25,7 +25,7 @@ from throughput import make_batch
 
 
 def db_now() -> datetime:
-    from batches.services import clock
+    from batches.db import clock
 
     clock.forget()
     return clock.now()

@@ -23,7 +23,8 @@ CHUNK = 5000
 def make_source(rows: int) -> int:
     from django.utils import timezone
 
-    from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow
+    from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+    from batches.models import BatchTask, Execution, Workflow
 
     workflow, _ = Workflow.objects.get_or_create(
         name="bench-results", defaults={"base_url": "http://127.0.0.1:9/v1", "api_key": "app-bench"}
@@ -59,7 +60,8 @@ def make_rerun(source_id: int) -> tuple[int, float]:
     from django.db import connection
     from django.utils import timezone
 
-    from batches.models import BatchStatus, BatchTask, Execution
+    from batches.choices import BatchStatus
+    from batches.models import BatchTask, Execution
     from batches.services.rerun import RerunOptions, rerun_batch
 
     began = time.perf_counter()

@@ -41,7 +41,8 @@ def make_batch(url: str, rows: int, concurrency: int, response_mode: str) -> int
 def wait_finished(batch_id: int, rows: int) -> tuple[float, float]:
     """Seconds to finish, and the steady rate: rows finished from the moment 10 % were done until the moment 90 %
     were (half-open, so a wave at either end is not counted twice), from the rows' own finishing times."""
-    from batches.models import BatchStatus, BatchTask, Execution
+    from batches.choices import BatchStatus
+    from batches.models import BatchTask, Execution
 
     start = time.monotonic()
     while BatchTask.objects.get(pk=batch_id).status != BatchStatus.FINISHED:

@@ -32,7 +32,7 @@ def cpu(): usage = resource.getrusage(resource.RUSAGE_SELF); return usage.ru_uti
 def peak(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024
 django.setup()
 from pathlib import Path
-from batches.importers import ImportFileError, count_rows
+from batches.imports.importers import ImportFileError, count_rows
 from batches.services.file_imports import opened_table
 before, started, used = peak(), time.monotonic(), cpu()
 try:

@@ -22,7 +22,8 @@ CHUNK = 5000
 def make_batch(name: str, rows: int, outputs: Callable[[int], Any]) -> Any:
     from django.utils import timezone
 
-    from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
+    from batches.choices import BatchStatus, ExecutionStatus
+    from batches.models import BatchTask, Execution, Workflow
 
     workflow, _ = Workflow.objects.get_or_create(
         name="bench-wide", defaults={"base_url": "http://127.0.0.1:9/v1", "api_key": "app-bench"}

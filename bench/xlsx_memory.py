@@ -25,7 +25,7 @@ READ_OURS = """
 import sys, time, django
 PEAK
 django.setup()
-from batches.importers import ImportFileError, parse_file
+from batches.imports.importers import ImportFileError, parse_file
 started = time.monotonic()
 try:
     outcome = f"{sum(1 for _ in parse_file(sys.argv[1]).rows)} rows"

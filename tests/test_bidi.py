@@ -1,4 +1,4 @@
-"""Names with bidirectional control characters show escaped in every page (batches.bidi, issue 27)."""
+"""Names with bidirectional control characters show escaped in every page (batches.display.bidi, issue 27)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from batches.forms import InputsForm
+from batches.forms.executions import InputsForm
 from batches.models import Execution
 
 TRICK = "invoice\u202egpj.exe"  # shows as "invoiceexe.jpg" where the override is honoured

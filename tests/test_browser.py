@@ -1,6 +1,6 @@
 """The staff pages in a real headless Chromium: upload, preview, run, watch, fix and retry, and in Chinese.
 
-Rows are run by `batches.runner.Runner` in a background thread of this process, against the fake Dify. Each page
+Rows are run by `batches.runner.worker.Runner` in a background thread of this process, against the fake Dify. Each page
 is saved as a screenshot under docs/screenshots/.
 """
 
@@ -25,8 +25,9 @@ from django.db import connections  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow  # noqa: E402
-from batches.runner import Runner  # noqa: E402
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus  # noqa: E402
+from batches.models import BatchTask, Execution, Workflow  # noqa: E402
+from batches.runner.worker import Runner  # noqa: E402
 from fakedify.harness import running_fake_dify  # noqa: E402
 from tests.xlsxfiles import xlsx_bytes  # noqa: E402
 

@@ -10,7 +10,8 @@ pytest.importorskip("playwright")
 
 from playwright.sync_api import Browser, expect  # noqa: E402
 
-from batches.models import BatchTask, Execution, ExecutionStatus  # noqa: E402
+from batches.choices import ExecutionStatus
+from batches.models import BatchTask, Execution  # noqa: E402
 from tests.test_browser import VIEWPORT, browser, log_in, shot, site  # noqa: E402, F401 - fixtures
 
 E = ExecutionStatus

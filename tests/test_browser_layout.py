@@ -16,7 +16,8 @@ pytest.importorskip("playwright")
 from django.utils import timezone  # noqa: E402
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus  # noqa: E402
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution  # noqa: E402
 from tests.test_browser import browser, log_in, site  # noqa: E402, F401 - fixtures
 
 E = ExecutionStatus

@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Notification
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import BatchTask, Execution, Notification
 from batches.services import audit, lifecycle, notify
 from fakedify.harness import running_fake_dify
 

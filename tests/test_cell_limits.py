@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from batches.importers import ImportFileError, parse_file
+from batches.imports.importers import ImportFileError, parse_file
 from tests.xlsxfiles import text_row, write_sheet
 
 HUGE = 20 * 1024 * 1024  # characters

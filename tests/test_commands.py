@@ -8,7 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow, WorkflowThrottle
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import BatchTask, Execution, Workflow, WorkflowThrottle
 from fakedify.harness import running_fake_dify
 
 COST_KEYS = {"cost", "currency", "cost_estimated", "latency_p50", "latency_p95", "latency_max", "rows_per_minute"}

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.forms import modelform_factory
 
-from batches import crypto
+from batches.db import crypto
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
 from batches.models import Workflow

@@ -1,4 +1,4 @@
-"""batches.exporters: JSONL round-trips exactly; CSV and XLSX are spreadsheet-safe and keep numbers numeric."""
+"""batches.exports.batches: JSONL round-trips exactly; CSV and XLSX are spreadsheet-safe and keep numbers numeric."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from batches.exporters import FORMATS, attachment, content_type, export_chunks, file_name
-from batches.importers import parse_file
+from batches.exports.batches import FORMATS, attachment, content_type, export_chunks, file_name
+from batches.imports.importers import parse_file
 from batches.models import Attempt, BatchTask, Execution
 
 TRICKY_INPUTS: list[dict[str, Any]] = [

@@ -1,4 +1,4 @@
-"""A row's uploads (batches/file_calls.py): under the row's user, taken over from a dead process, waited for
+"""A row's uploads (batches/row_call.py): under the row's user, taken over from a dead process, waited for
 without spending a retry, uploaded again only when Dify says the id is unknown (issues 26 and 29)."""
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from batches import file_calls
+from batches.choices import ExecutionStatus
+from batches.cluster import nodes
 from batches.dify.types import CallResult
-from batches.models import Attempt, BatchFile, Execution, ExecutionStatus
-from batches.runner import Runner
-from batches.services import file_uploads, lifecycle, nodes, rerun
+from batches.models import Attempt, BatchFile, Execution
+from batches.runner import row_call
+from batches.runner.worker import Runner
+from batches.services import file_uploads, lifecycle, rerun
 from fakedify.harness import running_fake_dify
 
 NO_START = lifecycle.ImportOptions(start=False)
@@ -98,7 +100,7 @@ def test_waiting_for_another_live_process_upload_spends_no_retry_and_takes_it_ov
 def test_only_an_unknown_upload_id_means_upload_again(error, gone):
     result = CallResult(ok=False).fail("invalid_input", error, 400)
 
-    assert file_calls.upload_gone(result) is gone
+    assert row_call.upload_gone(result) is gone
 
 
 def test_the_upload_is_sent_under_a_name_dify_accepts_and_the_row_keeps_the_members_name(workflow, fake, tmp_path):

@@ -13,11 +13,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from batches import files, inputs
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify.types import InputVariable
-from batches.importers import ImportFileError
-from batches.models import Attempt, BatchFile, BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
-from batches.runner import Runner
+from batches.imports import files, inputs
+from batches.imports.importers import ImportFileError
+from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
+from batches.runner.worker import Runner
 from batches.services import file_uploads, lifecycle, rerun
 from fakedify.harness import running_fake_dify
 

@@ -1,4 +1,4 @@
-"""A file as Dify sees it (batches/file_types.py) and the import's refusals of what Dify would refuse (issue 29)."""
+"""A file as Dify sees it (imports/file_types.py) and the import's refusals of what Dify would refuse (issue 29)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from batches import file_types, inputs
 from batches.dify.types import InputVariable
-from batches.importers import ImportFileError
+from batches.imports import file_types, inputs
+from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Execution
 from batches.services import lifecycle
 

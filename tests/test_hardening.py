@@ -19,8 +19,8 @@ from django.urls import reverse
 from openpyxl import load_workbook
 
 from batches.dify.types import InputVariable
-from batches.exporters import export_chunks
-from batches.importers import ImportFileError, parse_file
+from batches.exports.batches import export_chunks
+from batches.imports.importers import ImportFileError, parse_file
 from batches.models import Execution
 from tests.dify.test_hostile import API_KEY, app_for, call, upstream
 from tests.test_settings import SECURE_ENV, shown_settings

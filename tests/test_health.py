@@ -14,8 +14,9 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.test import Client
 from django.utils import timezone
 
-from batches import heartbeat
-from batches.models import BatchStatus, ClusterHeartbeat, Execution, ExecutionStatus, WorkflowThrottle
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.cluster import heartbeat
+from batches.models import ClusterHeartbeat, Execution, WorkflowThrottle
 from tests.processes import DroppingProxy, running_cluster, wait_until
 from tests.stack import PRODUCTION, running_gunicorn
 

@@ -1,4 +1,4 @@
-"""batches.importers: every format and encoding imports; every bad file ends in a one-line ImportFileError."""
+"""batches.imports.importers: every format and encoding imports; every bad file ends in a one-line ImportFileError."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from openpyxl import Workbook
 
 from batches.dify.types import InputVariable
-from batches.importers import ImportFileError, detect_format, parse_file, preview
+from batches.imports.importers import ImportFileError, detect_format, parse_file, preview
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")
 
@@ -358,7 +358,7 @@ def test_detect_format_is_case_insensitive() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5])
 def test_encoding_detection_is_right_across_chunk_boundaries(tmp_path: Path, monkeypatch: Any, chunk: int) -> None:
-    monkeypatch.setattr("batches.readers.CHUNK_BYTES", chunk)
+    monkeypatch.setattr("batches.imports.readers.CHUNK_BYTES", chunk)
     good = write(tmp_path, "good.csv", "text\n中文字符，好\n", "gb18030")
     assert (parse_file(good).encoding, read_rows(good)) == ("gb18030", [{"text": "中文字符，好"}])
     bad = write(tmp_path, "bad.csv", b"text\n" + "\u4e2d\u6587".encode() + b"\n\xff\n")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from openpyxl.utils.exceptions import IllegalCharacterError
 
 from batches.dify.types import InputVariable
-from batches.importers import ImportFileError, parse_file
+from batches.imports.importers import ImportFileError, parse_file
 from tests.xlsxfiles import xlsx_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")

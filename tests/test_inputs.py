@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from batches.choices import ExecutionStatus
 from batches.dify.types import InputVariable
-from batches.inputs import InputError, convert_row
-from batches.models import ExecutionStatus
+from batches.imports.inputs import InputError, convert_row
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
 from tests.test_importers import import_error, read_rows, write, write_jsonl, write_xlsx

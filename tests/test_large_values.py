@@ -9,8 +9,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from batches.importers import ImportFileError, parse_file
-from batches.models import Execution, ExecutionStatus
+from batches.choices import ExecutionStatus
+from batches.imports.importers import ImportFileError, parse_file
+from batches.models import Execution
 
 BIG = 3 * 1024 * 1024  # characters
 

@@ -12,9 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from batches import exporters, mapping
 from batches.dify.types import InputVariable
-from batches.importers import ImportFileError, parse_file
+from batches.exports import batches as exporters
+from batches.imports import mapping
+from batches.imports.importers import ImportFileError, parse_file
 from batches.models import BatchTask, Execution
 from batches.services import lifecycle, rerun
 

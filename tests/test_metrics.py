@@ -7,16 +7,8 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    CircuitState,
-    ClusterHeartbeat,
-    Execution,
-    ExecutionStatus,
-    RunnerSlot,
-    WorkflowThrottle,
-)
+from batches.choices import BatchStatus, CircuitState, ExecutionStatus
+from batches.models import Attempt, ClusterHeartbeat, Execution, RunnerSlot, WorkflowThrottle
 
 TOKEN = "scrape-token-1"
 

@@ -12,11 +12,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import uploads as upload_storage
-from batches.choices import CircuitState
+from batches.choices import BatchStatus, CircuitState, ErrorType, ExecutionStatus
 from batches.dify import pages
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
-from batches.selectors import batch_progress
+from batches.imports import uploads as upload_storage
+from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
+from batches.selectors.batches import batch_progress
 from batches.services import lifecycle, transitions
 
 E = ExecutionStatus

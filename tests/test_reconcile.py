@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from batches import reconcile
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
+from batches.runner import reconcile
 from fakedify.harness import free_port
 from tests.replay import replaying
 

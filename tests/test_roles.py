@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 
-from batches.models import BatchStatus
+from batches.choices import BatchStatus
 from batches.roles import ROLES
 
 

@@ -9,17 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    BatchTask,
-    ErrorType,
-    Execution,
-    ExecutionStatus,
-    Trigger,
-    WorkflowThrottle,
-)
-from batches.runner import Runner
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
+from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
+from batches.runner.worker import Runner
 from batches.services import claims, leases, results
 from fakedify.harness import running_fake_dify
 
@@ -235,7 +227,7 @@ def test_pause_stops_new_claims_while_calls_in_flight_finish_and_concurrency_cha
 def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(batch_on_fake, monkeypatch):
     from django.db import OperationalError
 
-    from batches.call_loop import CallLoop
+    from batches.runner.call_loop import CallLoop
 
     first = batch_on_fake(rows=2, concurrency=2)
     second = batch_on_fake(rows=2, concurrency=2)
@@ -260,7 +252,7 @@ def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(ba
 def test_a_graceful_stop_writes_the_results_it_has_and_stores_every_run_id_it_knows(batch_on_fake):
     import time
 
-    from batches.call_loop import CallLoop
+    from batches.runner.call_loop import CallLoop
 
     batch = batch_on_fake(rows=2, concurrency=2)
     Execution.objects.filter(batch=batch, index=0).update(inputs={"text": "quick", "_latency_ms": 0})
@@ -395,7 +387,7 @@ def test_stop_markers_of_clusters_that_are_gone_are_cleared_at_start():
     import os
     import subprocess
 
-    from batches.cluster import MARKER_PREFIX, clear_stale_stop_markers, stop_marker
+    from batches.cluster.hooks import MARKER_PREFIX, clear_stale_stop_markers, stop_marker
 
     sentinel = subprocess.Popen(["sleep", "30"])
     stale = stop_marker(sentinel.pid)

@@ -11,8 +11,9 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, Execution, ExecutionStatus, Trigger
-from batches.runner import Runner
+from batches.choices import BatchStatus, ExecutionStatus, Trigger
+from batches.models import Attempt, Execution
+from batches.runner.worker import Runner
 from batches.services import results
 from fakedify.harness import running_fake_dify
 from tests.processes import DroppingProxy

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from batches.choices import BatchStatus
 from batches.dify.types import CallResult
-from batches.models import BatchStatus, Execution
-from batches.runner import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
+from batches.models import Execution
+from batches.runner.worker import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
 from batches.services import claims
 
 

@@ -15,9 +15,10 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from batches.exporters import export_chunks
-from batches.models import Attempt, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow
-from batches.runner import Runner
+from batches.choices import ErrorType, ExecutionStatus
+from batches.exports.batches import export_chunks
+from batches.models import Attempt, BatchTask, Execution, Workflow
+from batches.runner.worker import Runner
 from batches.services import lifecycle
 from fakedify.harness import FakeDifyProcess, running_fake_dify
 

@@ -8,11 +8,12 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify import answers
 from batches.dify.types import CallResult
-from batches.models import BatchStatus, Execution, ExecutionStatus
-from batches.runner import Runner
-from batches.selectors_cost import batch_costs, compare_costs, estimate_for_file, row_cost
+from batches.models import Execution
+from batches.runner.worker import Runner
+from batches.selectors.cost import batch_costs, compare_costs, estimate_for_file, row_cost
 from batches.services import claims, results
 from fakedify.harness import running_fake_dify
 from tests.services.support import ok_result

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from batches import uploads as upload_storage
+from batches.imports import uploads as upload_storage
 from batches.models import BatchTask
 from tests.xlsxfiles import xlsx_bytes
 

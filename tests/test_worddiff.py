@@ -1,8 +1,8 @@
-"""batches.worddiff: the changed words of two texts, escaped, with long unchanged stretches shortened."""
+"""batches.display.worddiff: the changed words of two texts, escaped, with long unchanged stretches shortened."""
 
 from __future__ import annotations
 
-from batches.worddiff import GAP, MAX_CHARS, MAX_SHOWN, word_diff
+from batches.display.worddiff import GAP, MAX_CHARS, MAX_SHOWN, word_diff
 
 
 def test_changed_words_are_marked_on_each_side() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from batches import xlsx_reader
-from batches.importers import ImportFileError, parse_file
+from batches.imports import xlsx_reader
+from batches.imports.importers import ImportFileError, parse_file
 from tests.xlsxfiles import styled_empty_rows, text_row, write_sheet
 
 

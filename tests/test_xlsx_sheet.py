@@ -1,10 +1,10 @@
-"""The sheet's rows streamed by expat (batches/xlsx_sheet.py) read cells as openpyxl's data_only parse does."""
+"""The sheet's rows streamed by expat (batches/imports/xlsx_sheet.py) read cells as openpyxl's data_only parse does."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from batches.importers import parse_file
+from batches.imports.importers import parse_file
 from tests.xlsxfiles import text_row, write_sheet
 
 CELLS = (

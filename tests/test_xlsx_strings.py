@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from batches.importers import ImportFileError, parse_file
+from batches.imports.importers import ImportFileError, parse_file
 from tests.xlsxfiles import shared_row, with_shared_strings
 
 TINY = b"<si><t>a</t></si>"

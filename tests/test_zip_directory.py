@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from batches import zip_import
-from batches.importers import ImportFileError, parse_file
+from batches.imports import zip_import
+from batches.imports.importers import ImportFileError, parse_file
 from tests.xlsxfiles import text_row, write_sheet
 from tests.zipforge import forge, small_zip
 

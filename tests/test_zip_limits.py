@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from batches import zip_import
-from batches.importers import ImportFileError
-from batches.models import BatchFile, BatchStatus, BatchTask
+from batches.choices import BatchStatus
+from batches.imports import zip_import
+from batches.imports.importers import ImportFileError
+from batches.models import BatchFile, BatchTask
 from batches.services import file_uploads
 
 

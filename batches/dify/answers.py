@@ -7,7 +7,6 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from batches import strictjson
 from batches.choices import ErrorType
 from batches.dify.errors import classify, classify_run_error
 from batches.dify.types import (
@@ -22,6 +21,7 @@ from batches.dify.types import (
     InputVariable,
     OnStarted,
 )
+from batches.imports import strictjson
 
 
 def mapping(value: Any) -> dict[str, Any]:

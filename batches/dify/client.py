@@ -23,9 +23,8 @@ from urllib.parse import quote
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from batches import strictjson
 from batches.choices import ErrorType
-from batches.crypto import is_unreadable
+from batches.db.crypto import is_unreadable
 from batches.dify import errors, hosts, sse
 from batches.dify.answers import StreamState, mapping, parse_blocking, seconds, workflow_data
 from batches.dify.hosts import UpstreamRefused
@@ -41,6 +40,7 @@ from batches.dify.types import (
     CallResult,
     OnStarted,
 )
+from batches.imports import strictjson
 
 logger = logging.getLogger("batches.dify")
 

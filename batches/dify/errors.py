@@ -14,11 +14,11 @@ import time
 import aiohttp
 import httpx
 
-from batches import strictjson
 from batches.choices import ErrorType
 from batches.dify.hosts import CONNECT_FAILED
 from batches.dify.redact import one_line
 from batches.dify.types import BadResponse
+from batches.imports import strictjson
 
 # Codes that mean the app itself is unusable: every row would fail alike (the batch pauses).
 APP_ERROR_CODES = frozenset({

@@ -55,7 +55,7 @@ class InputVariable:
     options: tuple[str, ...] = ()  # select
     max_length: int | None = None  # characters; for a file-list, how many files
     default: Any = None
-    # file / file-list variables (batches/files.py): what the app accepts
+    # file / file-list variables (batches/imports/files.py): what the app accepts
     allowed_file_types: tuple[str, ...] = ()
     allowed_file_extensions: tuple[str, ...] = ()
     allowed_file_upload_methods: tuple[str, ...] = ()

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batches import file_types, strictjson
 from batches.choices import ErrorType
-from batches.crypto import is_unreadable
+from batches.db.crypto import is_unreadable
 from batches.dify import sse
 from batches.dify.types import UNREADABLE_KEY_ERROR, AppSettings, BadResponse, CallResult
+from batches.imports import file_types, strictjson
 
 if TYPE_CHECKING:
     from batches.dify.client import DifyClient

@@ -9,7 +9,7 @@ from django.db import migrations, models
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
-import batches.fields
+import batches.db.fields
 
 CHUNK = 2000
 
@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="attempt",
             name="inputs",
-            field=batches.fields.OrderedJSONField(blank=True, null=True, verbose_name="inputs sent"),
+            field=batches.db.fields.OrderedJSONField(blank=True, null=True, verbose_name="inputs sent"),
         ),
         migrations.AddField(
             model_name="batchtask",

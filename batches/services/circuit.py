@@ -29,19 +29,12 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Greatest
 
-from batches.choices import OUTAGE_ERRORS
+from batches.choices import OUTAGE_ERRORS, BatchStatus, CircuitState, ExecutionStatus
+from batches.db import clock
 from batches.dify.pages import Health
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    BatchTask,
-    CircuitState,
-    Execution,
-    ExecutionStatus,
-    WorkflowThrottle,
-)
-from batches.selectors import Upstream, upstream_of
-from batches.services import clock, throttle
+from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
+from batches.selectors.batches import Upstream, upstream_of
+from batches.services import throttle
 from batches.services.leases import lease_expiry
 from batches.services.transitions import pause, transition
 

@@ -21,9 +21,13 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionQuerySet, ExecutionStatus, RunnerSlot, Trigger
-from batches.reconcile import resumable
-from batches.services import clock, nodes, refills, throttle
+from batches.choices import BatchStatus, ExecutionStatus, Trigger
+from batches.cluster import nodes
+from batches.db import clock
+from batches.models import BatchTask, Execution, RunnerSlot
+from batches.models.batches import ExecutionQuerySet
+from batches.runner.reconcile import resumable
+from batches.services import refills, throttle
 from batches.services.leases import STALE_FIELDS, interrupt, lease_expiry
 from batches.services.transitions import finish_done, pause
 

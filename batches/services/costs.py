@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from batches.models import BatchTask
-from batches.selectors_cost import CostSummary, batch_costs
+from batches.selectors.cost import CostSummary, batch_costs
 from batches.services.transitions import ENDED
 
 

@@ -13,7 +13,8 @@ import logging
 
 from django.conf import settings
 
-from batches.models import BatchTask, Execution, ExecutionStatus
+from batches.choices import ExecutionStatus
+from batches.models import BatchTask, Execution
 from batches.services.transitions import pause
 
 logger = logging.getLogger(__name__)

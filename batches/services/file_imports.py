@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from batches import files, zip_import
-from batches.importers import ImportFileError
+from batches.imports import files, zip_import
+from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Workflow
 
 if TYPE_CHECKING:

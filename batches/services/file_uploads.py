@@ -4,7 +4,7 @@ A process that needs a file without an upload id takes the file's upload lease (
 rows wait for the id it stores. A lease whose holder died expires and is taken over. Dify keeps uploads for a
 limited time: an id older than BATCHES_UPLOAD_REUSE_HOURS, or one Dify said is gone (`forget`), is uploaded again,
 and an id is reused only by runs under the `user` it was uploaded as (newer Dify looks uploads up by uploader).
-These run on the runner's own thread (batches/file_calls.py asks it), like every other database write of a call.
+These run on the runner's own thread (batches/runner/row_call.py asks it), like every other database write of a call.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 
-from batches.files import FileInputError
-from batches.models import Attempt, BatchFile, BatchStatus, ErrorType, Workflow
-from batches.services import clock, nodes, throttle
+from batches.choices import BatchStatus, ErrorType
+from batches.cluster import nodes
+from batches.db import clock
+from batches.imports.files import FileInputError
+from batches.models import Attempt, BatchFile, Workflow
+from batches.services import throttle
 
 logger = logging.getLogger(__name__)
 SWEEP_CHUNK = 1000

@@ -4,7 +4,7 @@ A claimed row carries its runner's name (`lease_owner`), a fencing token and an 
 while the call is in flight and hands it back when it stops. A row whose lease expired, or whose holder is known
 dead, is interrupted: its try is written as an `interrupted` Attempt and the row is taken over by the next claim
 (services/claims.py) or reset by the sweep (services/recovery.py). Interrupted runs keep their upstream ids, so the
-runner can ask Dify how they ended before calling again (batches/reconcile.py).
+runner can ask Dify how they ended before calling again (batches/runner/reconcile.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Field
 
-from batches.models import Attempt, ErrorType, Execution, ExecutionStatus, Trigger, WorkflowThrottle
-from batches.services import clock
+from batches.choices import ErrorType, ExecutionStatus, Trigger
+from batches.db import clock
+from batches.models import Attempt, Execution, WorkflowThrottle
 
 if TYPE_CHECKING:
     from batches.services.claims import Claim

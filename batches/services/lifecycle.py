@@ -19,19 +19,11 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from batches import files, importers, inputs
-from batches.importers import Record
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    BatchTask,
-    ErrorType,
-    Execution,
-    ExecutionStatus,
-    Trigger,
-    Workflow,
-)
-from batches.reconcile import RUN_ENDED_ERRORS
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
+from batches.imports import files, importers, inputs
+from batches.imports.importers import Record
+from batches.models import Attempt, BatchTask, Execution, Workflow
+from batches.runner.reconcile import RUN_ENDED_ERRORS
 from batches.services import audit, file_imports, file_uploads, notify
 from batches.services.audit import Action, Actor
 from batches.services.claims import wake_runners
@@ -88,7 +80,7 @@ class ImportOptions:
     max_retries: int = 2
     start: bool = True
     created_by_id: int | None = None
-    mapping: dict[str, str] | None = None  # header → variable or "" ignored (batches/mapping.py)
+    mapping: dict[str, str] | None = None  # header → variable or "" ignored (batches/imports/mapping.py)
     actor: Actor | None = None  # who starts it (when `start`)
 
 

@@ -22,9 +22,11 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 
-from batches import notify_send
-from batches.models import BatchTask, CircuitState, Execution, Notification, Workflow
-from batches.services import audit, clock
+from batches import delivery
+from batches.choices import CircuitState
+from batches.db import clock
+from batches.models import BatchTask, Execution, Notification, Workflow
+from batches.services import audit
 
 logger = logging.getLogger(__name__)
 Event = Notification.Event
@@ -182,7 +184,7 @@ def _deliver(pk: int, token: str, now: datetime) -> bool:
     notification = Notification.objects.select_related("workflow").get(pk=pk)
     try:
         answer = _send(notification)
-    except notify_send.DeliveryFailed as exc:
+    except delivery.DeliveryFailed as exc:
         _failed(notification, token, str(exc), now)
         return False
     mine = Notification.objects.filter(pk=pk, claim_token=token)
@@ -193,12 +195,12 @@ def _deliver(pk: int, token: str, now: datetime) -> bool:
 def _send(notification: Notification) -> str:
     event, batch = notification.event, notification.payload
     if notification.channel == Notification.Channel.EMAIL:
-        return notify_send.send_email(notification.recipients, event=event, batch=batch)
+        return delivery.send_email(notification.recipients, event=event, batch=batch)
     workflow = notification.workflow
     if not workflow.webhook_url:
-        raise notify_send.DeliveryFailed("the workflow has no webhook URL")
-    raw = notify_send.body(event, clock.now().isoformat(), batch)
-    return notify_send.post_webhook(workflow.webhook_url, secret=str(workflow.webhook_secret), event=event, raw=raw)
+        raise delivery.DeliveryFailed("the workflow has no webhook URL")
+    raw = delivery.body(event, clock.now().isoformat(), batch)
+    return delivery.post_webhook(workflow.webhook_url, secret=str(workflow.webhook_secret), event=event, raw=raw)
 
 
 def _failed(notification: Notification, token: str, answer: str, now: datetime) -> None:

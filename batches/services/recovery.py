@@ -3,7 +3,7 @@
 How a dead worker's row is picked up:
 1. At once, by the next claim of any runner (services/claims.py, `take_over`): rows whose lease expired, or whose
    holder is a dead process on this machine, are interrupted and claimed again (services/leases.py).
-2. The runner that claims an interrupted row first asks Dify how its run ended (batches/reconcile.py), so a call
+2. The runner that claims an interrupted row first asks Dify how its run ended (batches/runner/reconcile.py), so a call
    that finished while its worker died is recorded, not paid for twice.
 3. The backstop here, `sweep`: expired leases (and this machine's dead processes' rows) back to pending, done
    batches finished, closed batches with rows still to run reopened, runners woken. It runs when a qcluster or a
@@ -26,10 +26,13 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.cluster import nodes
+from batches.db import clock
 from batches.dify import pages
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
-from batches.selectors import Upstream
-from batches.services import audit, circuit, clock, file_uploads, nodes
+from batches.models import BatchTask, Execution, Workflow
+from batches.selectors.batches import Upstream
+from batches.services import audit, circuit, file_uploads
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
 from batches.services.transitions import finish_done, transition

@@ -28,16 +28,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from batches.models import (
-    BatchStatus,
-    BatchTask,
-    CircuitState,
-    Execution,
-    ExecutionStatus,
-    Trigger,
-    Workflow,
-    WorkflowThrottle,
-)
+from batches.choices import BatchStatus, CircuitState, ExecutionStatus, Trigger
+from batches.models import BatchTask, Execution, Workflow, WorkflowThrottle
 
 _SQL = """
 WITH batch AS (

@@ -11,11 +11,12 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from batches import files
-from batches import mapping as mapping_rules
+from batches.choices import ExecutionStatus
 from batches.dify.types import InputVariable
-from batches.inputs import InputError, convert_row
-from batches.models import BatchTask, Execution, ExecutionStatus, Workflow
+from batches.imports import files
+from batches.imports import mapping as mapping_rules
+from batches.imports.inputs import InputError, convert_row
+from batches.models import BatchTask, Execution, Workflow
 from batches.services import file_uploads
 from batches.services.lifecycle import BULK_CHANGE, refresh_statistics, start_batch
 from batches.services.workflows import read_input_variables

@@ -21,10 +21,11 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from batches.choices import PAUSING_ERRORS, TRANSIENT_ERRORS
+from batches.choices import PAUSING_ERRORS, TRANSIENT_ERRORS, ErrorType, ExecutionStatus, Trigger
+from batches.db import clock
 from batches.dify.types import CallResult
-from batches.models import Attempt, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
-from batches.services import clock, fail_fast, throttle
+from batches.models import Attempt, BatchTask, Execution
+from batches.services import fail_fast, throttle
 from batches.services.claims import Claim
 from batches.services.leases import NO_LEASE, update_fenced
 from batches.services.transitions import pause
@@ -135,7 +136,7 @@ def _result_values(claim_: Claim, result: CallResult, now: datetime, *, during_o
         "next_trigger": Trigger.AUTO,
         "not_before": None,
         # Never "": a try that announced no run (a failed look-up, a refused call) leaves the row's latest run to
-        # be looked up before the next one pays (batches/reconcile.py).
+        # be looked up before the next one pays (batches/runner/reconcile.py).
         "workflow_run_id": (result.workflow_run_id or claim_.run_id or claim_.resume_run_id)[:64],
         "task_id": (result.task_id or claim_.task_id)[:64],
         "total_tokens": result.total_tokens,

@@ -19,8 +19,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
-from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution, ExecutionStatus
-from batches.services import audit, clock, file_uploads
+from batches.choices import ExecutionStatus
+from batches.db import clock
+from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution
+from batches.services import audit, file_uploads
 from batches.services.transitions import ENDED
 
 logger = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from django.conf import settings
 from django.db.models import Case, F, Q, When
 from django.db.models.functions import Least
 
-from batches.choices import ANSWERED_ERRORS, OUTAGE_ERRORS
-from batches.models import BatchTask, CircuitState, Execution, WorkflowThrottle
-from batches.selectors import upstream_of
+from batches.choices import ANSWERED_ERRORS, OUTAGE_ERRORS, CircuitState
+from batches.models import BatchTask, Execution, WorkflowThrottle
+from batches.selectors.batches import upstream_of
 
 if TYPE_CHECKING:
     from batches.dify.types import CallResult

@@ -16,8 +16,10 @@ from django.db import transaction
 from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Coalesce
 
-from batches.models import BatchStatus, BatchTask, Execution
-from batches.services import audit, clock, notify
+from batches.choices import BatchStatus
+from batches.db import clock
+from batches.models import BatchTask, Execution
+from batches.services import audit, notify
 
 logger = logging.getLogger(__name__)
 ACTIVE = (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED)  # not finished or cancelled

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from batches.crypto import is_unreadable
+from batches.db.crypto import is_unreadable
 from batches.dify import pages
 from batches.dify.pages import ConnectionReport
 from batches.dify.types import AppSettings, InputVariable

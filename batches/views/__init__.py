@@ -1,5 +1,5 @@
-"""The staff pages, one module per page family. Views are thin: reads come from `batches.selectors`, changes
-from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batches.presenters`.
+"""The staff pages, one module per page family. Views are thin: reads come from `batches.selectors.batches`, changes
+from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batches.display.presenters`.
 
 - `access`     permission names, the permission check, the JSON endpoints' 403 (`staff_json`), safe `next` links
 - `controls`   the batch buttons (start, pause, resume, cancel, retry failed, concurrency): who, when, what they say
@@ -8,7 +8,7 @@ from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batch
 - `executions` one row's page (its files too) and its "edit and retry"
 - `results`    every row's inputs and outputs, filtered and searched
 - `api`        the JSON twins: progress, failures, results, retry
-- `new_batch`  upload (kept by `batches.uploads`), preview (a ZIP: its table and files), import; a CSV template
+- `new_batch`  upload (kept by `batches.imports.uploads`), preview (a ZIP: its table and files), import; a CSV template
 - `rerun`      "Run again" as a new batch
 - `compare`    two batches side by side, and the comparison's export
 - `workflows`  the workflows page: list, add, edit, test the connection

@@ -12,11 +12,12 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import presenters, selectors
-from batches.forms import RetryForm
+from batches.display import presenters
+from batches.forms.executions import RetryForm
 from batches.models import Execution
-from batches.selectors import iso
-from batches.selectors_results import ResultFilter
+from batches.selectors import batches as selectors
+from batches.selectors.batches import iso
+from batches.selectors.results import ResultFilter
 from batches.services import audit
 from batches.views.access import RETRY_PERMISSION, first_error, staff_json
 from batches.views.failures import error_type_param, failures_page, retry_chosen

@@ -15,10 +15,13 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import exporters, presenters, selectors
-from batches.forms import BatchFilterForm, ConcurrencyForm
-from batches.models import AuditEntry, BatchStatus, BatchTask
-from batches.selectors_compare import compare_candidates
+from batches.choices import BatchStatus
+from batches.display import presenters
+from batches.exports import batches as exporters
+from batches.forms.batches import BatchFilterForm, ConcurrencyForm
+from batches.models import AuditEntry, BatchTask
+from batches.selectors import batches as selectors
+from batches.selectors.compare import compare_candidates
 from batches.services import audit, costs, workflows
 from batches.services.transitions import ACTIVE
 from batches.views import controls

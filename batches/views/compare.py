@@ -17,10 +17,12 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from batches import compare_export
-from batches.models import BatchTask, Execution, ExecutionStatus
-from batches.presenters import Cell, cell
-from batches.selectors_compare import (
+from batches.choices import ExecutionStatus
+from batches.display.presenters import Cell, cell
+from batches.display.worddiff import word_diff
+from batches.exports import compare as compare_export
+from batches.models import BatchTask, Execution
+from batches.selectors.compare import (
     Comparison,
     Match,
     Pair,
@@ -29,8 +31,8 @@ from batches.selectors_compare import (
     differing_keys,
     page_rows,
 )
-from batches.selectors_cost import compare_costs, row_delta
-from batches.selectors_results import (
+from batches.selectors.cost import compare_costs, row_delta
+from batches.selectors.results import (
     OTHER_OUTPUTS,
     input_columns,
     other_outputs,
@@ -40,7 +42,6 @@ from batches.selectors_results import (
     shown_columns,
 )
 from batches.views.downloads import streamed
-from batches.worddiff import word_diff
 
 COMPARE_PAGE_SIZE = 50
 DIFFS_PER_PAGE = 100  # texts whose changed words are marked on one page: each costs a word diff

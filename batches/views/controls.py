@@ -15,8 +15,9 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from batches.forms import ConcurrencyForm
-from batches.models import BatchStatus, BatchTask
+from batches.choices import BatchStatus
+from batches.forms.batches import ConcurrencyForm
+from batches.models import BatchTask
 from batches.services import lifecycle, workflows
 from batches.services.audit import Actor
 from batches.services.transitions import ACTIVE, TransitionError

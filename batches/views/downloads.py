@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.translation import ngettext
 
-from batches import exporters
+from batches.exports import batches as exporters
 from batches.services.exports import SlotStream, give_back_export_slot, take_export_slot
 
 RETRY_AFTER_SECONDS = 30

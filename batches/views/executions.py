@@ -11,9 +11,12 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import clipping, selectors, selectors_files
-from batches.forms import InputsForm
-from batches.models import Execution, ExecutionStatus
+from batches.choices import ExecutionStatus
+from batches.display import clipping
+from batches.forms.executions import InputsForm
+from batches.models import Execution
+from batches.selectors import batches as selectors
+from batches.selectors import files as selectors_files
 from batches.services import audit, lifecycle
 from batches.services.transitions import TransitionError
 from batches.views.access import RETRY_PERMISSION, require

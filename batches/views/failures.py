@@ -10,9 +10,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import presenters, selectors
-from batches.forms import RetryForm
-from batches.models import BatchTask, ErrorType
+from batches.choices import ErrorType
+from batches.display import presenters
+from batches.forms.executions import RetryForm
+from batches.models import BatchTask
+from batches.selectors import batches as selectors
 from batches.services import audit, lifecycle
 from batches.views.access import RETRY_PERMISSION, first_error, next_url, require
 from batches.views.controls import Outcome, retried

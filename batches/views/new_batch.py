@@ -1,4 +1,4 @@
-"""A new batch in three steps: upload a file (kept by `batches.uploads`), preview it, import it; and the CSV
+"""A new batch in three steps: upload a file (kept by `batches.imports.uploads`), preview it, import it; and the CSV
 template of a workflow's input variables."""
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ from django.utils.text import slugify
 from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches import exporters, importers, mapping, presenters, previews, selectors, uploads
+from batches.choices import Mode
 from batches.dify.types import InputVariable
-from batches.forms import ImportOptionsForm, UploadForm
-from batches.forms_mapping import ColumnMapForm
-from batches.models import Mode, Workflow
-from batches.selectors_cost import estimate_for_file
+from batches.display import presenters
+from batches.exports import batches as exporters
+from batches.forms.batches import ImportOptionsForm, UploadForm
+from batches.forms.mapping import ColumnMapForm
+from batches.imports import importers, mapping, previews, uploads
+from batches.imports.uploads import Upload
+from batches.models import Workflow
+from batches.selectors import batches as selectors
+from batches.selectors.cost import estimate_for_file
 from batches.services import audit, lifecycle, mappings, workflows
-from batches.uploads import Upload
 from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
 
 

@@ -9,9 +9,9 @@ from django.shortcuts import redirect, render
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
-from batches import selectors
-from batches.forms_rerun import RerunForm
+from batches.forms.rerun import RerunForm
 from batches.models import BatchTask
+from batches.selectors import batches as selectors
 from batches.services.rerun import Only, RerunError, rerun_batch, row_count
 from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
 

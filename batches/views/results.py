@@ -12,10 +12,11 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from batches import selectors
-from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
-from batches.presenters import Cell, cell
-from batches.selectors_results import (
+from batches.choices import ErrorType, ExecutionStatus
+from batches.display.presenters import Cell, cell
+from batches.models import BatchTask, Execution
+from batches.selectors import batches as selectors
+from batches.selectors.results import (
     OTHER_OUTPUTS,
     ResultFilter,
     ResultPage,

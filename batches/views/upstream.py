@@ -9,7 +9,7 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
-from batches import selectors
+from batches.selectors import batches as selectors
 from batches.services.recovery import probe_upstream
 from batches.views.access import CONTROL_PERMISSION, require
 

@@ -11,11 +11,11 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from batches import selectors
 from batches.dify.pages import ConnectionReport
-from batches.forms_workflows import WorkflowForm
+from batches.display.presenters import waiting_message
+from batches.forms.workflows import WorkflowForm
 from batches.models import Workflow
-from batches.presenters import waiting_message
+from batches.selectors import batches as selectors
 from batches.services import audit, notify, workflows
 from batches.views.access import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW, require
 

@@ -8,13 +8,8 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.test import Client
 from django.urls import reverse
 
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    Execution,
-    ExecutionStatus,
-    Trigger,
-)
+from batches.choices import BatchStatus, ExecutionStatus, Trigger
+from batches.models import Attempt, Execution
 
 S = BatchStatus
 E = ExecutionStatus

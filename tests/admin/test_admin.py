@@ -9,16 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    BatchTask,
-    ErrorType,
-    Execution,
-    Trigger,
-    Workflow,
-    WorkflowThrottle,
-)
+from batches.choices import BatchStatus, ErrorType, Trigger
+from batches.models import Attempt, BatchTask, Execution, Workflow, WorkflowThrottle
 from tests.admin.helpers import (
     BATCH_CHANGELIST,
     EXECUTION_CHANGELIST,

@@ -1,17 +1,12 @@
-"""The admin's batch actions (batches.admin_actions): state changes through the services, counts, permissions."""
+"""The admin's batch actions (batches.admin.actions): state changes through the services, counts, permissions."""
 
 from __future__ import annotations
 
 import pytest
 from django.urls import reverse
 
-from batches.models import (
-    Attempt,
-    BatchTask,
-    ErrorType,
-    Execution,
-    Trigger,
-)
+from batches.choices import ErrorType, Trigger
+from batches.models import Attempt, BatchTask, Execution
 from tests.admin.helpers import (
     BATCH_CHANGELIST,
     E,

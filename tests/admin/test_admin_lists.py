@@ -15,9 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from batches import admin_lists
-from batches.admin import ExecutionAdmin
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.admin import lists as admin_lists
+from batches.admin.model_admins import ExecutionAdmin
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution
 from tests.admin.helpers import BATCH_CHANGELIST, EXECUTION_CHANGELIST, attempt_for, changelist
 
 E = ExecutionStatus

@@ -21,12 +21,13 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify.client import DifyClient
 from batches.dify.hosts import host_allowed
 from batches.dify.pages import fetch_parameters
 from batches.dify.types import AppSettings, CallResult
-from batches.models import BatchStatus, Execution, ExecutionStatus
-from batches.runner import Runner
+from batches.models import Execution
+from batches.runner.worker import Runner
 
 API_KEY = "app-Hostile-Upstream-Key-9931"
 TRANSPORTS = ["aiohttp", "httpx"]

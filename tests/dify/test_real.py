@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from batches import reconcile
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
-from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
+from batches.models import Attempt, BatchTask, Execution, Workflow
+from batches.runner import reconcile
 from batches.services import claims, results
 from tests.replay import Replay, load, recordings, replaying
 

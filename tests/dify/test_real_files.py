@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
-from batches.importers import ImportFileError
-from batches.models import Attempt, BatchFile, BatchStatus, BatchTask, Execution, ExecutionStatus, Workflow
-from batches.runner import Runner
+from batches.imports.importers import ImportFileError
+from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
+from batches.runner.worker import Runner
 from batches.services import lifecycle
 from tests.replay import FILE_RECORDINGS, load
 from tests.replay_files import FilesApp, case_named, form_of, kind_of, serving

@@ -2,8 +2,9 @@
 
 import pytest
 
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
-from batches.selectors import batch_progress
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution
+from batches.selectors.batches import batch_progress
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
 from tests.processes import running_cluster, wait_until

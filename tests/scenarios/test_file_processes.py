@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batches.models import BatchFile, BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import BatchFile, BatchTask, Execution
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
 from tests.processes import running_cluster, wait_until

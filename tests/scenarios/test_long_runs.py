@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
-from batches.models import BatchStatus, Execution, ExecutionStatus
-from batches.runner import Runner
+from batches.models import Execution
+from batches.runner.worker import Runner
 from batches.services import claims, results
 from fakedify.harness import FakeDifyProcess, running_fake_dify
 

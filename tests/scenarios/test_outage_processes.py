@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus, WorkflowThrottle
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
 from tests.processes import running_cluster, wait_until

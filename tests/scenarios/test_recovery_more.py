@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution
 from batches.services import claims, lifecycle
 from fakedify.harness import running_fake_dify
 from tests.processes import ROOT, DroppingProxy, child_env, kill_group, running_cluster, wait_until

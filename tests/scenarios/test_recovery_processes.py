@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus, RunnerSlot
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution, RunnerSlot
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
 from tests.processes import ROOT, kill_group, running_cluster, stop_cluster, wait_until

@@ -2,7 +2,7 @@
 
 import pytest
 
-from batches.models import BatchStatus
+from batches.choices import BatchStatus
 
 
 @pytest.fixture

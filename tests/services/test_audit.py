@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.models import AuditEntry, BatchStatus, Execution, ExecutionStatus, Workflow
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import AuditEntry, Execution, Workflow
 from batches.services import lifecycle, recovery, transitions
 
 PAGE_PERMS = ("batches.control_batchtask", "batches.retry_execution", "batches.view_batchtask")

@@ -5,18 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from batches.choices import BatchStatus, CircuitState, ErrorType, ExecutionStatus, Trigger
 from batches.dify.pages import Health
 from batches.dify.types import CallResult
-from batches.models import (
-    BatchStatus,
-    BatchTask,
-    CircuitState,
-    ErrorType,
-    Execution,
-    ExecutionStatus,
-    Trigger,
-    WorkflowThrottle,
-)
+from batches.models import BatchTask, Execution, WorkflowThrottle
 from batches.services import circuit, claims, leases, lifecycle, results, transitions
 
 HOUR = timedelta(hours=1)

@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, Execution
+from batches.choices import BatchStatus
+from batches.models import Attempt, Execution
 from batches.services import claims, results
 from tests.services.support import expire, ok_result
 
@@ -73,7 +74,7 @@ def test_an_expired_runner_slot_can_be_taken(db, settings):
 def test_a_slot_held_by_a_dead_local_process_is_taken_over(db, settings):
     import subprocess
 
-    from batches.services import nodes
+    from batches.cluster import nodes
 
     settings.BATCHES_RUNNERS = 1
     gone = subprocess.Popen(["true"])
@@ -126,7 +127,8 @@ def test_another_runner_still_takes_over_expired_rows(running_batch):
 
 
 def test_a_clock_running_a_minute_ahead_takes_over_nothing_alive(running_batch, monkeypatch):
-    from batches.services import clock, recovery
+    from batches.db import clock
+    from batches.services import recovery
 
     live = claims.claim(running_batch.pk, owner="runner-a", limit=2)
     clock.forget()

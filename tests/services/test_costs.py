@@ -2,7 +2,8 @@
 
 from django.utils import timezone
 
-from batches.models import BatchStatus, Execution, ExecutionStatus
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import Execution
 from batches.services import costs
 
 

@@ -9,8 +9,9 @@ from django.db import connection
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from batches.models import BatchCount, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
-from batches.selectors import counts_and_tokens
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+from batches.models import BatchCount, BatchTask, Execution
+from batches.selectors.batches import counts_and_tokens
 from batches.services import claims, lifecycle, recovery, results
 from tests.services.support import failed_result, ok_result
 

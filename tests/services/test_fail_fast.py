@@ -2,7 +2,8 @@
 
 import pytest
 
-from batches.models import BatchStatus, BatchTask, ErrorType, Execution
+from batches.choices import BatchStatus, ErrorType
+from batches.models import BatchTask, Execution
 from batches.services import claims, lifecycle, results
 from tests.services.support import failed_result, ok_result
 

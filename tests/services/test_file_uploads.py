@@ -12,10 +12,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify.types import InputVariable
-from batches.models import BatchFile, BatchStatus, BatchTask, Execution, ExecutionStatus
-from batches.runner import Runner
-from batches.selectors_compare import ONLY_A, ONLY_B, compare
+from batches.models import BatchFile, BatchTask, Execution
+from batches.runner.worker import Runner
+from batches.selectors.compare import ONLY_A, ONLY_B, compare
 from batches.services import file_uploads, lifecycle, rerun
 from fakedify.harness import running_fake_dify
 

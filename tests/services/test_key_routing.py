@@ -6,9 +6,10 @@ from collections.abc import Iterator
 import pytest
 from django.utils import timezone
 
-from batches.inputs import InputError
-from batches.models import BatchStatus, Execution, ExecutionStatus
-from batches.runner import Runner
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.imports.inputs import InputError
+from batches.models import Execution
+from batches.runner.worker import Runner
 from batches.services import lifecycle, workflows
 from tests.keyserver import KeyServer, key_server
 

@@ -4,7 +4,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from batches.models import BatchStatus, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
+from batches.models import Execution
 from batches.services import claims, leases
 from tests.services.support import expire
 

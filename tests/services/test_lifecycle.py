@@ -5,8 +5,9 @@ import json
 import pytest
 from django.db import connection
 
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.dify.types import CallResult
-from batches.models import Attempt, BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Trigger
+from batches.models import Attempt, BatchTask, Execution
 from batches.services import claims, lifecycle, results
 from batches.services.transitions import TransitionError
 
@@ -288,7 +289,7 @@ def test_import_stores_every_row_exactly_as_written(make_workflow, tmp_path):
 def test_an_import_reads_the_whole_file_before_it_takes_sqlites_write_lock(make_workflow, tmp_path):
     from django.test.utils import CaptureQueriesContext
 
-    from batches.importers import ImportFileError
+    from batches.imports.importers import ImportFileError
 
     workflow = make_workflow()
     source = tmp_path / "rows.jsonl"

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from batches.services import nodes
+from batches.cluster import nodes
 
 
 def dead_pid():

@@ -13,7 +13,8 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from batches.models import BatchStatus, CircuitState, Execution, ExecutionStatus, Notification, WorkflowThrottle
+from batches.choices import BatchStatus, CircuitState, ExecutionStatus
+from batches.models import Execution, Notification, WorkflowThrottle
 from batches.services import lifecycle, notify, transitions
 from tests.processes import ROOT, child_env
 from tests.webhook_receiver import receiving

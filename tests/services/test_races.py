@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 from django.db import connection, transaction
 
+from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify.types import CallResult
-from batches.models import Attempt, BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.models import Attempt, BatchTask, Execution
 from batches.services import claims, lifecycle, results, transitions
 
 pytestmark = [

@@ -8,16 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from batches.models import (
-    Attempt,
-    BatchStatus,
-    BatchTask,
-    CircuitState,
-    Execution,
-    ExecutionStatus,
-    Trigger,
-    WorkflowThrottle,
-)
+from batches.choices import BatchStatus, CircuitState, ExecutionStatus, Trigger
+from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
 from batches.services import claims, recovery
 from fakedify.harness import free_port, running_fake_dify
 
@@ -103,7 +95,7 @@ def test_sweep_reopens_a_finished_or_cancelled_batch_left_with_rows_to_run(make_
 def test_sweep_takes_over_at_once_the_rows_of_a_dead_process_of_this_machine_only(make_batch):
     import subprocess
 
-    from batches.services import nodes
+    from batches.cluster import nodes
 
     gone = subprocess.Popen(["true"])
     gone.wait()

@@ -9,7 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from batches.models import BatchStatus, BatchTask, CircuitState, Execution, Trigger, WorkflowThrottle
+from batches.choices import BatchStatus, CircuitState, Trigger
+from batches.models import BatchTask, Execution, WorkflowThrottle
 from batches.services import claims, leases, refills, transitions
 from tests.services.test_races import race
 

@@ -9,8 +9,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
 from batches.dify.types import InputVariable
-from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.models import BatchTask, Execution
 from batches.services import rerun as rerun_service
 from batches.services.rerun import Only, RerunError, RerunOptions, rerun_batch
 from fakedify.harness import running_fake_dify

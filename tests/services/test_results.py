@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from batches.models import Attempt, BatchStatus, ErrorType, Execution, ExecutionStatus
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+from batches.models import Attempt, Execution
 from batches.services import claims, results
 from tests.services.support import failed_result, ok_result
 
@@ -99,7 +100,7 @@ def test_a_late_result_after_the_lease_was_taken_over_is_discarded(running_batch
 
 
 def test_claim_and_record_use_a_bounded_number_of_queries(make_batch, django_assert_max_num_queries):
-    from batches.services import clock
+    from batches.db import clock
 
     batch = make_batch(rows=50, status=BatchStatus.RUNNING, concurrency=50)
     clock.now()  # the database's clock is read every 30 s, not per claim
@@ -145,7 +146,7 @@ def test_writing_results_does_not_wait_for_the_batch_row_a_claim_holds(make_batc
 
 
 def test_backoff_is_set_from_the_database_clock(running_batch, monkeypatch):
-    from batches.services import clock
+    from batches.db import clock
 
     (claim, _) = claims.claim(running_batch.pk, owner="runner-a", limit=10)
     clock.forget()

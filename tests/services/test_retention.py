@@ -9,9 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from batches import selectors
-from batches.models import Attempt, BatchCount, BatchFile, BatchStatus, BatchTask, Execution, ExecutionStatus
-from batches.models_ops import AuditEntry
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution
+from batches.models.ops import AuditEntry
+from batches.selectors import batches as selectors
 from batches.services import lifecycle, retention
 from batches.services.file_uploads import stored_path
 from tests.admin.helpers import attempt_for

@@ -8,9 +8,10 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
+from batches.choices import BatchStatus, CircuitState, ErrorType, ExecutionStatus
 from batches.dify.pages import Health
 from batches.dify.types import CallResult
-from batches.models import Attempt, BatchStatus, CircuitState, ErrorType, Execution, ExecutionStatus, WorkflowThrottle
+from batches.models import Attempt, Execution, WorkflowThrottle
 from batches.services import circuit, claims, recovery, results, throttle
 
 

@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from batches.models import BatchStatus, BatchTask, Execution, ExecutionStatus
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.models import BatchTask, Execution
 from batches.services import transitions
 from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
 

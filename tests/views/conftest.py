@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from batches import uploads as upload_storage
+from batches.choices import ErrorType
 from batches.dify import pages
 from batches.dify.types import InputVariable
-from batches.models import BatchTask, ErrorType, Execution
+from batches.imports import uploads as upload_storage
+from batches.models import BatchTask, Execution
 from tests.views.helpers import ADD, CONTROL, RETRY, E, S, fail_rows, set_rows
 
 

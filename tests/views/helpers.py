@@ -8,7 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from batches.models import BatchStatus, BatchTask, ErrorType, Execution, ExecutionStatus, Workflow
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus
+from batches.models import BatchTask, Execution, Workflow
 
 S = BatchStatus
 E = ExecutionStatus

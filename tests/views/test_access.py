@@ -10,7 +10,8 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from batches.models import BatchTask, Execution, ExecutionStatus
+from batches.choices import ExecutionStatus
+from batches.models import BatchTask, Execution
 
 ROLES = ("anonymous", "non-staff", "staff", "permitted")
 LOGIN, OK, FORBIDDEN, NOT_ALLOWED, BAD, AWAY, NOT_FOUND = 302, 200, 403, 405, 400, 302, 404

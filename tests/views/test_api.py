@@ -8,7 +8,8 @@ import json
 from django.core.management import call_command
 from django.utils import timezone
 
-from batches.models import ErrorType, Execution
+from batches.choices import ErrorType
+from batches.models import Execution
 from tests.views.helpers import E, S, fail_rows, retry_data, set_rows, url
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from batches.models import ErrorType, Execution
+from batches.choices import ErrorType
+from batches.models import Execution
 from tests.views.helpers import ADD, BOM, CONTROL, RETRY, E, S, action_url, fail_rows, messages_of, set_rows, url
 
 

@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from openpyxl import load_workbook
 
-from batches.models import BatchTask, Execution, ExecutionStatus
-from batches.selectors_compare import DIFFERENT, ONLY_A, ONLY_B, SAME, compare
+from batches.choices import ExecutionStatus
+from batches.models import BatchTask, Execution
+from batches.selectors.compare import DIFFERENT, ONLY_A, ONLY_B, SAME, compare
 from batches.views.compare import COMPARE_PAGE_SIZE
 
 E = ExecutionStatus

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from batches.models import BatchTask, ExecutionStatus
-from batches.selectors_compare import DIFFERENT, ONLY_A, ONLY_B, SAME, Match, compare
+from batches.choices import ExecutionStatus
+from batches.models import BatchTask
+from batches.selectors.compare import DIFFERENT, ONLY_A, ONLY_B, SAME, Match, compare
 from tests.views.test_compare import fill
 
 E = ExecutionStatus

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batches.models import Attempt, ErrorType, Execution, Trigger
+from batches.choices import ErrorType, Trigger
+from batches.models import Attempt, Execution
 from tests.views.helpers import E, S, messages_of, url
 
 

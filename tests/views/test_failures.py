@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batches.models import ErrorType
+from batches.choices import ErrorType
 from tests.views.helpers import E, S, fail_rows, messages_of, retry_data, set_rows, url
 
 

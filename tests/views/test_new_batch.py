@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from batches import uploads as upload_storage
 from batches.dify.types import InputVariable
+from batches.imports import uploads as upload_storage
 from batches.models import BatchTask, Execution
 from tests.views.helpers import ADD, BOM, S, csv_upload, messages_of, upload, url
 

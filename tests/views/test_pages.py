@@ -11,7 +11,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.models import Attempt, BatchTask, ErrorType, Execution
+from batches.choices import ErrorType
+from batches.models import Attempt, BatchTask, Execution
 from tests.views.helpers import (
     ADD,
     CONTROL,

@@ -12,7 +12,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from batches.models import BatchTask, ErrorType, Execution, ExecutionStatus
+from batches.choices import ErrorType, ExecutionStatus
+from batches.models import BatchTask, Execution
 from batches.views.results import RESULTS_PAGE_SIZE
 
 E = ExecutionStatus

@@ -6,7 +6,8 @@ from datetime import timedelta
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.models import BatchStatus, WorkflowThrottle
+from batches.choices import BatchStatus
+from batches.models import WorkflowThrottle
 from fakedify.harness import free_port, running_fake_dify
 
 CONTROL = "batches.control_batchtask"

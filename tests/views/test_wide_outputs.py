@@ -11,9 +11,10 @@ from typing import Any
 
 from django.urls import reverse
 
-from batches import compare_export
-from batches.models import BatchTask, Execution, ExecutionStatus
-from batches.selectors_results import MAX_INPUT_COLUMNS, MAX_OUTPUT_COLUMNS, OTHER_OUTPUTS
+from batches.choices import ExecutionStatus
+from batches.exports import compare as compare_export
+from batches.models import BatchTask, Execution
+from batches.selectors.results import MAX_INPUT_COLUMNS, MAX_OUTPUT_COLUMNS, OTHER_OUTPUTS
 
 ROWS = 10
 KEYS_PER_ROW = 300  # 3,000 distinct keys on a page

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from batches.models import Mode, ResponseMode
+from batches.choices import Mode, ResponseMode
 from batches.services.audit import of_os_user
 from batches.services.lifecycle import save_workflow
 from batches.services.workflows import refresh_input_variables

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from batches.management.utils import get_batch
 from batches.models import BatchTask
-from batches.selectors import batch_summaries
+from batches.selectors.batches import batch_summaries
 from batches.services import costs
 
 COLUMNS = ("id", "status", "total", "pending", "running", "succeeded", "failed", "cancelled", "total_tokens", "name")

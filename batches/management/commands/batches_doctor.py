@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 
-from batches import health
+from batches.selectors import health
 
 
 class Command(BaseCommand):

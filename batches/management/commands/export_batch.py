@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from batches.exporters import FORMATS, export_chunks
+from batches.exports.batches import FORMATS, export_chunks
 from batches.management.utils import get_batch
 
 

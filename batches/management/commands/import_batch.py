@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from batches import mapping
-from batches.importers import ImportFileError
+from batches.imports import mapping
+from batches.imports.importers import ImportFileError
 from batches.management.utils import stderr_progress
 from batches.models import Workflow
 from batches.services.audit import of_os_user

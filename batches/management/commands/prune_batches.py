@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from batches.models import BatchStatus
+from batches.choices import BatchStatus
 from batches.services import audit, retention
 from batches.services.transitions import ENDED
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from batches import mapping
+from batches.imports import mapping
 from batches.management.utils import get_batch
 from batches.models import Workflow
 from batches.services.rerun import Only, RerunError, RerunOptions, rerun_batch

@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from batches.choices import ErrorType
 from batches.management.utils import get_batch
-from batches.models import ErrorType
 from batches.services.audit import of_os_user
 from batches.services.lifecycle import retry_failed
 

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from batches import crypto
+from batches.db import crypto
 from batches.models import Workflow
 
 

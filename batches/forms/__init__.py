@@ -1,0 +1,1 @@
+"""Forms for the admin and the staff pages, one module per thing they edit."""
