@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
-from batches.choices import ErrorType
-from batches.models import Execution
+from batches.choices import BatchStatus, ErrorType
+from batches.models import BatchTask, Execution
+from batches.services import lifecycle, transitions
+from tests.selectors.test_batches import ended
 from tests.views.helpers import ADD, BOM, CONTROL, RETRY, E, S, action_url, fail_rows, messages_of, set_rows, url
 
 
@@ -363,3 +368,32 @@ def test_pointing_a_batch_at_the_new_dify_needs_the_control_permission(login, ma
     response = login(RETRY, ADD).post(action_url(batch, "repoint"))
 
     assert response.status_code == 403
+
+
+def test_cancelled_rows_are_retried_from_the_batch_page(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=3, status=BatchStatus.CANCELLED, finished_at=timezone.now())
+    Execution.objects.filter(batch=batch, index=0).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    Execution.objects.filter(batch=batch, index__gt=0).update(status=E.CANCELLED, error_type=ErrorType.CANCELLED)
+    client = login(RETRY)
+    page = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+    assert 'name="scope" value="cancelled"' in page
+
+    response = client.post(reverse("batches:batch_retry", args=[batch.pk]), {"scope": "cancelled"}, follow=True)
+
+    assert [str(message) for message in response.context["messages"]] == ["Running 2 cancelled rows."]
+    statuses = dict(Execution.objects.filter(batch=batch).values_list("index", "status"))
+    assert statuses == {0: E.FAILED, 1: E.PENDING, 2: E.PENDING}
+    assert BatchTask.objects.get(pk=batch.pk).status == BatchStatus.RUNNING
+
+
+def test_a_cancelled_batch_whose_rows_are_retried_still_says_it_was_cancelled(login: Any, make_batch: Any) -> None:
+    batch = ended(make_batch, BatchStatus.CANCELLED, minutes=30, ran=3, cancelled=27)
+
+    lifecycle.retry_executions(Execution.objects.filter(batch=batch), include_cancelled=True)
+    Execution.objects.filter(batch=batch).update(status=E.SUCCEEDED, finished_at=timezone.now())
+    transitions.finish_done([batch.pk])
+    html = login().get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.reopened_from, batch.reopened_rows) == (BatchStatus.FINISHED, "cancelled", 27)
+    assert "Cancelled, then 27 rows were retried." in html

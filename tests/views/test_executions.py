@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from batches.choices import ErrorType, Trigger
+import pytest
+from django.urls import reverse
+
+from batches.choices import BatchStatus, ErrorType, Trigger
 from batches.models import Attempt, Execution
-from tests.views.helpers import E, S, messages_of, url
+from tests.views.helpers import RETRY, E, S, messages_of, url
 
 
 def test_execution_page_shows_inputs_outputs_and_attempts(admin_client, make_batch):
@@ -109,3 +112,33 @@ def test_edit_and_retry_of_a_succeeded_row_changes_nothing(controller, make_batc
     assert messages_of(response) == [
         ("warning", "Only a failed or cancelled execution can be retried; nothing changed.")
     ]
+
+
+def test_rows_are_named_from_one(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    first = Execution.objects.get(batch=batch, index=0)
+    Execution.objects.filter(pk=first.pk).update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    client = login(RETRY)
+
+    detail = client.get(reverse("batches:execution_detail", args=[first.pk])).content.decode()
+    failures = client.get(reverse("batches:batch_failures", args=[batch.pk])).content.decode()
+    batch_page = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    assert "<h1>Row 1 " in detail and "Row 0" not in detail
+    link = f'<a href="{reverse("batches:execution_detail", args=[first.pk])}">1</a>'
+    assert link in failures and link in batch_page and "Select row 1" in failures
+
+
+def test_an_edit_keeps_the_inputs_earlier_attempts_were_sent(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=1, status=BatchStatus.FINISHED)
+    row = Execution.objects.get(batch=batch)
+    Execution.objects.filter(pk=row.pk).update(status=E.FAILED, error_type=ErrorType.INVALID_INPUT, attempt_count=1)
+    Attempt.objects.create(execution=row, number=1, outcome=Attempt.Outcome.FAILED, error_type="invalid_input")
+    client = login(RETRY)
+
+    client.post(reverse("batches:execution_retry", args=[row.pk]), {"inputs": '{"text": "修好了"}'})
+
+    assert Attempt.objects.get(execution=row).inputs == {"text": "row 0"}
+    assert Execution.objects.get(pk=row.pk).inputs == {"text": "修好了"}
+    html = client.get(reverse("batches:execution_detail", args=[row.pk])).content.decode()
+    assert "Inputs sent (before staff edited them):" in html and "{&quot;text&quot;: &quot;row 0&quot;}" in html

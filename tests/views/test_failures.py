@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from batches.choices import ErrorType
-from tests.views.helpers import E, S, fail_rows, messages_of, retry_data, set_rows, url
+import pytest
+from django.urls import reverse
+
+from batches.choices import BatchStatus, ErrorType
+from batches.models import Execution
+from tests.views.helpers import RETRY, E, S, fail_rows, messages_of, retry_data, set_rows, url
 
 
 def test_failures_lists_failed_rows_with_error_attempts_and_status(admin_client, make_batch):
@@ -96,3 +100,15 @@ def test_retry_of_rows_of_another_batch_does_nothing(controller, mixed_batch, ma
 
     assert response.json()["retried"] == 0
     assert other.executions.failed().count() == 2
+
+
+def test_retrying_every_failure_asks_first(login: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=2, status=BatchStatus.FINISHED)
+    Execution.objects.update(status=E.FAILED, error_type=ErrorType.TIMEOUT)
+    client = login(RETRY)
+
+    failures = client.get(reverse("batches:batch_failures", args=[batch.pk])).content.decode()
+    detail = client.get(reverse("batches:batch_detail", args=[batch.pk])).content.decode()
+
+    assert 'value="all" data-confirm="Retry every failed row of this batch?' in failures
+    assert 'data-confirm="Retry all 2 failed rows? They are sent to the app again."' in detail

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from batches.dify.types import InputVariable
 from batches.imports import uploads as upload_storage
@@ -259,3 +262,25 @@ def test_adding_a_batch_without_the_control_permission_never_starts_it(login, ma
 
     assert 'name="start"' not in preview.content.decode()
     assert BatchTask.objects.get().status == S.PENDING
+
+
+def test_preview_shows_the_total_number_of_rows(login: Any, make_workflow: Any) -> None:
+    client = login(ADD)
+    content = "text\n" + "".join(f"row {i}\n" for i in range(57))
+    client.post(
+        reverse("batches:batch_upload"),
+        {"workflow": make_workflow().pk, "file": SimpleUploadedFile("rows.csv", content.encode())},
+    )
+
+    html = client.get(reverse("batches:batch_preview")).content.decode()
+
+    assert '<dd id="total-rows">57</dd>' in html
+
+
+@pytest.mark.parametrize(("perms", "offered"), [((ADD, "batches.add_workflow"), "Add a workflow."), ((ADD,), "Ask a")])
+def test_new_batch_without_workflows_points_to_the_sites_own_workflows_page(
+    login: Any, db: None, perms, offered
+) -> None:
+    html = login(*perms).get(reverse("batches:batch_new")).content.decode()
+
+    assert offered in html and "/admin/" not in html.split("There is no workflow yet.")[1].split("</p>")[0]

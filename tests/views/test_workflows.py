@@ -184,3 +184,15 @@ def test_the_list_offers_new_batch_only_to_those_who_may_add_batches(login: Any,
     adder = login(VIEW, "batches.add_batchtask").get(reverse("batches:workflow_list")).content.decode()
 
     assert link not in viewer and link in adder
+
+
+def test_the_workflow_form_shows_a_whole_timeout_and_the_add_forms_own_key_help(
+    admin_client: Any, make_workflow
+) -> None:
+    workflow = make_workflow(timeout=600.0)
+
+    edit = admin_client.get(reverse("batches:workflow_edit", args=[workflow.pk])).content.decode()
+    add = admin_client.get(reverse("batches:workflow_add")).content.decode()
+
+    assert 'value="600"' in edit and 'value="600.0"' not in edit
+    assert "Leave blank to keep the stored key" in edit and "Leave blank to keep the stored key" not in add

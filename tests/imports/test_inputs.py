@@ -12,7 +12,7 @@ from batches.dify.types import InputVariable
 from batches.imports.inputs import InputError, convert_row
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
-from tests.test_importers import import_error, read_rows, write, write_jsonl, write_xlsx
+from tests.imports.test_importers import import_error, read_rows, write, write_jsonl, write_xlsx
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")
 

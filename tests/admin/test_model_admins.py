@@ -437,3 +437,13 @@ def test_workflow_admin_shows_an_upstream_that_is_waited_for(admin_client, make_
 
     for page in (listing, change):
         assert "Waiting for Dify since" in page and "HTTP 503 upstream_error: down" in page
+
+
+def test_admin_names_rows_from_one(admin_client: Any, make_batch: Any) -> None:
+    batch = make_batch(rows=1)
+    row = Execution.objects.get(batch=batch)
+
+    response = admin_client.get(reverse("admin:batches_execution_changelist"))
+
+    assert str(row) == f"#{batch.pk} row 1"
+    assert "row" in response.context["cl"].list_display and "index" not in response.context["cl"].list_display
