@@ -165,3 +165,13 @@ def test_with_debug_off_a_web_process_starts_after_collectstatic(static_root: Pa
     )
 
     assert done.returncode == 0, done.stderr
+
+
+def test_x_forwarded_proto_is_trusted_only_when_asked() -> None:
+    env = {**SECURE_ENV, "DJANGO_ALLOWED_HOSTS": "testserver"}
+
+    assert shown_settings(**env)["SECURE_PROXY_SSL_HEADER"] is None
+    assert shown_settings(**env, DJANGO_TRUST_X_FORWARDED_PROTO="1")["SECURE_PROXY_SSL_HEADER"] == [
+        "HTTP_X_FORWARDED_PROTO",
+        "https",
+    ]

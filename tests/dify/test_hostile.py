@@ -421,6 +421,20 @@ def test_errors_and_logs_never_quote_the_api_key(
     assert_no_key(caplog.text)
 
 
+def test_outputs_that_echo_the_key_are_masked() -> None:
+    async def echo(request: web.Request) -> web.Response:
+        key = request.headers["Authorization"].removeprefix("Bearer ")
+        data = {"status": "succeeded", "outputs": {"answer": f"your key is {key}", key: [key[:12] + "…"]}}
+        return web.json_response({"workflow_run_id": "r1", "task_id": "t1", "data": data})
+
+    with upstream(echo) as url:
+        result, _ = call(app_for(url))
+
+    assert result.ok
+    assert API_KEY[:8] not in json.dumps(result.outputs)
+    assert result.outputs == {"answer": "your key is ***", "***": ["***…"]}
+
+
 # ----------------------------------------------------------------------------------------------- parameters
 
 

@@ -6,11 +6,13 @@ import csv
 import io
 import json
 import tempfile
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.urls import reverse
 from openpyxl import load_workbook
 
 from batches.exports.batches import FORMATS, attachment, content_type, export_chunks, file_name
@@ -290,7 +292,6 @@ def test_attachment_keeps_non_ascii_names_in_filename_star(name: str, header: st
 
 
 def test_export_download_keeps_a_chinese_batch_name(login: Any, make_batch: Any) -> None:
-    from django.urls import reverse
 
     batch = make_batch(rows=1, name="天气 报告")
 
@@ -330,3 +331,32 @@ def test_tables_carry_each_rows_cost_and_latency_dify_price_or_an_estimate_marke
         "1000", "", "2.0", "0.002", "", "true",
     ]  # fmt: skip
     assert '"price"' not in export_bytes(batch, "jsonl").decode()  # JSONL keeps design.md's keys
+
+
+def test_an_xlsx_export_wider_than_excel_puts_the_extra_output_keys_in_one_json_column(
+    make_batch: Any, tmp_path: Path
+) -> None:
+    batch = make_batch(rows=1)
+    outputs = {f"k{i}": i for i in range(17_000)}
+    Execution.objects.filter(batch=batch).update(outputs=outputs)
+    path = tmp_path / "wide.xlsx"
+    path.write_bytes(b"".join(export_chunks(batch, "xlsx")))
+
+    sheet = load_workbook(path, read_only=True).worksheets[0]
+    header, row = (list(values) for values in sheet.iter_rows(values_only=True))
+
+    assert len(header) == 16_384
+    more = header.index("output.more")
+    assert json.loads(row[more]) == {f"k{i}": i for i in range(more - 3, 17_000)}
+    assert row[header.index("output.k0")] == 0
+
+
+def test_the_xlsx_export_stays_readable_with_text_cells(make_batch: Any) -> None:
+    batch = make_batch(rows=1)
+    Execution.objects.filter(batch=batch).update(inputs={"text": "=1+1"})
+
+    content = b"".join(export_chunks(batch, "xlsx"))
+
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in sheet and "=1+1" in sheet

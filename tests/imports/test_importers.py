@@ -382,3 +382,11 @@ def test_an_export_line_imports_its_inputs_with_or_without_the_row_key(tmp_path:
     parsed = parse_file(path)
 
     assert parsed.columns == ["q"] and list(parsed.rows) == [{"q": "你好"}]
+
+
+def test_an_import_wider_than_an_export_can_hold_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.jsonl"
+    path.write_text(json.dumps({f"c{i}": i for i in range(16_001)}) + "\n")
+
+    with pytest.raises(ImportFileError, match=r"^16001 columns: at most 16000"):
+        parse_file(path)

@@ -1,12 +1,14 @@
-"""deploy/: the systemd units and the environment file example a deployment copies."""
+"""deploy/: the systemd units, gunicorn's configuration and the environment file example a deployment copies."""
 
 from __future__ import annotations
 
 import configparser
 import re
+import runpy
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +96,20 @@ def test_systemd_accepts_the_units(tmp_path):
     )
 
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def gunicorn_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    """The settings deploy/gunicorn.conf.py gives under `env` (gunicorn reads the module's globals)."""
+    monkeypatch.delenv("DJANGO_TRUST_X_FORWARDED_PROTO", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = DEPLOY / "gunicorn.conf.py"
+    return runpy.run_path(str(path))
+
+
+@pytest.mark.parametrize(("trust", "headers"), [(None, {}), ("0", {}), ("1", {"X-FORWARDED-PROTO": "https"})])
+def test_gunicorn_trusts_a_forwarded_scheme_only_when_asked(monkeypatch: pytest.MonkeyPatch, trust, headers) -> None:
+    """gunicorn's default trusts X-Forwarded-Proto, -Ssl and -Protocol from 127.0.0.1 whatever Django is told."""
+    env = {"DJANGO_TRUST_X_FORWARDED_PROTO": trust} if trust is not None else {}
+
+    assert gunicorn_config(monkeypatch, **env)["secure_scheme_headers"] == headers

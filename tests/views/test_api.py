@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from batches.choices import ErrorType
@@ -146,3 +149,14 @@ def test_failures_and_results_json_write_utc_timestamps_with_a_z(admin_client, m
 
     assert failure["finished_at"] == result["finished_at"]
     assert failure["finished_at"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("name", "method"), [("batch_retry_json", "post"), ("batch_progress_json", "get"), ("batch_failures_json", "get")]
+)
+def test_json_endpoints_answer_a_missing_batch_in_json(admin_client: Client, db: None, name: str, method: str) -> None:
+    response = getattr(admin_client, method)(reverse(f"batches:{name}", args=[10**9]), {"scope": "all"})
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"error": "Not found."}

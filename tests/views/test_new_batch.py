@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from batches.dify.types import InputVariable
@@ -284,3 +285,13 @@ def test_new_batch_without_workflows_points_to_the_sites_own_workflows_page(
     html = login(*perms).get(reverse("batches:batch_new")).content.decode()
 
     assert offered in html and "/admin/" not in html.split("There is no workflow yet.")[1].split("</p>")[0]
+
+
+def test_the_csv_template_neutralises_formula_labels_but_not_numbers(admin_client: Client, make_workflow: Any) -> None:
+    labels = ["=cmd|' /C calc'!A0", "@SUM(A1)", "-3.5", "+8613800000000", "plain"]
+    variables = [dataclasses.asdict(InputVariable(f"v{i}", label)) for i, label in enumerate(labels)]
+    workflow = make_workflow(input_variables=variables)
+
+    response = admin_client.get(reverse("batches:workflow_template", args=[workflow.pk]))
+
+    assert response.content.decode("utf-8-sig") == "'=cmd|' /C calc'!A0,'@SUM(A1),-3.5,+8613800000000,plain\r\n"
