@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.choices import BatchStatus, ErrorType, Trigger
+from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.models import Attempt, BatchTask, Execution, Workflow, WorkflowThrottle
 from tests.admin.helpers import (
     BATCH_CHANGELIST,
@@ -447,3 +447,13 @@ def test_admin_names_rows_from_one(admin_client: Any, make_batch: Any) -> None:
 
     assert str(row) == f"#{batch.pk} row 1"
     assert "row" in response.context["cl"].list_display and "index" not in response.context["cl"].list_display
+
+
+def test_staff_without_view_permission_cannot_open_the_admin_execution_page(login: Any, make_batch: Any) -> None:
+    execution = make_batch(rows=1).executions.get()
+    Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.FAILED)
+    client = login("batches.retry_execution")
+
+    response = client.get(reverse("admin:batches_execution_change", args=[execution.pk]))
+
+    assert response.status_code == 403

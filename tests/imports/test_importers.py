@@ -11,10 +11,27 @@ from types import GeneratorType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openpyxl import Workbook
+from openpyxl.utils.exceptions import IllegalCharacterError
 
 from batches.dify.types import InputVariable
 from batches.imports.importers import ImportFileError, detect_format, parse_file, preview
+from tests.imports.hostile import (
+    FORMATS,
+    PROPERTY,
+    TEXT_AND_LANGUAGE,
+    VALID_XLSX,
+    VALID_XLSX_MEMBERS,
+    encodings,
+    flip,
+    json_lines,
+    rows_or_error,
+    table_text,
+    zip_bytes,
+)
+from tests.xlsxfiles import xlsx_bytes
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")
 
@@ -390,3 +407,71 @@ def test_an_import_wider_than_an_export_can_hold_is_refused(tmp_path: Path) -> N
 
     with pytest.raises(ImportFileError, match=r"^16001 columns: at most 16000"):
         parse_file(path)
+
+
+def test_a_50_mb_cell_is_refused_at_import_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("text,lang\nsmall,en\n")
+        out.write('"' + "x" * (50 * 1024 * 1024) + '",en\n')
+
+    with pytest.raises(ImportFileError) as caught:
+        list(parse_file(path).rows)
+
+    # Refused once 9 MB of the line are read (issue 27, L7): tests/imports/test_readers.py measures the memory.
+    assert str(caught.value) == "line 3: longer than 9.0 MB (a value over the 1.0 MB limit per cell?)"
+
+
+def test_the_cell_limit_is_a_setting_and_counts_utf8_bytes(tmp_path: Path, settings: Any) -> None:
+    settings.BATCHES_MAX_CELL_BYTES = 300 * 1024
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "' + "中" * (110 * 1024) + '"}\n', encoding="utf-8")
+
+    with pytest.raises(ImportFileError, match=r"line 1: the 'text' value is 0.3 MB, over the 0.3 MB limit"):
+        list(parse_file(path).rows)
+
+
+# --------------------------------------------------------------------------- any bytes: rows or an ImportFileError
+
+
+@PROPERTY
+@given(content=st.binary(max_size=2000), name=st.sampled_from(FORMATS))
+def test_any_bytes_end_in_rows_or_an_import_error(content: bytes, name: str) -> None:
+    rows_or_error(content, name)
+
+
+@PROPERTY
+@given(text=table_text, encoding=encodings, name=st.sampled_from(["in.csv", "in.jsonl"]), chat=st.booleans())
+def test_any_table_like_text_ends_in_rows_or_an_import_error(text: str, encoding: str, name: str, chat: bool) -> None:
+    content = text.encode(encoding, "replace")
+    rows_or_error(content, name)
+    rows_or_error(content, name, variables=TEXT_AND_LANGUAGE, mode="chat" if chat else "workflow")
+
+
+@PROPERTY
+@given(text=json_lines, variables=st.booleans())
+def test_any_json_lines_end_in_rows_or_an_import_error(text: str, variables: bool) -> None:
+    rows_or_error(text.encode(), "in.jsonl", variables=TEXT_AND_LANGUAGE if variables else None)
+
+
+@PROPERTY
+@given(positions=st.lists(st.integers(min_value=0), min_size=1, max_size=6), values=st.lists(st.integers(0, 255)))
+def test_a_damaged_xlsx_ends_in_rows_or_an_import_error(positions: list[int], values: list[int]) -> None:
+    rows_or_error(flip(VALID_XLSX, positions, values), "in.xlsx")
+
+
+@PROPERTY
+@given(member=st.sampled_from(sorted(VALID_XLSX_MEMBERS)), content=st.binary(max_size=600) | table_text.map(str.encode))
+def test_an_xlsx_with_one_member_replaced_ends_in_rows_or_an_import_error(member: str, content: bytes) -> None:
+    rows_or_error(zip_bytes({**VALID_XLSX_MEMBERS, member: content}), "in.xlsx")
+
+
+@PROPERTY
+@given(cells=st.lists(st.lists(st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=30)), max_size=4),
+                      max_size=6))  # fmt: skip
+def test_any_workbook_ends_in_rows_or_an_import_error(cells: list[list[Any]]) -> None:
+    try:
+        content = xlsx_bytes(cells)
+    except IllegalCharacterError:  # openpyxl refuses control characters itself
+        return
+    rows_or_error(content, "in.xlsx", variables=TEXT_AND_LANGUAGE)

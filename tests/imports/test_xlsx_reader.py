@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,10 @@ import pytest
 
 from batches.imports import xlsx_reader
 from batches.imports.importers import ImportFileError, parse_file
+from tests.imports.hostile import SHEET, VALID_XLSX_MEMBERS, rows_or_error, zip_bytes
 from tests.xlsxfiles import styled_empty_rows, text_row, write_sheet
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:openpyxl")
 
 
 def rows_of(path: Path, **options: Any) -> list[dict[str, Any]]:
@@ -90,3 +94,34 @@ def test_a_formula_is_read_by_its_saved_value(tmp_path: Path) -> None:
     formula = b'<row r="2"><c r="A2" t="str"><f>CONCAT("a","b")</f><v>ab</v></c></row>'
 
     assert rows_of(write_sheet(tmp_path / "in.xlsx", [text_row(1, "text"), formula])) == [{"text": "ab"}]
+
+
+def understated(data: bytes, member: str) -> bytes:
+    """The archive with `member`'s uncompressed size declared as 10 bytes: a bomb that lies about its size."""
+    patched = bytearray(data)
+    central = patched.index(b"PK\x01\x02")
+    while not patched[central + 46 :].startswith(member.encode()):
+        central = patched.index(b"PK\x01\x02", central + 4)
+    patched[central + 24 : central + 28] = (10).to_bytes(4, "little")
+    return bytes(patched)
+
+
+def test_an_xlsx_bomb_is_refused_from_its_declared_size() -> None:
+    content = zip_bytes({**VALID_XLSX_MEMBERS, SHEET: b"<a>" + b" " * 50_000_000 + b"</a>"})
+
+    error = rows_or_error(content, "in.xlsx", max_bytes=200_000)
+
+    assert isinstance(error, ImportFileError) and "unpacks to" in str(error)
+
+
+def test_an_xlsx_bomb_that_lies_about_its_size_is_refused() -> None:
+    sheet = VALID_XLSX_MEMBERS[SHEET].replace(
+        b"</sheetData>", b"<row r='9'>" + b" " * 5_000_000 + b"</row></sheetData>"
+    )
+    content = understated(zip_bytes({**VALID_XLSX_MEMBERS, SHEET: sheet}), SHEET)
+    began = time.monotonic()
+
+    error = rows_or_error(content, "in.xlsx")
+
+    assert isinstance(error, ImportFileError)
+    assert time.monotonic() - began < 5
