@@ -1,16 +1,18 @@
-"""Recovery with real processes: SIGKILL and SIGSTOP of workers and clusters, SIGTERM, and a restart."""
+"""Recovery with real processes: SIGKILL and SIGSTOP of workers and clusters, SIGTERM, a restart, reconciliation
+after a kill, two clusters on one batch, and a database outage."""
 
 import os
 import signal
 import time
 
 import pytest
+from django.db import connection
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.models import Attempt, BatchTask, Execution, RunnerSlot
 from batches.services import lifecycle
 from fakedify.harness import running_fake_dify
-from tests.processes import ROOT, kill_group, running_cluster, stop_cluster, wait_until
+from tests.processes import ROOT, DroppingProxy, kill_group, running_cluster, stop_cluster, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -147,3 +149,56 @@ def test_a_cluster_whose_clock_runs_a_minute_ahead_takes_over_nothing_alive(tmp_
     assert taken_over == 0
     assert_every_row_right(batch, 4)
     assert stats["calls"] == 4
+
+
+def finished(batch):
+    return BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED
+
+
+def test_a_run_interrupted_after_it_started_upstream_is_recorded_without_a_second_call(tmp_path):
+    with running_fake_dify("--latency-ms", "3000") as fake:
+        batch = make_batch(fake, tmp_path, rows=1, concurrency=1)
+        with running_cluster(tmp_path / "first.log") as cluster:
+            wait_until(lambda: Execution.objects.filter(batch=batch).exclude(workflow_run_id="").exists(), 30)
+            kill_group(cluster)
+        with running_cluster(tmp_path / "second.log"):
+            wait_until(lambda: finished(batch), 60)
+        stats = fake.stats()
+
+    row = Execution.objects.get(batch=batch)
+    assert (row.status, row.outputs["echo"]) == (ExecutionStatus.SUCCEEDED, row.inputs)
+    assert stats["calls"] == 1
+    assert list(Attempt.objects.filter(execution=row).values_list("outcome", flat=True)) == [
+        "interrupted",
+        "succeeded",
+    ]
+
+
+def test_two_clusters_share_a_batch_within_its_concurrency(tmp_path):
+    with running_fake_dify("--latency-ms", "300") as fake:
+        batch = make_batch(fake, tmp_path, rows=120, concurrency=8)
+        with running_cluster(tmp_path / "a.log"), running_cluster(tmp_path / "b.log"):
+            wait_until(lambda: finished(batch), 120)
+        stats = fake.stats()
+
+    assert stats["max_in_flight"] <= 8
+    assert stats["calls"] == 120
+    assert Attempt.objects.filter(execution__batch=batch).count() == 120
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a database server outage needs PostgreSQL")
+def test_workers_ride_out_a_database_outage_and_finish_the_batch(tmp_path):
+    settings_dict = connection.settings_dict
+    proxy = DroppingProxy(int(settings_dict.get("PORT") or 5432))
+    url = f"postgres://{settings_dict['USER']}@127.0.0.1:{proxy.port}/{settings_dict['NAME']}"
+    try:
+        with running_fake_dify("--latency-ms", "500") as fake:
+            batch = make_batch(fake, tmp_path, rows=80, concurrency=10)
+            with running_cluster(tmp_path / "cluster.log", DATABASE_URL=url):
+                wait_until(lambda: Execution.objects.filter(batch=batch, status="succeeded").count() >= 10, 60)
+                proxy.outage(5)
+                wait_until(lambda: finished(batch), 120)
+    finally:
+        proxy.close()
+
+    assert Execution.objects.filter(batch=batch, status=ExecutionStatus.SUCCEEDED).count() == 80
