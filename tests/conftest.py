@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from batches.models import BatchTask, Execution, Workflow
+from fakedify.harness import FakeDifyProcess, running_fake_dify
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,3 +78,18 @@ def login(client: Client, django_user_model: Any) -> Any:
         return client
 
     return login
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeDifyProcess]:
+    """The file inputs' fake Dify: its app takes a file `doc` (required) and a text. Modules that want another app,
+    and tests/dify/ and tests/fakedify/, have a `fake` of their own."""
+    with running_fake_dify("--variables", "doc:Document:required:file,text:Text") as server:
+        yield server
+
+
+@pytest.fixture
+def files_dir(settings: Any, tmp_path: Path) -> Path:
+    """The files of ZIP imports are kept in a folder of this test's own (modules of file tests use it throughout)."""
+    settings.BATCHES_FILES_DIR = tmp_path / "files"
+    return settings.BATCHES_FILES_DIR

@@ -181,3 +181,21 @@ def test_size_limits_can_be_lifted_for_benchmarks(fake):
     fake.configure(size_limits=False)
 
     assert upload(fake, "big.png", bytes(10 * 2**20 + 1)).status_code == 201
+
+
+def test_the_fake_declares_file_variables_and_refuses_what_dify_refuses(fake):
+    fake.restore()
+    headers = {"Authorization": "Bearer app-test"}
+    form = httpx.get(f"{fake.url}/parameters", headers=headers).json()["user_input_form"]
+    run = {"response_mode": "blocking", "user": "batch-1"}
+
+    as_text = httpx.post(
+        f"{fake.url}/workflows/run", headers=headers, json={**run, "inputs": {"doc": "https://x.test/a.pdf"}}
+    )
+    unknown_id = "7c1e9a52-3f4d-4b8e-a6c0-91d2e3f4a5b6"  # well formed, never uploaded
+    unknown = {"type": "document", "transfer_method": "local_file", "upload_file_id": unknown_id}
+    lost = httpx.post(f"{fake.url}/workflows/run", headers=headers, json={**run, "inputs": {"doc": unknown}})
+
+    assert form[0]["file"]["allowed_file_upload_methods"] == ["local_file", "remote_url"]
+    assert (as_text.status_code, as_text.json()["message"]) == (400, "doc in input form must be a file")
+    assert (lost.status_code, lost.json()["message"]) == (400, "Invalid upload file")

@@ -13,6 +13,8 @@ from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Execution
 from batches.services import lifecycle
 
+pytestmark = pytest.mark.usefixtures("files_dir")
+
 DOCS_ONLY = {"allowed_file_types": ("document",), "allowed_file_upload_methods": ("local_file", "remote_url")}
 DOC = InputVariable("doc", "doc", required=True, type="file", **DOCS_ONLY)  # type: ignore[arg-type]
 DOCS = InputVariable("docs", "docs", type="file-list", max_length=3, **DOCS_ONLY)  # type: ignore[arg-type]
@@ -120,12 +122,6 @@ def test_an_image_url_passes_a_variable_that_takes_only_uploads_as_dify_lets_it(
 
 
 # ----------------------------------------------------------------------------------------------- ZIP imports
-
-
-@pytest.fixture(autouse=True)
-def files_dir(settings, tmp_path):
-    settings.BATCHES_FILES_DIR = tmp_path / "files"
-    return settings.BATCHES_FILES_DIR
 
 
 @pytest.fixture

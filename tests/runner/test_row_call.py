@@ -1,4 +1,4 @@
-"""A row's uploads (batches/row_call.py): under the row's user, taken over from a dead process, waited for
+"""A row's uploads (batches/runner/row_call.py): under the row's user, taken over from a dead process, waited for
 without spending a retry, uploaded again only when Dify says the id is unknown (issues 26 and 29)."""
 
 from __future__ import annotations
@@ -18,22 +18,13 @@ from batches.models import Attempt, BatchFile, Execution
 from batches.runner import row_call
 from batches.runner.worker import Runner
 from batches.services import file_uploads, lifecycle, rerun
-from fakedify.harness import running_fake_dify
 
 NO_START = lifecycle.ImportOptions(start=False)
 
 
-@pytest.fixture(scope="module")
-def fake():
-    with running_fake_dify("--variables", "doc:Document:required:file,text:Text") as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
-def files_dir(settings, tmp_path):
-    settings.BATCHES_FILES_DIR = tmp_path / "files"
+def quick_backoff(settings, files_dir):
     settings.BATCHES_BACKOFF_BASE = 0.05
-    return settings.BATCHES_FILES_DIR
 
 
 @pytest.fixture

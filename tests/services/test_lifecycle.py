@@ -1,5 +1,7 @@
 """Batch transitions requested by people: the transition table, cancel and manual retry."""
 
+from __future__ import annotations
+
 import json
 
 import pytest
@@ -7,9 +9,11 @@ from django.db import connection
 
 from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.dify.types import CallResult
+from batches.imports import inputs
 from batches.models import Attempt, BatchTask, Execution
 from batches.services import claims, lifecycle, results
 from batches.services.transitions import TransitionError
+from tests.file_zips import DOC, NO_START, invoice_zip
 
 S = BatchStatus
 TRANSITIONS = [
@@ -311,3 +315,16 @@ def test_an_import_on_either_database_stores_its_rows_with_their_defaults(make_w
     assert (batch.total, rows.count(), rows.pending().count()) == (4500, 4500, 4500)
     assert rows.get(index=4499).inputs == {"text": "row 4499"}
     assert (rows.get(index=0).attempt_count, rows.get(index=0).next_trigger) == (0, Trigger.AUTO)
+
+
+@pytest.mark.usefixtures("files_dir")
+def test_edited_inputs_of_a_manual_retry_may_name_the_batchs_files_and_no_others(workflow, tmp_path, monkeypatch):
+    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
+    row = Execution.objects.get(batch=batch, index=0)
+    monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: [DOC])
+    other = {"type": "document", "transfer_method": "local_file", "file": "invoices/01.pdf"}
+
+    assert lifecycle.typed_inputs(row, edited={"doc": other}) == {"doc": other}
+    assert lifecycle.typed_inputs(row, edited={"doc": "invoices/00.pdf"})["doc"]["file"] == "invoices/00.pdf"
+    with pytest.raises(inputs.InputError, match="names 'invoices/99.pdf', which is not one of the batch's files"):
+        lifecycle.typed_inputs(row, edited={"doc": "invoices/99.pdf"})
