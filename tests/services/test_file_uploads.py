@@ -1,6 +1,7 @@
 """A ZIP batch's files and their uploads (batches.services.file_uploads): each file is uploaded once, by one process
 at a time, reused by retries, uploaded again when Dify lost it; the files are kept while a batch may run them (Run
-again and Compare after the sweep, a rerun whose transaction is still open when the sweep runs)."""
+again and Compare after the sweep, a rerun whose transaction is still open when the sweep runs), and the files of
+batches never started are swept after BATCHES_FILES_UNSTARTED_DAYS."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import zipfile
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -255,3 +257,40 @@ def test_a_recent_upload_is_kept_after_a_silent_stream(workflow, tmp_path):
     assert file_uploads.forget(file_id, upload_id="up-1", older_only=True) is False
     assert file_uploads.forget(file_id, upload_id="up-1") is True
     assert BatchFile.objects.get(pk=file_id).upload_id == ""
+
+
+@pytest.fixture
+def kept_file(settings: Any, tmp_path: Path, make_batch: Any) -> Any:
+    settings.BATCHES_FILES_DIR = tmp_path / "files"
+
+    def make(**fields: Any) -> tuple[BatchTask, Path]:
+        batch = make_batch(rows=1, **fields)
+        folder = tmp_path / "files" / f"import-{batch.pk}"
+        folder.mkdir(parents=True)
+        (folder / "000001").write_bytes(b"%PDF")
+        BatchFile.objects.create(batch=batch, name="a.pdf", size=4, stored=f"import-{batch.pk}/000001")
+        return batch, folder / "000001"
+
+    return make
+
+
+def test_files_of_a_batch_never_started_are_swept_after_the_setting(kept_file: Any, settings: Any) -> None:
+    settings.BATCHES_FILES_UNSTARTED_DAYS = 3
+    old, old_path = kept_file(status=BatchStatus.PENDING)
+    BatchTask.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=4))
+    recent, recent_path = kept_file(status=BatchStatus.PENDING)
+
+    removed = file_uploads.sweep_files()
+
+    assert removed == 1
+    assert not old_path.exists() and recent_path.exists()
+    assert BatchFile.objects.get(batch=old).stored == ""
+
+
+def test_files_of_a_started_batch_are_not_swept_as_unstarted(kept_file: Any, settings: Any) -> None:
+    settings.BATCHES_FILES_UNSTARTED_DAYS = 3
+    paused, path = kept_file(status=BatchStatus.PAUSED, started_at=timezone.now() - timedelta(days=5))
+    BatchTask.objects.filter(pk=paused.pk).update(created_at=timezone.now() - timedelta(days=5))
+
+    assert file_uploads.sweep_files() == 0
+    assert path.exists()
