@@ -65,3 +65,10 @@ def mixed_batch(make_batch: Any) -> BatchTask:
     set_rows(batch, [4], status=E.SUCCEEDED)
     set_rows(batch, [5], status=E.CANCELLED, error_type=ErrorType.CANCELLED)
     return batch
+
+
+@pytest.fixture
+def file_app(variables: Callable[[list[InputVariable] | None], None], files_dir: Path) -> None:
+    """The app declares a file variable and a text; the ZIPs' files go to a folder of this test's own."""
+    document = InputVariable("doc", "Document", required=True, type="file", allowed_file_types=("document",))
+    variables([document, InputVariable("text", "Text")])

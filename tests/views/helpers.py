@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -59,3 +61,16 @@ def retry_data(batch: BatchTask, scope: str, indexes: list[int] | tuple[int, ...
 
 def upload(client: Client, workflow: Workflow, file: SimpleUploadedFile, **kwargs: Any) -> Any:
     return client.post(url("batch_upload"), {"workflow": workflow.pk, "file": file}, **kwargs)
+
+
+def zip_upload(table: str, members: dict[str, bytes]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("rows.csv", table)
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("contracts.zip", buffer.getvalue(), content_type="application/zip")
+
+
+def preview_of(client: Any, workflow: Any, file: SimpleUploadedFile) -> Any:
+    return client.post(reverse("batches:batch_upload"), {"workflow": workflow.pk, "file": file}, follow=True)

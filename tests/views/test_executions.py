@@ -1,4 +1,5 @@
-"""One row's page and its edit and retry (views.executions)."""
+"""One row's page (views.executions): rows named from one, its files, its edit and retry, and the inputs earlier
+attempts were sent."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 from django.urls import reverse
 
 from batches.choices import BatchStatus, ErrorType, Trigger
-from batches.models import Attempt, Execution
-from tests.views.helpers import RETRY, E, S, messages_of, url
+from batches.models import Attempt, BatchFile, Execution
+from tests.views.helpers import ADD, RETRY, E, S, messages_of, preview_of, url, zip_upload
 
 
 def test_execution_page_shows_inputs_outputs_and_attempts(admin_client, make_batch):
@@ -142,3 +143,19 @@ def test_an_edit_keeps_the_inputs_earlier_attempts_were_sent(login: Any, make_ba
     assert Execution.objects.get(pk=row.pk).inputs == {"text": "修好了"}
     html = client.get(reverse("batches:execution_detail", args=[row.pk])).content.decode()
     assert "Inputs sent (before staff edited them):" in html and "{&quot;text&quot;: &quot;row 0&quot;}" in html
+
+
+@pytest.mark.usefixtures("file_app")
+def test_a_rows_page_shows_its_files_and_the_results_show_their_names(login, make_workflow):
+    client, workflow = login(ADD), make_workflow()
+    preview_of(client, workflow, zip_upload("doc,text\ndocs/a.pdf,one\n", {"docs/a.pdf": b"A" * 3000}))
+    client.post(reverse("batches:batch_import"), {"concurrency": 2, "max_retries": 2})
+    row = Execution.objects.get()
+    BatchFile.objects.update(upload_id="0f7a-upload")
+
+    page = client.get(reverse("batches:execution_detail", args=[row.pk])).content.decode()
+    results = client.get(reverse("batches:batch_results", args=[row.batch_id])).content.decode()
+
+    assert "docs/a.pdf" in page and "2.9\xa0KB" in page and "0f7a-upload" in page
+    assert '<td class="cell col-input">docs/a.pdf</td>' in results
+    assert "local_file" not in results

@@ -1,8 +1,11 @@
-"""A new batch: upload, preview, import, and a workflow's CSV template (views.new_batch, uploads)."""
+"""A new batch (views.new_batch, imports.uploads): upload in every format, preview with its column mapping, a ZIP and
+its files, import, and a workflow's CSV template."""
 
 from __future__ import annotations
 
 import dataclasses
+import html
+import json
 import os
 import time
 from typing import Any
@@ -14,8 +17,22 @@ from django.urls import reverse
 
 from batches.dify.types import InputVariable
 from batches.imports import uploads as upload_storage
-from batches.models import BatchTask, Execution
-from tests.views.helpers import ADD, BOM, S, csv_upload, messages_of, upload, url
+from batches.models import BatchFile, BatchTask, Execution, Workflow
+from batches.services import file_imports
+from tests.views.helpers import (
+    ADD,
+    BOM,
+    CONTROL,
+    RETRY,
+    S,
+    csv_upload,
+    messages_of,
+    preview_of,
+    upload,
+    url,
+    zip_upload,
+)
+from tests.xlsxfiles import xlsx_bytes
 
 CSV_ROWS = "\n".join(["text;lang"] + [f"line {i};zh" for i in range(25)]) + "\n"
 
@@ -295,3 +312,148 @@ def test_the_csv_template_neutralises_formula_labels_but_not_numbers(admin_clien
     response = admin_client.get(reverse("batches:workflow_template", args=[workflow.pk]))
 
     assert response.content.decode("utf-8-sig") == "'=cmd|' /C calc'!A0,'@SUM(A1),-3.5,+8613800000000,plain\r\n"
+
+
+FILES = {
+    "rows.csv": "text,lang\nhello,en\n你好,zh\n".encode(),
+    "rows.xlsx": xlsx_bytes([["text", "lang"], ["hello", "en"], ["你好", "zh"]]),
+    "rows.jsonl": "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [
+        {"text": "hello", "lang": "en"}, {"text": "你好", "lang": "zh"}]).encode(),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_each_format_uploads_previews_and_imports(name: str, login: Any, make_workflow: Any) -> None:
+    client = login("batches.add_batchtask")
+    workflow = make_workflow()
+    file = SimpleUploadedFile(name, FILES[name])
+
+    preview = client.post(reverse("batches:batch_upload"), {"workflow": workflow.pk, "file": file}, follow=True)
+    imported = client.post(
+        reverse("batches:batch_import"), {"name": name, "concurrency": 1, "max_retries": 0}, follow=True
+    )
+
+    assert preview.context["rows"] == [["hello", "en"], ["你好", "zh"]], preview.content.decode()[:2000]
+    batch = BatchTask.objects.get(name=name)
+    assert imported.redirect_chain[-1][0] == reverse("batches:batch_detail", args=[batch.pk])
+    assert [e.inputs for e in batch.executions.order_by("index")] == [
+        {"text": "hello", "lang": "en"},
+        {"text": "你好", "lang": "zh"},
+    ]
+
+
+@pytest.mark.usefixtures("file_app")
+def test_a_zip_is_previewed_with_its_files_then_imported(login, make_workflow):
+    client, workflow = login(ADD, CONTROL, RETRY), make_workflow()
+    table = "doc,text\ndocs/a.pdf,one\ndocs/b.pdf,two\ndocs/a.pdf,three\n"
+
+    preview = preview_of(client, workflow, zip_upload(table, {"docs/a.pdf": b"A" * 2048, "docs/b.pdf": b"B"}))
+
+    page = preview.content.decode()
+    assert preview.context["total"] == 3
+    assert preview.context["rows"][0] == ["docs/a.pdf", "one"]
+    assert "2 named by the table, of 2 in the ZIP" in page
+    assert "(document)" in page
+    response = client.post(reverse("batches:batch_import"), {"concurrency": 2, "max_retries": 2}, follow=True)
+    batch = BatchTask.objects.get()
+    assert (batch.source_filename, batch.total, BatchFile.objects.filter(batch=batch).count()) == (
+        "contracts.zip",
+        3,
+        2,
+    )
+    assert response.redirect_chain == [(reverse("batches:batch_detail", args=[batch.pk]), 302)]
+
+
+@pytest.mark.usefixtures("file_app")
+def test_the_preview_lists_the_files_the_zip_lacks_and_offers_no_import(login, make_workflow):
+    client, workflow = login(ADD), make_workflow()
+    table = "doc,text\ndocs/a.pdf,one\ndocs/gone.pdf,two\nother/gone2.pdf,x\n"
+
+    preview = preview_of(client, workflow, zip_upload(table, {"docs/a.pdf": b"A"}))
+
+    page = preview.content.decode()
+    assert preview.context["archive"]["missing"] == ["docs/gone.pdf", "other/gone2.pdf"]
+    assert "The table names 2 files the ZIP does not hold" in page
+    assert ">Import</button>" not in page
+    response = client.post(reverse("batches:batch_import"), {"concurrency": 2, "max_retries": 2}, follow=True)
+    shown = html.unescape(response.content.decode())
+    assert "line 3: 'doc' (Document) names 'docs/gone.pdf', which the ZIP does not hold" in shown
+    assert not BatchTask.objects.exists()
+
+
+APP = [InputVariable("text", "Source text", required=True), InputVariable("lang", "Language")]
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """How many times an upload is opened and read."""
+    calls = []
+    real = file_imports.opened_table
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(file_imports, "opened_table", counted)
+    return calls
+
+
+def test_reloading_the_preview_reads_the_upload_once(controller, make_workflow, variables, opened):
+    variables(APP)
+    upload(controller, make_workflow(), csv_upload("Source text\nhello\n"))
+
+    first = controller.get(url("batch_preview"))
+    again = controller.get(url("batch_preview"))
+
+    assert first.status_code == again.status_code == 200
+    assert again.context["total"] == 1
+    assert len(opened) == 1
+
+
+def test_the_preview_shows_the_files_own_header_and_the_guess(controller, make_workflow, variables):
+    variables(APP)
+
+    response = upload(controller, make_workflow(), csv_upload("Source text,Language,notes\nhello,en,x\n"), follow=True)
+
+    html = response.content.decode()
+    assert response.context["heads"] == [("Source text", "text"), ("Language", "lang"), ("notes", "")]
+    assert "<th>Source text<br>" in html and 'name="column_2"' in html
+
+
+def test_an_applied_mapping_is_checked_imported_and_remembered_for_the_workflow(controller, make_workflow, variables):
+    variables(APP)
+    workflow = make_workflow()
+    upload(controller, workflow, csv_upload("body,id\nhello,1\n"))
+
+    applied = controller.post(url("batch_map"), {"column_0": "text", "column_1": ""}, follow=True)
+    controller.post(url("batch_import"), {"concurrency": 1, "max_retries": 2, "column_0": "text", "column_1": ""})
+    upload(controller, workflow, csv_upload("body,id,more\nagain,2,x\n"))
+    next_time = controller.get(url("batch_preview"))
+
+    assert applied.context["heads"] == [("body", "text"), ("id", "")] and applied.context["total"] == 1
+    row = Execution.objects.get()
+    assert (row.inputs, row.extra, row.batch.extra_columns) == ({"text": "hello"}, {"id": "1"}, ["id"])
+    assert Workflow.objects.get(pk=workflow.pk).column_map == {"body": "text", "id": ""}
+    assert next_time.context["heads"] == [("body", "text"), ("id", ""), ("more", "")]
+
+
+def test_a_chat_apps_query_can_be_mapped_from_any_column(controller, make_workflow, variables):
+    variables(APP)
+    workflow = make_workflow(mode="chat")
+    preview = upload(controller, workflow, csv_upload("question,Source text\nhi?,hello\n"), follow=True)
+
+    controller.post(url("batch_import"), {"concurrency": 1, "max_retries": 2, "column_0": "query", "column_1": "text"})
+
+    assert "query (the user&#x27;s message)" in preview.content.decode()
+    assert Execution.objects.get().inputs == {"query": "hi?", "text": "hello"}
+
+
+def test_a_choice_that_was_not_offered_is_refused(controller, make_workflow, variables):
+    variables(APP)
+    upload(controller, make_workflow(), csv_upload("body\nhello\n"))
+
+    controller.post(url("batch_map"), {"column_0": "password"})
+    response = controller.get(url("batch_preview"))
+
+    assert response.context["heads"] == [("body", "")]
+    assert BatchTask.objects.count() == 0

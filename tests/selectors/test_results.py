@@ -1,10 +1,8 @@
-"""Rows answered with thousands of distinct output keys: pages and compare show a bounded number of columns."""
+"""The columns of results (batches.selectors.results) for rows answered with thousands of distinct output keys or
+files of very many columns: the results page, its JSON and the compare page show a bounded number of columns."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import tracemalloc
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 from django.urls import reverse
 
 from batches.choices import ExecutionStatus
-from batches.exports import compare as compare_export
 from batches.models import BatchTask, Execution
 from batches.selectors.results import MAX_INPUT_COLUMNS, MAX_OUTPUT_COLUMNS, OTHER_OUTPUTS
 
@@ -72,25 +69,6 @@ def test_compare_page_shows_a_bounded_number_of_columns(login: Any, make_batch: 
     columns = header_cells(html, "col-output")
     assert len(columns) == 2 * (MAX_OUTPUT_COLUMNS + 1)
     assert len(html) < 300_000  # was 2.6 MB
-
-
-def test_compare_export_gives_the_most_common_keys_columns_and_keeps_the_rest_whole(
-    login: Any, make_batch: Any, monkeypatch: Any
-) -> None:
-    monkeypatch.setattr(compare_export, "MAX_OUTPUT_COLUMNS", 5)
-    a, b = make_batch(rows=ROWS), make_batch(rows=ROWS)
-    answer_wide(a)
-    answer_wide(b)
-    client = login()
-
-    response = client.get(reverse("batches:batch_compare_export", args=[a.pk, b.pk, "csv"]))
-    lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
-
-    header = lines[0]
-    assert len(header) == 3 + 1 + 2 + 2 * (5 + 1) + 1  # pair, input, statuses, 5 keys and the others, both sides
-    assert header[6:8] == [f"answer #{a.pk}", f"answer #{b.pk}"] and header[-3] == f"other outputs #{a.pk}"
-    others = json.loads(lines[1][-3])
-    assert len(others) == KEYS_PER_ROW + 1 - 5 + 1  # row 0 has no score: all its keys but the 4 shown ones
 
 
 def test_pages_do_not_parse_answers_too_large_for_a_table(login: Any, make_batch: Any) -> None:
