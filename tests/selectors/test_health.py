@@ -1,4 +1,5 @@
-"""`/healthz` and `manage.py batches_doctor`: database, migrations, live clusters, stuck batches."""
+"""The health facts (batches.selectors.health) as `/healthz` and `manage.py batches_doctor` show them: database,
+migrations, live clusters, stuck batches, node names shared between machines."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from django.utils import timezone
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.cluster import heartbeat
-from batches.models import ClusterHeartbeat, Execution, WorkflowThrottle
-from tests.processes import DroppingProxy, running_cluster, wait_until
-from tests.stack import PRODUCTION, running_gunicorn
+from batches.models import Execution, WorkflowThrottle
+from tests.cluster.test_heartbeat import other_machine_beats
+from tests.processes import DroppingProxy
+from tests.stack import running_gunicorn
 
 LONG_AGO = timedelta(minutes=30)
 
@@ -136,14 +138,6 @@ def test_doctor_exits_1_without_a_live_cluster_and_with_a_stuck_batch(db, make_b
     assert len(facts["problems"]) == 2
 
 
-def test_a_cluster_beats_while_it_runs_and_removes_its_heartbeat_when_stopped(transactional_db, tmp_path):
-    with running_cluster(tmp_path / "cluster.log", BATCHES_NODE_NAME="node-beat", **PRODUCTION) as cluster:
-        beat = wait_until(lambda: ClusterHeartbeat.objects.filter(node="node-beat").first(), 30)
-        assert beat.pid == cluster.pid
-
-    assert not ClusterHeartbeat.objects.filter(node="node-beat").exists()
-
-
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a database server outage needs PostgreSQL")
 def test_healthz_is_503_while_the_database_is_unreachable_and_200_again_after(transactional_db, tmp_path):
     settings_dict = connection.settings_dict
@@ -162,16 +156,6 @@ def test_healthz_is_503_while_the_database_is_unreachable_and_200_again_after(tr
     assert before.status_code == 200
     assert during.status_code == 503 and during.json()["database"] == "unreachable"
     assert after.status_code == 200
-
-
-def other_machine_beats(name: str, machine: str = "other-host 0123456789ab") -> None:
-    """A heartbeat written by a cluster on another machine (another host name and boot)."""
-    node, _, pid = name.rpartition(":")
-    now = timezone.now()
-    ClusterHeartbeat.objects.update_or_create(
-        name=f"{name}@fedcba987654",
-        defaults={"node": node, "pid": int(pid), "machine": machine, "started_at": now, "seen_at": now},
-    )
 
 
 def test_a_node_name_used_by_two_machines_is_reported_by_healthz_and_the_doctor(client, db, settings):
@@ -201,32 +185,3 @@ def test_this_machines_node_name_held_by_another_machine_is_reported(client, db,
 
     assert body["node_names"] == {"shared": 0, "taken_here": True}
     assert "held by a cluster on another machine (other-host 0123456789ab)" in json.loads(out.getvalue())["problems"][0]
-
-
-def test_a_node_name_is_held_only_by_another_machines_cluster_that_keeps_beating(db, settings, monkeypatch):
-    settings.BATCHES_NODE_NAME = "node-z"
-    heartbeat.beat(name=heartbeat.row_name(1), started_at=timezone.now())  # this machine's own other cluster
-    other_machine_beats("node-z:2", machine="")  # a row of an older release names no machine
-    other_machine_beats("node-z:3")  # another machine's cluster, killed: its row is not renewed
-    assert heartbeat.node_name_holder(watch=0.3, every=0.05) is None
-
-    monkeypatch.setattr(heartbeat.time, "sleep", lambda _: other_machine_beats("node-z:3"))  # it beats again
-
-    assert heartbeat.node_name_holder(watch=5, every=0.05)["name"] == "node-z:3@fedcba987654"
-
-
-def test_a_qcluster_refuses_to_start_under_a_node_name_another_machine_holds(transactional_db, tmp_path):
-    log = tmp_path / "cluster.log"
-    other_machine_beats("node-dup:77")
-
-    with running_cluster(log, BATCHES_NODE_NAME="node-dup", **PRODUCTION) as cluster:
-        # The other machine keeps beating while this one watches.
-        wait_until(lambda: other_machine_beats("node-dup:77") or cluster.poll() is not None, 60, interval=0.5)
-
-    assert cluster.returncode == 1
-    refusal = [line for line in log.read_text().splitlines() if "refusing to start" in line]
-    assert refusal == [
-        "CommandError: refusing to start: BATCHES_NODE_NAME 'node-dup' is held by a live cluster on another machine "
-        "(other-host 0123456789ab); give each machine its own BATCHES_NODE_NAME"
-    ]
-    assert ClusterHeartbeat.objects.filter(node="node-dup").count() == 1  # the other machine's only
