@@ -1,6 +1,8 @@
-"""A stored API key is only sent where it was entered for: a new base URL needs the key again, and no GET sends it.
+"""A stored API key is only sent where it was entered for (batches.services.workflows): a new base URL needs the key
+again, no GET sends it, and a batch made for another base URL never sends the current key there.
 
-A local server records the Authorization header of every request it gets: the key must never arrive there.
+Local servers record the Authorization header of every request they get: the key must never arrive where it does
+not belong.
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from batches.models import Workflow
+from batches.choices import BatchStatus, ExecutionStatus
+from batches.imports.inputs import InputError
+from batches.models import Execution, Workflow
+from batches.runner.worker import Runner
+from batches.services import lifecycle, workflows
 from batches.services.workflows import cached_input_variables, refresh_input_variables
 from fakedify.harness import FakeDifyProcess, running_fake_dify
+from tests.keyserver import KeyServer, key_server
 
 SECRET = "app-Zq7-the-real-key-4c1d9e"
 FORM = [{"text-input": {"variable": "text", "label": "Source text", "required": True}}]
@@ -173,3 +181,94 @@ def test_the_csv_template_without_known_variables_says_so(admin_client: Client, 
     response = admin_client.get(reverse("batches:workflow_template", args=[workflow.pk]), follow=True)
 
     assert "are not known yet" in response.content.decode()
+
+
+# --------------------------------------------------------------------------- a batch made for another base URL
+
+OWN_KEY, REAL_KEY = "app-attackers-own-key", "app-the-real-key-0001"
+
+
+@pytest.fixture
+def attacker() -> Iterator[KeyServer]:
+    with key_server() as server:
+        yield server
+
+
+@pytest.fixture
+def real() -> Iterator[KeyServer]:
+    with key_server() as server:
+        yield server
+
+
+@pytest.fixture
+def moved_batch(make_workflow, make_batch, attacker, real):
+    """A batch imported while the workflow pointed at the attacker's server; then the real URL and key came back."""
+    workflow = make_workflow(base_url=attacker.url, api_key=OWN_KEY, response_mode="blocking")
+    batch = make_batch(rows=3, workflow=workflow, status=BatchStatus.PENDING)
+    lifecycle.save_workflow(workflow.name, base_url=real.url, api_key=REAL_KEY)
+    return batch
+
+
+def test_starting_a_batch_made_for_another_url_never_sends_the_current_key_there(moved_batch, attacker, real):
+    # One row was interrupted mid-call: a take-over would first look its run up (GET /workflows/run/{id}).
+    Execution.objects.filter(batch=moved_batch, index=0).update(
+        status=ExecutionStatus.RUNNING, workflow_run_id="run-1", lease_owner="gone", lease_expires_at=timezone.now()
+    )
+    lifecycle.start_batch(moved_batch.pk)
+
+    Runner().run(seconds=10)
+
+    assert REAL_KEY not in attacker.bearers()
+    assert real.seen == []  # nor does it silently run on the new Dify: staff choose
+    moved_batch.refresh_from_db()
+    assert moved_batch.status == BatchStatus.PAUSED
+    assert "moved" in moved_batch.status_reason
+    assert not Execution.objects.filter(batch=moved_batch, status=ExecutionStatus.SUCCEEDED).exists()
+
+
+def test_edit_and_retry_of_a_moved_batch_asks_no_server_with_the_current_key(moved_batch, attacker, real):
+    row = Execution.objects.filter(batch=moved_batch).first()
+
+    with pytest.raises(InputError, match="moved"):
+        lifecycle.typed_inputs(row, edited={"text": "edited"})
+
+    assert attacker.seen == real.seen == []
+
+
+def test_a_batch_pointed_again_runs_on_the_new_dify_with_the_new_key_only(moved_batch, attacker, real):
+    lifecycle.start_batch(moved_batch.pk)
+    Runner().run(seconds=10)
+
+    workflows.repoint_batch(moved_batch.pk)
+    lifecycle.resume_batch(moved_batch.pk)
+    Runner().run(seconds=10)
+
+    moved_batch.refresh_from_db()
+    assert moved_batch.status == BatchStatus.FINISHED
+    assert moved_batch.config["base_url"] == real.url
+    assert real.bearers() == {REAL_KEY}
+    assert [path for _method, path, _auth in real.seen].count("/v1/workflows/run") == 3
+    assert REAL_KEY not in attacker.bearers()
+
+
+def test_a_corrected_key_for_the_same_url_takes_effect(make_workflow, make_batch, real):
+    workflow = make_workflow(base_url=real.url, api_key="app-mistyped-key", response_mode="blocking")
+    batch = make_batch(rows=2, workflow=workflow, status=BatchStatus.RUNNING)
+    lifecycle.save_workflow(workflow.name, api_key=REAL_KEY)
+
+    Runner().run(seconds=10)
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FINISHED
+    assert real.bearers() == {REAL_KEY}
+
+
+def test_a_base_url_written_differently_is_the_same_place(make_workflow, make_batch, real):
+    workflow = make_workflow(base_url=real.url, api_key=REAL_KEY, response_mode="blocking")
+    batch = make_batch(rows=1, workflow=workflow, status=BatchStatus.RUNNING)
+    lifecycle.save_workflow(workflow.name, base_url=real.url + "/")
+
+    Runner().run(seconds=10)
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.FINISHED
