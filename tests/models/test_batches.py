@@ -1,5 +1,5 @@
-"""The counts kept per batch (BatchCount, kept by triggers) equal a full count of the rows after every operation of
-the state machine, on both databases, and under concurrent writers on PostgreSQL."""
+"""The counts kept per batch (models.batches.BatchCount, kept by triggers) equal a full count of the rows after every
+operation of the state machine, on both databases, and under concurrent writers on PostgreSQL."""
 
 import threading
 from datetime import timedelta
