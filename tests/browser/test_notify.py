@@ -1,5 +1,6 @@
-"""Issue 31's pages in a real headless Chromium: a chat batch run against the fake Dify tells a webhook receiver,
-its History and cost show on the batch page, Compare shows the deltas; screenshots under docs/screenshots/."""
+"""Notifications, history and cost in a real headless Chromium: a chat batch run against the fake Dify tells a
+webhook receiver, its History and cost show on the batch page, Compare shows the deltas; screenshots under
+docs/screenshots/."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from batches.services import audit, lifecycle, notify
 from fakedify.harness import running_fake_dify
 
 # Its `browser` fixture too; the module skips itself without Chromium.
-from tests.test_browser import PASSWORD, BackgroundRunner, browser, log_in, shot, wait_until  # noqa: F401
+from tests.browser.test_staff_pages import PASSWORD, BackgroundRunner, browser, log_in, shot, wait_until  # noqa: F401
 from tests.webhook_receiver import receiving
 
 

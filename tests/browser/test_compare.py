@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, expect  # noqa: E402
 
 from batches.choices import ExecutionStatus
 from batches.models import BatchTask, Execution  # noqa: E402
-from tests.test_browser import VIEWPORT, browser, log_in, shot, site  # noqa: E402, F401 - fixtures
+from tests.browser.test_staff_pages import VIEWPORT, browser, log_in, shot, site  # noqa: E402, F401 - fixtures
 
 E = ExecutionStatus
 ROWS = [

@@ -31,7 +31,7 @@ from batches.runner.worker import Runner  # noqa: E402
 from fakedify.harness import running_fake_dify  # noqa: E402
 from tests.xlsxfiles import xlsx_bytes  # noqa: E402
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from batches.choices import BatchStatus, ErrorType, ExecutionStatus
 from batches.models import Attempt, BatchTask, Execution  # noqa: E402
-from tests.test_browser import browser, log_in, site  # noqa: E402, F401 - fixtures
+from tests.browser.test_staff_pages import browser, log_in, site  # noqa: E402, F401 - fixtures
 
 E = ExecutionStatus
 LONG_NAME = "Quarterly product descriptions for the spring catalogue, in English, German and Simplified Chinese"
