@@ -1,5 +1,6 @@
-"""SSRF: a base URL cannot reach past its path, link-local addresses are refused (also behind a DNS name, at call
-time), an answer that is not Dify's is never quoted back, and a refused port looks like a silent one."""
+"""Where a base URL may point (batches.dify.hosts): only http(s) on allowed hosts; no SSRF: a base URL cannot reach
+past its path, link-local addresses are refused (also behind a DNS name, at call time), an answer that is not Dify's
+is never quoted back, and a refused port looks like a silent one."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from batches.dify import hosts as upstream_hosts
+from batches.dify.hosts import host_allowed
 from batches.dify.pages import check_connection, fetch_parameters
 from batches.models import Workflow
 from batches.services import lifecycle
 from fakedify.harness import free_port
-from tests.dify.test_hostile import answer, app_for, assert_failed, call, serving, upstream
+from tests.dify.upstreams import answer, app_for, assert_failed, call, serving, upstream
 
 TRANSPORTS = ["aiohttp", "httpx"]
 INTERNAL = b"internal-only: db_password=hunter2 instance-id=i-0abc"
@@ -207,3 +209,56 @@ def test_every_connection_failure_reads_the_same_in_runs_and_test_connection(tra
 
     assert {(r.error_type, r.error) for r in runs} == {("connection", upstream_hosts.CONNECT_FAILED)}
     assert {report.error for report in tests} == {f"connection: {upstream_hosts.CONNECT_FAILED}"}
+
+
+@pytest.mark.parametrize(
+    ("url", "patterns", "allowed"),
+    [
+        ("https://api.dify.ai/v1", [], True),
+        ("https://api.dify.ai/v1", ["api.dify.ai"], True),
+        ("https://API.Dify.AI./v1", ["api.dify.ai"], True),
+        ("https://api.dify.ai.evil.com/v1", ["api.dify.ai"], False),
+        ("https://dify.internal:8443/v1", ["*.example.com", "dify.internal"], True),
+        ("https://a.b.example.com/v1", ["*.example.com"], True),
+        ("https://example.com/v1", ["*.example.com"], False),
+        ("https://badexample.com/v1", ["*.example.com"], False),
+        ("http://[::1]:5001/v1", ["[::1]"], True),
+        ("http://127.0.0.1:5001/v1", ["localhost"], False),
+        ("http://user@evil.com@api.dify.ai/v1", ["evil.com"], False),
+        ("http://[::1/v1", ["*"], False),
+        ("https://anything.at.all/v1", ["*"], True),
+    ],
+)
+def test_host_allowed(url: str, patterns: list[str], allowed: bool) -> None:
+    assert host_allowed(url, patterns) is allowed
+
+
+def test_a_workflow_on_a_host_not_allowed_is_refused(settings: Any, make_workflow: Any) -> None:
+    settings.BATCHES_ALLOWED_UPSTREAM_HOSTS = ["api.dify.ai", "*.corp.example"]
+    workflow = make_workflow()
+
+    workflow.base_url = "https://dify.corp.example/v1"
+    workflow.full_clean()
+    workflow.base_url = "https://169.254.169.254/latest"
+    with pytest.raises(ValidationError) as error:
+        workflow.full_clean()
+
+    assert list(error.value.message_dict) == ["base_url"]
+
+
+def test_add_workflow_refuses_a_host_not_allowed(settings: Any, db: None) -> None:
+    settings.BATCHES_ALLOWED_UPSTREAM_HOSTS = ["api.dify.ai"]
+
+    with pytest.raises(CommandError, match="base_url: This host is not allowed"):
+        call_command("add_workflow", "wf", "--base-url", "http://10.0.0.1/v1", "--api-key", "app-k")
+
+
+@pytest.mark.parametrize("url", ["ftp://api.dify.ai/v1", "file:///etc/passwd", "javascript:alert(1)"])
+def test_a_base_url_must_be_http_or_https(make_workflow: Any, url: str) -> None:
+    workflow = make_workflow()
+    workflow.base_url = url
+
+    with pytest.raises(ValidationError) as error:
+        workflow.full_clean()
+
+    assert "base_url" in error.value.message_dict

@@ -1,16 +1,22 @@
-"""The calls a person waits for: an app's input variables, and the upstream circuit's health check."""
+"""The calls a person waits for (batches.dify.pages): an app's input variables, read quietly whatever the app
+answers, and the upstream circuit's health check."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from dataclasses import replace
 
 import pytest
+from aiohttp import web
 
 from batches.dify.answers import parse_input_form
 from batches.dify.pages import Health, check_health, fetch_parameters
 from batches.dify.types import InputVariable
 from fakedify.harness import FakeDifyProcess, free_port, running_fake_dify
 from tests.dify.support import app_for
+from tests.dify.upstreams import Handler, answer, assert_no_key, upstream
 
 # ----------------------------------------------------------------------------------------------- parameters
 
@@ -87,3 +93,43 @@ def test_the_health_check_of_a_closed_port_says_down() -> None:
 
     assert not health.up
     assert health.answer.startswith("connection")
+
+
+async def trickle(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"user_input_form": [')
+    while True:
+        await response.write(b" ")
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        answer(b"[" * 100_000 + b"]" * 100_000),
+        answer(b'{"user_input_form": "none"}'),
+        answer(b'{"user_input_form": [{"text-input": {"variable": "v", "options": 5, "max_length": 1e400}}]}'),
+        answer(b'{"user_input_form": [' + b'{"a": 1},' * 200_000 + b"{}]}"),
+        answer(b"\xff\xfe{}"),
+        answer(b"", 302, headers={"Location": "http://127.0.0.1:9/v1/parameters"}),
+        trickle,
+    ],
+)
+def test_reading_the_apps_parameters_gives_up_quietly(caplog: pytest.LogCaptureFixture, handler: Handler) -> None:
+    caplog.set_level(logging.DEBUG, logger="batches")
+    began = time.monotonic()
+    with upstream(handler) as url:
+        variables = fetch_parameters(app_for(url), timeout=1)
+
+    assert variables in (None, [])
+    assert time.monotonic() - began < 4
+    assert_no_key(caplog.text)
+
+
+def test_a_parameter_item_of_odd_types_still_reads() -> None:
+    body = b'{"user_input_form": [{"select": {"variable": "v", "label": 7, "options": 5, "max_length": "9"}}]}'
+    with upstream(answer(body)) as url:
+        variables = fetch_parameters(app_for(url), timeout=1)
+
+    assert variables is not None and [(v.variable, v.label, v.options) for v in variables] == [("v", "7", ())]

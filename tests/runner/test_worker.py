@@ -1,5 +1,6 @@
-"""A runner slice (batches.runner.worker) in this process: against the fake Dify over real HTTP, then its claim loop
-with scripted calls, refilling every freed place at once on every runner, and writing results in bounded time."""
+"""A runner slice (batches.runner.worker) in this process: against the fake Dify over real HTTP and a hostile
+upstream, then its claim loop with scripted calls, refilling every freed place at once on every runner, and writing
+results in bounded time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -19,6 +21,7 @@ from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
 from batches.runner.worker import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
 from batches.services import claims, leases, results
 from fakedify.harness import running_fake_dify
+from tests.dify.upstreams import API_KEY, answer, upstream
 
 
 def call_command_output(*args):
@@ -624,3 +627,30 @@ def test_results_are_written_at_once_when_nothing_more_is_coming(
     runner.stopping = stopping
 
     assert runner.write_due(claiming=claiming)
+
+
+def test_a_runner_records_every_hostile_answer_and_finishes(make_workflow: Any, make_batch: Any) -> None:
+    """Whatever the upstream says, each row ends in a state the database accepts, and the runner returns."""
+    answers = [
+        answer(json.dumps({"workflow_run_id": "r" * 300, "data": {"status": "succeeded", "outputs": {"x": "\u0000"}}})
+               .encode()),
+        answer(b'{"data": {"status": "succeeded", "outputs": {"x": 1e999}, "total_tokens": -1}}'),
+        answer(b'{"data": {"status": "failed", "error": "nul \\u0000 and\\nnewline here"}}'),
+        answer(b"\xff" * 100, 500, "text/html"),
+        answer(b"{" * 50_000),
+    ]  # fmt: skip
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        return await answers[int(body["inputs"]["text"].split()[-1])](request)
+
+    with upstream(handle) as url:
+        workflow = make_workflow(base_url=url, api_key=API_KEY, response_mode="blocking", timeout=5)
+        batch = make_batch(rows=len(answers), workflow=workflow, status=BatchStatus.RUNNING, max_retries=0)
+        Runner().run(seconds=20)
+
+    rows = list(Execution.objects.filter(batch=batch).order_by("index"))
+    assert [row.status for row in rows] == [ExecutionStatus.SUCCEEDED] + [ExecutionStatus.FAILED] * 4
+    assert [row.error_type for row in rows[1:]] == ["bad_response", "workflow_failed", "upstream_error", "bad_response"]
+    assert rows[0].outputs == {"x": "\u0000"} and len(rows[0].workflow_run_id) == 64
+    assert all("\u0000" not in row.error and "\n" not in row.error for row in rows)
