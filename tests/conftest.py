@@ -1,4 +1,4 @@
-"""Small object helpers shared by the tests."""
+"""Fixtures shared by the tests: objects, a logged-in client, the file inputs' fake Dify, two batches to compare."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from batches.choices import ExecutionStatus
 from batches.models import BatchTask, Execution, Workflow
 from fakedify.harness import FakeDifyProcess, running_fake_dify
+from tests.compare_rows import fill
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,3 +95,54 @@ def files_dir(settings: Any, tmp_path: Path) -> Path:
     """The files of ZIP imports are kept in a folder of this test's own (modules of file tests use it throughout)."""
     settings.BATCHES_FILES_DIR = tmp_path / "files"
     return settings.BATCHES_FILES_DIR
+
+
+# Two batches to compare: tests/selectors/test_compare.py and tests/views/test_compare.py.
+
+
+@pytest.fixture
+def pair(make_batch: Any) -> tuple[BatchTask, BatchTask, dict[int, int], dict[int, int]]:
+    """A: q1 q2 q1 q3 (q1 twice); B in another order, q1 once more, q3 missing, q4 new, keys reordered."""
+    a, b = make_batch(rows=0, columns=["q", "n"]), make_batch(rows=0, columns=["q", "n"])
+    ids_a = fill(
+        a,
+        [
+            ({"q": "一", "n": 1}, ExecutionStatus.SUCCEEDED, {"text": "甲", "score": 1}),
+            ({"q": "two", "n": 2}, ExecutionStatus.SUCCEEDED, {"text": "B", "score": 2}),
+            ({"q": "一", "n": 1}, ExecutionStatus.SUCCEEDED, {"text": "乙", "score": 1}),
+            ({"q": "three", "n": 3}, ExecutionStatus.FAILED, None),
+        ],
+    )
+    ids_b = fill(
+        b,
+        [
+            ({"n": 2, "q": "two"}, ExecutionStatus.SUCCEEDED, {"score": 2, "text": "B"}),
+            ({"q": "一", "n": 1}, ExecutionStatus.SUCCEEDED, {"text": "甲", "score": 1}),
+            ({"q": "四", "n": 4}, ExecutionStatus.SUCCEEDED, {"text": "D", "score": 4}),
+            ({"q": "一", "n": 1}, ExecutionStatus.SUCCEEDED, {"text": "丙", "score": 1}),
+            ({"q": "一", "n": 1}, ExecutionStatus.FAILED, None),
+        ],
+    )
+    return a, b, ids_a, ids_b
+
+
+@pytest.fixture
+def two(make_batch: Any) -> tuple[BatchTask, BatchTask, dict[int, int], dict[int, int]]:
+    """Two files about the same products with other prompts: only the `sku` column and the row order agree."""
+    a, b = make_batch(rows=0, columns=["sku", "prompt"]), make_batch(rows=0, columns=["sku", "prompt"])
+    ids_a = fill(
+        a,
+        [
+            ({"sku": "A1", "prompt": "describe"}, ExecutionStatus.SUCCEEDED, {"text": "a red mug"}),
+            ({"sku": "B2", "prompt": "describe"}, ExecutionStatus.SUCCEEDED, {"text": "a blue cup"}),
+            ({"sku": "C3", "prompt": "describe"}, ExecutionStatus.SUCCEEDED, {"text": "a green bowl"}),
+        ],
+    )
+    ids_b = fill(
+        b,
+        [
+            ({"sku": "B2", "prompt": "describe briefly"}, ExecutionStatus.SUCCEEDED, {"text": "a blue cup"}),
+            ({"sku": "A1", "prompt": "describe briefly"}, ExecutionStatus.SUCCEEDED, {"text": "a big red mug"}),
+        ],
+    )
+    return a, b, ids_a, ids_b

@@ -1,6 +1,6 @@
-"""Comparing two batches (views.compare, selectors.compare): chosen on the batch list or a batch page; rows paired by
-inputs in order of occurrence, by row number or by a key column; outputs side by side with the changed words of
-differing texts marked; counts and export."""
+"""The comparison pages (views.compare): two batches chosen on the batch list or a batch page, rows matched by the
+chosen key, outputs side by side with the changed words of differing texts marked, counts, the differences filter,
+and the export with its per-user limit."""
 
 from __future__ import annotations
 
@@ -16,71 +16,11 @@ from django.urls import reverse
 from openpyxl import load_workbook
 
 from batches.choices import ExecutionStatus
-from batches.models import BatchTask, Execution
-from batches.selectors.compare import DIFFERENT, ONLY_A, ONLY_B, SAME, Match, compare
+from batches.selectors.compare import DIFFERENT, ONLY_A, ONLY_B, SAME
 from batches.views.compare import COMPARE_PAGE_SIZE
+from tests.compare_rows import fill
 
 E = ExecutionStatus
-
-
-def fill(batch: BatchTask, rows: list[tuple[dict[str, Any], str, Any]]) -> dict[int, int]:
-    """Give the batch's rows these (inputs, status, outputs); returns {index: execution id}."""
-    Execution.objects.filter(batch=batch).delete()
-    made = Execution.objects.bulk_create(
-        Execution(batch=batch, index=i, inputs=inputs, status=status, outputs=outputs)
-        for i, (inputs, status, outputs) in enumerate(rows)
-    )
-    return {row.index: row.pk for row in made}
-
-
-@pytest.fixture
-def pair(make_batch: Any) -> tuple[BatchTask, BatchTask, dict[int, int], dict[int, int]]:
-    """A: q1 q2 q1 q3 (q1 twice); B in another order, q1 once more, q3 missing, q4 new, keys reordered."""
-    a, b = make_batch(rows=0, columns=["q", "n"]), make_batch(rows=0, columns=["q", "n"])
-    ids_a = fill(
-        a,
-        [
-            ({"q": "一", "n": 1}, E.SUCCEEDED, {"text": "甲", "score": 1}),
-            ({"q": "two", "n": 2}, E.SUCCEEDED, {"text": "B", "score": 2}),
-            ({"q": "一", "n": 1}, E.SUCCEEDED, {"text": "乙", "score": 1}),
-            ({"q": "three", "n": 3}, E.FAILED, None),
-        ],
-    )
-    ids_b = fill(
-        b,
-        [
-            ({"n": 2, "q": "two"}, E.SUCCEEDED, {"score": 2, "text": "B"}),
-            ({"q": "一", "n": 1}, E.SUCCEEDED, {"text": "甲", "score": 1}),
-            ({"q": "四", "n": 4}, E.SUCCEEDED, {"text": "D", "score": 4}),
-            ({"q": "一", "n": 1}, E.SUCCEEDED, {"text": "丙", "score": 1}),
-            ({"q": "一", "n": 1}, E.FAILED, None),
-        ],
-    )
-    return a, b, ids_a, ids_b
-
-
-def test_rows_pair_by_inputs_in_order_of_occurrence(pair: Any) -> None:
-    a, b, ids_a, ids_b = pair
-
-    result = compare(a, b)
-
-    assert result.pairs == [
-        (ids_a[0], ids_b[1], SAME),  # first 一 with first 一
-        (ids_a[1], ids_b[0], SAME),  # key order and position do not matter
-        (ids_a[2], ids_b[3], DIFFERENT),  # second 一 with second 一: 乙 against 丙
-        (ids_a[3], None, ONLY_A),
-        (None, ids_b[2], ONLY_B),
-        (None, ids_b[4], ONLY_B),  # third 一 has no partner in A
-    ]
-    assert result.counts == {SAME: 2, DIFFERENT: 1, ONLY_A: 1, ONLY_B: 2}
-
-
-def test_same_outputs_with_another_status_differ(make_batch: Any) -> None:
-    a, b = make_batch(rows=0), make_batch(rows=0)
-    fill(a, [({"q": 1}, E.FAILED, None)])
-    fill(b, [({"q": 1}, E.CANCELLED, None)])
-
-    assert compare(a, b).counts[DIFFERENT] == 1
 
 
 def test_page_shows_counts_and_highlights_the_differing_key(login: Any, pair: Any) -> None:
@@ -159,26 +99,6 @@ def test_compare_is_staff_only(client: Client, django_user_model: Any, pair: Any
     assert client.get(reverse("batches:batch_compare", args=[a.pk, b.pk])).status_code == 302
 
 
-def test_an_ended_batch_compared_again_after_a_retry_sees_the_new_results(make_batch: Any) -> None:
-    """The fingerprints kept for an ended batch are keyed by its end: a retry and a new end are seen."""
-    from django.core.cache import cache
-    from django.utils import timezone
-
-    cache.clear()
-    a, b = make_batch(rows=0, status="finished"), make_batch(rows=0, status="finished")
-    BatchTask.objects.filter(pk__in=[a.pk, b.pk]).update(finished_at=timezone.now())
-    a.refresh_from_db(), b.refresh_from_db()
-    fill(a, [({"q": 1}, E.SUCCEEDED, {"x": 1})])
-    ids_b = fill(b, [({"q": 1}, E.FAILED, None)])
-    assert compare(a, b).counts[DIFFERENT] == 1
-
-    Execution.objects.filter(pk=ids_b[0]).update(status=E.SUCCEEDED, outputs={"x": 1})
-    BatchTask.objects.filter(pk=b.pk).update(finished_at=timezone.now() + timezone.timedelta(seconds=1))
-    b.refresh_from_db()
-
-    assert compare(a, b).counts[SAME] == 1
-
-
 def test_a_second_concurrent_export_of_one_user_is_refused_with_429(login: Any, pair: Any, settings: Any) -> None:
     """Each export holds a slot until its stream ends or is closed: a user cannot occupy every web thread."""
     settings.BATCHES_MAX_EXPORTS_PER_USER = 1
@@ -207,59 +127,6 @@ def test_another_user_exports_while_one_user_holds_the_limit(login: Any, pair: A
     other = login().get(export)
 
     assert held.status_code == 200 and other.status_code == 200
-
-
-@pytest.fixture
-def two(make_batch: Any) -> tuple[BatchTask, BatchTask, dict[int, int], dict[int, int]]:
-    """Two files about the same products with other prompts: only the `sku` column and the row order agree."""
-    a, b = make_batch(rows=0, columns=["sku", "prompt"]), make_batch(rows=0, columns=["sku", "prompt"])
-    ids_a = fill(
-        a,
-        [
-            ({"sku": "A1", "prompt": "describe"}, E.SUCCEEDED, {"text": "a red mug"}),
-            ({"sku": "B2", "prompt": "describe"}, E.SUCCEEDED, {"text": "a blue cup"}),
-            ({"sku": "C3", "prompt": "describe"}, E.SUCCEEDED, {"text": "a green bowl"}),
-        ],
-    )
-    ids_b = fill(
-        b,
-        [
-            ({"sku": "B2", "prompt": "describe briefly"}, E.SUCCEEDED, {"text": "a blue cup"}),
-            ({"sku": "A1", "prompt": "describe briefly"}, E.SUCCEEDED, {"text": "a big red mug"}),
-        ],
-    )
-    return a, b, ids_a, ids_b
-
-
-def test_rows_with_other_inputs_do_not_pair_by_inputs(two: Any) -> None:
-    a, b, _, _ = two
-
-    assert compare(a, b).counts == {SAME: 0, DIFFERENT: 0, ONLY_A: 3, ONLY_B: 2}
-
-
-def test_rows_match_by_a_key_column_whatever_their_order(two: Any) -> None:
-    a, b, ids_a, ids_b = two
-
-    result = compare(a, b, Match("key", "sku"))
-
-    assert result.pairs == [(ids_a[0], ids_b[1], DIFFERENT), (ids_a[1], ids_b[0], SAME), (ids_a[2], None, ONLY_A)]
-
-
-def test_rows_match_by_row_number(two: Any) -> None:
-    a, b, ids_a, ids_b = two
-
-    result = compare(a, b, Match("row"))
-
-    assert result.pairs == [(ids_a[0], ids_b[0], DIFFERENT), (ids_a[1], ids_b[1], DIFFERENT), (ids_a[2], None, ONLY_A)]
-
-
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [({}, Match()), ({"match": "row"}, Match("row")), ({"match": "key:sku"}, Match("key", "sku"))]
-    + [({"match": "key:nope"}, Match()), ({"match": "other"}, Match())],
-)
-def test_the_match_is_read_from_the_query_and_unknown_columns_fall_back_to_inputs(query: dict, expected: Match) -> None:
-    assert Match.from_query(query, ["sku", "prompt"]) == expected
 
 
 def test_the_page_matches_by_the_chosen_key_and_offers_every_column(login: Any, two: Any) -> None:
