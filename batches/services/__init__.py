@@ -3,6 +3,8 @@ block); follow-up work is enqueued with `transaction.on_commit`. Admin actions, 
 these functions. No function here holds a lock while calling the network.
 
 - `lifecycle`: what people ask for: import, start, pause, resume, cancel, retry, concurrency, settings.
+- `controls`: the batch controls (start, pause, resume, cancel, retry failed, repoint) as one table the batch's
+  page and the admin both read: each one's service, permission, and words.
 - `rerun`: run a batch's rows again as a new batch. `workflows`: workflow settings that guard the API key.
 - `claims`: which rows a runner may call for now (claim, take-over of dead workers' rows, runner slots);
   `refills`: its SQL path for a claim that only replaces the caller's ended calls (PostgreSQL and SQLite).

@@ -15,9 +15,10 @@ from batches.dify.pages import ConnectionReport
 from batches.display.presenters import waiting_message
 from batches.forms.workflows import WorkflowForm
 from batches.models import Workflow
+from batches.roles import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW
 from batches.selectors import batches as selectors
 from batches.services import audit, notify, workflows
-from batches.views.access import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW, require
+from batches.views.access import require
 
 DELIVERIES_SHOWN = 10
 
