@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from batches import conf
 from batches.choices import ExecutionStatus
 from batches.cluster import nodes
 from batches.dify.types import CallResult
@@ -144,7 +145,7 @@ def test_a_file_row_whose_stream_went_silent_is_tried_again_in_blocking_mode_and
 ):
     # The server's ETL takes no .pptx as a document, the import's setting says it does: Dify refuses the type,
     # which in streaming mode is one ping and silence (the fake holds it for 300 s; the call gives up after 1 s).
-    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
+    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*conf.settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
     fake.restore()
     workflow = make_workflow(base_url=fake.url, response_mode="streaming", timeout=1)
     table = tmp_path / "rows.csv"

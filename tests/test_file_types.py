@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from batches import conf
 from batches.dify.types import InputVariable
 from batches.imports import file_types, inputs
 from batches.imports.importers import ImportFileError
@@ -42,7 +43,7 @@ def test_an_upload_is_typed_by_its_extension_then_its_mime_type_as_dify_does(nam
 
 
 def test_the_servers_etl_setting_decides_what_is_a_document(settings):
-    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
+    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*conf.settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
 
     assert file_types.of_upload("deck.pptx").type == "document"
 

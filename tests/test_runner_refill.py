@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from batches import conf
 from batches.choices import BatchStatus
 from batches.dify.types import CallResult
 from batches.models import Execution
@@ -144,7 +145,7 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
     for _ in range(2):
         cluster.end_calls([0, 1])
         rounds.append(cluster.claim_round())
-    cluster.now += settings.BATCHES_POLL_INTERVAL
+    cluster.now += conf.settings.BATCHES_POLL_INTERVAL
     cluster.end_calls([0, 1])
     rounds.append(cluster.claim_round())
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from django.conf import settings
+from batches.conf import settings
 
 SEPARATOR = ":"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

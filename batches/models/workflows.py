@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import (
     MaxValueValidator,
@@ -23,6 +22,7 @@ from batches.choices import (
     Mode,
     ResponseMode,
 )
+from batches.conf import settings
 from batches.db.fields import EncryptedCharField, OrderedJSONField
 from batches.dify import hosts
 

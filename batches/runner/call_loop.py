@@ -13,8 +13,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future, wait
 from typing import Any
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
 from batches.services.claims import Claim

@@ -20,9 +20,8 @@ import asyncio
 import logging
 import time
 
-from django.conf import settings
-
 from batches.choices import ErrorType
+from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 

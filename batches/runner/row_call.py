@@ -20,9 +20,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from django.conf import settings
-
 from batches.choices import ErrorType
+from batches.conf import settings
 from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult, OnStarted

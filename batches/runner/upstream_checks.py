@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.dify.pages import Health, health
 from batches.dify.types import AppSettings
 from batches.models import BatchTask

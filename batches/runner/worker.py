@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
 from batches.choices import ErrorType
 from batches.cluster import nodes
 from batches.cluster.hooks import stop_marker
+from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 from batches.models import BatchTask

@@ -24,12 +24,12 @@ from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Greatest
 
 from batches.choices import OUTAGE_ERRORS, BatchStatus, CircuitState, ExecutionStatus
+from batches.conf import settings
 from batches.db import clock
 from batches.dify.pages import Health
 from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle

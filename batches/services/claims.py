@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from batches.choices import BatchStatus, ExecutionStatus, Trigger
 from batches.cluster import nodes
+from batches.conf import settings
 from batches.db import clock
 from batches.models import BatchTask, Execution, RunnerSlot
 from batches.models.batches import ExecutionQuerySet

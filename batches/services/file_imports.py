@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.imports import files, zip_import
 from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Workflow

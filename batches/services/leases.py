@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Field
 
 from batches.choices import ErrorType, ExecutionStatus, Trigger
+from batches.conf import settings
 from batches.db import clock
 from batches.models import Attempt, Execution, WorkflowThrottle
 

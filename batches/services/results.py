@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from batches.choices import PAUSING_ERRORS, TRANSIENT_ERRORS, ErrorType, ExecutionStatus, Trigger
+from batches.conf import settings
 from batches.db import clock
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchTask, Execution

@@ -29,11 +29,11 @@ import random
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.db.models import Case, F, Q, When
 from django.db.models.functions import Least
 
 from batches.choices import ANSWERED_ERRORS, OUTAGE_ERRORS, CircuitState
+from batches.conf import settings
 from batches.models import BatchTask, Execution, WorkflowThrottle
 from batches.selectors.batches import upstream_of
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from batches import conf
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
@@ -158,7 +159,7 @@ def scaled(settings: Any, tmp_path: Path) -> None:
     settings.BATCHES_BACKOFF_BASE = 600  # a retried row waits: what one try records stays to be seen
     for kind in ("FILE", "IMAGE", "AUDIO", "VIDEO"):
         name = f"BATCHES_DIFY_{kind}_SIZE_LIMIT_MB"
-        setattr(settings, name, getattr(settings, name) / SCALE)
+        setattr(settings, name, getattr(conf.settings, name) / SCALE)
 
 
 def expected(case: dict[str, Any], app: FilesApp) -> dict[str, Any]:
