@@ -16,7 +16,7 @@ from batches.choices import BatchStatus
 from batches.dify.types import CallResult
 from batches.models import Execution
 from batches.runner.worker import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
-from batches.services import claims
+from batches.services import claims, leases
 
 
 class ScriptedCalls:
@@ -25,9 +25,9 @@ class ScriptedCalls:
     client = None
 
     def __init__(self) -> None:
-        self.calls: dict[int, claims.Claim] = {}
+        self.calls: dict[int, leases.Claim] = {}
 
-    def start(self, claim: claims.Claim, app: Any, coro: Any) -> None:
+    def start(self, claim: leases.Claim, app: Any, coro: Any) -> None:
         coro.close()
         self.calls[claim.execution_id] = claim
 
@@ -94,7 +94,7 @@ def test_calls_that_end_while_a_runner_claims_get_their_successors_before_any_re
     runner.absorb(runner.wait_for_events(0), calls)
     real_claim = claims.claim
 
-    def claim_while_another_call_ends(*args: Any, **kwargs: Any) -> list[claims.Claim]:
+    def claim_while_another_call_ends(*args: Any, **kwargs: Any) -> list[leases.Claim]:
         if rest:  # the wave goes on ending while this claim is in the database
             runner.events.put(("done", rest.pop(), CallResult(ok=True, outputs={})))
         return real_claim(*args, **kwargs)
@@ -135,7 +135,7 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
     asked: list[tuple[int, int]] = []  # (limit, ended) of each claim of the runner below its share
     real_claim = claims.claim
 
-    def claim(*args: Any, **kwargs: Any) -> list[claims.Claim]:
+    def claim(*args: Any, **kwargs: Any) -> list[leases.Claim]:
         if kwargs["owner"] == below.owner:
             asked.append((kwargs["limit"], len(kwargs["ended"])))
         return real_claim(*args, **kwargs)
@@ -156,7 +156,7 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
 
 
 def ended_call(runner: Runner, calls: ScriptedCalls, execution_id: int) -> None:
-    claim = claims.Claim(execution_id, 1, 1, execution_id, {}, "token", 1, "auto", 0, 2, True)
+    claim = leases.Claim(execution_id, 1, 1, execution_id, {}, "token", 1, "auto", 0, 2, True)
     runner.in_flight += 1
     runner.events.put(("done", claim, CallResult(ok=True, outputs={"answer": "x"})))
     runner.absorb(runner.drain(), calls)

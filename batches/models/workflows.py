@@ -138,7 +138,7 @@ def _is_email(address: object) -> bool:
 
 class WorkflowThrottle(models.Model):
     """What all processes share about one workflow's upstream: an rpm token bucket, an AIMD limit, and the
-    upstream circuit (see services/throttle.py)."""
+    upstream circuit (see services/throttle.py and services/circuit.py)."""
 
     workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, primary_key=True, related_name="throttle")
     tokens = models.FloatField(default=0)

@@ -16,7 +16,7 @@ from typing import Any
 from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
-from batches.services.claims import Claim
+from batches.services.leases import Claim
 
 SETTLE_STEPS = 8  # loop iterations a new call takes to send its request (pooled connection, headers, body)
 

@@ -26,7 +26,7 @@ from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult, OnStarted
 from batches.imports import file_types, files
-from batches.services import claims, file_uploads
+from batches.services import file_uploads, leases
 
 logger = logging.getLogger(__name__)
 WAIT_SECONDS = 0.5  # between looks while another process uploads a file
@@ -46,7 +46,7 @@ _shared: weakref.WeakKeyDictionary[DifyClient, dict[tuple[int, str], asyncio.Fut
 async def run(
     client: DifyClient,
     app: AppSettings,
-    claim: claims.Claim,
+    claim: leases.Claim,
     *,
     owner: str,
     events: queue.Queue[Any],
@@ -73,7 +73,7 @@ async def run(
     raise AssertionError("unreachable")
 
 
-async def went_silent(app: AppSettings, claim: claims.Claim, events: queue.Queue[Any]) -> bool:
+async def went_silent(app: AppSettings, claim: leases.Claim, events: queue.Queue[Any]) -> bool:
     """Whether this try of a file row should be sent in blocking mode: its stream's last try went silent without
     announcing a run. Dify answers a file it refuses in streaming mode with one ping and silence (its worker
     checks the inputs, dify-real-files); only blocking mode says why, at once, so the row fails for its own
@@ -83,7 +83,7 @@ async def went_silent(app: AppSettings, claim: claims.Claim, events: queue.Queue
     return bool(await ask(events, claim, file_uploads.went_silent, claim.execution_id))
 
 
-def user_for(claim: claims.Claim) -> str:
+def user_for(claim: leases.Claim) -> str:
     """The `user` a row's calls and uploads are made as: its batch's, or with BATCHES_UPLOAD_SHARED_USER its
     workflow's (then every batch of the workflow reuses the others' uploads)."""
     return f"workflow-{claim.workflow_id}" if settings.BATCHES_UPLOAD_SHARED_USER else f"batch-{claim.batch_id}"
@@ -103,7 +103,7 @@ class Session:
     """One row's uploads."""
 
     def __init__(
-        self, client: DifyClient, app: AppSettings, claim: claims.Claim, owner: str, events: queue.Queue[Any]
+        self, client: DifyClient, app: AppSettings, claim: leases.Claim, owner: str, events: queue.Queue[Any]
     ) -> None:
         self.client, self.app, self.claim, self.owner, self.events = client, app, claim, owner, events
         self.user = user_for(claim)
@@ -195,7 +195,7 @@ class Session:
 
 
 async def ask(
-    events: queue.Queue[Any], claim: claims.Claim, function: Callable[..., T], *args: Any, **options: Any
+    events: queue.Queue[Any], claim: leases.Claim, function: Callable[..., T], *args: Any, **options: Any
 ) -> T:
     """Run a database function on the runner's thread (it owns the database) and wait for its answer."""
     loop = asyncio.get_running_loop()

@@ -31,7 +31,7 @@ from batches.models import BatchTask
 from batches.runner import reconcile, row_call
 from batches.runner.call_loop import CallLoop
 from batches.runner.upstream_checks import UpstreamChecks
-from batches.services import circuit, claims, leases, results, transitions
+from batches.services import claims, leases, results, transitions, upstream_health
 from batches.services.workflows import DifyMoved, app_settings
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ RECORD_CHUNK = 500
 WRITE_WHEN_QUIET = 0.06
 WRITE_WITHIN = 0.5
 DEAD_OWNERS_EVERY = 2.0  # seconds between looks for rows held by this machine's dead processes
-Event = tuple[str, claims.Claim, Any]
+Event = tuple[str, leases.Claim, Any]
 
 
 def runner_owner() -> str:
@@ -60,8 +60,8 @@ class Runner:
     stopping: bool = False  # the cluster is stopping: hand the rows back now
     batches: list[BatchTask] = field(default_factory=list)
     to_finish: set[int] = field(default_factory=set)
-    unsaved_starts: dict[int, claims.Claim] = field(default_factory=dict)  # run ids not yet written
-    backlog: list[tuple[claims.Claim, CallResult]] = field(default_factory=list)  # results not yet written
+    unsaved_starts: dict[int, leases.Claim] = field(default_factory=dict)  # run ids not yet written
+    backlog: list[tuple[leases.Claim, CallResult]] = field(default_factory=list)  # results not yet written
     marked: set[int] = field(default_factory=set)  # rows of the backlog a claim has marked as ended
     due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
     runners: int = 1  # runners at work, to share each batch's concurrency between them
@@ -252,7 +252,7 @@ class Runner:
                 take_over = False
         return started
 
-    def start_calls(self, calls: CallLoop, batch: BatchTask, app: AppSettings, claimed: list[claims.Claim]) -> int:
+    def start_calls(self, calls: CallLoop, batch: BatchTask, app: AppSettings, claimed: list[leases.Claim]) -> int:
         for claim in claimed:
             calls.start(claim, app, self.call(calls.client, app, claim))
             self.mine[batch.pk] += 1
@@ -273,7 +273,7 @@ class Runner:
             transitions.pause(batch.pk, reason=str(moved))
             return None
 
-    async def call(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> None:
+    async def call(self, client: DifyClient, app: AppSettings, claim: leases.Claim) -> None:
         result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error="the call did not finish")
         try:
             result = await self.reconciled(client, app, claim) or await row_call.run(
@@ -287,10 +287,10 @@ class Runner:
         finally:
             self.events.put(("done", claim, result))
 
-    def started_callback(self, claim: claims.Claim) -> Any:
+    def started_callback(self, claim: leases.Claim) -> Any:
         return lambda run_id, task_id: self.events.put(("started", claim, (run_id, task_id)))
 
-    async def reconciled(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> CallResult | None:
+    async def reconciled(self, client: DifyClient, app: AppSettings, claim: leases.Claim) -> CallResult | None:
         """After an interruption or a cut call, ask Dify how the earlier run ended instead of paying for it twice."""
         return await reconcile.earlier_run(client, app, claim.resume_run_id)
 
@@ -382,7 +382,7 @@ class Runner:
             self.guarded(self.flush_run_ids)
         self.write_backlog()
         released = self.guarded(leases.release_claims, self.owner)
-        self.guarded(circuit.release_probes, self.owner)
+        self.guarded(upstream_health.release_probes, self.owner)
         logger.info("runner %s handed back %s rows", self.owner, released)
 
     def drain(self) -> list[Event]:

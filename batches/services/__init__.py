@@ -10,11 +10,12 @@ these functions. No function here holds a lock while calling the network.
   `refills`: its SQL path for a claim that only replaces the caller's ended calls (PostgreSQL and SQLite).
 - `results`: recording a call's result: automatic retry, backoff, and pausing a batch the app refuses;
   `fail_fast`: pausing a batch whose first finished rows all failed alike.
-- `leases`: renewal, hand-back, interruption, and the upstream ids recovery looks up.
-- `recovery`: the sweep and everything that triggers it (start-up, schedule, worker spawn, staff's probe).
-- `throttle`: a workflow's rpm bucket, adaptive limit and upstream circuit, shared by every process.
-- `circuit`: the upstream circuit's health check (`GET /parameters`, one at a time), its verdict, the refund of
-  the tries an outage cost, and the partial outage.
+- `leases`: the `Claim` a runner holds; renewal, hand-back, interruption, and the upstream ids recovery looks up.
+- `recovery`: the sweep and everything that triggers it (start-up, schedule, worker spawn).
+- `throttle`: a workflow's rpm bucket and adaptive limit, shared by every process.
+- `circuit`: a workflow's upstream circuit: its states, the streak of outage-class failures, which claims it admits.
+  `upstream_health`: the circuit's health check (`GET /parameters`, one at a time, staff's probe too), its
+  verdict, the refund of the tries an outage cost, and the partial outage.
 - `transitions`: the one helper that changes a batch's status.
 - `file_imports`: importing a ZIP (the table and the files it names). `file_uploads`: each file uploaded to Dify
   once and its id reused (leases, the rpm token, forgetting a lost upload), a rerun's files, the files' sweep.

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from batches.roles import CONTROL_BATCH
 from batches.selectors import batches as selectors
-from batches.services.recovery import probe_upstream
+from batches.services.upstream_health import probe_upstream
 from batches.views.access import require
 
 
