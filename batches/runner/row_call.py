@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from batches.choices import ErrorType
 from batches.conf import settings
-from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult, OnStarted
 from batches.imports import file_types, files
@@ -177,9 +176,7 @@ class Session:
         while not await self.ask(file_uploads.upload_token, self.claim.workflow_id):
             await asyncio.sleep(TOKEN_WAIT_SECONDS)  # the workflow's rpm limit counts uploads too
         try:
-            result = await dify_upload.upload(
-                self.client, self.app, taken.path, filename=file_types.safe_name(name), user=self.user
-            )
+            result = await self.client.upload(self.app, taken.path, filename=file_types.safe_name(name), user=self.user)
         except asyncio.CancelledError:  # the row was cancelled: free the file for the others at once
             self.events.put(("errand", self.claim, partial(file_uploads.release, taken.file_id, owner=self.owner)))
             raise
