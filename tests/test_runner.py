@@ -241,7 +241,7 @@ def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(ba
     monkeypatch.setattr(claims, "claim", claim)
     runner, calls = Runner(), CallLoop()
     try:
-        runner.guarded(runner.claim_and_start, calls)
+        runner.db_step(runner.claim_and_start, calls)
 
         assert runner.in_flight == len(calls.calls) == 2
         assert Execution.objects.filter(batch=first, status="running").count() == 2
@@ -263,7 +263,7 @@ def test_a_graceful_stop_writes_the_results_it_has_and_stores_every_run_id_it_kn
         deadline = time.monotonic() + 10
         while runner.events.qsize() < 3 and time.monotonic() < deadline:  # quick: started, done; slow: started
             time.sleep(0.05)
-        runner.every("run ids", 0.2)  # run ids were flushed a moment ago
+        runner.pacer.every("run ids", 0.2)  # run ids were flushed a moment ago
         runner.stopping = True
 
         runner.hand_back(calls)
@@ -294,14 +294,14 @@ def test_a_result_the_database_refuses_is_recorded_as_a_failed_try_not_retried_f
         return real_record(outcomes, now=now)
 
     monkeypatch.setattr(results, "record_results", refuse_successes)
-    runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
+    runner.backlog.add(claim, CallResult(ok=True, outputs={"answer": "x"}))
 
     runner.write_backlog()
 
     row = Execution.objects.get(pk=claim.execution_id)
     assert (row.status, row.error_type, row.auto_retries) == (ExecutionStatus.PENDING, ErrorType.BAD_RESPONSE, 1)
     assert "could not be recorded" in Attempt.objects.get(execution=row).error
-    assert runner.backlog == []
+    assert not runner.backlog
     assert any(record.exc_info for record in caplog.records)
 
 
@@ -319,7 +319,7 @@ def test_a_lost_database_connection_keeps_the_results_for_later(batch_on_fake, m
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(results, "record_results", away)
-    runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
+    runner.backlog.add(claim, CallResult(ok=True, outputs={"answer": "x"}))
 
     runner.write_backlog()
 

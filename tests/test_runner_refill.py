@@ -15,7 +15,8 @@ from batches import conf
 from batches.choices import BatchStatus
 from batches.dify.types import CallResult
 from batches.models import Execution
-from batches.runner.worker import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
+from batches.runner.backlog import WRITE_WHEN_QUIET, WRITE_WITHIN
+from batches.runner.worker import Runner
 from batches.services import claims, leases
 
 
@@ -113,7 +114,7 @@ def test_a_runner_past_its_share_refills_every_place_its_calls_freed(make_batch:
     make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=8)
     cluster = Cluster(2)
     first, late = cluster.runners
-    first.due["runners"] = cluster.now + 60  # it claimed before the other runner came: the whole batch was its share
+    first.pacer.due["runners"] = cluster.now + 60  # it claimed before the other came: the whole batch was its share
     assert cluster.claim_round() == [8, 0]
     first.runners = 2  # now its share is 4
 
@@ -129,7 +130,7 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
     make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=8)
     cluster = Cluster(2)
     greedy, below = cluster.runners
-    greedy.due["runners"] = cluster.now + 60  # it claimed before the other came: it holds 6, the other 2
+    greedy.pacer.due["runners"] = cluster.now + 60  # it claimed before the other came: it holds 6, the other 2
     greedy.capacity = 6
     assert cluster.claim_round() == [6, 2]
     asked: list[tuple[int, int]] = []  # (limit, ended) of each claim of the runner below its share

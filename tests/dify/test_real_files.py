@@ -22,7 +22,6 @@ import pytest
 
 from batches import conf
 from batches.choices import BatchStatus, ExecutionStatus
-from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 from batches.imports.importers import ImportFileError
@@ -53,7 +52,7 @@ def app_for(url: str) -> AppSettings:
 
 async def upload(app: AppSettings, path: Path, filename: str) -> CallResult:
     async with DifyClient() as client:
-        return await dify_upload.upload(client, app, path, filename=filename, user=USER)
+        return await client.upload(app, path, filename=filename, user=USER)
 
 
 async def run(app: AppSettings, inputs: dict[str, Any]) -> CallResult:
