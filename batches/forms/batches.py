@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from batches.choices import BatchStatus
 from batches.imports import importers
 from batches.models import Workflow
-from batches.services.lifecycle import ImportOptions
+from batches.services.imports import ImportOptions
 
 
 class BatchFilterForm(forms.Form):

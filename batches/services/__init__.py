@@ -2,8 +2,10 @@
 block); follow-up work is enqueued with `transaction.on_commit`. Admin actions, views, commands and tasks only call
 these functions. No function here holds a lock while calling the network.
 
-- `lifecycle`: what people ask for: import, start, pause, resume, cancel, retry, concurrency, settings.
-- `rerun`: run a batch's rows again as a new batch. `workflows`: workflow settings that guard the API key.
+- `lifecycle`: what people ask for: start, pause, resume, cancel, retry, concurrency, settings.
+- `imports`: a new batch from a file (all of it or nothing), started if asked.
+- `rerun`: run a batch's rows again as a new batch. `workflows`: workflow settings that guard the API key, and
+  `save_workflow` (the command line's).
 - `claims`: which rows a runner may call for now (claim, take-over of dead workers' rows, runner slots);
   `refills`: its SQL path for a claim that only replaces the caller's ended calls (PostgreSQL and SQLite).
 - `results`: recording a call's result: automatic retry, backoff, and pausing a batch the app refuses;
@@ -14,8 +16,9 @@ these functions. No function here holds a lock while calling the network.
 - `circuit`: the upstream circuit's health check (`GET /parameters`, one at a time), its verdict, the refund of
   the tries an outage cost, and the partial outage.
 - `transitions`: the one helper that changes a batch's status.
-- `file_imports`: importing a ZIP (the table and the files it names). `file_uploads`: each file uploaded to Dify
-  once and its id reused (leases, the rpm token, forgetting a lost upload), a rerun's files, the files' sweep.
+- `file_imports`: a ZIP's table and the files it names (for a preview, and kept with an import's batch).
+  `file_uploads`: each file uploaded to Dify once and its id reused (leases, the rpm token, forgetting a lost
+  upload), a rerun's files, the files' sweep.
 - `clock` (the database's time), `nodes` (which process holds a lease, and whether it is alive).
 - `notify`: the notification outbox (written with a batch's transition, sent after it: webhooks and emails).
   `audit`: who did what, written by the service that did it, with the actor its adapter passes.

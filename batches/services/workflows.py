@@ -98,6 +98,25 @@ def check_key_for_base_url(workflow: Workflow, *, base_url: str | None, api_key:
         raise ValidationError({"api_key": KEY_REQUIRED}, code="key_required")
 
 
+@transaction.atomic
+def save_workflow(name: str, *, actor: audit.Actor | None = None, **fields: Any) -> tuple[Workflow, bool]:
+    """Create a workflow or update the given fields of an existing one (ValidationError if invalid).
+
+    A new base URL needs the API key again (`check_key_for_base_url`).
+    """
+    workflow = Workflow.objects.filter(name=name).first()
+    created = workflow is None
+    workflow = workflow or Workflow(name=name)
+    check_key_for_base_url(workflow, base_url=fields.get("base_url"), api_key=fields.get("api_key"))
+    changed = [key for key, value in fields.items() if value is not None and getattr(workflow, key) != value]
+    for key in changed:
+        setattr(workflow, key, fields[key])
+    workflow.full_clean()
+    workflow.save()
+    audit.workflow_changed(workflow.pk, changed, actor=actor, created=created)
+    return workflow, created
+
+
 def read_input_variables(workflow: Workflow, *, config: dict[str, Any] | None = None) -> list[InputVariable] | None:
     """Ask the app for its input variables (GET /parameters) with the workflow's settings, or the settings a batch
     started with (`config`); None if it did not answer (DifyMoved: see `app_settings`). A network call: never
