@@ -2,10 +2,10 @@
 block); follow-up work is enqueued with `transaction.on_commit`. Admin actions, views, commands and tasks only call
 these functions. No function here holds a lock while calling the network.
 
-- `lifecycle`: what people ask for: start, pause, resume, cancel, retry, concurrency, settings.
+- `lifecycle`: what people ask for: start, pause, resume, cancel, retry (edited inputs typed first), settings.
 - `imports`: a new batch from a file (all of it or nothing), started if asked.
 - `rerun`: run a batch's rows again as a new batch. `workflows`: workflow settings that guard the API key, and
-  `save_workflow` (the command line's).
+  `save_workflow`, the one write path of a workflow (admin, page, command).
 - `claims`: which rows a runner may call for now (claim, take-over of dead workers' rows, runner slots);
   `refills`: its SQL path for a claim that only replaces the caller's ended calls (PostgreSQL and SQLite).
 - `results`: recording a call's result: automatic retry, backoff, and pausing a batch the app refuses;

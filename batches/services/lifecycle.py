@@ -203,12 +203,20 @@ def retry_failed(
 
 def retry_execution(execution_id: int, *, inputs: dict[str, Any] | None = None, actor: Actor | None = None) -> None:
     """Retry one failed or cancelled row, with edited inputs if given (the pages' and the admin's "edit and
-    retry"); TransitionError if the row is in another state. Convert the inputs first (`typed_inputs`)."""
+    retry"), converted first to the types the app declares (`typed_inputs`: InputError if the app would refuse
+    them); TransitionError if the row is in another state. Asks the app (network): call it outside any lock."""
+    if inputs is not None:
+        inputs = _typed_for(execution_id, inputs)
     report = retry_executions(
         Execution.objects.filter(pk=execution_id), include_cancelled=True, inputs=inputs, actor=actor
     )
     if not report.retried:
         raise TransitionError(f"execution {execution_id} is not failed or cancelled: it cannot be retried")
+
+
+def _typed_for(execution_id: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    execution = Execution.objects.select_related("batch__workflow").filter(pk=execution_id).first()
+    return inputs if execution is None else typed_inputs(execution, edited=inputs)  # no row: the retry says so
 
 
 def typed_inputs(execution: Execution, *, edited: dict[str, Any]) -> dict[str, Any]:
