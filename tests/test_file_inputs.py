@@ -19,11 +19,11 @@ from batches.imports import files, inputs
 from batches.imports.importers import ImportFileError
 from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
 from batches.runner.worker import Runner
-from batches.services import file_uploads, lifecycle, rerun
+from batches.services import file_uploads, imports, lifecycle, rerun
 from fakedify.harness import running_fake_dify
 
 DOC = InputVariable("doc", "Document", required=True, type="file")
-NO_START = lifecycle.ImportOptions(start=False)
+NO_START = imports.ImportOptions(start=False)
 DOCS = InputVariable("docs", "Documents", type="file-list", max_length=3)
 
 
@@ -181,7 +181,7 @@ def test_remote_urls_reach_the_app_as_file_mappings(workflow, fake, tmp_path):
     table = tmp_path / "rows.csv"
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nhttps://example.com/b.png,two\n")
 
-    batch = lifecycle.import_batch(workflow, table)
+    batch = imports.import_batch(workflow, table)
     Runner().run(seconds=30)
 
     sent = [row.outputs["echo"]["doc"] for row in Execution.objects.filter(batch=batch).order_by("index")]
@@ -197,7 +197,7 @@ def test_a_cell_that_is_not_a_url_is_an_import_error_naming_its_line(workflow, t
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nscan.pdf,two\n")
 
     with pytest.raises(ImportFileError, match=r"^line 3: 'doc' \(Document\) is 'scan.pdf', not an http\(s\) URL"):
-        lifecycle.import_batch(workflow, table)
+        imports.import_batch(workflow, table)
     assert not BatchTask.objects.exists()
 
 
@@ -206,12 +206,12 @@ def test_a_metadata_url_in_a_cell_is_an_import_error_naming_its_line(workflow, t
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nhttp://169.254.169.254/a.pdf,two\n")
 
     with pytest.raises(ImportFileError, match=r"^line 3: 'doc' \(Document\) .*link-local"):
-        lifecycle.import_batch(workflow, table)
+        imports.import_batch(workflow, table)
     assert not BatchTask.objects.exists()
 
 
 def test_a_zip_import_keeps_each_named_file_once_on_disk(workflow, tmp_path, files_dir):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path), options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path), options=imports.ImportOptions(start=False))
 
     assert (batch.total, batch.source_filename, batch.name) == (50, "invoices.zip", "invoices")
     kept = BatchFile.objects.filter(batch=batch)
@@ -223,7 +223,7 @@ def test_a_zip_import_keeps_each_named_file_once_on_disk(workflow, tmp_path, fil
 
 def test_a_zip_of_50_rows_naming_20_files_uploads_each_file_once(workflow, fake, tmp_path):
     # All 50 at once: rows naming the same file are in flight together and share its one upload.
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path), options=lifecycle.ImportOptions(concurrency=50))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path), options=imports.ImportOptions(concurrency=50))
 
     Runner().run(seconds=60)
 
@@ -237,7 +237,7 @@ def test_a_zip_of_50_rows_naming_20_files_uploads_each_file_once(workflow, fake,
 
 
 def test_a_row_retried_by_hand_reuses_its_upload(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
     Runner().run(seconds=30)
     row = Execution.objects.get(batch=batch, index=0)
     Execution.objects.filter(pk=row.pk).update(status=ExecutionStatus.FAILED)
@@ -252,7 +252,7 @@ def test_a_row_retried_by_hand_reuses_its_upload(workflow, fake, tmp_path):
 
 def test_a_transient_upload_failure_is_retried_like_a_call(workflow, fake, tmp_path, settings):
     settings.BATCHES_BACKOFF_BASE = 0.05
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
     fake.fail_uploads(1, 503)
 
     Runner().run(seconds=30)
@@ -265,7 +265,7 @@ def test_a_transient_upload_failure_is_retried_like_a_call(workflow, fake, tmp_p
 
 
 def test_an_upload_dify_lost_is_uploaded_again_once(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=6, distinct=2))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=6, distinct=2))
     Runner().run(seconds=30)
     fake.expire_uploads()
     # Failed before any run started: a known run would be looked up (and its success recorded) instead of called.
@@ -280,7 +280,7 @@ def test_an_upload_dify_lost_is_uploaded_again_once(workflow, fake, tmp_path):
 
 
 def test_one_process_uploads_a_file_while_the_others_wait_until_its_lease_expires(workflow, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
 
     first = file_uploads.take(batch.pk, "invoices/00.pdf", owner="node:a", lease_seconds=60, user="u")
     second = file_uploads.take(batch.pk, "invoices/00.pdf", owner="node:b", lease_seconds=60, user="u")
@@ -357,7 +357,7 @@ def test_a_hostile_zip_is_refused_with_one_line_and_changes_nothing(workflow, tm
     before = outside(tmp_path, files_dir)
 
     with pytest.raises(ImportFileError, match=message) as refused:
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
     assert "\n" not in str(refused.value)
     assert not BatchTask.objects.exists() and not BatchFile.objects.exists()
@@ -378,7 +378,7 @@ def test_an_entry_that_unpacks_to_more_than_it_declares_is_refused(workflow, tmp
     source.write_bytes(bytes(data))
 
     with pytest.raises(ImportFileError, match=r"'a\.pdf' (unpacks to more than it declares|cannot be unpacked)"):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
     assert left_on_disk(files_dir) == []
 
@@ -389,9 +389,9 @@ def test_an_entry_that_unpacks_to_more_than_it_declares_is_refused(workflow, tmp
 def test_files_are_kept_for_the_retention_window_after_their_batch_ended_and_their_upload_ids_kept(
     workflow, tmp_path, files_dir
 ):
-    done = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
+    done = imports.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
     (tmp_path / "second").mkdir()
-    failed = lifecycle.import_batch(workflow, invoice_zip(tmp_path / "second", rows=2, distinct=2), options=NO_START)
+    failed = imports.import_batch(workflow, invoice_zip(tmp_path / "second", rows=2, distinct=2), options=NO_START)
     finished = {"status": BatchStatus.FINISHED, "finished_at": timezone.now()}
     BatchTask.objects.filter(pk__in=[done.pk, failed.pk]).update(**finished)
     Execution.objects.filter(batch=done).update(status=ExecutionStatus.SUCCEEDED)
@@ -405,7 +405,7 @@ def test_files_are_kept_for_the_retention_window_after_their_batch_ended_and_the
 
 
 def test_edited_inputs_of_a_manual_retry_may_name_the_batchs_files_and_no_others(workflow, tmp_path, monkeypatch):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
     row = Execution.objects.get(batch=batch, index=0)
     monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: [DOC])
     other = {"type": "document", "transfer_method": "local_file", "file": "invoices/01.pdf"}
@@ -461,7 +461,7 @@ def test_a_table_inside_the_zip_keeps_the_upload_limit_of_a_table(workflow, tmp_
     source = write_zip(tmp_path / "big.zip", "doc,text\n" + "https://x.test/a.pdf,long text\n" * 100, {})
 
     with pytest.raises(ImportFileError, match=r"^the table 'rows\.csv' unpacks to over the 1000 bytes limit$"):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
 
 @pytest.mark.parametrize(
@@ -476,11 +476,11 @@ def test_a_zip_over_its_limits_is_refused(workflow, tmp_path, settings, setting,
     source = write_zip(tmp_path / "big.zip", "doc,text\na.pdf,x\n", {"a.pdf": bytes(500)})
 
     with pytest.raises(ImportFileError, match=message):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
 
 def test_a_zip_batch_run_again_uploads_under_its_own_user_and_keeps_the_files_it_needs(workflow, fake, tmp_path):
-    source = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
+    source = imports.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
     Runner().run(seconds=30)
 
     assert file_uploads.sweep_files() == 0
@@ -514,11 +514,11 @@ def test_a_zip_entry_with_an_overlong_name_is_refused(workflow, tmp_path):
     source = write_zip(tmp_path / "long.zip", "doc,text\na.pdf,x\n", {"a" * 1001 + ".pdf": b"x", "a.pdf": b"x"})
 
     with pytest.raises(ImportFileError, match="has a name over 1000 characters"):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
 
 def test_a_file_dify_refuses_fails_its_row_at_once_naming_the_file(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
     fake.fail_uploads(1, 413)
 
     Runner().run(seconds=30)
@@ -537,7 +537,7 @@ def test_a_silent_stream_makes_the_retry_upload_an_old_file_again(
     settings.BATCHES_UPLOAD_RECHECK_MINUTES = recheck_minutes  # 0: every upload counts as old
     fake.restore()
     workflow = make_workflow(base_url=fake.url, response_mode="streaming", timeout=1)
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
     Execution.objects.filter(batch=batch).update(inputs={**Execution.objects.get(batch=batch).inputs, "_fault": "hang"})
 
     lifecycle.start_batch(batch.pk)
@@ -549,7 +549,7 @@ def test_a_silent_stream_makes_the_retry_upload_an_old_file_again(
 
 
 def test_a_recent_upload_is_kept_after_a_silent_stream(workflow, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
     file_uploads.store(BatchFile.objects.get(batch=batch).pk, upload_id="up-1", user="u")
     file_id = BatchFile.objects.get(batch=batch).pk
 
@@ -574,6 +574,6 @@ def test_a_zip_import_asks_the_app_for_its_variables_outside_any_transaction(wor
         return real_fetch(app, timeout)
 
     monkeypatch.setattr(pages, "fetch_parameters", fetch)
-    lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=1), options=NO_START)
+    imports.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=1), options=NO_START)
 
     assert asked_inside == [False]

@@ -13,7 +13,7 @@ from batches.choices import BatchStatus
 from batches.conf import settings
 from batches.imports import importers
 from batches.models import Workflow
-from batches.services.lifecycle import ImportOptions
+from batches.services.imports import ImportOptions
 
 
 class BatchFilterForm(forms.Form):

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 
-from batches.choices import RUN_ENDED_ERRORS  # noqa: F401 - services/lifecycle.py's import, until it reads choices
 from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult

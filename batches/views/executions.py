@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from batches.choices import ExecutionStatus
 from batches.display import clipping
 from batches.forms.executions import InputsForm
+from batches.imports.inputs import InputError
 from batches.models import Execution
 from batches.roles import RETRY_EXECUTION
 from batches.selectors import batches as selectors
@@ -58,12 +59,20 @@ def execution_retry(request: HttpRequest, pk: int) -> HttpResponse:
     require(request, RETRY_EXECUTION)
     execution = selectors.execution_or_404(pk)
     form = InputsForm(request.POST)
-    if not form.is_valid_for(execution):
+    if not (form.is_valid() and _retried(request, execution, form)):
         return render(request, "batches/execution_detail.html", _context(request, execution, form), status=400)
+    return redirect("batches:execution_detail", pk=execution.pk)
+
+
+def _retried(request: HttpRequest, execution: Execution, form: InputsForm) -> bool:
+    """The retry with the edited inputs; False if the app would refuse them (the reason goes on the field)."""
     try:
         lifecycle.retry_execution(execution.pk, inputs=form.cleaned_data["inputs"], actor=audit.of_request(request))
+    except InputError as refused:
+        form.add_error("inputs", str(refused))
+        return False
     except TransitionError:
         messages.warning(request, gettext("Only a failed or cancelled execution can be retried; nothing changed."))
     else:
         messages.success(request, gettext("Execution queued for retry with the inputs shown."))
-    return redirect("batches:execution_detail", pk=execution.pk)
+    return True

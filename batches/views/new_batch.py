@@ -31,7 +31,8 @@ from batches.models import Workflow
 from batches.roles import ADD_BATCH, CONTROL_BATCH
 from batches.selectors import batches as selectors
 from batches.selectors.cost import estimate_for_file
-from batches.services import audit, lifecycle, mappings, workflows
+from batches.services import audit, mappings, workflows
+from batches.services.imports import import_batch
 from batches.views.access import require
 
 
@@ -195,7 +196,7 @@ def _import(request: HttpRequest, upload: Upload, workflow: Workflow, form: Impo
         chosen = _shown(upload, workflow, workflows.read_input_variables(workflow)).chosen
         options = form.import_options(request.user.pk)
         options = dataclasses.replace(options, mapping=chosen, actor=audit.of_request(request))
-        batch = lifecycle.import_batch(workflow, upload.path, filename=upload.filename, options=options)
+        batch = import_batch(workflow, upload.path, filename=upload.filename, options=options)
     except mapping.MappingError:
         return _render_preview(request, upload, workflow, form)  # the preview says why
     except importers.ImportFileError as exc:

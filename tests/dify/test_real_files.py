@@ -27,7 +27,7 @@ from batches.dify.types import AppSettings, CallResult
 from batches.imports.importers import ImportFileError
 from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
 from batches.runner.worker import Runner
-from batches.services import lifecycle
+from batches.services import imports
 from tests.replay import FILE_RECORDINGS, load
 from tests.replay_files import FilesApp, case_named, form_of, kind_of, serving
 
@@ -213,7 +213,7 @@ def test_a_recorded_file_answer_is_recorded_through_a_one_row_batch(path: Path, 
             name=case["case"][:100], base_url=url, api_key="app-recorded-key-0123", response_mode="blocking", timeout=30
         )
         try:
-            batch = lifecycle.import_batch(workflow, source_of(tmp_path, table, files))
+            batch = imports.import_batch(workflow, source_of(tmp_path, table, files))
         except ImportFileError as refused:
             check_refused(case, app, refused)
             return
@@ -237,7 +237,7 @@ def test_an_upload_id_format_refusal_is_the_rows_own_and_uploads_nothing_again(t
     table, files = row_of(case)
     with serving(case) as (url, app):
         workflow = Workflow.objects.create(name="f15", base_url=url, api_key="app-key-0123", response_mode="blocking")
-        batch = lifecycle.import_batch(workflow, source_of(tmp_path, table, files))
+        batch = imports.import_batch(workflow, source_of(tmp_path, table, files))
         Runner().run(seconds=2)
 
     check_row(case, app, Execution.objects.get(batch=batch), BatchTask.objects.get(pk=batch.pk))

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.models import Attempt, BatchTask, Execution
-from batches.services import claims, lifecycle
+from batches.services import claims, imports, workflows
 from fakedify.harness import running_fake_dify
 from tests.processes import ROOT, DroppingProxy, child_env, kill_group, running_cluster, wait_until
 
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def make_batch(fake, tmp_path, rows, concurrency):
     source = tmp_path / "rows.csv"
     source.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
-    workflow, _ = lifecycle.save_workflow("more", base_url=fake.url, api_key="app-m")
-    return lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=concurrency))
+    workflow, _ = workflows.save_workflow("more", base_url=fake.url, api_key="app-m")
+    return imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=concurrency))
 
 
 def finished(batch):

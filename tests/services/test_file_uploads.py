@@ -17,7 +17,7 @@ from batches.dify.types import InputVariable
 from batches.models import BatchFile, BatchTask, Execution
 from batches.runner.worker import Runner
 from batches.selectors.compare import ONLY_A, ONLY_B, compare
-from batches.services import file_uploads, lifecycle, rerun
+from batches.services import file_uploads, imports, rerun
 from fakedify.harness import running_fake_dify
 
 
@@ -51,7 +51,7 @@ def kept_on_disk(batch: BatchTask, files_dir: Path) -> list[bool]:
 def test_a_zip_batch_runs_again_and_compares_after_the_sweep_ran(make_workflow, fake, tmp_path, files_dir, other_app):
     fake.restore()
     workflow = make_workflow(base_url=fake.url, response_mode="blocking")
-    source = lifecycle.import_batch(workflow, invoices(tmp_path))
+    source = imports.import_batch(workflow, invoices(tmp_path))
     Runner().run(seconds=20)
     assert BatchTask.objects.get(pk=source.pk).status == BatchStatus.FINISHED
 
@@ -72,9 +72,9 @@ def test_a_rerun_still_in_its_transaction_keeps_its_files_from_the_sweep(
 ):
     settings.BATCHES_FILES_UNSTARTED_DAYS = 60  # the rerun is not started: its own window must outlast the 30 days
     variables = [InputVariable("doc", "doc", required=True, type="file"), InputVariable("text", "text")]
-    monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: variables)
+    monkeypatch.setattr(imports, "read_input_variables", lambda workflow, config=None: variables)
     workflow = make_workflow()
-    source = lifecycle.import_batch(workflow, invoices(tmp_path), options=lifecycle.ImportOptions(start=False))
+    source = imports.import_batch(workflow, invoices(tmp_path), options=imports.ImportOptions(start=False))
     BatchTask.objects.filter(pk=source.pk).update(status=BatchStatus.FINISHED, finished_at=timezone.now())
     copied, go, swept = threading.Event(), threading.Event(), []
     real_copy = file_uploads.copy_files

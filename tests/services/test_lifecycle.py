@@ -8,7 +8,7 @@ from django.db import connection
 from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchTask, Execution
-from batches.services import claims, lifecycle, results
+from batches.services import claims, imports, lifecycle, results, workflows
 from batches.services.transitions import TransitionError
 
 S = BatchStatus
@@ -193,9 +193,9 @@ def test_options_of_the_services_are_keyword_only(make_batch):
 
 
 def test_save_workflow_creates_then_updates_only_given_fields(db):
-    lifecycle.save_workflow("wf", base_url="http://127.0.0.1:1/v1", api_key="k1", concurrency=3)
+    workflows.save_workflow("wf", base_url="http://127.0.0.1:1/v1", api_key="k1", concurrency=3)
 
-    workflow, created = lifecycle.save_workflow("wf", api_key="k2", concurrency=None)
+    workflow, created = workflows.save_workflow("wf", api_key="k2", concurrency=None)
 
     assert not created
     assert (workflow.api_key, workflow.concurrency, workflow.base_url) == ("k2", 3, "http://127.0.0.1:1/v1")
@@ -245,7 +245,7 @@ def planner_row_count() -> float:
 
 def import_rows(workflow, path, rows):
     path.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
-    lifecycle.import_batch(workflow, path, options=lifecycle.ImportOptions(start=False))
+    imports.import_batch(workflow, path, options=imports.ImportOptions(start=False))
 
 
 def fail_and_retry_all(workflow, rows):
@@ -278,7 +278,7 @@ def test_import_stores_every_row_exactly_as_written(make_workflow, tmp_path):
     source = tmp_path / "rows.jsonl"
     source.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
-    batch = lifecycle.import_batch(make_workflow(), source, options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(make_workflow(), source, options=imports.ImportOptions(start=False))
 
     stored = list(Execution.objects.filter(batch=batch).order_by("index").values_list("index", "inputs", "status"))
     assert stored == [(0, rows[0], ExecutionStatus.PENDING), (1, rows[1], ExecutionStatus.PENDING)]
@@ -296,7 +296,7 @@ def test_an_import_reads_the_whole_file_before_it_takes_sqlites_write_lock(make_
     source.write_text('{"text": "a"}\n' * 3000 + "{broken\n", encoding="utf-8")
 
     with CaptureQueriesContext(connection) as queries, pytest.raises(ImportFileError):
-        lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(start=False))
+        imports.import_batch(workflow, source, options=imports.ImportOptions(start=False))
 
     assert not [query["sql"] for query in queries.captured_queries if "INSERT" in query["sql"]]
 
@@ -305,7 +305,7 @@ def test_an_import_on_either_database_stores_its_rows_with_their_defaults(make_w
     source = tmp_path / "rows.csv"
     source.write_text("text\n" + "".join(f"row {i}\n" for i in range(4500)), encoding="utf-8")
 
-    batch = lifecycle.import_batch(make_workflow(), source, options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(make_workflow(), source, options=imports.ImportOptions(start=False))
 
     rows = Execution.objects.filter(batch=batch)
     assert (batch.total, rows.count(), rows.pending().count()) == (4500, 4500, 4500)
