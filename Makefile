@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo shell messages bench clean
+.PHONY: venv test lint demo shell messages settings-table bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@echo "Installing the Python packages into $(VENV) (about a minute, once)..."
@@ -38,6 +38,10 @@ shell: venv
 # Update the Simplified Chinese catalog from the code and templates and compile it (needs GNU gettext).
 messages: venv
 	$(PY) scripts/messages.py
+
+# README's tables of the app's settings, written from batches/conf.py (tests/test_conf.py fails while they differ).
+settings-table: venv
+	$(PY) scripts/settings_table.py
 
 # Quick versions of every benchmark (each under a minute); use DATABASE_URL=postgres://… for real figures.
 bench: venv

@@ -1,6 +1,7 @@
 """Batches: run large batches of Dify app calls reliably (see README "How it works" and shared/design.md).
 
-- `choices` (statuses, error types, the error families), `models/` (the twelve models, one module per concern).
+- `conf` (every BATCHES_* setting, its default and what it does), `choices` (statuses, error types, the error
+  families), `models/` (the twelve models, one module per concern).
 - `services/`: every state change (its `__init__` is the map). `selectors/`: every read pages and commands make.
 - `runner/` (what a django-q2 worker runs: claims, calls, results, the look-up before paying again), `tasks` (the
   django-q2 entry points), `cluster/` (a qcluster's hooks, heartbeat, and who is alive), `apps`.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core.checks import CheckMessage, Tags, register
 from django.core.checks import Error as CheckError
 from django.core.checks import Warning as CheckWarning
+
+from batches.conf import settings
 
 NO_ENCRYPTION_KEY = CheckWarning(
     "BATCHES_ENCRYPTION_KEY is not set: the stored API keys are encrypted with a key derived from SECRET_KEY, so "
@@ -38,13 +40,13 @@ def missing_static_manifest() -> CheckError | None:
     """With DEBUG off every page links hashed static names, read from collectstatic's manifest: without it every
     page (the admin's login included) would be a 500, so a web process refuses to start instead."""
     storage: Any = staticfiles_storage  # a lazy object: isinstance sees the configured storage's class
-    if settings.DEBUG or not isinstance(staticfiles_storage, ManifestFilesMixin):
+    if django_settings.DEBUG or not isinstance(staticfiles_storage, ManifestFilesMixin):
         return None
     if (storage.manifest_storage or storage).exists(storage.manifest_name):
         return None
     return CheckError(
-        f"No static files manifest in {settings.STATIC_ROOT}: run `python manage.py collectstatic` before starting "
-        "the web server with DEBUG off.",
+        f"No static files manifest in {django_settings.STATIC_ROOT}: run `python manage.py collectstatic` before "
+        "starting the web server with DEBUG off.",
         id="batches.E001",
     )
 

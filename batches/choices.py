@@ -51,6 +51,10 @@ OUTAGE_ERRORS = frozenset({ErrorType.CONNECTION, ErrorType.TIMEOUT, ErrorType.UP
 ANSWERED_ERRORS = frozenset(
     {ErrorType.RATE_LIMITED, ErrorType.WORKFLOW_FAILED, ErrorType.INVALID_INPUT, ErrorType.APP_ERROR, ErrorType.AUTH}
 )
+# The error types that say how the row's latest run ended: a run seen to fail, stopped in Dify or cancelled by
+# staff is not asked about again (a stopped run says `running` for ever: asking would only wait). After any other
+# (a cut stream, a timeout, a failed look-up) it may have finished inside Dify (batches/runner/reconcile.py).
+RUN_ENDED_ERRORS = frozenset({ErrorType.WORKFLOW_FAILED, ErrorType.CANCELLED})
 
 
 class BatchStatus(models.TextChoices):

@@ -12,11 +12,12 @@ import json
 from typing import Any
 
 import httpx
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
 from django.utils import translation
 from django.utils.translation import gettext
 
+from batches.conf import settings
 from batches.dify import hosts
 
 ANSWER_CHARS = 200
@@ -56,7 +57,7 @@ def post_webhook(url: str, *, secret: str, event: str, raw: bytes) -> str:
 
 def email_text(event: str, batch: dict[str, Any]) -> tuple[str, str]:
     """The subject and body: the batch's name, status and reason, its counts and its link."""
-    with translation.override(settings.LANGUAGE_CODE):
+    with translation.override(django_settings.LANGUAGE_CODE):
         subject = gettext('Batch #%(id)s "%(name)s": %(event)s') % {**batch, "event": event}
         lines = [
             gettext("Batch #%(id)s %(name)s is %(status)s.") % batch,

@@ -1,4 +1,5 @@
-"""The staff roles `manage.py setup_roles` creates: groups holding the permissions the pages and the admin check.
+"""The permissions the pages and the admin check (one constant each), and the staff roles `manage.py setup_roles`
+creates: groups holding them.
 
 Reading the staff pages needs staff status (`is_staff`), which a group cannot give: a person gets staff status and
 one or more of these groups (see README "Production").
@@ -11,25 +12,28 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
-VIEW = ["batches.view_batchtask", "batches.view_execution", "batches.view_attempt", "batches.view_workflow"]
+# As `user.has_perm` takes them ("app.codename"); templates spell them `perms.batches.codename`.
+VIEW_BATCH = "batches.view_batchtask"
+ADD_BATCH = "batches.add_batchtask"
+CHANGE_BATCH = "batches.change_batchtask"
+# The batch controls (services.controls), its concurrency, starting a new batch at once, "Check Dify now".
+CONTROL_BATCH = "batches.control_batchtask"
+VIEW_EXECUTION = "batches.view_execution"
+RETRY_EXECUTION = "batches.retry_execution"
+VIEW_ATTEMPT = "batches.view_attempt"
+VIEW_WORKFLOW = "batches.view_workflow"
+ADD_WORKFLOW = "batches.add_workflow"
+CHANGE_WORKFLOW = "batches.change_workflow"
+DELETE_WORKFLOW = "batches.delete_workflow"
+
+VIEW = [VIEW_BATCH, VIEW_EXECUTION, VIEW_ATTEMPT, VIEW_WORKFLOW]
 ROLES: dict[str, list[str]] = {
     # The staff pages and the admin, read only.
     "Batch viewers": VIEW,
-    # Create (views.ADD_PERMISSION), start / pause / resume / cancel / concurrency (CONTROL_PERMISSION), retry.
-    "Batch operators": [
-        *VIEW,
-        "batches.add_batchtask",
-        "batches.change_batchtask",
-        "batches.control_batchtask",
-        "batches.retry_execution",
-    ],
+    # Create batches, control them (start, pause, resume, cancel, concurrency) and retry their rows.
+    "Batch operators": [*VIEW, ADD_BATCH, CHANGE_BATCH, CONTROL_BATCH, RETRY_EXECUTION],
     # The Dify apps and their API keys (write-only in the admin).
-    "Workflow admins": [
-        "batches.view_workflow",
-        "batches.add_workflow",
-        "batches.change_workflow",
-        "batches.delete_workflow",
-    ],
+    "Workflow admins": [VIEW_WORKFLOW, ADD_WORKFLOW, CHANGE_WORKFLOW, DELETE_WORKFLOW],
 }
 
 

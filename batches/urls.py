@@ -29,7 +29,7 @@ urlpatterns = [
         compare.batch_compare_export,
         name="batch_compare_export",
     ),
-    # start, pause, resume, cancel, retry-failed (views.controls.CONTROLS); keep after the fixed names above
+    # start, pause, resume, cancel, retry-failed, repoint (services.controls.CONTROLS); keep after the fixed names above
     path("batches/<int:pk>/<slug:action>/", batches.batch_action, name="batch_action"),
     path("executions/<int:pk>/", executions.execution_detail, name="execution_detail"),
     path("executions/<int:pk>/retry/", executions.execution_retry, name="execution_retry"),

@@ -241,11 +241,11 @@ def main() -> None:
     from django.test import Client, override_settings
 
     from batches.models import BatchTask
-    from batches.services import lifecycle
+    from batches.services import workflows
 
     if not args.keep:
         empty_tables()
-    workflow, _ = lifecycle.save_workflow("history", base_url="http://127.0.0.1:9/v1", api_key="app-history")
+    workflow, _ = workflows.save_workflow("history", base_url="http://127.0.0.1:9/v1", api_key="app-history")
     user = get_user_model().objects.create_superuser(f"bench{time.time_ns()}", password="x")
     client = Client(SERVER_NAME="localhost")
     client.force_login(user)

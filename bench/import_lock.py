@@ -43,15 +43,15 @@ def main() -> None:
     args = parser.parse_args()
     setup_django()
     from batches.dify import pages as dify
-    from batches.services import lifecycle
+    from batches.services import imports, workflows
 
     dify.fetch_parameters = lambda app: None  # no upstream to ask
     source = Path(tempfile.mkdtemp()) / "rows.csv"
     source.write_text("text,other\n" + "".join(f"row {i},more text {i}\n" for i in range(args.rows)), encoding="utf-8")
-    workflow, _ = lifecycle.save_workflow(f"lock-{time.time_ns()}", base_url="http://127.0.0.1:9/v1", api_key="k")
+    workflow, _ = workflows.save_workflow(f"lock-{time.time_ns()}", base_url="http://127.0.0.1:9/v1", api_key="k")
     held = timed_transactions()
     start = time.monotonic()
-    lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(start=False))
+    imports.import_batch(workflow, source, options=imports.ImportOptions(start=False))
     print_table([("import", f"{time.monotonic() - start:.1f} s"), ("longest write transaction", f"{max(held):.1f} s")])
 
 

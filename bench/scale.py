@@ -70,9 +70,9 @@ def main() -> None:
     from django.test import Client, override_settings
 
     from batches.models import BatchTask, Execution
-    from batches.services import lifecycle
+    from batches.services import lifecycle, workflows
 
-    lifecycle.save_workflow("scale", base_url="http://127.0.0.1:9/v1", api_key="app-scale")
+    workflows.save_workflow("scale", base_url="http://127.0.0.1:9/v1", api_key="app-scale")
     source = write_csv(rows)
     import_s, import_mb, out = timed_subprocess("import_batch", str(source), "--workflow", "scale", "--no-start")
     batch_id = int(out.strip().splitlines()[-1])

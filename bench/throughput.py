@@ -27,15 +27,15 @@ from common import fake_calls, fake_dify, manage_process, print_table, session_c
 
 
 def make_batch(url: str, rows: int, concurrency: int, response_mode: str) -> int:
-    from batches.services import lifecycle
+    from batches.services import imports, workflows
 
-    workflow, _ = lifecycle.save_workflow(
+    workflow, _ = workflows.save_workflow(
         f"bench-{time.time_ns()}", base_url=url, api_key="app-bench", response_mode=response_mode
     )
     source = Path(tempfile.mkdtemp()) / "rows.csv"
     source.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
-    options = lifecycle.ImportOptions(concurrency=concurrency, max_retries=2, start=False)
-    return lifecycle.import_batch(workflow, source, options=options).pk
+    options = imports.ImportOptions(concurrency=concurrency, max_retries=2, start=False)
+    return imports.import_batch(workflow, source, options=options).pk
 
 
 def wait_finished(batch_id: int, rows: int) -> tuple[float, float]:

@@ -29,16 +29,15 @@ def peak(): return int(next(l for l in open('/proc/self/status') if l.startswith
 django.setup()
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
-from batches.dify.upload import upload
 async def main(path, url, transport):
     app = AppSettings(mode="workflow", base_url=url, api_key="app-bench-key", timeout=600)
     async with DifyClient(transport=transport) as client:
         small = Path(path).with_name("small.txt")
         small.write_bytes(b"warm-up")
-        await upload(client, app, small, filename="small.txt", user="bench")  # imports and pools warmed
+        await client.upload(app, small, filename="small.txt", user="bench")  # imports and pools warmed
         before = peak()
         started = time.monotonic()
-        result = await upload(client, app, Path(path), filename="big.pdf", user="bench")
+        result = await client.upload(app, Path(path), filename="big.pdf", user="bench")
         return before, peak(), time.monotonic() - started, result
 before, after, seconds, result = asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 assert result.ok, result.error

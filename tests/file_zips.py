@@ -7,10 +7,10 @@ import zipfile
 from pathlib import Path
 
 from batches.dify.types import InputVariable
-from batches.services import lifecycle
+from batches.services import imports
 
 DOC = InputVariable("doc", "Document", required=True, type="file")
-NO_START = lifecycle.ImportOptions(start=False)
+NO_START = imports.ImportOptions(start=False)
 
 
 def write_zip(path: Path, table: str, members: dict[str, bytes], name: str = "rows.csv") -> Path:

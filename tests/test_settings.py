@@ -26,11 +26,12 @@ SHOW_SETTINGS = """
 import json, django
 from django.conf import settings
 from django.test import Client
+from batches import conf
 django.setup()
 names = ["DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
          "SECURE_PROXY_SSL_HEADER",
          "BATCHES_ENCRYPTION_KEY", "BATCHES_ALLOWED_UPSTREAM_HOSTS"]
-shown = {name: getattr(settings, name, None) for name in names}
+shown = {name: getattr(conf.settings if name.startswith("BATCHES_") else settings, name, None) for name in names}
 shown["status"] = Client().get("/admin/login/").status_code
 print(json.dumps(shown))
 """

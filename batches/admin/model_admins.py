@@ -31,6 +31,7 @@ from batches.display import clipping
 from batches.display.presenters import last_check, progress_bar, waiting_message
 from batches.forms.executions import ExecutionRetryAdminForm
 from batches.forms.workflows import WorkflowAdminForm
+from batches.imports.inputs import InputError
 from batches.models import Attempt, BatchTask, Execution, Workflow
 from batches.selectors import batches as selectors
 from batches.selectors.batches import upstream_of
@@ -38,6 +39,7 @@ from batches.services import audit, lifecycle, retention, workflows
 from batches.services.transitions import TransitionError
 
 RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+INPUTS_REFUSED = "batches_inputs_refused"  # the request's note of why the app refused the edited inputs
 PRUNE_BUDGET = 10  # seconds of deleting within the admin's request; the minute sweep finishes what is left
 
 
@@ -69,8 +71,7 @@ class WorkflowAdmin(admin.ModelAdmin):
     actions = ("read_input_variables",)
 
     def save_model(self, request: HttpRequest, obj: Workflow, form: ModelForm, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        audit.workflow_changed(obj.pk, form.changed_data, actor=audit.of_admin(request), created=not change)
+        workflows.save_workflow(obj, actor=audit.of_admin(request), changed=form.changed_data)
         # After the admin's transaction: never a network call while the row is locked.
         transaction.on_commit(lambda: self._read_variables(request, obj))
 
@@ -294,12 +295,29 @@ class ExecutionAdmin(admin_lists.BoundedListMixin, PermissionActionsMixin, admin
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [name for name in flatten_fieldsets(self.get_fieldsets(request, obj)) if name != "inputs"]
 
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        refused = getattr(request, INPUTS_REFUSED, "")
+        return type(form.__name__, (form,), {"refused": refused}) if refused else form
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except InputError as refused:
+            # Only the retry (save_model, once the form is valid) asks the app whether it takes the edited inputs:
+            # its refusal (nothing was written) is shown on the field by validating the form again with it.
+            setattr(request, INPUTS_REFUSED, str(refused))
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         context["retry_allowed"] = self.has_change_permission(request, kwargs.get("obj"))
         return super().render_change_form(request, context, *args, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Execution, form: ModelForm, change: bool) -> None:
-        """ "Save and retry": the edited inputs are written by the retry service, never by a plain save."""
+        """ "Save and retry": the edited inputs are converted and written by the retry service, never by a plain save
+        (InputError if the app would refuse them: see `changeform_view`)."""
         try:
             lifecycle.retry_execution(obj.pk, inputs=form.cleaned_data["inputs"], actor=audit.of_admin(request))
         except TransitionError:

@@ -19,11 +19,11 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from batches.cluster.nodes import machine, machine_tag
+from batches.conf import settings
 from batches.models import ClusterHeartbeat
 
 logger = logging.getLogger(__name__)

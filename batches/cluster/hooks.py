@@ -7,6 +7,11 @@ import logging
 import tempfile
 from pathlib import Path
 
+from django.core.management.base import CommandError
+from django.db import DatabaseError
+
+from batches.cluster import heartbeat, nodes
+
 logger = logging.getLogger(__name__)
 MARKER_PREFIX = "batches-cluster-stopping-"
 
@@ -17,18 +22,14 @@ def stop_marker(sentinel_pid: int) -> Path:
     Named after the sentinel's pid and start (boot id and start time), which belong to this run of the cluster
     only: a marker left by a cluster killed while stopping never stops a later one whose sentinel got that pid.
     """
-    from batches.cluster.nodes import process_tag
-
-    return Path(tempfile.gettempdir()) / f"{MARKER_PREFIX}{sentinel_pid}-{process_tag(sentinel_pid)}"
+    return Path(tempfile.gettempdir()) / f"{MARKER_PREFIX}{sentinel_pid}-{nodes.process_tag(sentinel_pid)}"
 
 
 def clear_stale_stop_markers() -> None:
     """Remove the markers of clusters whose sentinel is gone (a SIGKILL during a slow stop leaves one behind)."""
-    from batches.cluster.nodes import is_alive
-
     for marker in Path(tempfile.gettempdir()).glob(f"{MARKER_PREFIX}*"):
         pid, _, _ = marker.name.removeprefix(MARKER_PREFIX).partition("-")
-        if not pid.isdigit() or not is_alive(int(pid)) or stop_marker(int(pid)).name != marker.name:
+        if not pid.isdigit() or not nodes.is_alive(int(pid)) or stop_marker(int(pid)).name != marker.name:
             marker.unlink(missing_ok=True)
             logger.info("removed a stale stop marker %s", marker.name)
 
@@ -63,8 +64,6 @@ def beat_while_running() -> None:
     """
     from django_q.cluster import Cluster
 
-    from batches.cluster import heartbeat
-
     original_start, original_stop = Cluster.start, Cluster.stop
 
     def start(self: Cluster) -> int:
@@ -88,11 +87,6 @@ def refuse_a_taken_node() -> None:
     A database that does not answer (or is not migrated) never stops a start: the cluster then waits for it, as
     before.
     """
-    from django.core.management.base import CommandError
-    from django.db import DatabaseError
-
-    from batches.cluster import heartbeat
-
     try:
         holder = heartbeat.node_name_holder()
     except DatabaseError as exc:

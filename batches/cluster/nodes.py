@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from django.conf import settings
+from batches.conf import settings
+from batches.models import Execution
 
 SEPARATOR = ":"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -111,7 +112,5 @@ def local_prefix() -> str:
 
 def dead_local_owners() -> list[str]:
     """The owners of running rows that are processes of this machine no longer alive (SIGKILLed, say)."""
-    from batches.models import Execution
-
     mine = Execution.objects.running().filter(lease_owner__startswith=local_prefix()).order_by()
     return dead_local(mine.values_list("lease_owner", flat=True).distinct())

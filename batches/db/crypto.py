@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 from django.utils.crypto import salted_hmac
+
+from batches.conf import settings
 
 UNREADABLE_SECRET = "<unreadable-secret>"  # no key of BATCHES_ENCRYPTION_KEY decrypts the stored token
 DERIVATION_SALT = "batches.db.crypto.encryption-key"
@@ -87,7 +89,7 @@ def configured_keys() -> list[bytes]:
     entries = _entries(getattr(settings, "BATCHES_ENCRYPTION_KEY", ""))
     if entries:
         return [_checked(number, entry) for number, entry in enumerate(entries, start=1)]
-    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    secrets = [django_settings.SECRET_KEY, *getattr(django_settings, "SECRET_KEY_FALLBACKS", [])]
     return [derive_key(secret) for secret in secrets]
 
 

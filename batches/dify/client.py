@@ -1,7 +1,7 @@
-"""The one Dify client: `DifyClient` runs an app for a row, looks up a workflow run, stops a run, and reads an
-app's small JSON documents (`/parameters`, `/info`) for the pages (`batches.dify.pages`).
+"""The one Dify client: `DifyClient` runs an app for a row, uploads a file, looks up a workflow run, stops a run, and
+reads an app's small JSON documents (`/parameters`, `/info`) for the pages (`batches.dify.pages`).
 
-`run` never raises for upstream trouble: every failure becomes a `CallResult` with one of the error types of
+`run` and `upload` never raise for upstream trouble: every failure becomes a `CallResult` with one of the error types of
 `batches.choices.ErrorType`. Create the client inside a running event loop (workers are forked).
 """
 
@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +41,7 @@ from batches.dify.types import (
     CallResult,
     OnStarted,
 )
+from batches.dify.upload import MultipartFile
 from batches.imports import strictjson
 
 logger = logging.getLogger("batches.dify")
@@ -100,7 +102,7 @@ class DifyClient:
             body["auto_generate_name"] = False  # else Dify pays a second model call to name each conversation
         app = self.streaming_apps.get((app.base_url, app.api_key), app)
         state = StreamState(result, app.mode, on_started)
-        result = await self._guarded(app, result, self._post(app, path, body, state))
+        result = await self._within_deadline(app, result, self._post(app, path, body, state))
         if not agent_refuses_blocking(app, result):
             return result
         # An agent-chat app answers only in streaming mode: switch, for this row and the next ones.
@@ -108,21 +110,35 @@ class DifyClient:
         app = self.streaming_apps[(app.base_url, app.api_key)] = replace(app, response_mode="streaming")
         result = CallResult(ok=False)
         state = StreamState(result, app.mode, on_started)
-        return await self._guarded(app, result, self._post(app, path, {**body, "response_mode": "streaming"}, state))
+        return await self._within_deadline(
+            app, result, self._post(app, path, {**body, "response_mode": "streaming"}, state)
+        )
+
+    async def upload(self, app: AppSettings, path: Path, *, filename: str, user: str) -> CallResult:
+        """Upload one file (POST /files/upload, streamed from disk); outputs: Dify's answer, whose `id` a row's
+        inputs name. Never raises for upstream trouble, like `run`."""
+        result = CallResult(ok=False)
+        if is_unreadable(app.api_key):
+            return result.fail(ErrorType.AUTH, UNREADABLE_KEY_ERROR)
+        try:
+            body = MultipartFile(path, filename, user)
+        except OSError as exc:
+            return result.fail(ErrorType.INVALID_INPUT, f"the file cannot be read: {exc.strerror}")
+        return await self._within_deadline(app, result, self._post_file(app, result, body))
 
     async def get_workflow_run(self, app: AppSettings, run_id: str) -> CallResult:
         """How a workflow run ended (or that it is still `running`), from GET /workflows/run/{id}."""
         result = CallResult(ok=False, workflow_run_id=run_id)
         if is_unreadable(app.api_key):
             return result.fail(ErrorType.AUTH, UNREADABLE_KEY_ERROR)
-        return await self._guarded(app, result, self._get_run(app, run_id, result))
+        return await self._within_deadline(app, result, self._get_run(app, run_id, result))
 
     async def get_object(self, app: AppSettings, path: str) -> CallResult:
         """A small JSON document of the app (`/parameters`, `/info`) as the result's `outputs`; never raises."""
         result = CallResult(ok=False)
         if is_unreadable(app.api_key):
             return result.fail(ErrorType.AUTH, UNREADABLE_KEY_ERROR)
-        return await self._guarded(app, result, self._get_object(app, path, result))
+        return await self._within_deadline(app, result, self._get_object(app, path, result))
 
     async def stop(self, app: AppSettings, task_id: str, *, user: str) -> bool:
         """Ask Dify to stop a streaming run; True when it said so."""
@@ -146,7 +162,7 @@ class DifyClient:
             logger.info("stop %s failed: %s", task_id, one_line(repr(exc), app.api_key))
             return False
 
-    async def _guarded(self, app: AppSettings, result: CallResult, call: Awaitable[None]) -> CallResult:
+    async def _within_deadline(self, app: AppSettings, result: CallResult, call: Awaitable[None]) -> CallResult:
         """Await `call` within the app's total deadline, turning every failure into the result."""
         started = time.monotonic()
         try:
@@ -190,6 +206,19 @@ class DifyClient:
                 await sse.consume(r, state, self.max_response_bytes)
             else:
                 parse_blocking(result, await sse.read(r, self.max_response_bytes), app.mode)
+
+    async def _post_file(self, app: AppSettings, result: CallResult, body: MultipartFile) -> None:
+        url = app.base_url.rstrip("/") + "/files/upload"
+        headers = {**_headers(app), **body.headers}
+        async with self._http.stream("POST", url, content=body.chunks(), headers=headers, timeout=_timeout(app)) as r:
+            result.http_status = r.status_code
+            if not await self._check_status(r, result, app):
+                return
+            raw = await sse.read(r, self.max_response_bytes)
+        answer = strictjson.object_of(raw)
+        if answer is None or not isinstance(answer.get("id"), str) or not answer["id"]:
+            raise BadResponse("upload answer without a file id", raw)
+        result.ok, result.outputs, result.upstream_status = True, answer, "uploaded"
 
     @contextlib.asynccontextmanager
     async def _sent(self, method: str, url: str, content: bytes, app: AppSettings) -> AsyncIterator[httpx.Response]:
@@ -250,8 +279,8 @@ def _headers(app: AppSettings) -> dict[str, str]:
 
 def _timeout(app: AppSettings) -> httpx.Timeout:
     """A blocking answer is silent until the run ends: only the call's own limit applies. A stream pings every
-    10 s, so a longer silence means it is dead; pings do not extend the call past its limit (`_guarded`). Connect
-    gives up before the whole call, so a silent port ends like a refused one (CONNECT_FAILED)."""
+    10 s, so a longer silence means it is dead; pings do not extend the call past its limit (`_within_deadline`).
+    Connect gives up before the whole call, so a silent port ends like a refused one (CONNECT_FAILED)."""
     total = app.timeout
     read = total if app.response_mode == "blocking" else min(total, app.silence_timeout)
     return httpx.Timeout(connect=min(10.0, total * 0.9), read=read, write=10.0, pool=total)

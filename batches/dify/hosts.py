@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from django.conf import settings
+from batches.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

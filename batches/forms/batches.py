@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext_lazy as _
 
 from batches.choices import BatchStatus
+from batches.conf import settings
 from batches.imports import importers
 from batches.models import Workflow
-from batches.services.lifecycle import ImportOptions
+from batches.services.imports import ImportOptions
 
 
 class BatchFilterForm(forms.Form):

@@ -11,9 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from batches.choices import ErrorType
 from batches.display import bidi
 from batches.imports import strictjson
-from batches.imports.inputs import InputError
 from batches.models import Execution
-from batches.services.lifecycle import typed_inputs
 
 
 class IntegerListField(forms.Field):
@@ -107,7 +105,8 @@ class InputsJSONField(forms.JSONField):
 
 
 class InputsForm(forms.Form):
-    """Edit an execution's inputs as JSON before a manual retry."""
+    """Edit an execution's inputs as JSON before a manual retry (the types the app declares are the retry's to check:
+    its refusal goes on the `inputs` field)."""
 
     inputs = forms.CharField(label=_("Inputs (JSON object)"), widget=forms.Textarea(attrs={"rows": 10}))
 
@@ -125,20 +124,14 @@ class InputsForm(forms.Form):
         validate_json_object(value)
         return value
 
-    def is_valid_for(self, execution: Execution) -> bool:
-        """Valid, and the inputs converted to the types the app declares (the app is asked)."""
-        if not self.is_valid():
-            return False
-        try:
-            self.cleaned_data["inputs"] = typed_inputs(execution, edited=self.cleaned_data["inputs"])
-        except InputError as exc:
-            self.add_error("inputs", str(exc))
-            return False
-        return True
-
 
 class ExecutionRetryAdminForm(forms.ModelForm):
-    """The admin's edit-and-retry form: only `inputs` is editable, and it must be a JSON object."""
+    """The admin's edit-and-retry form: only `inputs` is editable, and it must be a JSON object.
+
+    The types the app declares are checked by the retry, after this form was valid; `ExecutionAdmin` then validates
+    the form again with the app's refusal in `refused`, so that it shows on the field."""
+
+    refused = ""
 
     class Meta:
         model = Execution
@@ -151,7 +144,6 @@ class ExecutionRetryAdminForm(forms.ModelForm):
     def clean_inputs(self) -> Any:
         value = self.cleaned_data["inputs"]
         validate_json_object(value)
-        try:  # converted to the types the app declares (the app is asked)
-            return typed_inputs(self.instance, edited=value)
-        except InputError as exc:
-            raise forms.ValidationError(str(exc), code="input_type") from None
+        if self.refused:
+            raise forms.ValidationError(self.refused, code="input_type")
+        return value

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from django.conf import settings
+from batches.conf import settings
 
 IMAGE = frozenset({"jpg", "jpeg", "png", "webp", "gif", "svg"})
 VIDEO = frozenset({"mp4", "mov", "mpeg", "webm"})

@@ -12,8 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.dify.types import InputVariable
 from batches.imports import inputs, readers
 from batches.imports import mapping as mapping_rules

@@ -16,9 +16,9 @@ from itertools import chain, count
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from openpyxl.utils import get_column_letter
 
+from batches.conf import settings
 from batches.imports import strictjson, xlsx_reader
 
 SNIFF_CHARS = 64 * 1024

@@ -18,11 +18,11 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
 
+from batches.conf import settings
 from batches.imports import xlsx_sheet, xlsx_strings, zip_directory
 
 MAX_COLUMNS = 16_384  # Excel's own limit (XFD)

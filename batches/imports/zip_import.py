@@ -20,8 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.imports import zip_directory
 from batches.imports.files import FileInputError
 from batches.imports.importers import EXTENSIONS, ImportFileError

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import (
     MaxValueValidator,
@@ -23,6 +22,7 @@ from batches.choices import (
     Mode,
     ResponseMode,
 )
+from batches.conf import settings
 from batches.db.fields import EncryptedCharField, OrderedJSONField
 from batches.dify import hosts
 
@@ -138,7 +138,7 @@ def _is_email(address: object) -> bool:
 
 class WorkflowThrottle(models.Model):
     """What all processes share about one workflow's upstream: an rpm token bucket, an AIMD limit, and the
-    upstream circuit (see services/throttle.py)."""
+    upstream circuit (see services/throttle.py and services/circuit.py)."""
 
     workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, primary_key=True, related_name="throttle")
     tokens = models.FloatField(default=0)

@@ -13,11 +13,10 @@ from collections.abc import Coroutine
 from concurrent.futures import Future, wait
 from typing import Any
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings
-from batches.services.claims import Claim
+from batches.services.leases import Claim
 
 SETTLE_STEPS = 8  # loop iterations a new call takes to send its request (pooled connection, headers, body)
 

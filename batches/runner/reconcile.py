@@ -11,7 +11,8 @@ Only Dify's own answer about the run (404, `failed`, `stopped`, too old) lets th
 got no such answer (refused, a timeout, a gateway's 5xx, a 429) is the try's failure, with the look-up's error type
 and the run id, so the row keeps it and the next try asks again: paying again then could pay twice for a run that
 finished while Dify was away. The row keeps its latest run id until a newer call announces its own
-(services/results.py), and every try looks that run up first unless its end was seen (RUN_ENDED_ERRORS).
+(services/results.py), and every try looks that run up first unless its end was seen (choices.RUN_ENDED_ERRORS,
+services/claims.py: `resumable`).
 """
 
 from __future__ import annotations
@@ -20,24 +21,13 @@ import asyncio
 import logging
 import time
 
-from django.conf import settings
-
-from batches.choices import ErrorType
+from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 
 logger = logging.getLogger(__name__)
-# The error types that say how the row's latest run ended: a run seen to fail, stopped in Dify or cancelled by
-# staff is not asked about again (a stopped run says `running` for ever: asking would only wait). After any other
-# (a cut stream, a timeout, a failed look-up) it may have finished inside Dify.
-RUN_ENDED_ERRORS = frozenset({ErrorType.WORKFLOW_FAILED, ErrorType.CANCELLED})
 # Answers in which Dify speaks about the run itself (`running` is polled, `succeeded` recorded).
 ANSWERED_STATUSES = frozenset({"failed", "stopped", "paused", "running", "succeeded", "partial-succeeded"})
-
-
-def resumable(error_type: str, run_id: str) -> bool:
-    """Whether a try should look up the row's latest run first (its id is known, its end was not seen)."""
-    return bool(run_id) and error_type not in RUN_ENDED_ERRORS
 
 
 async def earlier_run(

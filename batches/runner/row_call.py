@@ -1,11 +1,13 @@
-"""A row's call when its inputs name files of its ZIP: upload each once, send the ids, upload again if Dify lost one.
+"""A row's call, files or not: the look-up of its earlier run, then the run itself, its result put on the runner's
+event queue however the call ends (a crash becomes a failed try).
 
-Runs in the runner's call loop; the upload-once state (batches/services/file_uploads.py) is read and written by the
-runner's own thread, asked through its event queue (an `errand` event), so the calls' thread never touches the
-database. An upload is part of the row's call: it runs within the row's claim (so within the batch's concurrency
-and behind the workflow's upstream circuit), takes a token of the workflow's rpm bucket of its own, and a failed
-upload fails the try with the same error types as a call, retried by the same rules (the circuit counts it). Within
-one process, rows naming the same file share one upload.
+When its inputs name files of its ZIP, each file is uploaded once and its id sent, and uploaded again if Dify lost
+it (`RowUploads`). The upload-once state (batches/services/file_uploads.py) is read and written by the runner's own
+thread, asked through its event queue (an `errand` event), so the calls' thread never touches the database. An
+upload is part of the row's call: it runs within the row's claim (so within the batch's concurrency and behind the
+workflow's upstream circuit), takes a token of the workflow's rpm bucket of its own, and a failed upload fails the
+try with the same error types as a call, retried by the same rules (the circuit counts it). Within one process,
+rows naming the same file share one upload.
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from django.conf import settings
-
 from batches.choices import ErrorType
-from batches.dify import upload as dify_upload
+from batches.conf import settings
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult, OnStarted
 from batches.imports import file_types, files
-from batches.services import claims, file_uploads
+from batches.runner import reconcile
+from batches.services import file_uploads, leases
 
 logger = logging.getLogger(__name__)
 WAIT_SECONDS = 0.5  # between looks while another process uploads a file
@@ -44,10 +45,31 @@ _shared: weakref.WeakKeyDictionary[DifyClient, dict[tuple[int, str], asyncio.Fut
 )
 
 
+async def call(
+    client: DifyClient, app: AppSettings, claim: leases.Claim, *, owner: str, events: queue.Queue[Any]
+) -> None:
+    """Run the row's call and put its result on `events` (a `done` event); a `started` event tells its run id."""
+    result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error="the call did not finish")
+    try:
+        # After an interruption or a cut call, Dify is asked how the earlier run ended instead of paying for it twice.
+        result = await reconcile.earlier_run(client, app, claim.resume_run_id) or await run(
+            client, app, claim, owner=owner, events=events, on_started=announcer(claim, events)
+        )
+    except Exception as exc:  # a bug must not strand the row: record it as a failed try
+        logger.exception("call for execution %s crashed", claim.execution_id)
+        result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error=f"internal error: {type(exc).__name__}")
+    finally:
+        events.put(("done", claim, result))
+
+
+def announcer(claim: leases.Claim, events: queue.Queue[Any]) -> OnStarted:
+    return lambda run_id, task_id: events.put(("started", claim, (run_id, task_id)))
+
+
 async def run(
     client: DifyClient,
     app: AppSettings,
-    claim: claims.Claim,
+    claim: leases.Claim,
     *,
     owner: str,
     events: queue.Queue[Any],
@@ -59,22 +81,22 @@ async def run(
     names = files.local_names(claim.inputs)
     if not names:
         return await client.run(app, claim.inputs, user=user, on_started=on_started)
-    session = Session(client, app, claim, owner, events)
+    uploads = RowUploads(client, app, claim, owner, events)
     for attempt in range(2):
-        ids = await session.upload_ids(names)
+        ids = await uploads.upload_ids(names)
         if isinstance(ids, CallResult):
             return ids
         result = await client.run(app, files.with_upload_ids(claim.inputs, ids), user=user, on_started=on_started)
         if silent_stream(app, result):
-            await session.forget(ids, older_only=True)  # perhaps a lost upload: the retry uploads old ones again
+            await uploads.forget(ids, older_only=True)  # perhaps a lost upload: the retry uploads old ones again
         if attempt or not upload_gone(result):
             return result
         logger.info("execution %s: Dify lost an upload (%s); uploading again", claim.execution_id, result.error)
-        await session.forget(ids)
+        await uploads.forget(ids)
     raise AssertionError("unreachable")
 
 
-async def went_silent(app: AppSettings, claim: claims.Claim, events: queue.Queue[Any]) -> bool:
+async def went_silent(app: AppSettings, claim: leases.Claim, events: queue.Queue[Any]) -> bool:
     """Whether this try of a file row should be sent in blocking mode: its stream's last try went silent without
     announcing a run. Dify answers a file it refuses in streaming mode with one ping and silence (its worker
     checks the inputs, dify-real-files); only blocking mode says why, at once, so the row fails for its own
@@ -84,7 +106,7 @@ async def went_silent(app: AppSettings, claim: claims.Claim, events: queue.Queue
     return bool(await ask(events, claim, file_uploads.went_silent, claim.execution_id))
 
 
-def user_for(claim: claims.Claim) -> str:
+def user_for(claim: leases.Claim) -> str:
     """The `user` a row's calls and uploads are made as: its batch's, or with BATCHES_UPLOAD_SHARED_USER its
     workflow's (then every batch of the workflow reuses the others' uploads)."""
     return f"workflow-{claim.workflow_id}" if settings.BATCHES_UPLOAD_SHARED_USER else f"batch-{claim.batch_id}"
@@ -100,11 +122,11 @@ def upload_gone(result: CallResult) -> bool:
     return result.error_type == ErrorType.INVALID_INPUT and bool(GONE.search(result.error.strip()))
 
 
-class Session:
-    """One row's uploads."""
+class RowUploads:
+    """One row's uploads: the ids of the files its inputs name."""
 
     def __init__(
-        self, client: DifyClient, app: AppSettings, claim: claims.Claim, owner: str, events: queue.Queue[Any]
+        self, client: DifyClient, app: AppSettings, claim: leases.Claim, owner: str, events: queue.Queue[Any]
     ) -> None:
         self.client, self.app, self.claim, self.owner, self.events = client, app, claim, owner, events
         self.user = user_for(claim)
@@ -178,9 +200,7 @@ class Session:
         while not await self.ask(file_uploads.upload_token, self.claim.workflow_id):
             await asyncio.sleep(TOKEN_WAIT_SECONDS)  # the workflow's rpm limit counts uploads too
         try:
-            result = await dify_upload.upload(
-                self.client, self.app, taken.path, filename=file_types.safe_name(name), user=self.user
-            )
+            result = await self.client.upload(self.app, taken.path, filename=file_types.safe_name(name), user=self.user)
         except asyncio.CancelledError:  # the row was cancelled: free the file for the others at once
             self.events.put(("errand", self.claim, partial(file_uploads.release, taken.file_id, owner=self.owner)))
             raise
@@ -196,7 +216,7 @@ class Session:
 
 
 async def ask(
-    events: queue.Queue[Any], claim: claims.Claim, function: Callable[..., T], *args: Any, **options: Any
+    events: queue.Queue[Any], claim: leases.Claim, function: Callable[..., T], *args: Any, **options: Any
 ) -> T:
     """Run a database function on the runner's thread (it owns the database) and wait for its answer."""
     loop = asyncio.get_running_loop()

@@ -19,29 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 
-from batches.choices import ErrorType
 from batches.cluster import nodes
 from batches.cluster.hooks import stop_marker
+from batches.conf import settings
 from batches.dify.client import DifyClient
-from batches.dify.types import AppSettings, CallResult
+from batches.dify.types import AppSettings
 from batches.models import BatchTask
-from batches.runner import reconcile, row_call
+from batches.runner import row_call
+from batches.runner.backlog import WRITE_WHEN_QUIET, ResultBacklog
 from batches.runner.call_loop import CallLoop
+from batches.runner.pacer import Pacer
 from batches.runner.upstream_checks import UpstreamChecks
-from batches.services import circuit, claims, leases, results, transitions
+from batches.services import claims, leases, transitions, upstream_health
 from batches.services.workflows import DifyMoved, app_settings
 
 logger = logging.getLogger(__name__)
-RECORD_CHUNK = 500
-# Results are written once calls have stopped ending for WRITE_WHEN_QUIET seconds, or when the oldest has waited
-# WRITE_WITHIN: fewer, larger writes, out of the way of the successors' claims while a wave is ending.
-WRITE_WHEN_QUIET = 0.06
-WRITE_WITHIN = 0.5
+RECORD_CHUNK = 500  # claims stop for a write once this many results wait; the most events taken in at once
 DEAD_OWNERS_EVERY = 2.0  # seconds between looks for rows held by this machine's dead processes
-Event = tuple[str, claims.Claim, Any]
+Event = tuple[str, leases.Claim, Any]
 
 
 def runner_owner() -> str:
@@ -60,19 +57,19 @@ class Runner:
     stopping: bool = False  # the cluster is stopping: hand the rows back now
     batches: list[BatchTask] = field(default_factory=list)
     to_finish: set[int] = field(default_factory=set)
-    unsaved_starts: dict[int, claims.Claim] = field(default_factory=dict)  # run ids not yet written
-    backlog: list[tuple[claims.Claim, CallResult]] = field(default_factory=list)  # results not yet written
-    marked: set[int] = field(default_factory=set)  # rows of the backlog a claim has marked as ended
-    due: dict[str, float] = field(default_factory=dict)  # next time for periodic chores
+    unsaved_starts: dict[int, leases.Claim] = field(default_factory=dict)  # run ids not yet written
     runners: int = 1  # runners at work, to share each batch's concurrency between them
     mine: Counter[int] = field(default_factory=Counter)  # calls in flight per batch
     dead_owners: list[str] = field(default_factory=list)  # this machine's processes that died holding rows
     renew_first: bool = False  # the database was away: renew the leases before claiming anything
     marker: Path = field(default_factory=lambda: stop_marker(os.getppid()))  # this cluster run's stop marker
     clock: Callable[[], float] = time.monotonic  # paces the chores and polls; a test scripts it
-    last_end: float = 0.0  # when the latest call's end reached this thread
-    backlog_since: float = 0.0  # when the oldest result not yet written came in
     checks: UpstreamChecks = field(default_factory=UpstreamChecks)  # the upstream health checks it sends
+    backlog: ResultBacklog = field(init=False)  # results not yet written
+    pacer: Pacer = field(init=False)  # when each periodic chore is next due
+
+    def __post_init__(self) -> None:
+        self.backlog, self.pacer = ResultBacklog(self.clock), Pacer(self.clock)
 
     def run(self, seconds: float, slot: int | None = None) -> int:
         """Claim for `seconds`, then let the calls in flight finish. Returns how many results were recorded."""
@@ -82,8 +79,8 @@ class Runner:
             while not self.cluster_stopping():
                 claiming = self.clock() < deadline
                 if self.renew_first:
-                    self.guarded(self.renew_after_outage)
-                if self.failed_results():  # a pause or a 429 must land before claims
+                    self.db_step(self.renew_after_outage)
+                if self.backlog.failed():  # a pause or a 429 must land before claims
                     recorded += self.write_backlog()
                 # Otherwise successors first: the rows that ended are written while the new calls are under way.
                 got = self.claim_successors(calls) if claiming and not self.renew_first else 0
@@ -91,7 +88,7 @@ class Runner:
                     if got:
                         calls.settle()
                     recorded += self.write_backlog()
-                self.guarded(self.chores, slot, calls)
+                self.db_step(self.chores, slot, calls)
                 idle = not self.in_flight and not self.backlog and not self.checks.sending
                 if idle and (not claiming or self.out_of_work(got)):
                     break
@@ -100,7 +97,7 @@ class Runner:
                 self.hand_back(calls)
         finally:
             calls.close()
-            self.guarded(transitions.finish_done, self.to_finish)
+            self.db_step(transitions.finish_done, self.to_finish)
         return recorded
 
     def cluster_stopping(self) -> bool:
@@ -109,11 +106,11 @@ class Runner:
             self.stopping = True
         return self.stopping
 
-    def guarded(self, step: Any, *args: Any) -> Any:
+    def db_step(self, step: Any, *args: Any) -> Any:
         """Run one database step; if the database is away, keep going with the calls and try again later.
 
         Only connection-class errors are an outage. Any other database error is a bug or a bad value: it is
-        logged with its traceback, not retried in silence (write_backlog records the rows' results as failed).
+        logged with its traceback, not retried in silence (the backlog records such a row's result as failed).
         """
         try:
             return step(*args)
@@ -132,36 +129,28 @@ class Runner:
         """Before anything else once the database is back: leases may have expired while it was away."""
         self.renew_first = False
         leases.renew_leases(self.owner)
-        self.due.pop("renew", None)
+        self.pacer.due_now("renew")
 
     def out_of_work(self, got: int | None) -> bool:
-        return not got and not self.guarded(claims.has_work)
-
-    def every(self, chore: str, seconds: float) -> bool:
-        """True at most once per `seconds` for each chore."""
-        now = self.clock()
-        if now < self.due.get(chore, 0.0):
-            return False
-        self.due[chore] = now + seconds
-        return True
+        return not got and not self.db_step(claims.has_work)
 
     def claim_due(self) -> bool:
         # Without a freed call there is only room if someone else's rows ended: look now and then.
-        return self.freed or self.every("poll", settings.BATCHES_POLL_INTERVAL)
+        return self.freed or self.pacer.every("poll", settings.BATCHES_POLL_INTERVAL)
 
     def chores(self, slot: int | None, calls: CallLoop | None = None) -> None:
-        if self.unsaved_starts and self.every("run ids", 0.2):
+        if self.unsaved_starts and self.pacer.every("run ids", 0.2):
             self.flush_run_ids()
-        if self.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
+        if self.pacer.every("renew", settings.BATCHES_LEASE_SECONDS / 3):
             leases.renew_leases(self.owner)
-        if slot is not None and self.every("slot", 1.0):
+        if slot is not None and self.pacer.every("slot", 1.0):
             claims.renew_slot(slot, owner=self.owner)
-        if calls is not None and self.in_flight and self.every("cancelled", 1.0):
+        if calls is not None and self.in_flight and self.pacer.every("cancelled", 1.0):
             self.stop_lost_calls(calls)
-        if self.to_finish and self.every("finish", 1.0):
+        if self.to_finish and self.pacer.every("finish", 1.0):
             transitions.finish_done(self.to_finish)
             self.to_finish.clear()
-        if calls is not None and self.batches and self.every("probes", settings.BATCHES_POLL_INTERVAL):
+        if calls is not None and self.batches and self.pacer.every("probes", settings.BATCHES_POLL_INTERVAL):
             self.checks.start(self.owner, calls, self.batches, self.app_for)
         if self.checks.sending:
             self.checks.record(self.owner)
@@ -181,8 +170,8 @@ class Runner:
         """Claim for the calls that ended, then again for those that ended meanwhile, before writing any result:
         a wave's results reach this thread over tens of milliseconds, and a write of them takes as long."""
         got = 0
-        while self.claim_due() and len(self.backlog) < RECORD_CHUNK and not self.failed_results():
-            started = self.guarded(self.claim_and_start, calls)
+        while self.claim_due() and len(self.backlog) < RECORD_CHUNK and not self.backlog.failed():
+            started = self.db_step(self.claim_and_start, calls)
             if started is None:  # the database is away
                 break
             got += started
@@ -190,29 +179,20 @@ class Runner:
         return got
 
     def write_due(self, claiming: bool) -> bool:
-        """Results wait while calls are still ending: the two cores go to the successors' claims and requests
-        first, and the results follow in one write. A result that stops the batch (a pause, a 429) is written
-        before any claim instead (run)."""
-        if not self.backlog:
-            return False
-        now = self.clock()
-        quiet = now - self.last_end >= WRITE_WHEN_QUIET
-        overdue = now - self.backlog_since >= WRITE_WITHIN
-        return quiet or overdue or not claiming or not self.in_flight or self.stopping
-
-    def failed_results(self) -> bool:
-        return any(not result.ok for _, result in self.backlog)
+        """Whether the results are due to be written (ResultBacklog.write_due); a result that stops the batch (a
+        pause, a 429) is written before any claim instead (run)."""
+        return self.backlog.write_due(more_coming=claiming and bool(self.in_flight) and not self.stopping)
 
     def claim_and_start(self, calls: CallLoop) -> int:
         room = self.capacity - self.in_flight
         if room <= 0:
             self.freed = False
             return 0
-        if self.every("batches", 1.0) or not self.batches:
+        if self.pacer.every("batches", 1.0) or not self.batches:
             self.batches = claims.runnable_batches()
-        if self.every("runners", 1.0):
+        if self.pacer.every("runners", 1.0):
             self.runners = max(1, claims.active_runners())
-        if self.every("dead owners", DEAD_OWNERS_EVERY):
+        if self.pacer.every("dead owners", DEAD_OWNERS_EVERY):
             self.dead_owners = nodes.dead_local_owners()
         started = 0
         for offset in range(len(self.batches)):
@@ -223,23 +203,21 @@ class Runner:
         return started
 
     def claim_batch(self, calls: CallLoop, batch: BatchTask, room: int) -> int:
-        ended = [
-            c.execution_id for c, _ in self.backlog if c.batch_id == batch.pk and c.execution_id not in self.marked
-        ]
+        ended = self.backlog.ended(batch.pk)
         # Every place this runner's calls freed is refilled, even past its share: no other runner would know of
         # it before its next poll. The share bounds only the places it takes beyond those.
         refills = min(room, len(ended))
         beyond = min(room, max(self.fair_share(batch), len(ended))) - refills
         if refills + beyond <= 0:
             return 0
-        if refills and beyond and not self.every(f"beyond {batch.pk}", settings.BATCHES_POLL_INTERVAL):
+        if refills and beyond and not self.pacer.every(f"beyond {batch.pk}", settings.BATCHES_POLL_INTERVAL):
             # Alongside refills, once a poll interval: the others refill their own places, so a free one is rare (a
             # runner gone, the concurrency raised), and looking for it takes the batch row's exclusive lock.
             beyond = 0
         app = self.app_for(batch)
         if app is None:
             return 0
-        take_over = self.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
+        take_over = self.pacer.every(f"take over {batch.pk}", settings.BATCHES_POLL_INTERVAL)
         started = 0
         for limit, marks in ((refills, ended), (beyond, [])):
             if limit > 0:
@@ -247,12 +225,12 @@ class Runner:
                 claimed = claims.claim(
                     batch.pk, owner=owner, limit=limit, take_over=take_over, ended=marks, dead_owners=dead_owners
                 )
-                self.marked.update(marks)
+                self.backlog.mark(marks)
                 started += self.start_calls(calls, batch, app, claimed)
                 take_over = False
         return started
 
-    def start_calls(self, calls: CallLoop, batch: BatchTask, app: AppSettings, claimed: list[claims.Claim]) -> int:
+    def start_calls(self, calls: CallLoop, batch: BatchTask, app: AppSettings, claimed: list[leases.Claim]) -> int:
         for claim in claimed:
             calls.start(claim, app, self.call(calls.client, app, claim))
             self.mine[batch.pk] += 1
@@ -273,26 +251,9 @@ class Runner:
             transitions.pause(batch.pk, reason=str(moved))
             return None
 
-    async def call(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> None:
-        result = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error="the call did not finish")
-        try:
-            result = await self.reconciled(client, app, claim) or await row_call.run(
-                client, app, claim, owner=self.owner, events=self.events, on_started=self.started_callback(claim)
-            )
-        except Exception as exc:  # a bug must not strand the row: record it as a failed try
-            logger.exception("call for execution %s crashed", claim.execution_id)
-            result = CallResult(
-                ok=False, error_type=ErrorType.BAD_RESPONSE, error=f"internal error: {type(exc).__name__}"
-            )
-        finally:
-            self.events.put(("done", claim, result))
-
-    def started_callback(self, claim: claims.Claim) -> Any:
-        return lambda run_id, task_id: self.events.put(("started", claim, (run_id, task_id)))
-
-    async def reconciled(self, client: DifyClient, app: AppSettings, claim: claims.Claim) -> CallResult | None:
-        """After an interruption or a cut call, ask Dify how the earlier run ended instead of paying for it twice."""
-        return await reconcile.earlier_run(client, app, claim.resume_run_id)
+    async def call(self, client: DifyClient, app: AppSettings, claim: leases.Claim) -> None:
+        """Runs on the calls' thread; its events come back through the queue."""
+        await row_call.call(client, app, claim, owner=self.owner, events=self.events)
 
     def wait_for_events(self, just_started: int) -> list[Event]:
         timeout = 0.05 if just_started else settings.BATCHES_POLL_INTERVAL
@@ -316,15 +277,12 @@ class Runner:
                 run_id, claim.task_id = payload
                 claim.run_id = run_id or claim.run_id  # a message stream names no run: keep the row's latest
                 self.unsaved_starts[claim.execution_id] = claim
-            elif kind == "errand":  # a call's question about its files' uploads (batches/row_call.py)
+            elif kind == "errand":  # a call's question about its files' uploads (batches/runner/row_call.py)
                 payload()
             else:
                 self.unsaved_starts.pop(claim.execution_id, None)
                 calls.forget(claim.execution_id)
-                self.last_end = self.clock()
-                if not self.backlog:
-                    self.backlog_since = self.last_end
-                self.backlog.append((claim, payload))
+                self.backlog.add(claim, payload)
                 self.in_flight -= 1
                 self.mine[claim.batch_id] -= 1
                 self.freed = True
@@ -332,41 +290,11 @@ class Runner:
     def write_backlog(self) -> int:
         if not self.backlog:
             return 0
-        recorded = self.guarded(self.record_backlog)
-        if recorded is None:  # the database is away: keep the results, try again later
+        recorded = self.db_step(self.backlog.write)
+        if recorded is None:  # the database is away: the backlog keeps the results, to try again later
             return 0
-        self.backlog = []
-        self.marked.clear()
         self.to_finish |= recorded.batch_ids
         return int(recorded.written)
-
-    def record_backlog(self) -> results.Recorded:
-        try:
-            return results.record_results(self.backlog)
-        except (OperationalError, InterfaceError):
-            raise
-        except DatabaseError:
-            logger.exception("could not record %s results; recording them one by one", len(self.backlog))
-            return self.record_one_by_one()
-
-    def record_one_by_one(self) -> results.Recorded:
-        """A result the database refuses (not an outage) is recorded as a failed try instead of being retried
-        in silence forever; the row then follows its retry rules."""
-        total = results.Recorded()
-        for claim, result in self.backlog:
-            try:
-                recorded = results.record_results([(claim, result)])
-            except (OperationalError, InterfaceError):
-                raise
-            except DatabaseError as exc:
-                logger.exception("execution %s: its result could not be recorded", claim.execution_id)
-                error = f"internal error: the result could not be recorded ({type(exc).__name__})"
-                failed = CallResult(ok=False, error_type=ErrorType.BAD_RESPONSE, error=error)
-                recorded = results.record_results([(claim, failed)])
-            total.written += recorded.written
-            total.discarded += recorded.discarded
-            total.batch_ids |= recorded.batch_ids
-        return total
 
     def hand_back(self, calls: CallLoop) -> None:
         """A stopping cluster: give the rows back now rather than when their leases expire.
@@ -379,10 +307,10 @@ class Runner:
         known = [event for event in self.drain() if not (event[0] == "done" and event[1].execution_id in cancelled)]
         self.absorb(known, calls)
         if self.unsaved_starts:
-            self.guarded(self.flush_run_ids)
+            self.db_step(self.flush_run_ids)
         self.write_backlog()
-        released = self.guarded(leases.release_claims, self.owner)
-        self.guarded(circuit.release_probes, self.owner)
+        released = self.db_step(leases.release_claims, self.owner)
+        self.db_step(upstream_health.release_probes, self.owner)
         logger.info("runner %s handed back %s rows", self.owner, released)
 
     def drain(self) -> list[Event]:
@@ -394,7 +322,7 @@ class Runner:
 
 
 def run_slice() -> str:
-    """One runner slice, guarded by a runner slot; hands over to a fresh wake-up if work is left."""
+    """One runner slice, within a runner slot; hands over to a fresh wake-up if work is left."""
     # The calls' thread and this one share the GIL: switch sooner, so a finished call's row is recorded sooner.
     sys.setswitchinterval(0.001)
     runner = Runner()

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from batches.choices import ExecutionStatus
+from batches.conf import settings
 from batches.models import BatchTask, Execution, Workflow
 
 PRICE_STEP = Decimal("0.000001")  # costs are shown to a millionth

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from batches.choices import CircuitState
 from batches.cluster import heartbeat, nodes
+from batches.conf import settings
 from batches.models import BatchTask, ClusterHeartbeat, Execution
 from batches.selectors.batches import iso
 from batches.services.retention import prunable

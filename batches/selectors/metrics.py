@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.conf import settings
 from django.db.models import Count, F, Min, Q, Sum
 from django.db.models.functions import Coalesce
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from batches.choices import BatchStatus, CircuitState
+from batches.conf import settings
 from batches.db import clock
 from batches.models import Attempt, BatchTask, ClusterHeartbeat, Execution, WorkflowThrottle
 from batches.selectors.health import WORKER_WINDOW

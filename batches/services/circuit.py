@@ -1,195 +1,194 @@
-"""The upstream circuit's health check: one question to Dify that costs nothing and concerns no row, its verdict,
-the refund of the tries an outage cost, and the partial outage. (How results feed the circuit, and which claims it
-lets through, is in services/throttle.py.)
+"""The upstream circuit of each workflow, in its WorkflowThrottle row: its states, the streak of outage-class
+failures that moves it, and which claims it lets through. The health check that decides whether Dify is up, its
+verdict and the refund are in services/upstream_health.py. The row is locked as services/throttle.py says.
 
-1. A streak of outage-class failures (throttle.observe), or an open circuit whose wait is over, makes a health
-   check due. The first runner to see it takes it (`take_probes`: a guarded UPDATE of the WorkflowThrottle row,
-   with a lease its holder renews with its row leases, services/leases.py), so exactly one check is on its way
-   across all processes and machines, however long it takes; a holder that dies loses it when its lease expires.
-2. The holder sends `GET /parameters` with the app's key (dify/pages.health), outside any transaction, and
-   records the answer (`answered`), only if it still holds the check.
-3. The verdict. Down (no answer, a 5xx, a page that is not Dify's): the circuit opens (or stays open, waiting
-   longer), and every try of the streak is refunded (`refund_streak`). Up after being open: it closes. Up after a
-   streak: the failures were the rows' own and keep what they spent; but if more than BATCHES_PARTIAL_OUTAGE_ROWS
-   distinct rows have failed outage-class in a row, Dify answers while its runs fail (a partial outage): the
-   workflow's running batches pause with the reason, and those rows get their tries back.
-Staff can ask at once (`probe_now`: `manage.py probe_upstream`, the batch page's button), one check at a time too.
+- `closed`: normal. Outage-class failures (connection, timeout, upstream_error) count up a streak; any answer
+  from Dify (a success, a 429, a 4xx about the row, a failed run) resets it. BATCHES_CIRCUIT_FAILURES failures in
+  a row make the circuit ask Dify (`half_open`, never yet open): claims stop until one health check, `GET
+  /parameters` and never a row, says whether Dify is up. Up: the failures were the rows' own (they keep what they
+  spent), the circuit closes, and the next check comes a threshold of failures later. Down: it opens.
+- `open`: Dify is down; claims take no rows of the workflow. When `next_probe_at` passes, one health check (the
+  circuit is `half_open` while it is on its way) decides: an answer closes the circuit, no answer doubles the
+  wait (BATCHES_CIRCUIT_PROBE_MIN doubling to BATCHES_CIRCUIT_PROBE_MAX, with jitter).
+
+A failure that comes while the circuit is open costs its row no automatic retry: the row goes back to pending and
+its Attempt is marked as during an outage; when the circuit opens, every try of the streak that led to it is
+refunded too, whatever its trigger. Only failures while Dify otherwise answers spend a row's retries, so a row with
+a problem of its own still fails.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter
-from collections.abc import Collection
-from datetime import datetime
+import random
+from datetime import datetime, timedelta
 
-from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q, QuerySet
-from django.db.models.functions import Greatest
-
-from batches.choices import OUTAGE_ERRORS, BatchStatus, CircuitState, ExecutionStatus
-from batches.db import clock
-from batches.dify.pages import Health
-from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
-from batches.selectors.batches import Upstream, upstream_of
-from batches.services import throttle
-from batches.services.leases import lease_expiry
-from batches.services.transitions import pause, transition
+from batches.choices import ANSWERED_ERRORS, OUTAGE_ERRORS, CircuitState
+from batches.conf import settings
+from batches.dify.types import CallResult
+from batches.models import BatchTask, WorkflowThrottle
+from batches.selectors.batches import upstream_of
+from batches.services.leases import Claim
 
 logger = logging.getLogger(__name__)
-ANSWER_FIELDS = [*throttle.CIRCUIT_FIELDS, "probe_answer", "probe_answered_at"]
+CIRCUIT_FIELDS = [
+    "circuit",
+    "circuit_since",
+    "outage_streak",
+    "streak_since",
+    "last_error",
+    "next_probe_at",
+    "probe_backoff",
+    "probe_expires_at",
+    "probe_owner",
+    "checked_streak",
+    "partial_since",
+]
 
 
-def free(now: datetime) -> Q:
-    """No health check is on its way (or its holder has lost it: its lease expired)."""
-    return Q(probe_owner="") | Q(probe_expires_at__lt=now)
+# --- inside a claim --------------------------------------------------------------------------------------------
 
 
-def take_probes(*, owner: str, workflow_ids: Collection[int], now: datetime | None = None) -> list[int]:
-    """Take the health checks that are due among these workflows; returns those now `owner`'s to send."""
-    now = now or clock.now()
-    due = Q(next_probe_at__lte=now) & ~Q(circuit=CircuitState.CLOSED) & free(now)
-    taken = []
-    for workflow_id in WorkflowThrottle.objects.filter(due, workflow_id__in=list(workflow_ids)).values_list("pk"):
-        if _take(WorkflowThrottle.objects.filter(due, pk=workflow_id[0]), owner, now):
-            taken.append(workflow_id[0])
-    return taken
+def admits(batch: BatchTask) -> bool:
+    """Whether a claim may take rows of the batch under its workflow's circuit: only while it is closed.
+
+    No row is ever sent to find out whether Dify is back: the health check (services/upstream_health.py) does. The
+    throttle was read with the batch row (locked by the claim), so this costs no query.
+    """
+    seen = getattr(batch.workflow, "throttle", None)
+    return seen is None or seen.circuit == CircuitState.CLOSED
 
 
-def take_probe_now(*, workflow_id: int, owner: str, now: datetime | None = None) -> bool:
-    """Staff's check: due at once, whatever the circuit's state, unless another check is on its way."""
-    now = now or clock.now()
-    WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
-    return _take(WorkflowThrottle.objects.filter(free(now), pk=workflow_id), owner, now)
+def down_too_long(batch: BatchTask, now: datetime) -> str:
+    """The reason to pause a batch whose upstream has been down past BATCHES_OUTAGE_PAUSE_MINUTES (0: never)."""
+    minutes = settings.BATCHES_OUTAGE_PAUSE_MINUTES
+    upstream = upstream_of(getattr(batch.workflow, "throttle", None))
+    if not minutes or not upstream.waiting or not upstream.since:
+        return ""
+    if upstream.since > now - timedelta(minutes=minutes):
+        return ""
+    return f"Paused: Dify has been unreachable since {upstream.since:%Y-%m-%d %H:%M} UTC ({upstream.last_error})"
 
 
-def _take(throttles: QuerySet[WorkflowThrottle], owner: str, now: datetime) -> bool:
-    # A conditional UPDATE: of several takers at once, one changes the row, the others find it taken.
-    changes = {"probe_owner": owner, "probe_expires_at": lease_expiry(now)}
-    opened = Q(circuit=CircuitState.OPEN)
-    taken = throttles.filter(opened).update(circuit=CircuitState.HALF_OPEN, **changes)
-    return bool(taken or throttles.exclude(opened).update(**changes))
+# --- when results are recorded ---------------------------------------------------------------------------------
 
 
-def after_the_check_on_its_way(workflow_id: int, timeout: float) -> Upstream:
-    """The circuit once the check another process is sending has answered (or `timeout` seconds later): staff who
-    asked for a check get its verdict rather than a second check. Polls; holds nothing."""
-    deadline = time.monotonic() + timeout
-    holder = WorkflowThrottle.objects.filter(pk=workflow_id).exclude(probe_owner="")
-    while time.monotonic() < deadline and holder.exists():
-        time.sleep(0.2)
-    return upstream_of(WorkflowThrottle.objects.filter(pk=workflow_id).first())
+def observe(results: list[tuple[Claim, CallResult]], now: datetime) -> set[int]:
+    """Feed each workflow's circuit with these results, in order; return the rows whose failure cost no retry.
+
+    Runs in the transaction that records the results. A batch of results with no outage-class failure costs one
+    query (finding no circuit to reset); others lock the workflow's throttle row.
+    """
+    refunded: set[int] = set()
+    by_workflow: dict[int, list[tuple[Claim, CallResult]]] = {}
+    for claim_, result in results:
+        by_workflow.setdefault(claim_.workflow_id, []).append((claim_, result))
+    for workflow_id, outcomes in by_workflow.items():
+        refunded |= _observe_workflow(workflow_id, outcomes, now)
+    return refunded
 
 
-def release_probes(owner: str, *, workflow_id: int | None = None) -> None:
-    """A stopping runner lets go of its checks (or of one it cannot send): the next runner sends them at once."""
-    held = WorkflowThrottle.objects.filter(probe_owner=owner)
-    if workflow_id is not None:
-        held = held.filter(pk=workflow_id)
-    held.update(probe_owner="", probe_expires_at=None)
+def _observe_workflow(workflow_id: int, outcomes: list[tuple[Claim, CallResult]], now: datetime) -> set[int]:
+    down = any(result.error_type in OUTAGE_ERRORS for _, result in outcomes)
+    if down:
+        WorkflowThrottle.objects.get_or_create(workflow_id=workflow_id, defaults={"refilled_at": now})
+    dirty = WorkflowThrottle.objects.filter(workflow_id=workflow_id).select_for_update()
+    if not down:  # only answers: something to do only if a streak or an open circuit is there to reset
+        dirty = dirty.exclude(circuit=CircuitState.CLOSED, outage_streak=0)
+    throttle = dirty.first()
+    if throttle is None:
+        return set()
+    before = (throttle.circuit, throttle.outage_streak)
+    refunded = {claim_.execution_id for claim_, result in outcomes if _feed(throttle, claim_, result, now)}
+    if (throttle.circuit, throttle.outage_streak) != before or refunded:
+        throttle.save(update_fields=CIRCUIT_FIELDS)
+    return refunded
 
 
-def answered(*, workflow_id: int, owner: str, health: Health, now: datetime | None = None) -> Upstream:
-    """Record a health check's answer and its verdict (nothing if `owner` no longer holds the check: a run's
-    answer or another check decided meanwhile). Pausing batches for a partial outage comes after the
-    transaction: a claim locks a batch row before the throttle row, never after."""
-    now = now or clock.now()
-    decided, partial = _decide(workflow_id, owner, health, now)
-    if partial:
-        for batch_id in BatchTask.objects.running().filter(workflow_id=workflow_id).values_list("pk", flat=True):
-            pause(batch_id, reason=partial)
-    if decided is not None and not decided.waiting:
-        from batches.services.claims import wake_runners
-
-        transaction.on_commit(wake_runners)
-    return decided or upstream_of(WorkflowThrottle.objects.filter(pk=workflow_id).first())
-
-
-@transaction.atomic
-def _decide(workflow_id: int, owner: str, health: Health, now: datetime) -> tuple[Upstream | None, str]:
-    locked = WorkflowThrottle.objects.select_for_update().filter(pk=workflow_id, probe_owner=owner).first()
-    if locked is None:
-        return None, ""
-    locked.probe_answer, locked.probe_answered_at = health.answer[:300], now
-    locked.probe_owner, locked.probe_expires_at = "", None
-    partial = ""
-    if locked.circuit == CircuitState.CLOSED:
-        pass  # staff asked while Dify answers runs: the answer is only shown
-    elif not health.up:
-        _down(locked, health, now)
-    elif throttle.opened(locked):
-        throttle.close_circuit(locked, now)
-    else:
-        partial = _up_after_a_streak(locked, now)
-    locked.save(update_fields=ANSWER_FIELDS)
-    return upstream_of(locked), partial
+def _feed(throttle: WorkflowThrottle, claim_: Claim, result: CallResult, now: datetime) -> bool:
+    """Move the circuit for one result; True if the result's row should not pay for its failure."""
+    if result.ok or result.error_type in ANSWERED_ERRORS:
+        if _news(throttle, claim_):
+            close_circuit(throttle, now)
+        return False
+    if result.error_type not in OUTAGE_ERRORS:
+        return False
+    if throttle.partial_since and claim_.started_at <= throttle.partial_since:
+        return True  # a call sent before a partial outage paused its batch: it costs no retry
+    throttle.outage_streak += 1
+    throttle.streak_since = min(throttle.streak_since or claim_.started_at, claim_.started_at)
+    throttle.last_error = describe(result)
+    threshold = throttle.checked_streak + settings.BATCHES_CIRCUIT_FAILURES
+    if throttle.circuit == CircuitState.CLOSED and throttle.outage_streak >= threshold:
+        _ask_dify(throttle, now)
+    # Once the circuit has opened, a failure (a call sent before it opened) is the outage's: it costs no retry.
+    # While a streak waits for the health check, the failures spend retries as usual; the check refunds them
+    # if Dify is found down (services/upstream_health.py).
+    return opened(throttle)
 
 
-def _down(locked: WorkflowThrottle, health: Health, now: datetime) -> None:
-    if throttle.opened(locked):
-        locked.last_error = health.answer[:300]
-        backoff = min(
-            settings.BATCHES_CIRCUIT_PROBE_MAX, max(settings.BATCHES_CIRCUIT_PROBE_MIN, 2 * locked.probe_backoff)
-        )
-    else:
-        backoff = settings.BATCHES_CIRCUIT_PROBE_MIN
-    throttle.open_circuit(locked, now, backoff)
-    # Every time, not only when it opens: a refund that a crash interrupted is made by the next check.
-    if locked.streak_since is not None:
-        refund_streak(locked.workflow_id, locked.streak_since)
+def opened(throttle: WorkflowThrottle) -> bool:
+    """Open, or half open after being open (probing): not a streak waiting for its first health check."""
+    return throttle.circuit != CircuitState.CLOSED and throttle.circuit_since is not None
 
 
-def _up_after_a_streak(locked: WorkflowThrottle, now: datetime) -> str:
-    """Dify answers: the streak was the rows' own failures, unless too many distinct rows failed in a row."""
-    rows = _failing_rows(locked)
-    limit = settings.BATCHES_PARTIAL_OUTAGE_ROWS
-    if limit and len(rows) > limit:
-        reason = f"Dify answers, but its runs fail: {len(rows)} rows in a row failed ({locked.last_error})"
-        logger.warning("workflow %s: %s", locked.workflow_id, reason)
-        refund_streak(locked.workflow_id, locked.streak_since or now)
-        throttle.close_circuit(locked, now)  # resuming the batch starts counting again
-        locked.partial_since = now  # the calls still on their way fail for the same reason
-        return reason[:500]
-    logger.info("workflow %s: Dify answers; the %s failures were the rows' own", locked.workflow_id, len(rows))
-    locked.circuit, locked.next_probe_at, locked.checked_streak = CircuitState.CLOSED, None, locked.outage_streak
-    return ""
-
-
-def _failing_rows(locked: WorkflowThrottle) -> set[int]:
-    return set(_streak(locked.workflow_id, locked.streak_since or clock.now()).values_list("execution_id", flat=True))
-
-
-def _streak(workflow_id: int, since: datetime) -> QuerySet[Attempt]:
-    return Attempt.objects.filter(
-        execution__batch__workflow_id=workflow_id,
-        outcome=Attempt.Outcome.FAILED,
-        error_type__in=OUTAGE_ERRORS,
-        during_outage=False,
-        started_at__gte=since,
+def _ask_dify(throttle: WorkflowThrottle, now: datetime) -> None:
+    """Enough failures in a row: hold the workflow's claims until a health check says whether Dify is up (the
+    first runner to see the check due sends it, services/upstream_health.py)."""
+    logger.info(
+        "workflow %s: %s outage-class failures in a row (%s); asking Dify whether it is up",
+        throttle.workflow_id,
+        throttle.outage_streak,
+        throttle.last_error,
     )
+    throttle.circuit, throttle.next_probe_at = CircuitState.HALF_OPEN, now
+    throttle.probe_owner, throttle.probe_expires_at = "", None
 
 
-def refund_streak(workflow_id: int, since: datetime) -> int:
-    """Every try of the streak (since `since`) was the outage's: whatever triggered it (auto, manual, recovery),
-    it gives back the retry it spent, and a row it failed for good goes back to pending (its batch runs again
-    if it had finished). Each try is refunded once: its Attempt is then marked as during the outage.
+def _news(throttle: WorkflowThrottle, claim_: Claim) -> bool:
+    """Whether an answer says the upstream answers now. A call that was already under way before the failing ones
+    were sent (or, once open, before the circuit opened: a slow success finishing during the outage) is old news."""
+    if opened(throttle):
+        return claim_.started_at > (throttle.circuit_since or claim_.started_at)
+    return throttle.streak_since is None or claim_.started_at >= throttle.streak_since
 
-    A row claimed again since is running: it gets them back too, as its result adds only what its own try spends
-    (services/results.py adds it to the row's count)."""
-    streak = _streak(workflow_id, since)
-    spent = Counter(streak.values_list("execution_id", flat=True))
-    streak.update(during_outage=True)
-    failed = Execution.objects.filter(pk__in=list(spent), status=ExecutionStatus.FAILED, error_type__in=OUTAGE_ERRORS)
-    ended = set(failed.values_list("pk", flat=True))
-    failed.update(status=ExecutionStatus.PENDING, finished_at=None, not_before=None)
-    # A try that failed its row for good spent no retry (none was left): that row gets one less back.
-    refunds = {row: times - (row in ended) for row, times in spent.items()}
-    for refund in set(refunds.values()) - {0}:
-        rows = [row for row, value in refunds.items() if value == refund]
-        Execution.objects.filter(pk__in=rows).update(auto_retries=Greatest(F("auto_retries") - refund, 0))
-    if ended:
-        finished = BatchTask.objects.filter(pk__in=Execution.objects.filter(pk__in=ended).values("batch_id"))
-        transition(finished, allowed=[BatchStatus.FINISHED], status=BatchStatus.RUNNING, finished_at=None)
-    return len(spent)
+
+def describe(result: CallResult) -> str:
+    """One line for the circuit's last error: an answer's own text already names its status and code."""
+    if result.error.startswith("HTTP "):
+        return result.error[:300]
+    status = f"HTTP {result.http_status} " if result.http_status else ""
+    return f"{status}{result.error_type}: {result.error}"[:300]
+
+
+def open_circuit(throttle: WorkflowThrottle, now: datetime, backoff: float) -> None:
+    if throttle.circuit_since is None:
+        throttle.circuit_since = now
+        logger.warning(
+            "workflow %s: upstream down after %s failures in a row (%s) and no answer to GET /parameters (%s); "
+            "no new calls until a health check answers",
+            throttle.workflow_id,
+            throttle.outage_streak,
+            throttle.last_error,
+            throttle.probe_answer,
+        )
+    throttle.circuit, throttle.probe_backoff = CircuitState.OPEN, backoff
+    throttle.probe_owner, throttle.probe_expires_at = "", None
+    throttle.next_probe_at = now + timedelta(seconds=backoff * random.uniform(0.8, 1.2))
+
+
+def close_circuit(throttle: WorkflowThrottle, now: datetime) -> None:
+    """Dify answers: the streak is over, and the circuit closes if it was open."""
+    if opened(throttle):
+        since = throttle.circuit_since or now
+        logger.warning(
+            "workflow %s: upstream answers again after %.0f s down", throttle.workflow_id, _seconds(since, now)
+        )
+    throttle.circuit, throttle.circuit_since, throttle.next_probe_at = CircuitState.CLOSED, None, None
+    throttle.probe_backoff, throttle.probe_expires_at, throttle.last_error = 0, None, ""
+    throttle.outage_streak, throttle.streak_since, throttle.checked_streak = 0, None, 0
+    throttle.probe_owner = ""
+
+
+def _seconds(since: datetime, now: datetime) -> float:
+    return max(0.0, (now - since).total_seconds())

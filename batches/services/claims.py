@@ -1,10 +1,10 @@
 """Claims: which rows a runner may call for now, taken under a lease with a fencing token.
 
 A claim locks the batch row for its short transaction, so the batch's concurrency holds across every process on
-every machine; it respects the workflow's rpm bucket, adaptive limit and upstream circuit (services/throttle.py).
-Each claim with `take_over` also takes over rows whose lease expired or whose holder died on this machine
-(services/leases.py): this, on every runner poll, is how a dead worker's rows are picked up within a lease.
-Runner slots bound how many runners work at once.
+every machine; it respects the workflow's rpm bucket and adaptive limit (services/throttle.py) and its upstream
+circuit (services/circuit.py). Each claim with `take_over` also takes over rows whose lease expired or whose holder
+died on this machine (services/leases.py): this, on every runner poll, is how a dead worker's rows are picked up
+within a lease. Runner slots bound how many runners work at once.
 """
 
 from __future__ import annotations
@@ -12,23 +12,20 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
-from django.utils import timezone
 
-from batches.choices import BatchStatus, ExecutionStatus, Trigger
+from batches.choices import RUN_ENDED_ERRORS, BatchStatus, ExecutionStatus, Trigger
 from batches.cluster import nodes
+from batches.conf import settings
 from batches.db import clock
 from batches.models import BatchTask, Execution, RunnerSlot
 from batches.models.batches import ExecutionQuerySet
-from batches.runner.reconcile import resumable
-from batches.services import refills, throttle
-from batches.services.leases import STALE_FIELDS, interrupt, lease_expiry
+from batches.services import circuit, refills, throttle
+from batches.services.leases import STALE_FIELDS, Claim, interrupt, lease_expiry
 from batches.services.transitions import finish_done, pause
 
 logger = logging.getLogger(__name__)
@@ -49,28 +46,6 @@ def runnable_batches() -> list[BatchTask]:
 
 def has_work() -> bool:
     return BatchTask.objects.running().with_work().exists()
-
-
-@dataclass
-class Claim:
-    """One row handed to a runner. `token` fences the result; `resume_run_id` asks recovery to look upstream."""
-
-    execution_id: int
-    batch_id: int
-    workflow_id: int
-    index: int
-    inputs: dict[str, Any]
-    token: str
-    number: int
-    trigger: str
-    auto_retries: int
-    max_retries: int
-    retry_workflow_failed: bool
-    resume_run_id: str = ""
-    started_at: datetime = field(default_factory=timezone.now)
-    adaptive: bool = False  # the workflow had an adaptive limit when this row was claimed
-    run_id: str = ""  # the row's latest run id; the runner sets it when this call's stream announces its own
-    task_id: str = ""
 
 
 def claim(
@@ -132,7 +107,7 @@ def _claim_exclusive(
     """The claim that may add calls: under the batch row's exclusive lock, one claim of the batch at a time."""
     _commit_without_waiting_for_the_disk()
     batch = _running_locked(batch_id, now, ended, owner)
-    if batch is None or not throttle.admits(batch):
+    if batch is None or not circuit.admits(batch):
         return []
     free = min(limit, _free_places(batch, now, dead_owners))
     bucket = None
@@ -168,7 +143,7 @@ def _running_locked(batch_id: int, now: datetime, ended: Collection[int], owner:
     batch = locked.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
     if batch is not None:
         _mark_ended(ended, owner, now)
-    if batch is not None and (reason := throttle.down_too_long(batch, now)):
+    if batch is not None and (reason := circuit.down_too_long(batch, now)):
         pause(batch_id, reason=reason)
         return None
     return batch
@@ -281,6 +256,12 @@ def _claim_from_row(row: dict[str, Any], batch: BatchTask, token: str, now: date
 def _resume_run_id(row: dict[str, Any], recovering: bool) -> str:
     """The earlier run to ask Dify about first: after an interruption, or any try that did not see it end."""
     return row["workflow_run_id"] if recovering or resumable(row["error_type"], row["workflow_run_id"]) else ""
+
+
+def resumable(error_type: str, run_id: str) -> bool:
+    """Whether a try should look up the row's latest run first (its id is known, its end was not seen; see
+    batches/runner/reconcile.py)."""
+    return bool(run_id) and error_type not in RUN_ENDED_ERRORS
 
 
 # --- runner slots ---------------------------------------------------------------------------------------------

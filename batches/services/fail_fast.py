@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
-
 from batches.choices import ExecutionStatus
+from batches.conf import settings
 from batches.models import BatchTask, Execution
 from batches.services.transitions import pause
 

@@ -1,8 +1,9 @@
-"""Import a ZIP that holds the table and the files its cells name: all of it, or nothing (design.md guarantee 6).
+"""A ZIP that holds the table and the files its cells name, for a preview or an import: all of it, or nothing
+(design.md guarantee 6).
 
-The table is unpacked to a temporary folder and imported as any table; each file a cell names is checked and
-unpacked once, into a folder of this import under BATCHES_FILES_DIR, and gets a BatchFile row (its bytes stay on
-disk). Anything refused removes that folder and creates no row.
+The table is unpacked to a temporary folder and imported as any table (`imports`); each file a cell names is
+checked and unpacked once, into a folder of this import under BATCHES_FILES_DIR, and gets a BatchFile row (its bytes
+stay on disk). Anything refused removes that folder and creates no row.
 """
 
 from __future__ import annotations
@@ -13,16 +14,11 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from django.conf import settings
-
+from batches.conf import settings
 from batches.imports import files, zip_import
 from batches.imports.importers import ImportFileError
-from batches.models import BatchFile, BatchTask, Workflow
-
-if TYPE_CHECKING:
-    from batches.services.lifecycle import ImportOptions
+from batches.models import BatchFile, BatchTask
 
 
 @dataclasses.dataclass
@@ -54,36 +50,19 @@ def opened_table(path: str | Path, filename: str, folder: Path | None = None) ->
             yield table
 
 
-def import_archive(
-    workflow: Workflow,
-    path: str | Path,
-    *,
-    filename: str,
-    options: ImportOptions,
-    on_progress: Callable[[int], None] | None = None,
-) -> BatchTask:
-    """The batch of a ZIP's table, its files kept on disk; ImportFileError (one line) creates and keeps nothing."""
-    from batches.services import lifecycle
-
-    options = dataclasses.replace(options, name=options.name or Path(filename).stem)
+@contextlib.contextmanager
+def archive_import(path: str | Path, filename: str) -> Iterator[tuple[Table, Callable[[BatchTask], None]]]:
+    """A ZIP's table, unpacked for an import, and what keeps its files with the batch (call it in the batch's
+    transaction: `imports.import_table`'s `then`). Anything raised inside this block removes the unpacked files."""
     folder = Path(settings.BATCHES_FILES_DIR) / f"import-{uuid.uuid4().hex}"
     try:
         with opened_table(path, filename, folder) as table:
             archive = table.archive
             assert archive is not None
-            # The files are kept in the batch's own transaction: the app's variables are read before it opens.
-            batch = lifecycle.import_table(
-                workflow,
-                table.path,
-                filename=table.filename,
-                options=options,
-                on_progress=on_progress,
-                then=lambda batch: _keep_files(batch, archive, filename),
-            )
+            yield table, lambda batch: _keep_files(batch, archive, filename)
     except BaseException:
         zip_import.remove_folder(folder)
         raise
-    return batch
 
 
 def _keep_files(batch: BatchTask, archive: zip_import.Archive, filename: str) -> None:

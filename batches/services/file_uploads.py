@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 
 from batches.choices import BatchStatus, ErrorType
 from batches.cluster import nodes
+from batches.conf import settings
 from batches.db import clock
 from batches.imports.files import FileInputError
 from batches.models import Attempt, BatchFile, Workflow

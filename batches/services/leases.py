@@ -1,33 +1,55 @@
 """Leases: how a runner holds the rows it calls for, and what happens when it stops holding them.
 
-A claimed row carries its runner's name (`lease_owner`), a fencing token and an expiry; the runner renews it
-while the call is in flight and hands it back when it stops. A row whose lease expired, or whose holder is known
-dead, is interrupted: its try is written as an `interrupted` Attempt and the row is taken over by the next claim
-(services/claims.py) or reset by the sweep (services/recovery.py). Interrupted runs keep their upstream ids, so the
-runner can ask Dify how they ended before calling again (batches/runner/reconcile.py).
+A claimed row (a `Claim`, as handed to a runner) carries its runner's name (`lease_owner`), a fencing token and an
+expiry; the runner renews it while the call is in flight and hands it back when it stops. A row whose lease
+expired, or whose holder is known dead, is interrupted: its try is written as an `interrupted` Attempt and the row
+is taken over by the next claim (services/claims.py) or reset by the sweep (services/recovery.py). Interrupted
+runs keep their upstream ids, so the runner can ask Dify how they ended before calling again
+(batches/runner/reconcile.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Field
+from django.utils import timezone
 
 from batches.choices import ErrorType, ExecutionStatus, Trigger
+from batches.conf import settings
 from batches.db import clock
 from batches.models import Attempt, Execution, WorkflowThrottle
-
-if TYPE_CHECKING:
-    from batches.services.claims import Claim
 
 logger = logging.getLogger(__name__)
 NO_LEASE: dict[str, Any] = {"lease_owner": "", "lease_token": "", "lease_expires_at": None}
 STALE_FIELDS = ("pk", "attempt_count", "next_trigger", "started_at", "workflow_run_id", "interruptions")
+
+
+@dataclasses.dataclass
+class Claim:
+    """One row handed to a runner. `token` fences the result; `resume_run_id` asks recovery to look upstream."""
+
+    execution_id: int
+    batch_id: int
+    workflow_id: int
+    index: int
+    inputs: dict[str, Any]
+    token: str
+    number: int
+    trigger: str
+    auto_retries: int
+    max_retries: int
+    retry_workflow_failed: bool
+    resume_run_id: str = ""
+    started_at: datetime = dataclasses.field(default_factory=timezone.now)
+    adaptive: bool = False  # the workflow had an adaptive limit when this row was claimed
+    run_id: str = ""  # the row's latest run id; the runner sets it when this call's stream announces its own
+    task_id: str = ""
 
 
 def lease_expiry(now: datetime) -> datetime:

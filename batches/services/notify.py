@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 
 from batches import delivery
 from batches.choices import CircuitState
+from batches.conf import settings
 from batches.db import clock
 from batches.models import BatchTask, Execution, Notification, Workflow
 from batches.services import audit

@@ -17,26 +17,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.cluster import nodes
 from batches.db import clock
-from batches.dify import pages
-from batches.models import BatchTask, Execution, Workflow
-from batches.selectors.batches import Upstream
-from batches.services import audit, circuit, file_uploads
+from batches.models import BatchTask, Execution
+from batches.services import audit, file_uploads
 from batches.services.claims import has_work, wake_runners
 from batches.services.leases import NO_LEASE, STALE_FIELDS, interrupt
 from batches.services.transitions import finish_done, transition
-from batches.services.workflows import app_settings
 
 logger = logging.getLogger(__name__)
 SWEEP_CHUNK = 2000
@@ -154,8 +150,6 @@ def start_recovery_sweep() -> None:
 
 
 def _sweep_quietly() -> None:
-    from django.db import connection
-
     try:
         report = sweep()
         logger.info("start-up recovery sweep: %s batches looked at", len(report))
@@ -173,21 +167,3 @@ def wake_on_worker_spawn(**kwargs: object) -> None:
             wake_runners()
     except Exception as exc:
         logger.warning("could not wake a runner: %s", exc)
-
-
-@dataclass(frozen=True)
-class Probe:
-    upstream: Upstream  # the circuit after the probe
-    failure: str  # "" when Dify answered; else why not (whatever the circuit says: a closed one stays closed)
-
-
-def probe_upstream(workflow_id: int, *, timeout: float = 10) -> Probe:
-    """Staff check a silent upstream now (`probe_upstream`, the batch page): one health check that costs no tokens
-    (`GET /parameters`), its verdict as a runner's would be (services/circuit.py). If another check is on its way,
-    none is sent: its verdict is awaited instead."""
-    owner = f"staff:{uuid.uuid4().hex}"
-    if not circuit.take_probe_now(workflow_id=workflow_id, owner=owner):
-        return Probe(circuit.after_the_check_on_its_way(workflow_id, timeout), "")
-    health = pages.check_health(app_settings(Workflow.objects.get(pk=workflow_id)), timeout)
-    upstream = circuit.answered(workflow_id=workflow_id, owner=owner, health=health)
-    return Probe(upstream, "" if health.up else health.answer)

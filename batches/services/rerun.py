@@ -12,13 +12,14 @@ from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from batches.choices import ExecutionStatus
+from batches.db.statistics import refresh_statistics
 from batches.dify.types import InputVariable
 from batches.imports import files
 from batches.imports import mapping as mapping_rules
 from batches.imports.inputs import InputError, convert_row
 from batches.models import BatchTask, Execution, Workflow
 from batches.services import file_uploads
-from batches.services.lifecycle import BULK_CHANGE, refresh_statistics, start_batch
+from batches.services.lifecycle import BULK_CHANGE, start_batch
 from batches.services.workflows import read_input_variables
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ A result is written only while the row's lease token is the one handed out with 
 row taken over is discarded). `next_state` decides: success; a transient failure (choices.TRANSIENT_ERRORS, as
 classified by dify/errors.py) with automatic retries left goes back to pending after an exponential backoff with
 jitter (`backoff_seconds`, or the upstream's Retry-After); anything else fails. A failure during an upstream
-outage costs no retry (services/throttle.py). An error the whole app shares (auth, app_error) pauses the batch,
+outage costs no retry (services/circuit.py). An error the whole app shares (auth, app_error) pauses the batch,
 as does a failure rate over the batch's threshold, or first rows that all failed alike (services/fail_fast.py).
 """
 
@@ -18,16 +18,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from batches.choices import PAUSING_ERRORS, TRANSIENT_ERRORS, ErrorType, ExecutionStatus, Trigger
+from batches.conf import settings
 from batches.db import clock
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchTask, Execution
-from batches.services import fail_fast, throttle
-from batches.services.claims import Claim
-from batches.services.leases import NO_LEASE, update_fenced
+from batches.services import circuit, fail_fast, throttle
+from batches.services.leases import NO_LEASE, Claim, update_fenced
 from batches.services.transitions import pause
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ def record_results(results: list[tuple[Claim, CallResult]], *, now: datetime | N
     now = now or clock.now()
     ours = _still_ours([claim_ for claim_, _ in results])
     recorded, rows, attempts = Recorded(), [], []
-    outage = throttle.observe([(c, r) for c, r in results if (c.execution_id, c.token) in ours], now)
+    outage = circuit.observe([(c, r) for c, r in results if (c.execution_id, c.token) in ours], now)
     for claim_, result in results:
         if (claim_.execution_id, claim_.token) not in ours:
             recorded.discarded += 1

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
 from batches.choices import ExecutionStatus
+from batches.conf import settings
 from batches.db import clock
 from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution
 from batches.services import audit, file_uploads

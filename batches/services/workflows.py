@@ -1,8 +1,9 @@
 """Workflow settings that guard the API key: where it may be sent, and the app's input variables read with it.
 
+`save_workflow` is the one write path of a workflow's settings (the admin, `add_workflow`, the workflows page).
 The rule: a stored key is only ever sent to the base URL it was entered for. Two halves hold it:
-- every place that edits a workflow (the admin, `add_workflow`, the workflows page) needs the key again with a new
-  base URL, so the workflow row always pairs a URL with the key entered for it;
+- every place that edits a workflow needs the key again with a new base URL, so the workflow row always pairs a
+  URL with the key entered for it;
 - a batch calls the base URL of its snapshot, and `app_settings` hands out the workflow's key only while that URL
   is still the workflow's (else `DifyMoved`). Every call of every path (start, resume, a runner's claim, retries,
   edit-and-retry's /parameters, uploads, stop, the run look-up) gets its key there, so none can pair them wrongly.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -96,6 +98,30 @@ def check_key_for_base_url(workflow: Workflow, *, base_url: str | None, api_key:
     """ValidationError on `api_key` when `key_required`; for services that take fields (add_workflow)."""
     if key_required(workflow, base_url=base_url, api_key=api_key):
         raise ValidationError({"api_key": KEY_REQUIRED}, code="key_required")
+
+
+@transaction.atomic
+def save_workflow(
+    workflow: Workflow | str, *, actor: audit.Actor | None = None, changed: Iterable[str] = (), **fields: Any
+) -> tuple[Workflow, bool]:
+    """Create or change a workflow, with its entry in the audit log (ValidationError if invalid); True if created.
+
+    `workflow`: a name (the workflow of that name, else a new one), or a workflow a form has edited, with the names
+    of the fields it `changed`. `fields`: values to set, None keeping the current one; a new base URL among them
+    needs the API key again (`check_key_for_base_url`; a form applies the rule itself: only it knows whether a key
+    was entered).
+    """
+    if isinstance(workflow, str):
+        workflow = Workflow.objects.filter(name=workflow).first() or Workflow(name=workflow)
+    created = workflow.pk is None
+    check_key_for_base_url(workflow, base_url=fields.get("base_url"), api_key=fields.get("api_key"))
+    given = [key for key, value in fields.items() if value is not None and getattr(workflow, key) != value]
+    for key in given:
+        setattr(workflow, key, fields[key])
+    workflow.full_clean()
+    workflow.save()
+    audit.workflow_changed(workflow.pk, [*changed, *given], actor=actor, created=created)
+    return workflow, created
 
 
 def read_input_variables(workflow: Workflow, *, config: dict[str, Any] | None = None) -> list[InputVariable] | None:

@@ -1,8 +1,8 @@
 """The staff pages, one module per page family. Views are thin: reads come from `batches.selectors.batches`, changes
 from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batches.display.presenters`.
 
-- `access`     permission names, the permission check, the JSON endpoints' 403 (`staff_json`), safe `next` links
-- `controls`   the batch buttons (start, pause, resume, cancel, retry failed, concurrency): who, when, what they say
+- `access`     the permission check (names: `batches.roles`), the JSON endpoints' 403 (`staff_json`), safe `next` links
+- `controls`   the batch buttons (`services.controls`) a page offers and what pressing one says; the concurrency
 - `batches`    the batch list, a batch's page, its export and its buttons
 - `failures`   a batch's failed rows and the retry form
 - `executions` one row's page (its files too) and its "edit and retry"

@@ -1,4 +1,5 @@
-"""Who may do what on the staff pages: the permission names, the check, and the JSON endpoints' 403."""
+"""Who may do what on the staff pages: the permission check (the names are in `batches.roles`), and the JSON
+endpoints' 403."""
 
 from __future__ import annotations
 
@@ -11,14 +12,6 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 
-CONTROL_PERMISSION = "batches.control_batchtask"
-RETRY_PERMISSION = "batches.retry_execution"
-ADD_PERMISSION = "batches.add_batchtask"
-VIEW_WORKFLOW, ADD_WORKFLOW, CHANGE_WORKFLOW = (
-    "batches.view_workflow",
-    "batches.add_workflow",
-    "batches.change_workflow",
-)
 View = Callable[..., HttpResponse]
 
 

@@ -15,11 +15,12 @@ from django.views.decorators.http import require_GET, require_POST
 from batches.display import presenters
 from batches.forms.executions import RetryForm
 from batches.models import Execution
+from batches.roles import RETRY_EXECUTION
 from batches.selectors import batches as selectors
 from batches.selectors.batches import iso
 from batches.selectors.results import ResultFilter
 from batches.services import audit
-from batches.views.access import RETRY_PERMISSION, first_error, staff_json
+from batches.views.access import first_error, staff_json
 from batches.views.failures import error_type_param, failures_page, retry_chosen
 from batches.views.results import results_page
 
@@ -60,7 +61,7 @@ def batch_failures_json(request: HttpRequest, pk: int) -> JsonResponse:
 @staff_json
 @require_POST
 def batch_retry_json(request: HttpRequest, pk: int) -> JsonResponse:
-    if not request.user.has_perm(RETRY_PERMISSION):
+    if not request.user.has_perm(RETRY_EXECUTION):
         return JsonResponse({"error": gettext("You may not retry executions.")}, status=403)
     batch = selectors.batch_or_404(pk)
     form = RetryForm(request.POST)

@@ -20,12 +20,14 @@ from batches.display import presenters
 from batches.exports import batches as exporters
 from batches.forms.batches import BatchFilterForm, ConcurrencyForm
 from batches.models import AuditEntry, BatchTask
+from batches.roles import CONTROL_BATCH
 from batches.selectors import batches as selectors
 from batches.selectors.compare import compare_candidates
 from batches.services import audit, costs, workflows
+from batches.services.controls import CONTROLS, Control
 from batches.services.transitions import ACTIVE
 from batches.views import controls
-from batches.views.access import CONTROL_PERMISSION, next_url, require
+from batches.views.access import next_url, require
 from batches.views.downloads import streamed
 
 PAGE_SIZE = 50
@@ -38,7 +40,7 @@ class BatchRow:
     batch: BatchTask
     bar: dict[str, int]
     rate: int | None
-    controls: list[tuple[str, controls.Control]]
+    controls: list[tuple[str, Control]]
     waiting: str = ""  # why the batch is not moving: its upstream is down
 
 
@@ -71,7 +73,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = selectors.batch_or_404(pk, "workflow__throttle")
     progress = selectors.batch_progress(batch)
     errors = selectors.error_counts(batch.pk)
-    can_control = request.user.has_perm(CONTROL_PERMISSION) and batch.status in ACTIVE
+    can_control = request.user.has_perm(CONTROL_BATCH) and batch.status in ACTIVE
     context = {
         "batch": batch,
         "progress": progress,
@@ -105,19 +107,19 @@ def batch_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponseBase:
 @staff_member_required
 @require_POST
 def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    control = controls.CONTROLS.get(action)
+    control = CONTROLS.get(action)
     if control is None:
         raise Http404(gettext("Unknown action."))
     require(request, control.permission)
     batch = selectors.batch_or_404(pk)
-    messages.add_message(request, *control.run(batch, audit.of_request(request)))
+    messages.add_message(request, *controls.press(control, batch, audit.of_request(request)))
     return redirect(next_url(request, reverse("batches:batch_detail", args=[batch.pk])))
 
 
 @staff_member_required
 @require_POST
 def batch_concurrency(request: HttpRequest, pk: int) -> HttpResponse:
-    require(request, CONTROL_PERMISSION)
+    require(request, CONTROL_BATCH)
     batch = selectors.batch_or_404(pk)
     messages.add_message(
         request, *controls.set_concurrency(batch, ConcurrencyForm(request.POST), audit.of_request(request))

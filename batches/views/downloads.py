@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.translation import ngettext
 
+from batches.conf import settings
 from batches.exports import batches as exporters
 from batches.services.exports import SlotStream, give_back_export_slot, take_export_slot
 

@@ -14,9 +14,10 @@ from batches.choices import ErrorType
 from batches.display import presenters
 from batches.forms.executions import RetryForm
 from batches.models import BatchTask
+from batches.roles import RETRY_EXECUTION
 from batches.selectors import batches as selectors
 from batches.services import audit, lifecycle
-from batches.views.access import RETRY_PERMISSION, first_error, next_url, require
+from batches.views.access import first_error, next_url, require
 from batches.views.controls import Outcome, retried
 
 FAILURES_PAGE_SIZE = 50
@@ -43,7 +44,7 @@ def batch_failures(request: HttpRequest, pk: int) -> HttpResponse:
         "error_label": presenters.error_label(error_type),
         "errors": presenters.error_bars(selectors.error_counts(batch.pk)),
         "page": failures_page(request, batch, error_type),
-        "can_retry": request.user.has_perm(RETRY_PERMISSION),
+        "can_retry": request.user.has_perm(RETRY_EXECUTION),
     }
     return render(request, "batches/batch_failures.html", context)
 
@@ -58,7 +59,7 @@ def retry_chosen(batch: BatchTask, form: RetryForm, actor: audit.Actor) -> tuple
 @staff_member_required
 @require_POST
 def batch_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    require(request, RETRY_PERMISSION)
+    require(request, RETRY_EXECUTION)
     batch = selectors.batch_or_404(pk)
     form = RetryForm(request.POST)
     outcome = (

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from batches.conf import settings
 from batches.selectors import metrics as collected
 
 

@@ -28,16 +28,18 @@ from batches.forms.mapping import ColumnMapForm
 from batches.imports import importers, mapping, previews, uploads
 from batches.imports.uploads import Upload
 from batches.models import Workflow
+from batches.roles import ADD_BATCH, CONTROL_BATCH
 from batches.selectors import batches as selectors
 from batches.selectors.cost import estimate_for_file
-from batches.services import audit, lifecycle, mappings, workflows
-from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
+from batches.services import audit, mappings, workflows
+from batches.services.imports import import_batch
+from batches.views.access import require
 
 
 @staff_member_required
 @require_GET
 def batch_new(request: HttpRequest) -> HttpResponse:
-    require(request, ADD_PERMISSION)
+    require(request, ADD_BATCH)
     return _render_new(request, UploadForm(initial={"workflow": request.GET.get("workflow")}))
 
 
@@ -49,7 +51,7 @@ def _render_new(request: HttpRequest, form: UploadForm, status: int = 200) -> Ht
 @staff_member_required
 @require_POST
 def batch_upload(request: HttpRequest) -> HttpResponse:
-    require(request, ADD_PERMISSION)
+    require(request, ADD_BATCH)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return _render_new(request, form, status=400)
@@ -70,7 +72,7 @@ def _upload_and_workflow(request: HttpRequest) -> tuple[Upload, Workflow] | None
 @staff_member_required
 @require_GET
 def batch_preview(request: HttpRequest) -> HttpResponse:
-    require(request, ADD_PERMISSION)
+    require(request, ADD_BATCH)
     found = _upload_and_workflow(request)
     if found is None:
         return redirect("batches:batch_new")
@@ -82,14 +84,14 @@ def batch_preview(request: HttpRequest) -> HttpResponse:
 
 
 def _may_start(request: HttpRequest) -> bool:
-    return request.user.has_perm(CONTROL_PERMISSION)  # starting sends paid calls
+    return request.user.has_perm(CONTROL_BATCH)  # starting sends paid calls
 
 
 @staff_member_required
 @require_POST
 def batch_map(request: HttpRequest) -> HttpResponse:
     """Apply the column mapping chosen on the preview, then show the preview with it."""
-    require(request, ADD_PERMISSION)
+    require(request, ADD_BATCH)
     _with_posted_mapping(request)
     return redirect("batches:batch_preview")
 
@@ -165,7 +167,7 @@ def _refuse_file(request: HttpRequest, error: Exception) -> HttpResponse:
 @staff_member_required
 @require_POST
 def batch_import(request: HttpRequest) -> HttpResponse:
-    require(request, ADD_PERMISSION)
+    require(request, ADD_BATCH)
     found = _with_posted_mapping(request)
     if found is None:
         return redirect("batches:batch_new")
@@ -194,7 +196,7 @@ def _import(request: HttpRequest, upload: Upload, workflow: Workflow, form: Impo
         chosen = _shown(upload, workflow, workflows.read_input_variables(workflow)).chosen
         options = form.import_options(request.user.pk)
         options = dataclasses.replace(options, mapping=chosen, actor=audit.of_request(request))
-        batch = lifecycle.import_batch(workflow, upload.path, filename=upload.filename, options=options)
+        batch = import_batch(workflow, upload.path, filename=upload.filename, options=options)
     except mapping.MappingError:
         return _render_preview(request, upload, workflow, form)  # the preview says why
     except importers.ImportFileError as exc:

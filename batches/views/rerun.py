@@ -11,17 +11,18 @@ from django.views.decorators.http import require_http_methods
 
 from batches.forms.rerun import RerunForm
 from batches.models import BatchTask
+from batches.roles import ADD_BATCH, CONTROL_BATCH
 from batches.selectors import batches as selectors
 from batches.services.rerun import Only, RerunError, rerun_batch, row_count
-from batches.views.access import ADD_PERMISSION, CONTROL_PERMISSION, require
+from batches.views.access import require
 
 
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def batch_rerun(request: HttpRequest, pk: int) -> HttpResponse:
-    require(request, ADD_PERMISSION)
+    require(request, ADD_BATCH)
     source = selectors.batch_or_404(pk, "workflow")
-    may_start = request.user.has_perm(CONTROL_PERMISSION)
+    may_start = request.user.has_perm(CONTROL_BATCH)
     if request.method == "GET":
         initial = {
             "only": _only(request.GET),

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from batches.choices import ErrorType, ExecutionStatus
 from batches.display.presenters import Cell, cell
 from batches.models import BatchTask, Execution
+from batches.roles import ADD_BATCH
 from batches.selectors import batches as selectors
 from batches.selectors.results import (
     OTHER_OUTPUTS,
@@ -25,7 +26,6 @@ from batches.selectors.results import (
     page_number,
     result_page,
 )
-from batches.views.access import ADD_PERMISSION
 
 RESULTS_PAGE_SIZE = 50
 
@@ -93,7 +93,7 @@ def batch_results(request: HttpRequest, pk: int) -> HttpResponse:
         "previous_link": _page_link(wanted, page.number - 1),
         "next_link": _page_link(wanted, page.number + 1),
         "json_link": reverse("batches:batch_results_json", args=[batch.pk]) + _page_link(wanted, page.number),
-        "can_rerun": request.user.has_perm(ADD_PERMISSION),
+        "can_rerun": request.user.has_perm(ADD_BATCH),
         "select_label": gettext("Select row"),
         "more": gettext("more"),
     }

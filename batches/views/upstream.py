@@ -9,15 +9,16 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
+from batches.roles import CONTROL_BATCH
 from batches.selectors import batches as selectors
-from batches.services.recovery import probe_upstream
-from batches.views.access import CONTROL_PERMISSION, require
+from batches.services.upstream_health import probe_upstream
+from batches.views.access import require
 
 
 @staff_member_required
 @require_POST
 def batch_probe(request: HttpRequest, pk: int) -> HttpResponse:
-    require(request, CONTROL_PERMISSION)
+    require(request, CONTROL_BATCH)
     batch = selectors.batch_or_404(pk, "workflow")
     probe = probe_upstream(batch.workflow_id)
     if probe.upstream.waiting:

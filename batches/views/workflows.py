@@ -15,9 +15,10 @@ from batches.dify.pages import ConnectionReport
 from batches.display.presenters import waiting_message
 from batches.forms.workflows import WorkflowForm
 from batches.models import Workflow
+from batches.roles import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW
 from batches.selectors import batches as selectors
 from batches.services import audit, notify, workflows
-from batches.views.access import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW, require
+from batches.views.access import require
 
 DELIVERIES_SHOWN = 10
 
@@ -52,8 +53,7 @@ def workflow_add(request: HttpRequest) -> HttpResponse:
     require(request, ADD_WORKFLOW)
     form = WorkflowForm(_posted(request))
     if request.method == "POST" and form.is_valid():
-        workflow = form.save()
-        audit.workflow_changed(workflow.pk, form.changed_data, actor=audit.of_request(request), created=True)
+        workflow, _ = workflows.save_workflow(form.instance, actor=audit.of_request(request), changed=form.changed_data)
         messages.success(request, gettext("Workflow %(name)s added.") % {"name": workflow.name})
         _read_variables(request, workflow)
         return redirect("batches:workflow_edit", pk=workflow.pk)
@@ -67,8 +67,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = selectors.workflow_or_404(pk)
     form = WorkflowForm(_posted(request), instance=workflow)
     if request.method == "POST" and form.is_valid():
-        form.save()
-        audit.workflow_changed(workflow.pk, form.changed_data, actor=audit.of_request(request))
+        workflows.save_workflow(form.instance, actor=audit.of_request(request), changed=form.changed_data)
         messages.success(request, gettext("Workflow %(name)s saved.") % {"name": workflow.name})
         _read_variables(request, workflow)
         return redirect("batches:workflow_edit", pk=workflow.pk)

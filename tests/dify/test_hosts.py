@@ -19,7 +19,7 @@ from batches.dify import hosts as upstream_hosts
 from batches.dify.hosts import host_allowed
 from batches.dify.pages import check_connection, fetch_parameters
 from batches.models import Workflow
-from batches.services import lifecycle
+from batches.services import workflows
 from fakedify.harness import free_port
 from tests.dify.upstreams import answer, app_for, assert_failed, call, serving, upstream
 
@@ -41,7 +41,7 @@ INTERNAL = b"internal-only: db_password=hunter2 instance-id=i-0abc"
 )
 def test_a_base_url_that_reaches_elsewhere_is_refused_on_save(db: None, url: str, problem: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        lifecycle.save_workflow("probe", base_url=url, api_key="app-some-key")
+        workflows.save_workflow("probe", base_url=url, api_key="app-some-key")
 
     assert problem in " ".join(caught.value.message_dict["base_url"])
     assert not Workflow.objects.exists()
@@ -54,7 +54,7 @@ def test_add_workflow_says_why_in_one_line(db: None) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:5001/v1", "http://10.0.0.5/v1", "http://dify.internal:8080/v1"])
 def test_private_addresses_stay_allowed_by_default(db: None, url: str) -> None:
-    workflow, _ = lifecycle.save_workflow("self-hosted", base_url=url, api_key="app-some-key")
+    workflow, _ = workflows.save_workflow("self-hosted", base_url=url, api_key="app-some-key")
 
     assert workflow.base_url == url
 
@@ -62,7 +62,7 @@ def test_private_addresses_stay_allowed_by_default(db: None, url: str) -> None:
 def test_an_operator_may_list_a_link_local_range(db: None, settings: Any) -> None:
     settings.BATCHES_ALLOWED_UPSTREAM_HOSTS = ["169.254.10.0/24"]
 
-    workflow, _ = lifecycle.save_workflow("listed", base_url="http://169.254.10.7/v1", api_key="app-some-key")
+    workflow, _ = workflows.save_workflow("listed", base_url="http://169.254.10.7/v1", api_key="app-some-key")
 
     assert workflow.base_url == "http://169.254.10.7/v1"
 

@@ -21,7 +21,7 @@ from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 from batches.models import Attempt, BatchTask, Execution, Workflow
 from batches.runner import reconcile
-from batches.services import claims, results
+from batches.services import claims, leases, results
 from tests.replay import Replay, load, recordings, replaying
 
 SCALE = float(os.environ.get("DIFY_REPLAY_SCALE", "0.05"))
@@ -62,7 +62,7 @@ def batch_for(case: dict[str, Any], app: AppSettings) -> tuple[BatchTask, Execut
     return batch, Execution.objects.create(batch=batch, index=0, inputs=inputs)
 
 
-async def call(app: AppSettings, claim: claims.Claim) -> CallResult:
+async def call(app: AppSettings, claim: leases.Claim) -> CallResult:
     async with DifyClient() as client:
         return await client.run(app, claim.inputs, user=f"batch-{claim.batch_id}")
 

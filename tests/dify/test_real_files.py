@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
+from batches import conf
 from batches.choices import BatchStatus, ExecutionStatus
-from batches.dify import upload as dify_upload
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult
 from batches.imports.importers import ImportFileError
 from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
 from batches.runner.worker import Runner
-from batches.services import lifecycle
+from batches.services import imports
 from tests.replay import FILE_RECORDINGS, load
 from tests.replay_files import FilesApp, case_named, form_of, kind_of, serving
 
@@ -52,7 +52,7 @@ def app_for(url: str) -> AppSettings:
 
 async def upload(app: AppSettings, path: Path, filename: str) -> CallResult:
     async with DifyClient() as client:
-        return await dify_upload.upload(client, app, path, filename=filename, user=USER)
+        return await client.upload(app, path, filename=filename, user=USER)
 
 
 async def run(app: AppSettings, inputs: dict[str, Any]) -> CallResult:
@@ -158,7 +158,7 @@ def scaled(settings: Any, tmp_path: Path) -> None:
     settings.BATCHES_BACKOFF_BASE = 600  # a retried row waits: what one try records stays to be seen
     for kind in ("FILE", "IMAGE", "AUDIO", "VIDEO"):
         name = f"BATCHES_DIFY_{kind}_SIZE_LIMIT_MB"
-        setattr(settings, name, getattr(settings, name) / SCALE)
+        setattr(settings, name, getattr(conf.settings, name) / SCALE)
 
 
 def expected(case: dict[str, Any], app: FilesApp) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def test_a_recorded_file_answer_is_recorded_through_a_one_row_batch(path: Path, 
             name=case["case"][:100], base_url=url, api_key="app-recorded-key-0123", response_mode="blocking", timeout=30
         )
         try:
-            batch = lifecycle.import_batch(workflow, source_of(tmp_path, table, files))
+            batch = imports.import_batch(workflow, source_of(tmp_path, table, files))
         except ImportFileError as refused:
             check_refused(case, app, refused)
             return
@@ -237,7 +237,7 @@ def test_an_upload_id_format_refusal_is_the_rows_own_and_uploads_nothing_again(t
     table, files = row_of(case)
     with serving(case) as (url, app):
         workflow = Workflow.objects.create(name="f15", base_url=url, api_key="app-key-0123", response_mode="blocking")
-        batch = lifecycle.import_batch(workflow, source_of(tmp_path, table, files))
+        batch = imports.import_batch(workflow, source_of(tmp_path, table, files))
         Runner().run(seconds=2)
 
     check_row(case, app, Execution.objects.get(batch=batch), BatchTask.objects.get(pk=batch.pk))

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from batches import conf
 from batches.dify.types import InputVariable
 from batches.imports import file_types, inputs
 from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Execution
-from batches.services import lifecycle
+from batches.services import imports
 
 pytestmark = pytest.mark.usefixtures("files_dir")
 
 DOCS_ONLY = {"allowed_file_types": ("document",), "allowed_file_upload_methods": ("local_file", "remote_url")}
 DOC = InputVariable("doc", "doc", required=True, type="file", **DOCS_ONLY)  # type: ignore[arg-type]
 DOCS = InputVariable("docs", "docs", type="file-list", max_length=3, **DOCS_ONLY)  # type: ignore[arg-type]
-NO_START = lifecycle.ImportOptions(start=False)
+NO_START = imports.ImportOptions(start=False)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_an_upload_is_typed_by_its_extension_then_its_mime_type_as_dify_does(nam
 
 
 def test_the_servers_etl_setting_decides_what_is_a_document(settings):
-    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
+    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*conf.settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
 
     assert file_types.of_upload("deck.pptx").type == "document"
 
@@ -126,7 +127,7 @@ def test_an_image_url_passes_a_variable_that_takes_only_uploads_as_dify_lets_it(
 
 @pytest.fixture
 def workflow(make_workflow, monkeypatch):
-    monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: [DOC, DOCS])
+    monkeypatch.setattr(imports, "read_input_variables", lambda workflow, config=None: [DOC, DOCS])
     return make_workflow(response_mode="blocking")
 
 
@@ -161,10 +162,10 @@ def test_an_import_refuses_what_dify_would_refuse_with_one_line_naming_the_row_a
         allowed_file_extensions=(".exe",),
     )  # fmt: skip
     if "exe" in table:
-        monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: [with_custom, DOCS])
+        monkeypatch.setattr(imports, "read_input_variables", lambda workflow, config=None: [with_custom, DOCS])
 
     with pytest.raises(ImportFileError, match=message) as refused:
-        lifecycle.import_batch(workflow, zip_of(tmp_path / "upload.zip", table, members), options=NO_START)
+        imports.import_batch(workflow, zip_of(tmp_path / "upload.zip", table, members), options=NO_START)
 
     assert "\n" not in str(refused.value)
     assert not BatchTask.objects.exists() and not BatchFile.objects.exists() and not Execution.objects.exists()
@@ -174,7 +175,7 @@ def test_an_import_refuses_what_dify_would_refuse_with_one_line_naming_the_row_a
 def test_a_zip_member_with_characters_dify_refuses_is_imported_under_its_own_name(workflow, tmp_path):
     source = zip_of(tmp_path / "upload.zip", 'doc\n"scans/Q1: invoice?.pdf"\n', {"scans/Q1: invoice?.pdf": 100})
 
-    batch = lifecycle.import_batch(workflow, source, options=NO_START)
+    batch = imports.import_batch(workflow, source, options=NO_START)
 
     assert BatchFile.objects.get(batch=batch).name == "scans/Q1: invoice?.pdf"
     assert Execution.objects.get(batch=batch).inputs["doc"]["type"] == "document"

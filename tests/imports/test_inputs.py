@@ -10,7 +10,7 @@ import pytest
 from batches.choices import ExecutionStatus
 from batches.dify.types import InputVariable
 from batches.imports.inputs import InputError, convert_row
-from batches.services import lifecycle
+from batches.services import imports, lifecycle
 from fakedify.harness import running_fake_dify
 from tests.imports.test_importers import import_error, read_rows, write, write_jsonl, write_xlsx
 
@@ -112,9 +112,9 @@ def test_an_import_with_a_bad_value_creates_nothing_and_names_the_line(make_work
     path = write(tmp_path, "in.csv", "code,age\na,1\nb,x\n")
     with running_fake_dify("--variables", "code:Code:required,age:Age:number") as fake:
         workflow = make_workflow(base_url=fake.url)
-        with pytest.raises(lifecycle.importers.ImportFileError, match="line 3: 'age' .* must be a number"):
-            lifecycle.import_batch(workflow, path)
-        batch = lifecycle.import_batch(workflow, write(tmp_path, "ok.csv", "code,age\n12,1\n"))
+        with pytest.raises(imports.importers.ImportFileError, match="line 3: 'age' .* must be a number"):
+            imports.import_batch(workflow, path)
+        batch = imports.import_batch(workflow, write(tmp_path, "ok.csv", "code,age\n12,1\n"))
     assert list(batch.executions.values_list("inputs", flat=True)) == [{"code": "12", "age": 1}]
 
 

@@ -17,7 +17,7 @@ from batches.exports import batches as exporters
 from batches.imports import mapping
 from batches.imports.importers import ImportFileError, parse_file
 from batches.models import BatchTask, Execution
-from batches.services import lifecycle, rerun
+from batches.services import imports, rerun
 
 VARIABLES = [InputVariable("text", "Source text", required=True), InputVariable("lang", "Language")]
 
@@ -25,7 +25,7 @@ VARIABLES = [InputVariable("text", "Source text", required=True), InputVariable(
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> list[InputVariable]:
     variables = list(VARIABLES)
-    monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: variables)
+    monkeypatch.setattr(imports, "read_input_variables", lambda workflow, config=None: variables)
     return variables
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from batches.choices import BatchStatus, ErrorType, ExecutionStatus
 from batches.models import BatchCount, BatchTask, Execution
 from batches.selectors.batches import counts_and_tokens
-from batches.services import claims, lifecycle, recovery, results
+from batches.services import claims, imports, lifecycle, recovery, results
 from tests.services.support import failed_result, ok_result
 
 
@@ -63,7 +63,7 @@ def test_an_import_through_the_service_is_counted(make_workflow, tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text("text\n" + "".join(f"row {i}\n" for i in range(250)), encoding="utf-8")
 
-    batch = lifecycle.import_batch(make_workflow(), path, options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(make_workflow(), path, options=imports.ImportOptions(start=False))
 
     assert_counts_agree(batch)
     assert counts_and_tokens([batch.pk])[0][batch.pk][ExecutionStatus.PENDING] == 250

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from batches import conf
 from batches.choices import ExecutionStatus
 from batches.cluster import nodes
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchFile, Execution
 from batches.runner import row_call
 from batches.runner.worker import Runner
-from batches.services import file_uploads, lifecycle, rerun
+from batches.services import file_uploads, imports, lifecycle, rerun
 
-NO_START = lifecycle.ImportOptions(start=False)
+NO_START = imports.ImportOptions(start=False)
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +55,7 @@ def tries(batch_id: int) -> list[tuple[str, str]]:
 
 
 def test_an_upload_held_by_a_dead_local_process_is_taken_over_at_once(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
+    batch = imports.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
     dead = nodes.SEPARATOR.join([nodes.node_name(), "1", "999999", f"{nodes.machine_tag()}-1", "dead00"])
     held_by(batch.pk, dead, for_seconds=3600)
 
@@ -68,7 +69,7 @@ def test_an_upload_held_by_a_dead_local_process_is_taken_over_at_once(workflow, 
 def test_waiting_for_another_live_process_upload_spends_no_retry_and_takes_it_over_when_its_lease_ends(
     workflow, fake, tmp_path
 ):
-    batch = lifecycle.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
+    batch = imports.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
     alive = nodes.owner_name(parent_pid=os.getppid(), pid=os.getpid())  # another owner, whose process lives
     held_by(batch.pk, alive, for_seconds=2.5)  # longer than the workflow's 1 s timeout
 
@@ -95,7 +96,7 @@ def test_only_an_unknown_upload_id_means_upload_again(error, gone):
 
 
 def test_the_upload_is_sent_under_a_name_dify_accepts_and_the_row_keeps_the_members_name(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, one_file_zip(tmp_path, name="scans/Q1: invoice?.pdf"))
+    batch = imports.import_batch(workflow, one_file_zip(tmp_path, name="scans/Q1: invoice?.pdf"))
 
     Runner().run(seconds=10)
 
@@ -109,7 +110,7 @@ def test_a_rerun_on_the_same_app_uploads_again_unless_every_batch_is_one_user(
     workflow, fake, tmp_path, settings, shared_user, uploads
 ):
     settings.BATCHES_UPLOAD_SHARED_USER = shared_user
-    source = lifecycle.import_batch(workflow, one_file_zip(tmp_path, rows=3))
+    source = imports.import_batch(workflow, one_file_zip(tmp_path, rows=3))
     Runner().run(seconds=10)
 
     again = rerun.rerun_batch(source.pk, options=rerun.RerunOptions(only="all"))
@@ -120,7 +121,7 @@ def test_a_rerun_on_the_same_app_uploads_again_unless_every_batch_is_one_user(
 
 
 def test_an_upload_id_is_reused_only_under_the_user_it_was_uploaded_by(workflow, tmp_path):
-    batch = lifecycle.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
+    batch = imports.import_batch(workflow, one_file_zip(tmp_path), options=NO_START)
     file_id = BatchFile.objects.get(batch=batch).pk
     file_uploads.store(file_id, upload_id="up-1", user="batch-1")
 
@@ -135,13 +136,13 @@ def test_a_file_row_whose_stream_went_silent_is_tried_again_in_blocking_mode_and
 ):
     # The server's ETL takes no .pptx as a document, the import's setting says it does: Dify refuses the type,
     # which in streaming mode is one ping and silence (the fake holds it for 300 s; the call gives up after 1 s).
-    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
+    settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS = [*conf.settings.BATCHES_DIFY_DOCUMENT_EXTENSIONS, "pptx"]
     fake.restore()
     workflow = make_workflow(base_url=fake.url, response_mode="streaming", timeout=1)
     table = tmp_path / "rows.csv"
     table.write_text("doc,text\nhttps://x.test/deck.pptx,one\n")
 
-    batch = lifecycle.import_batch(workflow, table)
+    batch = imports.import_batch(workflow, table)
     Runner().run(seconds=10)
 
     assert tries(batch.pk) == [("failed", "timeout"), ("failed", "invalid_input")]
@@ -159,7 +160,7 @@ def test_every_kind_of_file_reaches_the_app_with_the_type_dify_detects(workflow,
         for name in names:
             archive.writestr(name, b"bytes of " + name.encode())
 
-    batch = lifecycle.import_batch(workflow, path, options=lifecycle.ImportOptions(concurrency=11))
+    batch = imports.import_batch(workflow, path, options=imports.ImportOptions(concurrency=11))
     Runner().run(seconds=10)
 
     rows = Execution.objects.filter(batch=batch)

@@ -15,10 +15,12 @@ from aiohttp import web
 from django.core.management import call_command
 from django.utils import timezone
 
+from batches import conf
 from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.dify.types import CallResult
 from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
-from batches.runner.worker import WRITE_WHEN_QUIET, WRITE_WITHIN, Runner
+from batches.runner.backlog import WRITE_WHEN_QUIET, WRITE_WITHIN
+from batches.runner.worker import Runner
 from batches.services import claims, leases, results
 from fakedify.harness import running_fake_dify
 from tests.dify.upstreams import API_KEY, answer, upstream
@@ -249,7 +251,7 @@ def test_calls_started_before_a_later_batch_failed_to_claim_are_still_counted(ba
     monkeypatch.setattr(claims, "claim", claim)
     runner, calls = Runner(), CallLoop()
     try:
-        runner.guarded(runner.claim_and_start, calls)
+        runner.db_step(runner.claim_and_start, calls)
 
         assert runner.in_flight == len(calls.calls) == 2
         assert Execution.objects.filter(batch=first, status="running").count() == 2
@@ -271,7 +273,7 @@ def test_a_graceful_stop_writes_the_results_it_has_and_stores_every_run_id_it_kn
         deadline = time.monotonic() + 10
         while runner.events.qsize() < 3 and time.monotonic() < deadline:  # quick: started, done; slow: started
             time.sleep(0.05)
-        runner.every("run ids", 0.2)  # run ids were flushed a moment ago
+        runner.pacer.every("run ids", 0.2)  # run ids were flushed a moment ago
         runner.stopping = True
 
         runner.hand_back(calls)
@@ -302,14 +304,14 @@ def test_a_result_the_database_refuses_is_recorded_as_a_failed_try_not_retried_f
         return real_record(outcomes, now=now)
 
     monkeypatch.setattr(results, "record_results", refuse_successes)
-    runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
+    runner.backlog.add(claim, CallResult(ok=True, outputs={"answer": "x"}))
 
     runner.write_backlog()
 
     row = Execution.objects.get(pk=claim.execution_id)
     assert (row.status, row.error_type, row.auto_retries) == (ExecutionStatus.PENDING, ErrorType.BAD_RESPONSE, 1)
     assert "could not be recorded" in Attempt.objects.get(execution=row).error
-    assert runner.backlog == []
+    assert not runner.backlog
     assert any(record.exc_info for record in caplog.records)
 
 
@@ -327,7 +329,7 @@ def test_a_lost_database_connection_keeps_the_results_for_later(batch_on_fake, m
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(results, "record_results", away)
-    runner.backlog = [(claim, CallResult(ok=True, outputs={"answer": "x"}))]
+    runner.backlog.add(claim, CallResult(ok=True, outputs={"answer": "x"}))
 
     runner.write_backlog()
 
@@ -452,9 +454,9 @@ class ScriptedCalls:
     client = None
 
     def __init__(self) -> None:
-        self.calls: dict[int, claims.Claim] = {}
+        self.calls: dict[int, leases.Claim] = {}
 
-    def start(self, claim: claims.Claim, app: Any, coro: Any) -> None:
+    def start(self, claim: leases.Claim, app: Any, coro: Any) -> None:
         coro.close()
         self.calls[claim.execution_id] = claim
 
@@ -521,7 +523,7 @@ def test_calls_that_end_while_a_runner_claims_get_their_successors_before_any_re
     runner.absorb(runner.wait_for_events(0), calls)
     real_claim = claims.claim
 
-    def claim_while_another_call_ends(*args: Any, **kwargs: Any) -> list[claims.Claim]:
+    def claim_while_another_call_ends(*args: Any, **kwargs: Any) -> list[leases.Claim]:
         if rest:  # the wave goes on ending while this claim is in the database
             runner.events.put(("done", rest.pop(), CallResult(ok=True, outputs={})))
         return real_claim(*args, **kwargs)
@@ -540,7 +542,7 @@ def test_a_runner_past_its_share_refills_every_place_its_calls_freed(make_batch:
     make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=8)
     cluster = Cluster(2)
     first, late = cluster.runners
-    first.due["runners"] = cluster.now + 60  # it claimed before the other runner came: the whole batch was its share
+    first.pacer.due["runners"] = cluster.now + 60  # it claimed before the other came: the whole batch was its share
     assert cluster.claim_round() == [8, 0]
     first.runners = 2  # now its share is 4
 
@@ -556,13 +558,13 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
     make_batch(rows=60, status=BatchStatus.RUNNING, concurrency=8)
     cluster = Cluster(2)
     greedy, below = cluster.runners
-    greedy.due["runners"] = cluster.now + 60  # it claimed before the other came: it holds 6, the other 2
+    greedy.pacer.due["runners"] = cluster.now + 60  # it claimed before the other came: it holds 6, the other 2
     greedy.capacity = 6
     assert cluster.claim_round() == [6, 2]
     asked: list[tuple[int, int]] = []  # (limit, ended) of each claim of the runner below its share
     real_claim = claims.claim
 
-    def claim(*args: Any, **kwargs: Any) -> list[claims.Claim]:
+    def claim(*args: Any, **kwargs: Any) -> list[leases.Claim]:
         if kwargs["owner"] == below.owner:
             asked.append((kwargs["limit"], len(kwargs["ended"])))
         return real_claim(*args, **kwargs)
@@ -572,7 +574,7 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
     for _ in range(2):
         cluster.end_calls([0, 1])
         rounds.append(cluster.claim_round())
-    cluster.now += settings.BATCHES_POLL_INTERVAL
+    cluster.now += conf.settings.BATCHES_POLL_INTERVAL
     cluster.end_calls([0, 1])
     rounds.append(cluster.claim_round())
 
@@ -583,7 +585,7 @@ def test_a_runner_below_its_share_looks_beyond_its_freed_places_only_at_its_poll
 
 
 def ended_call(runner: Runner, calls: ScriptedCalls, execution_id: int) -> None:
-    claim = claims.Claim(execution_id, 1, 1, execution_id, {}, "token", 1, "auto", 0, 2, True)
+    claim = leases.Claim(execution_id, 1, 1, execution_id, {}, "token", 1, "auto", 0, 2, True)
     runner.in_flight += 1
     runner.events.put(("done", claim, CallResult(ok=True, outputs={"answer": "x"})))
     runner.absorb(runner.drain(), calls)

@@ -19,7 +19,7 @@ from batches.choices import ErrorType, ExecutionStatus
 from batches.exports.batches import export_chunks
 from batches.models import Attempt, BatchTask, Execution, Workflow
 from batches.runner.worker import Runner
-from batches.services import lifecycle
+from batches.services import imports, workflows
 from fakedify.harness import FakeDifyProcess, running_fake_dify
 
 SECRET = "app-Zq7-NEVER-LEAK-THIS-9f3b1c"
@@ -56,8 +56,8 @@ def finished_run(
     caplog.set_level(logging.DEBUG, logger="batches")
     source = tmp_path / "rows.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in ROWS), encoding="utf-8")
-    workflow, _ = lifecycle.save_workflow("secretive", base_url=fake.url, api_key=SECRET, response_mode="blocking")
-    batch = lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=1, max_retries=2))
+    workflow, _ = workflows.save_workflow("secretive", base_url=fake.url, api_key=SECRET, response_mode="blocking")
+    batch = imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=1, max_retries=2))
 
     Runner().run(seconds=30)
 

@@ -5,7 +5,7 @@ import pytest
 from batches.choices import BatchStatus, ErrorType, ExecutionStatus
 from batches.models import Attempt, BatchTask, Execution
 from batches.selectors.batches import batch_progress
-from batches.services import lifecycle
+from batches.services import imports, workflows
 from fakedify.harness import running_fake_dify
 from tests.processes import running_cluster, wait_until
 
@@ -23,9 +23,9 @@ def test_batch_with_transient_faults_finishes_with_every_row_right(tmp_path):
     write_rows(source)
     faults = "server_error=0.03,rate_limit=0.03,reset=0.02,cut=0.02"
     with running_fake_dify("--latency-ms", "150", "--faults", faults, "--seed", "7") as fake:
-        workflow, _ = lifecycle.save_workflow("e2e", base_url=fake.url, api_key="app-e2e")
-        options = lifecycle.ImportOptions(concurrency=CONCURRENCY, max_retries=6)
-        batch = lifecycle.import_batch(workflow, source, options=options)
+        workflow, _ = workflows.save_workflow("e2e", base_url=fake.url, api_key="app-e2e")
+        options = imports.ImportOptions(concurrency=CONCURRENCY, max_retries=6)
+        batch = imports.import_batch(workflow, source, options=options)
         with running_cluster(tmp_path / "qcluster.log"):
             wait_until(lambda: BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED, timeout=120)
         stats = fake.stats()
@@ -49,8 +49,8 @@ def test_non_retryable_rows_fail_once_and_retry_after_is_honoured(tmp_path):
         encoding="utf-8",
     )
     with running_fake_dify("--latency-ms", "20") as fake:
-        workflow, _ = lifecycle.save_workflow("e2e", base_url=fake.url, api_key="app-e2e")
-        batch = lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=3))
+        workflow, _ = workflows.save_workflow("e2e", base_url=fake.url, api_key="app-e2e")
+        batch = imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=3))
         with running_cluster(tmp_path / "qcluster.log"):
             wait_until(lambda: BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED, timeout=60)
 
@@ -67,8 +67,8 @@ def test_an_auth_failure_pauses_the_batch(tmp_path):
     source = tmp_path / "rows.jsonl"
     source.write_text('{"text": "a", "_fault": "auth"}\n{"text": "b", "_fault": "auth"}\n', encoding="utf-8")
     with running_fake_dify("--latency-ms", "20") as fake:
-        workflow, _ = lifecycle.save_workflow("e2e", base_url=fake.url, api_key="app-e2e")
-        batch = lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=1))
+        workflow, _ = workflows.save_workflow("e2e", base_url=fake.url, api_key="app-e2e")
+        batch = imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=1))
         with running_cluster(tmp_path / "qcluster.log"):
             wait_until(lambda: BatchTask.objects.get(pk=batch.pk).status == BatchStatus.PAUSED, timeout=60)
 

@@ -9,7 +9,7 @@ import pytest
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.models import BatchFile, BatchTask, Execution
-from batches.services import lifecycle
+from batches.services import imports, workflows
 from fakedify.harness import running_fake_dify
 from tests.processes import running_cluster, wait_until
 
@@ -30,9 +30,9 @@ def test_two_clusters_upload_each_file_once_and_every_row_sends_its_id(tmp_path,
     settings.BATCHES_FILES_DIR = files_dir = tmp_path / "files"
     env = {"BATCHES_FILES_DIR": str(files_dir), "BATCHES_RUNNERS": "4"}
     with running_fake_dify("--latency-ms", "300", "--variables", "doc:Document:required:file,text") as fake:
-        workflow, _ = lifecycle.save_workflow("files", base_url=fake.url, api_key="app-files")
-        options = lifecycle.ImportOptions(concurrency=50, start=True)
-        batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path / "invoices.zip", 50, 20), options=options)
+        workflow, _ = workflows.save_workflow("files", base_url=fake.url, api_key="app-files")
+        options = imports.ImportOptions(concurrency=50, start=True)
+        batch = imports.import_batch(workflow, invoice_zip(tmp_path / "invoices.zip", 50, 20), options=options)
         with running_cluster(tmp_path / "a.log", **env), running_cluster(tmp_path / "b.log", **env):
             wait_until(lambda: BatchTask.objects.get(pk=batch.pk).status == BatchStatus.FINISHED, 120)
         stats = fake.stats()

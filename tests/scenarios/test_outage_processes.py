@@ -12,7 +12,7 @@ import pytest
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.models import Attempt, BatchTask, Execution, WorkflowThrottle
-from batches.services import lifecycle
+from batches.services import imports, workflows
 from fakedify.harness import running_fake_dify
 from tests.processes import running_cluster, wait_until
 
@@ -23,8 +23,8 @@ QUICK_PROBES = {"BATCHES_CIRCUIT_PROBE_MIN": "2", "BATCHES_CIRCUIT_PROBE_MAX": "
 def import_rows(fake_url, tmp_path, name, rows, concurrency):
     source = tmp_path / f"{name}.csv"
     source.write_text("text\n" + "".join(f"{name} {i}\n" for i in range(rows)), encoding="utf-8")
-    workflow, _ = lifecycle.save_workflow(name, base_url=fake_url, api_key="app-outage", response_mode="blocking")
-    return lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=concurrency))
+    workflow, _ = workflows.save_workflow(name, base_url=fake_url, api_key="app-outage", response_mode="blocking")
+    return imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=concurrency))
 
 
 def succeeded(batch):
@@ -112,8 +112,8 @@ def test_a_hang_outage_opens_the_circuit_too(tmp_path):
 def import_jsonl(fake_url, tmp_path, name, rows, concurrency):
     source = tmp_path / f"{name}.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    workflow, _ = lifecycle.save_workflow(name, base_url=fake_url, api_key="app-outage", response_mode="blocking")
-    return lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=concurrency))
+    workflow, _ = workflows.save_workflow(name, base_url=fake_url, api_key="app-outage", response_mode="blocking")
+    return imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=concurrency))
 
 
 def test_rows_dify_cannot_serve_fail_and_the_batch_finishes(tmp_path):

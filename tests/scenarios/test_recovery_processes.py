@@ -10,7 +10,7 @@ from django.db import connection
 
 from batches.choices import BatchStatus, ExecutionStatus
 from batches.models import Attempt, BatchTask, Execution, RunnerSlot
-from batches.services import lifecycle
+from batches.services import imports, workflows
 from fakedify.harness import running_fake_dify
 from tests.processes import ROOT, DroppingProxy, kill_group, running_cluster, stop_cluster, wait_until
 
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def make_batch(fake, tmp_path, rows, concurrency, **workflow_fields):
     source = tmp_path / "rows.csv"
     source.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
-    workflow, _ = lifecycle.save_workflow("recovery", base_url=fake.url, api_key="app-r", **workflow_fields)
-    return lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(concurrency=concurrency))
+    workflow, _ = workflows.save_workflow("recovery", base_url=fake.url, api_key="app-r", **workflow_fields)
+    return imports.import_batch(workflow, source, options=imports.ImportOptions(concurrency=concurrency))
 
 
 def batch_status(batch):

@@ -1,4 +1,4 @@
-"""The upstream circuit's health check, its refund and the partial outage (services/circuit.py)."""
+"""The upstream circuit's health check, its refund and the partial outage (services/upstream_health.py)."""
 
 from datetime import timedelta
 
@@ -9,7 +9,7 @@ from batches.choices import BatchStatus, CircuitState, ErrorType, ExecutionStatu
 from batches.dify.pages import Health
 from batches.dify.types import CallResult
 from batches.models import BatchTask, Execution, WorkflowThrottle
-from batches.services import circuit, claims, leases, lifecycle, results, transitions
+from batches.services import claims, leases, lifecycle, results, transitions, upstream_health
 
 HOUR = timedelta(hours=1)
 
@@ -26,8 +26,8 @@ UP = Health(True, "HTTP 200: Dify answers")
 
 def check(batch, health, owner="checker", now=None):
     """A runner takes the health check that is due and records what it heard."""
-    assert circuit.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=now) == [batch.workflow_id]
-    return circuit.answered(workflow_id=batch.workflow_id, owner=owner, health=health, now=now)
+    assert upstream_health.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=now) == [batch.workflow_id]
+    return upstream_health.answered(workflow_id=batch.workflow_id, owner=owner, health=health, now=now)
 
 
 def confirm_outage(batch) -> None:
@@ -83,10 +83,10 @@ def test_a_probe_that_outlives_a_lease_while_its_holder_lives_keeps_the_circuit_
     fail_one_by_one(batch)
     confirm_outage(batch)
     later = timezone.now() + timedelta(seconds=60)
-    first = circuit.take_probes(owner="a", workflow_ids=[batch.workflow_id], now=later)
+    first = upstream_health.take_probes(owner="a", workflow_ids=[batch.workflow_id], now=later)
 
     leases.renew_leases("a", now=later + timedelta(seconds=25))  # the holder is alive: its check goes on
-    second = circuit.take_probes(owner="b", workflow_ids=[batch.workflow_id], now=later + timedelta(seconds=35))
+    second = upstream_health.take_probes(owner="b", workflow_ids=[batch.workflow_id], now=later + timedelta(seconds=35))
 
     assert (first, second) == ([batch.workflow_id], [])
     assert claims.claim(batch.pk, owner="b", limit=20, now=later + timedelta(seconds=35)) == []

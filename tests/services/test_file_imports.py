@@ -1,4 +1,4 @@
-"""Importing file inputs (batches.services.file_imports, through lifecycle.import_batch and `import_batch`): URL cells
+"""Importing file inputs (batches.services.file_imports, through imports.import_batch and `import_batch`): URL cells
 reach the app as file mappings, a ZIP keeps each named file once, and a hostile or oversized ZIP is refused with one
 line and changes nothing."""
 
@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Execution
 from batches.runner.worker import Runner
-from batches.services import lifecycle
+from batches.services import imports
 from tests.file_zips import (
     NO_START,
     absolute_zip,
@@ -35,7 +35,7 @@ def test_remote_urls_reach_the_app_as_file_mappings(workflow, fake, tmp_path):
     table = tmp_path / "rows.csv"
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nhttps://example.com/b.png,two\n")
 
-    batch = lifecycle.import_batch(workflow, table)
+    batch = imports.import_batch(workflow, table)
     Runner().run(seconds=30)
 
     sent = [row.outputs["echo"]["doc"] for row in Execution.objects.filter(batch=batch).order_by("index")]
@@ -51,7 +51,7 @@ def test_a_cell_that_is_not_a_url_is_an_import_error_naming_its_line(workflow, t
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nscan.pdf,two\n")
 
     with pytest.raises(ImportFileError, match=r"^line 3: 'doc' \(Document\) is 'scan.pdf', not an http\(s\) URL"):
-        lifecycle.import_batch(workflow, table)
+        imports.import_batch(workflow, table)
     assert not BatchTask.objects.exists()
 
 
@@ -60,12 +60,12 @@ def test_a_metadata_url_in_a_cell_is_an_import_error_naming_its_line(workflow, t
     table.write_text("doc,text\nhttps://example.com/a.pdf,one\nhttp://169.254.169.254/a.pdf,two\n")
 
     with pytest.raises(ImportFileError, match=r"^line 3: 'doc' \(Document\) .*link-local"):
-        lifecycle.import_batch(workflow, table)
+        imports.import_batch(workflow, table)
     assert not BatchTask.objects.exists()
 
 
 def test_a_zip_import_keeps_each_named_file_once_on_disk(workflow, tmp_path, files_dir):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path), options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path), options=imports.ImportOptions(start=False))
 
     assert (batch.total, batch.source_filename, batch.name) == (50, "invoices.zip", "invoices")
     kept = BatchFile.objects.filter(batch=batch)
@@ -91,7 +91,7 @@ def test_a_hostile_zip_is_refused_with_one_line_and_changes_nothing(workflow, tm
     before = outside(tmp_path, files_dir)
 
     with pytest.raises(ImportFileError, match=message) as refused:
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
     assert "\n" not in str(refused.value)
     assert not BatchTask.objects.exists() and not BatchFile.objects.exists()
@@ -112,7 +112,7 @@ def test_an_entry_that_unpacks_to_more_than_it_declares_is_refused(workflow, tmp
     source.write_bytes(bytes(data))
 
     with pytest.raises(ImportFileError, match=r"'a\.pdf' (unpacks to more than it declares|cannot be unpacked)"):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
     assert left_on_disk(files_dir) == []
 
@@ -135,7 +135,7 @@ def test_a_table_inside_the_zip_keeps_the_upload_limit_of_a_table(workflow, tmp_
     source = write_zip(tmp_path / "big.zip", "doc,text\n" + "https://x.test/a.pdf,long text\n" * 100, {})
 
     with pytest.raises(ImportFileError, match=r"^the table 'rows\.csv' unpacks to over the 1000 bytes limit$"):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
 
 @pytest.mark.parametrize(
@@ -150,14 +150,14 @@ def test_a_zip_over_its_limits_is_refused(workflow, tmp_path, settings, setting,
     source = write_zip(tmp_path / "big.zip", "doc,text\na.pdf,x\n", {"a.pdf": bytes(500)})
 
     with pytest.raises(ImportFileError, match=message):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
 
 def test_a_zip_entry_with_an_overlong_name_is_refused(workflow, tmp_path):
     source = write_zip(tmp_path / "long.zip", "doc,text\na.pdf,x\n", {"a" * 1001 + ".pdf": b"x", "a.pdf": b"x"})
 
     with pytest.raises(ImportFileError, match="has a name over 1000 characters"):
-        lifecycle.import_batch(workflow, source)
+        imports.import_batch(workflow, source)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -176,6 +176,6 @@ def test_a_zip_import_asks_the_app_for_its_variables_outside_any_transaction(wor
         return real_fetch(app, timeout)
 
     monkeypatch.setattr(pages, "fetch_parameters", fetch)
-    lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=1), options=NO_START)
+    imports.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=1), options=NO_START)
 
     assert asked_inside == [False]

@@ -21,7 +21,7 @@ from batches.dify.types import InputVariable
 from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
 from batches.runner.worker import Runner
 from batches.selectors.compare import ONLY_A, ONLY_B, compare
-from batches.services import file_uploads, lifecycle, rerun
+from batches.services import file_uploads, imports, lifecycle, rerun
 from tests.file_zips import NO_START, invoice_zip, left_on_disk
 
 pytestmark = pytest.mark.usefixtures("files_dir")
@@ -45,7 +45,7 @@ def kept_on_disk(batch: BatchTask, files_dir: Path) -> list[bool]:
 def test_a_zip_batch_runs_again_and_compares_after_the_sweep_ran(make_workflow, fake, tmp_path, files_dir, other_app):
     fake.restore()
     workflow = make_workflow(base_url=fake.url, response_mode="blocking")
-    source = lifecycle.import_batch(workflow, invoices(tmp_path))
+    source = imports.import_batch(workflow, invoices(tmp_path))
     Runner().run(seconds=20)
     assert BatchTask.objects.get(pk=source.pk).status == BatchStatus.FINISHED
 
@@ -66,9 +66,9 @@ def test_a_rerun_still_in_its_transaction_keeps_its_files_from_the_sweep(
 ):
     settings.BATCHES_FILES_UNSTARTED_DAYS = 60  # the rerun is not started: its own window must outlast the 30 days
     variables = [InputVariable("doc", "doc", required=True, type="file"), InputVariable("text", "text")]
-    monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: variables)
+    monkeypatch.setattr(imports, "read_input_variables", lambda workflow, config=None: variables)
     workflow = make_workflow()
-    source = lifecycle.import_batch(workflow, invoices(tmp_path), options=lifecycle.ImportOptions(start=False))
+    source = imports.import_batch(workflow, invoices(tmp_path), options=imports.ImportOptions(start=False))
     BatchTask.objects.filter(pk=source.pk).update(status=BatchStatus.FINISHED, finished_at=timezone.now())
     copied, go, swept = threading.Event(), threading.Event(), []
     real_copy = file_uploads.copy_files
@@ -107,7 +107,7 @@ def test_a_rerun_still_in_its_transaction_keeps_its_files_from_the_sweep(
 
 def test_a_zip_of_50_rows_naming_20_files_uploads_each_file_once(workflow, fake, tmp_path):
     # All 50 at once: rows naming the same file are in flight together and share its one upload.
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path), options=lifecycle.ImportOptions(concurrency=50))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path), options=imports.ImportOptions(concurrency=50))
 
     Runner().run(seconds=60)
 
@@ -121,7 +121,7 @@ def test_a_zip_of_50_rows_naming_20_files_uploads_each_file_once(workflow, fake,
 
 
 def test_a_row_retried_by_hand_reuses_its_upload(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
     Runner().run(seconds=30)
     row = Execution.objects.get(batch=batch, index=0)
     Execution.objects.filter(pk=row.pk).update(status=ExecutionStatus.FAILED)
@@ -136,7 +136,7 @@ def test_a_row_retried_by_hand_reuses_its_upload(workflow, fake, tmp_path):
 
 def test_a_transient_upload_failure_is_retried_like_a_call(workflow, fake, tmp_path, settings):
     settings.BATCHES_BACKOFF_BASE = 0.05
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
     fake.fail_uploads(1, 503)
 
     Runner().run(seconds=30)
@@ -149,7 +149,7 @@ def test_a_transient_upload_failure_is_retried_like_a_call(workflow, fake, tmp_p
 
 
 def test_an_upload_dify_lost_is_uploaded_again_once(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=6, distinct=2))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=6, distinct=2))
     Runner().run(seconds=30)
     fake.expire_uploads()
     # Failed before any run started: a known run would be looked up (and its success recorded) instead of called.
@@ -164,7 +164,7 @@ def test_an_upload_dify_lost_is_uploaded_again_once(workflow, fake, tmp_path):
 
 
 def test_one_process_uploads_a_file_while_the_others_wait_until_its_lease_expires(workflow, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
 
     first = file_uploads.take(batch.pk, "invoices/00.pdf", owner="node:a", lease_seconds=60, user="u")
     second = file_uploads.take(batch.pk, "invoices/00.pdf", owner="node:b", lease_seconds=60, user="u")
@@ -181,9 +181,9 @@ def test_one_process_uploads_a_file_while_the_others_wait_until_its_lease_expire
 def test_files_are_kept_for_the_retention_window_after_their_batch_ended_and_their_upload_ids_kept(
     workflow, tmp_path, files_dir
 ):
-    done = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
+    done = imports.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
     (tmp_path / "second").mkdir()
-    failed = lifecycle.import_batch(workflow, invoice_zip(tmp_path / "second", rows=2, distinct=2), options=NO_START)
+    failed = imports.import_batch(workflow, invoice_zip(tmp_path / "second", rows=2, distinct=2), options=NO_START)
     finished = {"status": BatchStatus.FINISHED, "finished_at": timezone.now()}
     BatchTask.objects.filter(pk__in=[done.pk, failed.pk]).update(**finished)
     Execution.objects.filter(batch=done).update(status=ExecutionStatus.SUCCEEDED)
@@ -206,7 +206,7 @@ def test_an_upload_takes_a_token_of_the_workflows_rpm_bucket(workflow):
 
 
 def test_a_zip_batch_run_again_uploads_under_its_own_user_and_keeps_the_files_it_needs(workflow, fake, tmp_path):
-    source = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
+    source = imports.import_batch(workflow, invoice_zip(tmp_path, rows=4, distinct=2))
     Runner().run(seconds=30)
 
     assert file_uploads.sweep_files() == 0
@@ -219,7 +219,7 @@ def test_a_zip_batch_run_again_uploads_under_its_own_user_and_keeps_the_files_it
 
 
 def test_a_file_dify_refuses_fails_its_row_at_once_naming_the_file(workflow, fake, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1))
     fake.fail_uploads(1, 413)
 
     Runner().run(seconds=30)
@@ -238,7 +238,7 @@ def test_a_silent_stream_makes_the_retry_upload_an_old_file_again(
     settings.BATCHES_UPLOAD_RECHECK_MINUTES = recheck_minutes  # 0: every upload counts as old
     fake.restore()
     workflow = make_workflow(base_url=fake.url, response_mode="streaming", timeout=1)
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
     Execution.objects.filter(batch=batch).update(inputs={**Execution.objects.get(batch=batch).inputs, "_fault": "hang"})
 
     lifecycle.start_batch(batch.pk)
@@ -250,7 +250,7 @@ def test_a_silent_stream_makes_the_retry_upload_an_old_file_again(
 
 
 def test_a_recent_upload_is_kept_after_a_silent_stream(workflow, tmp_path):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=1, distinct=1), options=NO_START)
     file_uploads.store(BatchFile.objects.get(batch=batch).pk, upload_id="up-1", user="u")
     file_id = BatchFile.objects.get(batch=batch).pk
 

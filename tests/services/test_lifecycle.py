@@ -11,7 +11,7 @@ from batches.choices import BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.dify.types import CallResult
 from batches.imports import inputs
 from batches.models import Attempt, BatchTask, Execution
-from batches.services import claims, lifecycle, results
+from batches.services import claims, imports, lifecycle, results, workflows
 from batches.services.transitions import TransitionError
 from tests.file_zips import DOC, NO_START, invoice_zip
 
@@ -197,9 +197,9 @@ def test_options_of_the_services_are_keyword_only(make_batch):
 
 
 def test_save_workflow_creates_then_updates_only_given_fields(db):
-    lifecycle.save_workflow("wf", base_url="http://127.0.0.1:1/v1", api_key="k1", concurrency=3)
+    workflows.save_workflow("wf", base_url="http://127.0.0.1:1/v1", api_key="k1", concurrency=3)
 
-    workflow, created = lifecycle.save_workflow("wf", api_key="k2", concurrency=None)
+    workflow, created = workflows.save_workflow("wf", api_key="k2", concurrency=None)
 
     assert not created
     assert (workflow.api_key, workflow.concurrency, workflow.base_url) == ("k2", 3, "http://127.0.0.1:1/v1")
@@ -249,7 +249,7 @@ def planner_row_count() -> float:
 
 def import_rows(workflow, path, rows):
     path.write_text("text\n" + "".join(f"row {i}\n" for i in range(rows)), encoding="utf-8")
-    lifecycle.import_batch(workflow, path, options=lifecycle.ImportOptions(start=False))
+    imports.import_batch(workflow, path, options=imports.ImportOptions(start=False))
 
 
 def fail_and_retry_all(workflow, rows):
@@ -282,7 +282,7 @@ def test_import_stores_every_row_exactly_as_written(make_workflow, tmp_path):
     source = tmp_path / "rows.jsonl"
     source.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
-    batch = lifecycle.import_batch(make_workflow(), source, options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(make_workflow(), source, options=imports.ImportOptions(start=False))
 
     stored = list(Execution.objects.filter(batch=batch).order_by("index").values_list("index", "inputs", "status"))
     assert stored == [(0, rows[0], ExecutionStatus.PENDING), (1, rows[1], ExecutionStatus.PENDING)]
@@ -300,7 +300,7 @@ def test_an_import_reads_the_whole_file_before_it_takes_sqlites_write_lock(make_
     source.write_text('{"text": "a"}\n' * 3000 + "{broken\n", encoding="utf-8")
 
     with CaptureQueriesContext(connection) as queries, pytest.raises(ImportFileError):
-        lifecycle.import_batch(workflow, source, options=lifecycle.ImportOptions(start=False))
+        imports.import_batch(workflow, source, options=imports.ImportOptions(start=False))
 
     assert not [query["sql"] for query in queries.captured_queries if "INSERT" in query["sql"]]
 
@@ -309,7 +309,7 @@ def test_an_import_on_either_database_stores_its_rows_with_their_defaults(make_w
     source = tmp_path / "rows.csv"
     source.write_text("text\n" + "".join(f"row {i}\n" for i in range(4500)), encoding="utf-8")
 
-    batch = lifecycle.import_batch(make_workflow(), source, options=lifecycle.ImportOptions(start=False))
+    batch = imports.import_batch(make_workflow(), source, options=imports.ImportOptions(start=False))
 
     rows = Execution.objects.filter(batch=batch)
     assert (batch.total, rows.count(), rows.pending().count()) == (4500, 4500, 4500)
@@ -319,7 +319,7 @@ def test_an_import_on_either_database_stores_its_rows_with_their_defaults(make_w
 
 @pytest.mark.usefixtures("files_dir")
 def test_edited_inputs_of_a_manual_retry_may_name_the_batchs_files_and_no_others(workflow, tmp_path, monkeypatch):
-    batch = lifecycle.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
+    batch = imports.import_batch(workflow, invoice_zip(tmp_path, rows=2, distinct=2), options=NO_START)
     row = Execution.objects.get(batch=batch, index=0)
     monkeypatch.setattr(lifecycle, "read_input_variables", lambda workflow, config=None: [DOC])
     other = {"type": "document", "transfer_method": "local_file", "file": "invoices/01.pdf"}

@@ -12,7 +12,7 @@ from batches.choices import BatchStatus, CircuitState, ErrorType, ExecutionStatu
 from batches.dify.pages import Health
 from batches.dify.types import CallResult
 from batches.models import Attempt, Execution, WorkflowThrottle
-from batches.services import circuit, claims, recovery, results, throttle
+from batches.services import circuit, claims, results, throttle, upstream_health
 
 
 def running_batch(make_workflow, make_batch, rows=50, concurrency=50, **workflow_fields):
@@ -152,8 +152,8 @@ def run(batch, outcomes, now=None):
 
 def check(batch, health, now=None, owner="checker"):
     """The runner that takes the due health check records what GET /parameters answered."""
-    assert circuit.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=now) == [batch.workflow_id]
-    return circuit.answered(workflow_id=batch.workflow_id, owner=owner, health=health, now=now)
+    assert upstream_health.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=now) == [batch.workflow_id]
+    return upstream_health.answered(workflow_id=batch.workflow_id, owner=owner, health=health, now=now)
 
 
 def open_circuit(batch):
@@ -281,7 +281,7 @@ def test_after_the_wait_one_health_check_and_no_row_is_sent(batch, make_batch):
     open_circuit(batch)
     later = timezone.now() + timedelta(seconds=60)
 
-    checks = [circuit.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=later) for owner in "abc"]
+    checks = [upstream_health.take_probes(owner=owner, workflow_ids=[batch.workflow_id], now=later) for owner in "abc"]
     rows = [claims.claim(b.pk, owner=owner, limit=20, now=later) for b, owner in [(batch, "a"), (second, "b")]]
 
     assert checks == [[batch.workflow_id], [], []]
@@ -316,10 +316,10 @@ def test_a_health_check_without_an_answer_keeps_it_open_with_a_longer_wait(batch
 def test_the_answer_of_a_check_whose_holder_lost_it_changes_nothing(batch):
     *streak, sent_with_them = claims.claim(batch.pk, owner="a", limit=FAILURES + 1)
     results.record_results([(claim, failed()) for claim in streak])
-    circuit.take_probes(owner="slow", workflow_ids=[batch.workflow_id])
+    upstream_health.take_probes(owner="slow", workflow_ids=[batch.workflow_id])
     results.record_results([(sent_with_them, ok())])  # a run answered meanwhile: the circuit closed
 
-    circuit.answered(workflow_id=batch.workflow_id, owner="slow", health=DOWN)
+    upstream_health.answered(workflow_id=batch.workflow_id, owner="slow", health=DOWN)
 
     assert state(batch) == CircuitState.CLOSED
 
@@ -362,8 +362,8 @@ def test_a_batch_pauses_after_the_configured_minutes_of_outage(batch, settings):
 def test_a_staff_check_that_gets_an_answer_closes_the_circuit(batch):
     open_circuit(batch)
 
-    assert circuit.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
-    upstream = circuit.answered(workflow_id=batch.workflow_id, owner="staff", health=UP)
+    assert upstream_health.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
+    upstream = upstream_health.answered(workflow_id=batch.workflow_id, owner="staff", health=UP)
 
     assert (upstream.state, upstream.probe_answer) == (CircuitState.CLOSED, "HTTP 200: Dify answers")
     assert state(batch) == CircuitState.CLOSED
@@ -372,25 +372,27 @@ def test_a_staff_check_that_gets_an_answer_closes_the_circuit(batch):
 def test_a_staff_check_that_fails_keeps_it_open(batch):
     open_circuit(batch)
 
-    circuit.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
+    upstream_health.take_probe_now(workflow_id=batch.workflow_id, owner="staff")
     failure = Health(False, "connection: refused")
-    upstream = circuit.answered(workflow_id=batch.workflow_id, owner="staff", health=failure)
+    upstream = upstream_health.answered(workflow_id=batch.workflow_id, owner="staff", health=failure)
 
     assert (upstream.state, upstream.last_error) == (CircuitState.OPEN, "connection: refused")
 
 
 def test_a_staff_check_sends_nothing_while_a_runner_s_check_is_on_its_way_and_gets_its_verdict(batch, monkeypatch):
     open_circuit(batch)
-    circuit.take_probes(owner="runner", workflow_ids=[batch.workflow_id], now=timezone.now() + timedelta(seconds=60))
+    upstream_health.take_probes(
+        owner="runner", workflow_ids=[batch.workflow_id], now=timezone.now() + timedelta(seconds=60)
+    )
     sent = []
     monkeypatch.setattr("batches.dify.pages.check_health", lambda *args, **kwargs: sent.append(args))
     # The runner's answer comes while staff wait for it.
     monkeypatch.setattr(
-        "batches.services.circuit.time.sleep",
-        lambda seconds: circuit.answered(workflow_id=batch.workflow_id, owner="runner", health=UP),
+        "batches.services.upstream_health.time.sleep",
+        lambda seconds: upstream_health.answered(workflow_id=batch.workflow_id, owner="runner", health=UP),
     )
 
-    upstream = recovery.probe_upstream(batch.workflow_id).upstream
+    upstream = upstream_health.probe_upstream(batch.workflow_id).upstream
 
     assert (upstream.state, upstream.probe_answer, sent) == (CircuitState.CLOSED, "HTTP 200: Dify answers", [])
 
@@ -407,7 +409,7 @@ def test_takers_on_eight_connections_take_one_health_check_between_them(make_bat
     def take(owner: str) -> None:
         start.wait()
         try:
-            taken.append(len(circuit.take_probes(owner=owner, workflow_ids=[first.workflow_id], now=later)))
+            taken.append(len(upstream_health.take_probes(owner=owner, workflow_ids=[first.workflow_id], now=later)))
         finally:
             connections.close_all()
 
@@ -454,4 +456,4 @@ def test_a_success_sent_with_the_failures_resets_the_streak(batch):
     ],
 )
 def test_the_circuits_last_error_names_the_status_once(result: CallResult, said: str) -> None:
-    assert throttle.describe(result) == said
+    assert circuit.describe(result) == said

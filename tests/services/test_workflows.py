@@ -205,7 +205,7 @@ def moved_batch(make_workflow, make_batch, attacker, real):
     """A batch imported while the workflow pointed at the attacker's server; then the real URL and key came back."""
     workflow = make_workflow(base_url=attacker.url, api_key=OWN_KEY, response_mode="blocking")
     batch = make_batch(rows=3, workflow=workflow, status=BatchStatus.PENDING)
-    lifecycle.save_workflow(workflow.name, base_url=real.url, api_key=REAL_KEY)
+    workflows.save_workflow(workflow.name, base_url=real.url, api_key=REAL_KEY)
     return batch
 
 
@@ -254,7 +254,7 @@ def test_a_batch_pointed_again_runs_on_the_new_dify_with_the_new_key_only(moved_
 def test_a_corrected_key_for_the_same_url_takes_effect(make_workflow, make_batch, real):
     workflow = make_workflow(base_url=real.url, api_key="app-mistyped-key", response_mode="blocking")
     batch = make_batch(rows=2, workflow=workflow, status=BatchStatus.RUNNING)
-    lifecycle.save_workflow(workflow.name, api_key=REAL_KEY)
+    workflows.save_workflow(workflow.name, api_key=REAL_KEY)
 
     Runner().run(seconds=10)
 
@@ -266,7 +266,7 @@ def test_a_corrected_key_for_the_same_url_takes_effect(make_workflow, make_batch
 def test_a_base_url_written_differently_is_the_same_place(make_workflow, make_batch, real):
     workflow = make_workflow(base_url=real.url, api_key=REAL_KEY, response_mode="blocking")
     batch = make_batch(rows=1, workflow=workflow, status=BatchStatus.RUNNING)
-    lifecycle.save_workflow(workflow.name, base_url=real.url + "/")
+    workflows.save_workflow(workflow.name, base_url=real.url + "/")
 
     Runner().run(seconds=10)
 

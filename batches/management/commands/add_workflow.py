@@ -6,8 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.choices import Mode, ResponseMode
 from batches.services.audit import of_os_user
-from batches.services.lifecycle import save_workflow
-from batches.services.workflows import refresh_input_variables
+from batches.services.workflows import refresh_input_variables, save_workflow
 
 
 class Command(BaseCommand):

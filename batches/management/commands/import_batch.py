@@ -9,7 +9,7 @@ from batches.imports.importers import ImportFileError
 from batches.management.utils import stderr_progress
 from batches.models import Workflow
 from batches.services.audit import of_os_user
-from batches.services.lifecycle import ImportOptions, import_batch
+from batches.services.imports import ImportOptions, import_batch
 
 
 class Command(BaseCommand):

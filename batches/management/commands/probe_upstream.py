@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from batches.models import Workflow
-from batches.services.recovery import probe_upstream
+from batches.services.upstream_health import probe_upstream
 
 
 class Command(BaseCommand):
