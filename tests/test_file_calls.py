@@ -1,4 +1,4 @@
-"""A row's uploads (batches/row_call.py): under the row's user, taken over from a dead process, waited for
+"""A row's uploads (batches/runner/row_call.py): under the row's user, taken over from a dead process, waited for
 without spending a retry, uploaded again only when Dify says the id is unknown (issues 26 and 29)."""
 
 from __future__ import annotations
