@@ -65,6 +65,10 @@ class BatchStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+ACTIVE = (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED)  # not finished or cancelled
+ENDED = (BatchStatus.FINISHED, BatchStatus.CANCELLED)
+
+
 class ExecutionStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     RUNNING = "running", _("Running")

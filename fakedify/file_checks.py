@@ -3,7 +3,7 @@ its messages: a file-list's count, each mapping's transfer method and id, the st
 (the `type` sent must equal the type Dify detects from the extension, then the MIME type) and the variable's
 config. A URL is never fetched: the fake types it as Dify does when its HEAD does not answer 200.
 
-Written apart from the client's own detection (batches/imports/file_types.py), so that a test against the fake can catch
+Written apart from the client's own detection (batches/dify/file_types.py), so that a test against the fake can catch
 the client typing a file differently from Dify.
 """
 

@@ -1,7 +1,7 @@
 """Admin for workflows, batches, executions and attempts; actions only call `batches.services.lifecycle`.
 
 The batch actions and their permissions are in `batches.admin.actions`; formatting shared with the staff pages
-is in `batches.display.presenters`.
+is in `batches.views.presenters`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from batches.admin.actions import BATCH_ACTIONS, PermissionActionsMixin, batch_a
 from batches.admin.ops import ReadOnlyAdmin
 from batches.choices import ExecutionStatus
 from batches.display import clipping
-from batches.display.presenters import last_check, progress_bar, waiting_message
 from batches.forms.executions import ExecutionRetryAdminForm
 from batches.forms.workflows import WorkflowAdminForm
 from batches.imports.inputs import InputError
@@ -37,6 +36,7 @@ from batches.selectors import batches as selectors
 from batches.selectors.batches import upstream_of
 from batches.services import audit, lifecycle, retention, workflows
 from batches.services.transitions import TransitionError
+from batches.views.presenters import last_check, progress_bar, waiting_message
 
 RETRYABLE_STATES = (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
 INPUTS_REFUSED = "batches_inputs_refused"  # the request's note of why the app refused the edited inputs

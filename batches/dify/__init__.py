@@ -2,7 +2,8 @@
 
 - `types`: what a call needs and gives back (`AppSettings`, `InputVariable`, `CallResult`) and the client's limits.
 - `client`: `DifyClient`, the one (async) client: run a row, look up a run, stop a run, read an app's documents.
-- `upload`: `POST /files/upload`, one file streamed from disk as multipart (file inputs, issue 15).
+- `file_types`: a file's type and upload limits as Dify 1.13.2 decides them (import-time checks use them too).
+- `upload`: the multipart body of `POST /files/upload` (sent by `DifyClient.upload`), one file streamed from disk.
 - `pages`: the calls a person waits for (input variables, "Test connection", a probe), through `DifyClient`.
 - `errors`: which error type an answer or an exception means (the rules of README "Error classification").
 - `answers`: reading blocking bodies, stream events, workflow runs and `user_input_form`.

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from batches.choices import ErrorType
+from batches.db import strictjson
 from batches.dify.errors import classify, classify_run_error
 from batches.dify.types import (
     KEPT_EVENTS,
@@ -21,7 +22,6 @@ from batches.dify.types import (
     InputVariable,
     OnStarted,
 )
-from batches.imports import strictjson
 
 
 def mapping(value: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from batches.choices import ErrorType
+from batches.db import strictjson
 from batches.db.crypto import is_unreadable
 from batches.dify import errors, hosts, sse
 from batches.dify.answers import StreamState, mapping, parse_blocking, seconds, workflow_data
@@ -42,7 +43,6 @@ from batches.dify.types import (
     OnStarted,
 )
 from batches.dify.upload import MultipartFile
-from batches.imports import strictjson
 
 logger = logging.getLogger("batches.dify")
 

@@ -15,10 +15,10 @@ import aiohttp
 import httpx
 
 from batches.choices import ErrorType
+from batches.db import strictjson
 from batches.dify.hosts import CONNECT_FAILED
 from batches.dify.redact import one_line
 from batches.dify.types import BadResponse
-from batches.imports import strictjson
 
 # Codes that mean the app itself is unusable: every row would fail alike (the batch pauses).
 APP_ERROR_CODES = frozenset({

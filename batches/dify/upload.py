@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from batches.imports import file_types
+from batches.dify import file_types
 
 CHUNK = 256 * 1024
 ESCAPES = {'"': "%22", "\r": "%0D", "\n": "%0A"}  # as browsers (and httpx) write a multipart filename

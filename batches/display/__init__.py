@@ -1,1 +1,1 @@
-"""How things read on pages, their JSON twins and the admin: formatting, clipping, escaping and word diffs."""
+"""How values read on pages: clipping, escaping bidirectional controls, and word diffs. Leaves: they read nothing."""

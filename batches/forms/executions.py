@@ -9,8 +9,8 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from batches.choices import ErrorType
+from batches.db import strictjson
 from batches.display import bidi
-from batches.imports import strictjson
 from batches.models import Execution
 
 

@@ -16,9 +16,8 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from batches.dify import hosts
+from batches.dify import file_types, hosts
 from batches.dify.types import InputVariable
-from batches.imports import file_types
 
 FILE_TYPES = frozenset({"file", "file-list"})
 REMOTE, LOCAL = "remote_url", "local_file"

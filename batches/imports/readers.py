@@ -19,7 +19,8 @@ from typing import IO, Any
 from openpyxl.utils import get_column_letter
 
 from batches.conf import settings
-from batches.imports import strictjson, xlsx_reader
+from batches.db import strictjson
+from batches.imports import xlsx_reader
 
 SNIFF_CHARS = 64 * 1024
 DELIMITERS = ",;\t|"

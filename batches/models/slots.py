@@ -3,9 +3,17 @@ ClusterHeartbeat (a live qcluster, for take-overs and health) and ExportSlot (a 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+class RunnerSlotQuerySet(models.QuerySet["RunnerSlot"]):
+    def held(self, now: datetime) -> RunnerSlotQuerySet:
+        """Slots a runner holds and has renewed in time."""
+        return self.exclude(owner="").filter(expires_at__gte=now)
 
 
 class RunnerSlot(models.Model):
@@ -14,6 +22,8 @@ class RunnerSlot(models.Model):
     slot = models.PositiveSmallIntegerField(primary_key=True)
     owner = models.CharField(max_length=100, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunnerSlotQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"slot {self.slot}: {self.owner or '-'}"

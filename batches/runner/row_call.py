@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 
 from batches.choices import ErrorType
 from batches.conf import settings
+from batches.dify import file_types
 from batches.dify.client import DifyClient
 from batches.dify.types import AppSettings, CallResult, OnStarted
-from batches.imports import file_types, files
+from batches.imports import files
 from batches.runner import reconcile
 from batches.services import file_uploads, leases
 

@@ -24,7 +24,6 @@ from batches.cluster import heartbeat, nodes
 from batches.conf import settings
 from batches.models import BatchTask, ClusterHeartbeat, Execution
 from batches.selectors.batches import iso
-from batches.services.retention import prunable
 
 WORKER_WINDOW = timedelta(minutes=1)
 STUCK_AFTER = timedelta(minutes=10)
@@ -157,7 +156,7 @@ def retention(now: datetime) -> dict[str, Any]:
     """What pruning keeps and has to do: batches due (when BATCHES_KEEP_DAYS is set), and prunes under way (one
     left for PRUNE_STALLED was killed, and no sweep prunes: a problem)."""
     keep_days = settings.BATCHES_KEEP_DAYS
-    due = prunable(older_than_days=keep_days, now=now).count() if keep_days is not None else None
+    due = BatchTask.objects.prunable(before=now - timedelta(days=keep_days)).count() if keep_days is not None else None
     marked = BatchTask.objects.filter(pruning_since__isnull=False).order_by("pk").values_list("pk", "pruning_since")
     pruning = [
         {"id": pk, "since": iso(since), "stalled": bool(since and since < now - PRUNE_STALLED)} for pk, since in marked

@@ -20,9 +20,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from batches.choices import BatchStatus, CircuitState
 from batches.conf import settings
 from batches.db import clock
-from batches.models import Attempt, BatchTask, ClusterHeartbeat, Execution, WorkflowThrottle
+from batches.models import Attempt, BatchTask, ClusterHeartbeat, Execution, RunnerSlot, WorkflowThrottle
 from batches.selectors.health import WORKER_WINDOW
-from batches.services import claims
 
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 CIRCUIT_VALUES: dict[str, int] = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
@@ -89,7 +88,7 @@ def circuits() -> Metric:
 
 
 def engine(now: datetime) -> Iterator[Metric]:
-    yield GaugeMetricFamily("batches_runners", "Runner slots in use.", value=claims.active_runners(now=now))
+    yield GaugeMetricFamily("batches_runners", "Runner slots in use.", value=RunnerSlot.objects.held(now).count())
     yield GaugeMetricFamily("batches_runner_slots", "Runner slots (BATCHES_RUNNERS).", value=settings.BATCHES_RUNNERS)
     in_flight = Execution.objects.running().count()
     yield GaugeMetricFamily("batches_calls_in_flight", "Rows running now (calls in flight).", value=in_flight)

@@ -268,7 +268,7 @@ def resumable(error_type: str, run_id: str) -> bool:
 
 
 def active_runners(*, now: datetime | None = None) -> int:
-    return RunnerSlot.objects.exclude(owner="").filter(expires_at__gte=now or clock.now()).count()
+    return RunnerSlot.objects.held(now or clock.now()).count()
 
 
 def acquire_slot(owner: str, *, now: datetime | None = None) -> int | None:

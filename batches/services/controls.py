@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
-from batches.choices import BatchStatus
+from batches.choices import ACTIVE, BatchStatus
 from batches.roles import CONTROL_BATCH, RETRY_EXECUTION
 from batches.services import lifecycle, workflows
 from batches.services.audit import Actor
-from batches.services.transitions import ACTIVE, TransitionError
+from batches.services.transitions import TransitionError
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrPromise  # a lazy translation (the stubs' name; the package is for development)

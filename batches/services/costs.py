@@ -11,9 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from batches.choices import ENDED
 from batches.models import BatchTask
 from batches.selectors.cost import CostSummary, batch_costs
-from batches.services.transitions import ENDED
 
 
 def costs_of(batch: BatchTask, *, now: datetime | None = None) -> CostSummary:

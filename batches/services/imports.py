@@ -15,7 +15,6 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from batches.db.statistics import refresh_statistics
 from batches.imports import importers
 from batches.imports.importers import Record
 from batches.models import BatchTask, Execution, Workflow
@@ -92,7 +91,7 @@ def import_table(
         batch.save(update_fields=["total", "columns", "extra_columns"])
         if then is not None:
             then(batch)
-        transaction.on_commit(refresh_statistics)  # before the runners' wake-up
+        transaction.on_commit(Execution.refresh_statistics)  # before the runners' wake-up
         if options.start:
             start_batch(batch.pk, actor=options.actor)
     logger.info("imported batch %s: %s rows from %s", batch.pk, batch.total, filename)

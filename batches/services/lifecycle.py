@@ -16,15 +16,14 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from batches.choices import RUN_ENDED_ERRORS, BatchStatus, ErrorType, ExecutionStatus, Trigger
-from batches.db.statistics import refresh_statistics
+from batches.choices import ACTIVE, ENDED, RUN_ENDED_ERRORS, BatchStatus, ErrorType, ExecutionStatus, Trigger
 from batches.imports import files, inputs
 from batches.models import Attempt, BatchTask, Execution
 from batches.services import audit, file_uploads, notify
 from batches.services.audit import Action, Actor
 from batches.services.claims import wake_runners
 from batches.services.leases import STALE_FIELDS, ended_attempt
-from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
+from batches.services.transitions import TransitionError, require, transition
 from batches.services.workflows import DifyMoved, read_input_variables
 
 BULK_CHANGE = 1000  # rows changed at once past which the planner's statistics are refreshed
@@ -170,7 +169,7 @@ def retry_executions(
         _reopen(batch_id, per_batch.get(batch_id, retried))
     audit.record_retry(picked, actor, edited=inputs is not None)
     if retried >= BULK_CHANGE:
-        transaction.on_commit(refresh_statistics)
+        transaction.on_commit(Execution.refresh_statistics)
     if retried:
         transaction.on_commit(wake_runners)
     return RetryReport(retried=retried, skipped=selected - retried, batches=len(batch_ids))

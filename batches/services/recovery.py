@@ -7,7 +7,7 @@ How a dead worker's row is picked up:
    that finished while its worker died is recorded, not paid for twice.
 3. The backstop here, `sweep`: expired leases (and this machine's dead processes' rows) back to pending, done
    batches finished, closed batches with rows still to run reopened, runners woken. It runs when a qcluster or a
-   web server starts (`start_recovery_sweep`, from apps.py and batchsite/wsgi.py/asgi.py), every minute on the
+   web server starts (`start_recovery_sweep`, from apps.py, batchsite/wsgi.py and asgi.py), every minute on the
    django-q2 Schedule made by migration 0002 (`batches.tasks.sweep`), and on demand (`manage.py
    recover_batches`); a restarted worker wakes a runner (`wake_on_worker_spawn`). Several sweeps may run at once:
    expired rows are locked while they are reset, and every other write is guarded.

@@ -12,7 +12,6 @@ from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from batches.choices import ExecutionStatus
-from batches.db.statistics import refresh_statistics
 from batches.dify.types import InputVariable
 from batches.imports import files
 from batches.imports import mapping as mapping_rules
@@ -96,7 +95,7 @@ def rerun_batch(source_id: int, *, options: RerunOptions) -> BatchTask:
             raise RerunError(_nothing(options.only))
         batch.save(update_fields=["total"])
         if batch.total >= BULK_CHANGE:
-            transaction.on_commit(refresh_statistics)
+            transaction.on_commit(Execution.refresh_statistics)
         if options.start:
             start_batch(batch.pk)
     logger.info("batch %s runs %s rows of batch %s again on %s", batch.pk, batch.total, source.pk, workflow.name)

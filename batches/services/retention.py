@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 
-from batches.choices import ExecutionStatus
+from batches.choices import ENDED, ExecutionStatus
 from batches.conf import settings
 from batches.db import clock
 from batches.models import Attempt, BatchCount, BatchFile, BatchTask, Execution
 from batches.services import audit, file_uploads
-from batches.services.transitions import ENDED
 
 logger = logging.getLogger(__name__)
 CHUNK = 2_000  # rows per transaction: a few tens of milliseconds of locks
@@ -45,14 +44,8 @@ class PruneReport:
 def prunable(
     *, older_than_days: float, statuses: tuple[str, ...] = ENDED, now: datetime | None = None
 ) -> QuerySet[BatchTask]:
-    """Ended batches (in `statuses`) that ended more than `older_than_days` ago and have no row to run, and
-    batches whose prune was started and not finished."""
-    before = (now or clock.now()) - timedelta(days=older_than_days)
-    wanted = [status for status in statuses if status in ENDED]
-    unfinished = Execution.objects.filter(batch=OuterRef("pk")).unfinished()
-    ended_before = Q(finished_at__lt=before) | Q(finished_at__isnull=True, created_at__lt=before)
-    old = BatchTask.objects.filter(ended_before, status__in=wanted).exclude(Exists(unfinished))
-    return (old | BatchTask.objects.filter(pruning_since__isnull=False)).order_by("pk")
+    """Batches to prune: those `BatchTask.objects.prunable` names, for an age in days."""
+    return BatchTask.objects.prunable(before=(now or clock.now()) - timedelta(days=older_than_days), statuses=statuses)
 
 
 def measure(batches: QuerySet[BatchTask]) -> PruneReport:

@@ -22,8 +22,6 @@ from batches.models import BatchTask, Execution
 from batches.services import audit, notify
 
 logger = logging.getLogger(__name__)
-ACTIVE = (BatchStatus.PENDING, BatchStatus.RUNNING, BatchStatus.PAUSED)  # not finished or cancelled
-ENDED = (BatchStatus.FINISHED, BatchStatus.CANCELLED)
 
 
 class TransitionError(Exception):

@@ -1,5 +1,5 @@
 """The staff pages, one module per page family. Views are thin: reads come from `batches.selectors.batches`, changes
-from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batches.display.presenters`.
+from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batches.views.presenters`.
 
 - `access`     the permission check (names: `batches.roles`), the JSON endpoints' 403 (`staff_json`), safe `next` links
 - `controls`   the batch buttons (`services.controls`) a page offers and what pressing one says; the concurrency
@@ -14,6 +14,8 @@ from `batches.services` (`lifecycle`, `rerun`, `workflows`), wording from `batch
 - `workflows`  the workflows page: list, add, edit, test the connection
 - `upstream`   the "Check Dify now" button
 - `health`     `GET /healthz` (no login)
+- helpers: `presenters` (how things read on pages, their JSON twins and the admin), `previews` (what the New
+  batch preview shows of an upload, worked out once and kept beside it)
 
 URLs are in `batches/urls.py` (and `/healthz` in `batchsite/urls.py`).
 """

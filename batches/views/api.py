@@ -12,7 +12,6 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches.display import presenters
 from batches.forms.executions import RetryForm
 from batches.models import Execution
 from batches.roles import RETRY_EXECUTION
@@ -20,6 +19,7 @@ from batches.selectors import batches as selectors
 from batches.selectors.batches import iso
 from batches.selectors.results import ResultFilter
 from batches.services import audit
+from batches.views import presenters
 from batches.views.access import first_error, staff_json
 from batches.views.failures import error_type_param, failures_page, retry_chosen
 from batches.views.results import results_page

@@ -15,8 +15,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches.choices import BatchStatus
-from batches.display import presenters
+from batches.choices import ACTIVE, BatchStatus
 from batches.exports import batches as exporters
 from batches.forms.batches import BatchFilterForm, ConcurrencyForm
 from batches.models import AuditEntry, BatchTask
@@ -25,8 +24,7 @@ from batches.selectors import batches as selectors
 from batches.selectors.compare import compare_candidates
 from batches.services import audit, costs, workflows
 from batches.services.controls import CONTROLS, Control
-from batches.services.transitions import ACTIVE
-from batches.views import controls
+from batches.views import controls, presenters
 from batches.views.access import next_url, require
 from batches.views.downloads import streamed
 

@@ -18,7 +18,6 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from batches.choices import ExecutionStatus
-from batches.display.presenters import Cell, cell
 from batches.display.worddiff import word_diff
 from batches.exports import compare as compare_export
 from batches.models import BatchTask, Execution
@@ -42,6 +41,7 @@ from batches.selectors.results import (
     shown_columns,
 )
 from batches.views.downloads import streamed
+from batches.views.presenters import Cell, cell
 
 COMPARE_PAGE_SIZE = 50
 DIFFS_PER_PAGE = 100  # texts whose changed words are marked on one page: each costs a word diff

@@ -11,12 +11,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from batches.choices import ErrorType
-from batches.display import presenters
 from batches.forms.executions import RetryForm
 from batches.models import BatchTask
 from batches.roles import RETRY_EXECUTION
 from batches.selectors import batches as selectors
 from batches.services import audit, lifecycle
+from batches.views import presenters
 from batches.views.access import first_error, next_url, require
 from batches.views.controls import Outcome, retried
 

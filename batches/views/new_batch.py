@@ -21,11 +21,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from batches.choices import Mode
 from batches.dify.types import InputVariable
-from batches.display import presenters
 from batches.exports import batches as exporters
 from batches.forms.batches import ImportOptionsForm, UploadForm
 from batches.forms.mapping import ColumnMapForm
-from batches.imports import importers, mapping, previews, uploads
+from batches.imports import importers, mapping, uploads
 from batches.imports.uploads import Upload
 from batches.models import Workflow
 from batches.roles import ADD_BATCH, CONTROL_BATCH
@@ -33,6 +32,7 @@ from batches.selectors import batches as selectors
 from batches.selectors.cost import estimate_for_file
 from batches.services import audit, mappings, workflows
 from batches.services.imports import import_batch
+from batches.views import presenters, previews
 from batches.views.access import require
 
 

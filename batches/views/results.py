@@ -13,7 +13,6 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from batches.choices import ErrorType, ExecutionStatus
-from batches.display.presenters import Cell, cell
 from batches.models import BatchTask, Execution
 from batches.roles import ADD_BATCH
 from batches.selectors import batches as selectors
@@ -26,6 +25,7 @@ from batches.selectors.results import (
     page_number,
     result_page,
 )
+from batches.views.presenters import Cell, cell
 
 RESULTS_PAGE_SIZE = 50
 

@@ -12,13 +12,13 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from batches.dify.pages import ConnectionReport
-from batches.display.presenters import waiting_message
 from batches.forms.workflows import WorkflowForm
 from batches.models import Workflow
 from batches.roles import ADD_WORKFLOW, CHANGE_WORKFLOW, VIEW_WORKFLOW
 from batches.selectors import batches as selectors
 from batches.services import audit, notify, workflows
 from batches.views.access import require
+from batches.views.presenters import waiting_message
 
 DELIVERIES_SHOWN = 10
 

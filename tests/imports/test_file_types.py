@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from batches import conf
+from batches.dify import file_types
 from batches.dify.types import InputVariable
-from batches.imports import file_types, inputs
+from batches.imports import inputs
 from batches.imports.importers import ImportFileError
 from batches.models import BatchFile, BatchTask, Execution
 from batches.services import imports

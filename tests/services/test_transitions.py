@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 
-from batches.choices import BatchStatus, ExecutionStatus
+from batches.choices import ACTIVE, ENDED, BatchStatus, ExecutionStatus
 from batches.models import BatchTask, Execution
 from batches.services import transitions
-from batches.services.transitions import ACTIVE, ENDED, TransitionError, require, transition
+from batches.services.transitions import TransitionError, require, transition
 
 
 def test_finish_done_finishes_only_batches_with_nothing_left(make_batch):

@@ -2,9 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from batches.choices import BatchStatus
+from batches.choices import ENDED, BatchStatus
 from batches.services import audit, retention
-from batches.services.transitions import ENDED
 
 
 class Command(BaseCommand):

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from batches.dify.types import InputVariable
-from batches.display import presenters
 from batches.imports import importers, mapping
 from batches.imports.uploads import Upload
 from batches.services import file_imports
+from batches.views import presenters
 
 PREVIEW_ROWS = 20
 SHOWN_CHARS = 200  # of a cell, kept for the preview (the page shows 120)
