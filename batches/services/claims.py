@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
+from django_q.tasks import async_task
 
 from batches.choices import RUN_ENDED_ERRORS, BatchStatus, ExecutionStatus, Trigger
 from batches.cluster import nodes
@@ -34,8 +35,6 @@ logger = logging.getLogger(__name__)
 def wake_runners(*, count: int | None = None) -> None:
     """Enqueue runners (one per slot by default). They are wake-ups only: one that finds no free slot, or no
     work, ends at once."""
-    from django_q.tasks import async_task
-
     for _ in range(settings.BATCHES_RUNNERS if count is None else count):
         async_task("batches.tasks.run_batches", task_name="batches-runner")
 

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
+from django_q.tasks import async_task
 
 from batches import delivery
 from batches.choices import CircuitState
@@ -115,8 +116,6 @@ def rotate_webhook_secret(workflow_id: int, *, actor: audit.Actor | None = None)
 
 
 def wake_sender() -> None:
-    from django_q.tasks import async_task
-
     async_task("batches.tasks.deliver_notifications", task_name="batches-notify")
 
 
