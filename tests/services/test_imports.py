@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,12 +20,7 @@ DOC = InputVariable("doc", "Document", required=True, type="file")
 TEXT = InputVariable("text", "Text")
 SERVICES = Path(batches.services.__file__).parent
 IMPORT_MODULES = ("lifecycle", "imports", "file_imports", "workflows", "rerun")
-
-
-@pytest.fixture(autouse=True)
-def files_dir(settings: Any, tmp_path: Path) -> Path:
-    settings.BATCHES_FILES_DIR = tmp_path / "files"
-    return settings.BATCHES_FILES_DIR
+pytestmark = pytest.mark.usefixtures("files_dir")
 
 
 @pytest.fixture

@@ -2,15 +2,17 @@
 again, no GET sends it, and a batch made for another base URL never sends the current key there.
 
 Local servers record the Authorization header of every request they get: the key must never arrive where it does
-not belong.
+not belong. And every face that edits a workflow (the page, the admin, `add_workflow`) writes it through
+`save_workflow`: the same audit entry, the same key rule, the app's variables read after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,8 +23,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batches.choices import BatchStatus, ExecutionStatus
+from batches.dify import pages
+from batches.dify.types import InputVariable
 from batches.imports.inputs import InputError
-from batches.models import Execution, Workflow
+from batches.models import AuditEntry, Execution, Workflow
 from batches.runner.worker import Runner
 from batches.services import lifecycle, workflows
 from batches.services.workflows import cached_input_variables, refresh_input_variables
@@ -272,3 +276,108 @@ def test_a_base_url_written_differently_is_the_same_place(make_workflow, make_ba
 
     batch.refresh_from_db()
     assert batch.status == BatchStatus.FINISHED
+
+
+# Every face that edits a workflow (the workflows page, the admin, `add_workflow`) writes it through
+# `save_workflow`: the same audit entry, the same key rule, the app's variables read after.
+SAVE_URL = "http://127.0.0.1:9/v1"
+MOVED = "http://127.0.0.1:8/v1"
+PERMS = ("batches.add_workflow", "batches.change_workflow", "batches.view_workflow")
+
+
+@pytest.fixture
+def app_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "fetch_parameters", lambda app, timeout=5: [InputVariable("text", "Text")])
+
+
+def form_data(name: str, **changes: Any) -> dict[str, Any]:
+    data = {
+        "name": name,
+        "mode": "workflow",
+        "base_url": SAVE_URL,
+        "api_key": "",
+        "response_mode": "streaming",
+        "timeout": 600,
+        "rpm_limit": "",
+        "concurrency": 10,
+        "retry_workflow_failed": "on",
+    }
+    return {**data, **changes}
+
+
+def on_the_page(editor: Client, workflow: Workflow | None, **changes: Any) -> None:
+    target = reverse("batches:workflow_edit", args=[workflow.pk]) if workflow else reverse("batches:workflow_add")
+    editor.post(target, form_data(workflow.name if workflow else "new", **changes))
+
+
+def in_the_admin(editor: Client, workflow: Workflow | None, **changes: Any) -> None:
+    change, add = "admin:batches_workflow_change", "admin:batches_workflow_add"
+    target = reverse(change, args=[workflow.pk]) if workflow else reverse(add)
+    editor.post(target, form_data(workflow.name if workflow else "new", **changes))
+
+
+def on_the_command_line(editor: Client, workflow: Workflow | None, **changes: Any) -> None:
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in changes.items()]
+    base_url = [] if workflow else [f"--base-url={SAVE_URL}"]
+    with contextlib.suppress(CommandError):  # refused: the tests look at what was written
+        call_command("add_workflow", workflow.name if workflow else "new", *base_url, *options)
+
+
+FACES: dict[str, Callable[..., None]] = {"page": on_the_page, "admin": in_the_admin, "cli": on_the_command_line}
+
+
+@pytest.fixture
+def editor(login: Any, app_answers: None) -> Client:
+    """Staff who may add and change workflows; the app answers with one variable."""
+    return login(*PERMS)
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_a_change_from_any_face_is_recorded_and_the_apps_variables_read(
+    face, editor, make_workflow, django_capture_on_commit_callbacks
+):
+    workflow = make_workflow(base_url=SAVE_URL)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        FACES[face](editor, workflow, concurrency=4)
+
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.face, entry.workflow_id) == ("workflow", face, workflow.pk)
+    assert entry.detail == {"changed": ["concurrency"], "created": False}
+    workflow.refresh_from_db()
+    assert (workflow.concurrency, workflow.input_variables[0]["variable"]) == (4, "text")
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_a_workflow_added_from_any_face_is_recorded_with_its_key(face, editor, db, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        FACES[face](editor, None, api_key="app-new-key")
+
+    workflow = Workflow.objects.get()
+    [entry] = AuditEntry.objects.all()
+    assert (entry.action, entry.face, entry.workflow_id) == ("workflow_key", face, workflow.pk)
+    assert entry.detail["created"] is True and "api_key" in entry.detail["changed"]
+    assert (workflow.api_key, workflow.input_variables[0]["variable"]) == ("app-new-key", "text")
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_no_face_moves_a_workflow_without_its_key(face, editor, make_workflow, django_capture_on_commit_callbacks):
+    workflow = make_workflow(base_url=SAVE_URL, api_key="app-old-key")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        FACES[face](editor, workflow, base_url=MOVED)
+
+    workflow.refresh_from_db()
+    assert (workflow.base_url, workflow.api_key) == (SAVE_URL, "app-old-key")
+    assert not AuditEntry.objects.exists()
+
+
+@pytest.mark.parametrize("face", ["page", "admin"])
+def test_a_form_clears_a_limit_left_blank(face, editor, make_workflow):
+    workflow = make_workflow(base_url=SAVE_URL, rpm_limit=60)
+
+    FACES[face](editor, workflow, rpm_limit="")
+
+    workflow.refresh_from_db()
+    assert workflow.rpm_limit is None
+    assert AuditEntry.objects.get().detail["changed"] == ["rpm_limit"]
