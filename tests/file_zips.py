@@ -6,7 +6,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from batches.choices import ExecutionStatus
 from batches.dify.types import InputVariable
+from batches.models import BatchFile, BatchTask, Execution
 from batches.services import imports
 
 DOC = InputVariable("doc", "Document", required=True, type="file")
@@ -25,6 +27,16 @@ def invoice_zip(tmp_path: Path, rows: int = 50, distinct: int = 20) -> Path:
     table = "doc,text\n" + "".join(f"invoices/{i % distinct:02d}.pdf,row {i}\n" for i in range(rows))
     members = {f"invoices/{i:02d}.pdf": b"%PDF-1.4 invoice " + str(i).encode() * 100 for i in range(distinct)}
     return write_zip(tmp_path / "invoices.zip", table, members)
+
+
+def assert_each_file_uploaded_once(stats: dict, batch: BatchTask, *, files: int, rows: int) -> None:
+    """The fake saw each file uploaded once and every row called once, each row sending its file's upload id."""
+    assert (stats["uploads"]["total"], stats["calls"]) == (files, rows)
+    assert set(stats["uploads"]["by_name"].values()) == {1}
+    upload_ids = dict(BatchFile.objects.filter(batch=batch).values_list("name", "upload_id"))
+    for row in Execution.objects.filter(batch=batch):
+        assert row.status == ExecutionStatus.SUCCEEDED
+        assert row.outputs["echo"]["doc"]["upload_file_id"] == upload_ids[row.inputs["doc"]["file"]]
 
 
 def left_on_disk(folder: Path) -> list[Path]:

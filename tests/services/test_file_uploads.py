@@ -22,7 +22,7 @@ from batches.models import Attempt, BatchFile, BatchTask, Execution, Workflow
 from batches.runner.worker import Runner
 from batches.selectors.compare import ONLY_A, ONLY_B, compare
 from batches.services import file_uploads, imports, lifecycle, rerun
-from tests.file_zips import NO_START, invoice_zip, left_on_disk
+from tests.file_zips import NO_START, assert_each_file_uploaded_once, invoice_zip, left_on_disk
 
 pytestmark = pytest.mark.usefixtures("files_dir")
 
@@ -112,12 +112,7 @@ def test_a_zip_of_50_rows_naming_20_files_uploads_each_file_once(workflow, fake,
     Runner().run(seconds=60)
 
     stats = fake.stats()
-    assert (stats["uploads"]["total"], stats["calls"]) == (20, 50)
-    assert set(stats["uploads"]["by_name"].values()) == {1}
-    upload_ids = dict(BatchFile.objects.filter(batch=batch).values_list("name", "upload_id"))
-    for row in Execution.objects.filter(batch=batch):
-        assert row.status == ExecutionStatus.SUCCEEDED
-        assert row.outputs["echo"]["doc"]["upload_file_id"] == upload_ids[row.inputs["doc"]["file"]]
+    assert_each_file_uploaded_once(stats, batch, files=20, rows=50)
 
 
 def test_a_row_retried_by_hand_reuses_its_upload(workflow, fake, tmp_path):
