@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from batches.choices import ACTIVE, BatchStatus
+from batches.choices import ACTIVE, ENDED, BatchStatus
 from batches.exports import batches as exporters
 from batches.forms.batches import BatchFilterForm, ConcurrencyForm
 from batches.models import AuditEntry, BatchTask
@@ -81,7 +81,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "formats": exporters.FORMATS,
         "controls": controls.offered(request, batch, progress.failed),
         "concurrency_form": ConcurrencyForm(initial={"concurrency": batch.concurrency}) if can_control else None,
-        "live": batch.status not in presenters.FINAL_STATES,
+        "live": batch.status not in ENDED,
         "can_probe": can_control,
         "moved": workflows.moved(batch),
         "progress_data": presenters.progress_data(batch, progress, errors),

@@ -15,13 +15,12 @@ from django.utils.formats import time_format
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from batches.choices import BatchStatus, ErrorType
+from batches.choices import ENDED, BatchStatus, ErrorType
 from batches.imports import files
 from batches.models import BatchTask
 from batches.selectors import batches as selectors
 from batches.selectors.batches import Progress, Upstream, iso
 
-FINAL_STATES = (BatchStatus.FINISHED, BatchStatus.CANCELLED)
 CLIP = 160  # characters of a cell shown in a table; the row's page shows the whole value
 ENCODINGS = {"utf-8": "UTF-8", "utf-8-sig": _("UTF-8 with BOM"), "gb18030": "GB18030 / GBK"}
 DELIMITERS = {",": _("comma (,)"), ";": _("semicolon (;)"), "\t": _("tab"), "|": _("vertical bar (|)")}
@@ -102,7 +101,7 @@ def progress_data(batch: BatchTask, progress: Progress, errors: list[tuple[str, 
         "status": batch.status,
         "status_display": str(batch.get_status_display()),
         "status_reason": batch.status_reason,
-        "finished": batch.status in FINAL_STATES,
+        "finished": batch.status in ENDED,
         "concurrency": batch.concurrency,
         **{name: getattr(progress, name) for name in ("total", "pending", "running", "succeeded", "failed")},
         **{name: getattr(progress, name) for name in ("cancelled", "done", "percent", "total_tokens")},
