@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The project's own copy of ../shared/dify-real (run answers) and ../shared/dify-real-files (uploads and file
-# inputs): a clone anywhere has them. tests/dify/test_recordings.py fails when a copy drifts from the shared set.
+# The project's own copy of the real Dify answers (runs: run answers; files: uploads and file inputs): a clone
+# anywhere has them. `python scripts/recordings.py` says when the copy drifts from the sets it was taken from.
 RECORDED = Path(__file__).resolve().parent / "dify" / "recordings"
 RECORDINGS = Path(os.environ.get("DIFY_REAL_DIR", RECORDED / "runs"))
 FILE_RECORDINGS = RECORDED / "files"

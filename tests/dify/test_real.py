@@ -1,4 +1,4 @@
-"""Every recorded real Dify answer (tests/dify/recordings/runs, a copy of ../shared/dify-real/), replayed over a
+"""Every recorded real Dify answer (tests/dify/recordings/runs, the project's copy), replayed over a
 socket through the client and the engine's result recording: what the batch records must be what the recording
 says a correct client records.
 

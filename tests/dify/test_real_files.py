@@ -1,4 +1,4 @@
-"""Every recorded Dify answer about files (tests/dify/recordings/files, a copy of ../shared/dify-real-files/),
+"""Every recorded Dify answer about files (tests/dify/recordings/files, the project's copy),
 replayed over a socket: through the client alone, and through a one-row batch (import, uploads, run, record).
 
 The batch's row is the case's `table` and `files`, else the row the recorded request implies (its file names,
